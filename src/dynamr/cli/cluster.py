@@ -1,0 +1,97 @@
+"""``dynamr cluster``: start, inspect and stop a local cluster of node processes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from dynamr.cli.common import Target, cluster_options, console, friendly_errors
+from dynamr.config import Quorum, StoreSettings
+from dynamr.errors import ConfigError, DynamrError
+from dynamr.localcluster import DEFAULT_DIR, LocalCluster
+
+
+@click.group()
+def cluster() -> None:
+    """Manage a cluster."""
+
+
+@cluster.command("up")
+@click.option("--nodes", type=int, default=None, help="Number of nodes (default 3, or the existing cluster's).")
+@click.option("-n", "n", type=int, default=3, show_default=True, help="Replicas per key (N).")
+@click.option("-r", "r", type=int, default=2, show_default=True, help="Default read quorum (R).")
+@click.option("-w", "w", type=int, default=2, show_default=True, help="Default write quorum (W).")
+@click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True,
+              help="Directory for the cluster's files, data and logs.")
+@friendly_errors
+def up(nodes: int | None, n: int, r: int, w: int, root: Path) -> None:
+    """Start a local cluster in the background (ports chosen free, on 127.0.0.1)."""
+    local = LocalCluster(root)
+    if local.exists and (nodes is None or nodes == len(local.spec.nodes)):
+        if local.running() and len(local.running()) == len(local.spec.nodes):
+            console.print(f"cluster in {root} is already running ({len(local.spec.nodes)} nodes)")
+            return
+        console.print(f"restarting the existing cluster in {root}")
+    else:
+        if local.exists and local.running():
+            raise ConfigError(f"a cluster of another size runs in {root}; stop it with 'dynamr cluster down'")
+        count = nodes or 3
+        q = min(n, count)
+        settings = StoreSettings(quorum=Quorum(n=q, r=min(r, q), w=min(w, q)))
+        local = LocalCluster.create(root, count, settings)
+    with console.status("starting nodes..."):
+        local.start()
+    spec = local.spec
+    q = spec.settings.quorum
+    console.print(f"[green]cluster up[/]: {len(spec.nodes)} nodes, N={q.n} R={q.r} W={q.w}, "
+                  f"files in {root}", highlight=False)
+    for node in spec.nodes:
+        console.print(f"  {node.node_id}  {node.host}:{node.port}", highlight=False)
+
+
+@cluster.command("status")
+@cluster_options
+@friendly_errors
+def status(target: Target) -> None:
+    """Show each node and its health."""
+    with target.client(timeout=3.0) as client:
+        view = client.cluster()
+        statuses = client.node_status()
+    table = Table(title="dynamr cluster")
+    for col in ("node", "address", "state", "epoch", "keys", "hints", "tombstones", "sees down"):
+        table.add_column(col)
+    healthy = 0
+    for node_id, address in view.nodes.items():
+        st = statuses[node_id]
+        addr = f"{address[0]}:{address[1]}"
+        if isinstance(st, DynamrError):
+            table.add_row(node_id, addr, "[red]down[/]", "", "", "", "", "")
+            continue
+        healthy += 1
+        table.add_row(node_id, addr, "[green]up[/]", st.epoch, str(st.keys), str(st.hints),
+                      str(st.tombstones), ", ".join(st.down) or "-")
+    console.print(table)
+    console.print(f"{healthy} of {len(view.nodes)} nodes up; N={view.n}")
+    if healthy < len(view.nodes):
+        raise SystemExit(1)
+
+
+@cluster.command("down")
+@click.option("--purge", is_flag=True, help="Also delete the cluster's directory (all data).")
+@click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True)
+@friendly_errors
+def down(purge: bool, root: Path) -> None:
+    """Stop the local cluster's nodes cleanly."""
+    local = LocalCluster(root)
+    if not local.exists:
+        console.print(f"no cluster in {root}")
+        return
+    running = local.running()
+    local.stop()
+    console.print(f"stopped {len(running)} node(s)")
+    if purge:
+        shutil.rmtree(root)
+        console.print(f"deleted {root}")

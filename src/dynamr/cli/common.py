@@ -1,0 +1,85 @@
+"""What every CLI command shares: finding the cluster, the secret, and turning errors into messages.
+
+Without ``--cluster``, commands use the local cluster in ``./.dynamr`` (or ``--dir``), made by
+``dynamr cluster up``. With ``--cluster HOST:PORT[,HOST:PORT...]`` they talk to a remote cluster and need
+its secret (``--secret``, ``--secret-file`` or ``DYNAMR_SECRET``).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from dynamr.config import load_secret
+from dynamr.errors import ConfigError, DynamrError
+from dynamr.localcluster import DEFAULT_DIR, LocalCluster
+from dynamr.store.client import Client
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class Target:
+    seeds: list[tuple[str, int]]
+    secret: bytes
+    local: LocalCluster | None
+
+    def client(self, timeout: float = 10.0) -> Client:
+        return Client(self.seeds, self.secret, timeout=timeout)
+
+
+def cluster_options(func: F) -> F:
+    """Add --cluster, --secret, --secret-file and --dir, resolved into a ``target`` argument."""
+
+    @click.option("--cluster", "cluster", metavar="HOST:PORT[,...]",
+                  help="A remote cluster's node address(es). Default: the local cluster in --dir.")
+    @click.option("--secret", envvar="DYNAMR_SECRET", help="Cluster secret (or set DYNAMR_SECRET).")
+    @click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
+    @click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True,
+                  help="Directory of the local cluster.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, cluster: str | None, secret: str | None, secret_file: Path | None,
+                root: Path, **kwargs: Any) -> Any:
+        if cluster:
+            seeds = [parse_address(part) for part in cluster.split(",") if part.strip()]
+            target = Target(seeds, load_secret(secret, secret_file), None)
+        else:
+            local = LocalCluster(root)
+            spec = local.spec
+            target = Target([n.address for n in spec.nodes],
+                            load_secret(secret, secret_file) if (secret or secret_file) else local.secret,
+                            local)
+        return func(*args, target=target, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def friendly_errors(func: F) -> F:
+    """Print a DynamrError as one clear line and exit 1 instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DynamrError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,76 @@
+"""``dynamr kv``: get, put and delete keys."""
+
+from __future__ import annotations
+
+import base64
+
+import click
+
+from dynamr.cli.common import Target, cluster_options, console, friendly_errors
+
+
+def _show(value: bytes) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(value).decode()
+
+
+@click.group()
+def kv() -> None:
+    """Read and write keys in the store."""
+
+
+@kv.command("put")
+@click.argument("key")
+@click.argument("value")
+@click.option("--context", default="", help="Causal context printed by 'kv get' (resolves siblings).")
+@click.option("--concurrent", is_flag=True,
+              help="Write without any context: the value becomes a sibling of what is there.")
+@click.option("-w", "w", type=int, default=0, help="Write quorum W (default: the cluster's).")
+@cluster_options
+@friendly_errors
+def put(key: str, value: str, context: str, concurrent: bool, w: int, target: Target) -> None:
+    """Write VALUE under KEY, replacing what a read sees now (unless --context or --concurrent)."""
+    with target.client() as client:
+        if context:
+            ctx = bytes.fromhex(context)
+        else:
+            ctx = b"" if concurrent else client.get(key).context
+        client.put(key, value.encode(), context=ctx, w=w)
+    console.print(f"stored {key}")
+
+
+@kv.command("get")
+@click.argument("key")
+@click.option("-r", "r", type=int, default=0, help="Read quorum R (default: the cluster's).")
+@cluster_options
+@friendly_errors
+def get(key: str, r: int, target: Target) -> None:
+    """Print the value of KEY (every sibling, when concurrent writes left several)."""
+    with target.client() as client:
+        result = client.get(key, r=r)
+    if not result.values:
+        console.print(f"[yellow]{key}: not found[/]", highlight=False)
+        raise SystemExit(1)
+    if len(result.values) == 1:
+        click.echo(_show(result.values[0]))
+        return
+    console.print(f"{key} has {len(result.values)} siblings (concurrent writes):", highlight=False)
+    for i, value in enumerate(result.values, 1):
+        click.echo(f"  [{i}] {_show(value)}")
+    console.print(f"resolve with: dynamr kv put {key} VALUE --context {result.context.hex()}",
+                  highlight=False)
+
+
+@kv.command("delete")
+@click.argument("key")
+@click.option("--context", default="", help="Causal context printed by 'kv get'.")
+@cluster_options
+@friendly_errors
+def delete(key: str, context: str, target: Target) -> None:
+    """Delete KEY (reads it first, so the delete covers what is there now)."""
+    with target.client() as client:
+        ctx = bytes.fromhex(context) if context else client.get(key).context
+        client.delete(key, context=ctx)
+    console.print(f"deleted {key}")

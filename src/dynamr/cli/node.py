@@ -1,0 +1,35 @@
+"""``dynamr node start``: run one store node in the foreground."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dynamr.cli.common import friendly_errors
+from dynamr.config import ClusterSpec, load_secret
+from dynamr.store.process import run_node, setup_logging
+
+
+@click.group()
+def node() -> None:
+    """Run a store node."""
+
+
+@node.command("start")
+@click.option("--cluster-file", required=True, type=click.Path(exists=True, path_type=Path),
+              help="JSON file listing the cluster's nodes and settings.")
+@click.option("--node-id", required=True, help="This node's id in the cluster file.")
+@click.option("--data-dir", required=True, type=click.Path(path_type=Path), help="Where this node keeps data.")
+@click.option("--secret", envvar="DYNAMR_SECRET", help="Cluster secret (or set DYNAMR_SECRET).")
+@click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
+@click.option("--log-level", default="info", show_default=True)
+@friendly_errors
+def start(cluster_file: Path, node_id: str, data_dir: Path, secret: str | None, secret_file: Path | None,
+          log_level: str) -> None:
+    """Start a node in the foreground; it listens only on its address in the cluster file."""
+    spec = ClusterSpec.load(cluster_file)
+    spec.node(node_id)
+    secret_bytes = load_secret(secret, secret_file)
+    setup_logging(log_level, node_id)
+    run_node(spec, node_id, data_dir, secret_bytes)

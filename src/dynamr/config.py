@@ -1,0 +1,219 @@
+"""The one place for configuration defaults and their validation.
+
+:class:`StoreSettings` holds every tunable of a store node, each documented where it is declared, and
+validated when built (quorum sizes, ordered timeouts, positive limits). :class:`ClusterSpec` is the static
+membership of a cluster (the cluster file: node ids and addresses, plus the default quorum). Secrets never
+live in the cluster file: they are read from a separate file or the ``DYNAMR_SECRET`` environment variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dynamr.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV = "DYNAMR_SECRET"
+FSYNC_POLICIES = ("always", "periodic", "never")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quorum:
+    """Replication factor ``n``, read quorum ``r`` and write quorum ``w`` for one request or a cluster."""
+
+    n: int = 3
+    r: int = 2
+    w: int = 2
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ConfigError(f"N must be at least 1 (got N={self.n})")
+        for name, value in (("R", self.r), ("W", self.w)):
+            if not 1 <= value <= self.n:
+                raise ConfigError(f"{name} must be between 1 and N={self.n} (got {name}={value})")
+
+    @property
+    def strongly_consistent(self) -> bool:
+        """True when read and write quorums overlap (R + W > N)."""
+        return self.r + self.w > self.n
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreSettings:
+    """Tunables of a store node. Every field has a default that suits a small cluster on a LAN."""
+
+    quorum: Quorum = field(default_factory=Quorum)
+    #: virtual nodes (ring tokens) per physical node; more tokens, more even load
+    vnodes: int = 128
+    #: seconds between liveness pings to each peer
+    heartbeat_interval: float = 0.5
+    #: seconds without a successful ping before a peer is considered down
+    failure_timeout: float = 2.5
+    #: default deadline, seconds, of a client request (get, put, delete)
+    request_timeout: float = 5.0
+    #: deadline, seconds, of one replica read or write sent by a coordinator
+    replica_timeout: float = 2.0
+    #: seconds between attempts to hand hints back to their owners
+    handoff_interval: float = 1.0
+    #: seconds between sweeps that purge tombstones every replica holds
+    tombstone_reap_interval: float = 10.0
+    #: largest key accepted, bytes
+    max_key_bytes: int = 4096
+    #: largest value accepted, bytes; larger data belongs in files on the store
+    max_value_bytes: int = 8 * 1024 * 1024
+    #: largest single message on the wire, bytes (it travels in frames of at most ``frame_bytes``)
+    max_message_bytes: int = 64 * 1024 * 1024
+    #: largest frame on the wire, bytes
+    frame_bytes: int = 1024 * 1024
+    #: "always": fsync each group commit before acknowledging; "periodic": every ``fsync_interval``;
+    #: "never": leave it to the OS (replication is the durability)
+    fsync: str = "always"
+    fsync_interval: float = 1.0
+    #: LMDB map size, bytes (sparse: costs nothing until used)
+    map_size: int = 1 << 38
+
+    def __post_init__(self) -> None:
+        if self.vnodes < 1:
+            raise ConfigError(f"vnodes must be at least 1 (got {self.vnodes})")
+        if self.fsync not in FSYNC_POLICIES:
+            raise ConfigError(f"fsync must be one of {', '.join(FSYNC_POLICIES)} (got {self.fsync!r})")
+        for name in ("heartbeat_interval", "failure_timeout", "request_timeout", "replica_timeout",
+                     "handoff_interval", "tombstone_reap_interval", "fsync_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
+        if self.failure_timeout <= self.heartbeat_interval:
+            raise ConfigError(
+                f"failure_timeout ({self.failure_timeout}s) must exceed heartbeat_interval "
+                f"({self.heartbeat_interval}s), or every peer looks dead between two pings")
+        if self.replica_timeout > self.request_timeout:
+            raise ConfigError(
+                f"replica_timeout ({self.replica_timeout}s) must not exceed request_timeout "
+                f"({self.request_timeout}s)")
+        if not 1024 <= self.frame_bytes <= self.max_message_bytes:
+            raise ConfigError("frame_bytes must be at least 1024 and at most max_message_bytes")
+        if self.max_value_bytes + self.max_key_bytes + 65536 > self.max_message_bytes:
+            raise ConfigError("max_message_bytes must leave room for the largest key and value")
+        if not self.quorum.strongly_consistent:
+            log.warning("R + W <= N (%s): reads may miss acknowledged writes", self.quorum)
+
+    def replace(self, **changes: Any) -> StoreSettings:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StoreSettings:
+        """Build settings from a plain mapping (a cluster file's ``settings``), rejecting unknown keys."""
+        raw = dict(raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known - {"n", "r", "w"}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        quorum = Quorum(n=raw.pop("n", 3), r=raw.pop("r", 2), w=raw.pop("w", 2))
+        return cls(quorum=quorum, **raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "quorum"}
+        out.update(n=self.quorum.n, r=self.quorum.r, w=self.quorum.w)
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeAddress:
+    """One member of the cluster: a stable id and where it listens."""
+
+    node_id: str
+    host: str
+    port: int
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterSpec:
+    """Static membership: the nodes of the cluster and the settings they share."""
+
+    nodes: tuple[NodeAddress, ...]
+    settings: StoreSettings = field(default_factory=StoreSettings)
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            raise ConfigError("a cluster needs at least one node")
+        ids = [n.node_id for n in self.nodes]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"node ids must be unique (got {ids})")
+        if self.settings.quorum.n > len(self.nodes):
+            raise ConfigError(
+                f"N={self.settings.quorum.n} replicas need at least {self.settings.quorum.n} nodes; "
+                f"the cluster has {len(self.nodes)}. Lower N (and R, W) or add nodes.")
+
+    def node(self, node_id: str) -> NodeAddress:
+        for n in self.nodes:
+            if n.node_id == node_id:
+                return n
+        raise ConfigError(f"node {node_id!r} is not in the cluster file (known: "
+                          f"{', '.join(n.node_id for n in self.nodes)})")
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "nodes": [{"id": n.node_id, "host": n.host, "port": n.port} for n in self.nodes],
+            "settings": self.settings.to_dict(),
+        }, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ClusterSpec:
+        try:
+            raw = json.loads(text)
+            nodes = tuple(NodeAddress(node_id=str(n["id"]), host=str(n["host"]), port=int(n["port"]))
+                          for n in raw["nodes"])
+            settings = StoreSettings.from_dict(raw.get("settings", {}))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"malformed cluster file: {exc}") from exc
+        return cls(nodes=nodes, settings=settings)
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterSpec:
+        try:
+            return cls.from_json(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read cluster file {path}: {exc.strerror}") from exc
+
+
+def new_secret() -> bytes:
+    """A fresh random cluster secret (hex text, so it can be typed and put in an environment variable)."""
+    return secrets.token_hex(32).encode()
+
+
+def write_secret(path: Path, secret: bytes) -> None:
+    """Write a secret file readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secret)
+
+
+def load_secret(secret: str | None = None, secret_file: Path | None = None) -> bytes:
+    """The cluster secret from, in order: an explicit value, a file, the ``DYNAMR_SECRET`` variable."""
+    if secret:
+        return secret.encode()
+    if secret_file is not None:
+        try:
+            value = secret_file.read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read secret file {secret_file}: {exc.strerror}") from exc
+        if not value:
+            raise ConfigError(f"secret file {secret_file} is empty")
+        return value
+    env = os.environ.get(SECRET_ENV)
+    if env:
+        return env.encode()
+    raise ConfigError(
+        f"no cluster secret: pass --secret or --secret-file, or set {SECRET_ENV}")

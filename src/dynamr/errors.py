@@ -1,0 +1,115 @@
+"""Every exception dynamr raises on purpose, under one root: :class:`DynamrError`.
+
+Errors that cross the wire carry a short ``code`` (a stable string) and a message written for the user:
+what was wrong and what to do. :func:`error_from_code` turns a remote error reply back into the matching
+class on the client side, so callers catch the same exception whether the fault was local or remote.
+"""
+
+from __future__ import annotations
+
+
+class DynamrError(Exception):
+    """Root of every error dynamr raises on purpose."""
+
+    code = "error"
+
+
+class ConfigError(DynamrError):
+    """A configuration value is missing, malformed or inconsistent."""
+
+    code = "config"
+
+
+class ClusterNotFoundError(DynamrError):
+    """No cluster address was given and no local cluster was found."""
+
+    code = "cluster_not_found"
+
+
+class AuthenticationError(DynamrError):
+    """A peer failed the cluster-secret handshake (wrong or missing secret, or not a dynamr node)."""
+
+    code = "auth"
+
+
+class ProtocolError(DynamrError):
+    """A peer sent bytes that are not a valid dynamr frame or message."""
+
+    code = "protocol"
+
+
+class FrameTooLargeError(ProtocolError):
+    """A message is larger than the configured frame limit."""
+
+    code = "frame_too_large"
+
+
+class UnavailableError(DynamrError):
+    """A node could not be reached (refused, reset or closed connection)."""
+
+    code = "unavailable"
+
+
+class ConnectFailedError(UnavailableError):
+    """No connection could be opened to a node, so the request was certainly not sent."""
+
+
+class DeadlineExceededError(DynamrError):
+    """An operation did not finish before its deadline."""
+
+    code = "deadline"
+
+
+class QuorumError(DynamrError):
+    """Too few replicas answered to satisfy the requested R or W."""
+
+    code = "quorum"
+
+
+class BadRequestError(DynamrError):
+    """A request was malformed or asked for something invalid (for example R > N)."""
+
+    code = "bad_request"
+
+
+class KeyTooLargeError(BadRequestError):
+    """A key is longer than the configured limit."""
+
+    code = "key_too_large"
+
+
+class ValueTooLargeError(BadRequestError):
+    """A value is larger than the configured limit; large data belongs in files on the store."""
+
+    code = "value_too_large"
+
+
+class RemoteError(DynamrError):
+    """A remote node failed with an unexpected internal error (its log has the traceback)."""
+
+    code = "internal"
+
+
+_BY_CODE: dict[str, type[DynamrError]] = {
+    cls.code: cls
+    for cls in (
+        DynamrError,
+        ConfigError,
+        ClusterNotFoundError,
+        AuthenticationError,
+        ProtocolError,
+        FrameTooLargeError,
+        UnavailableError,
+        DeadlineExceededError,
+        QuorumError,
+        BadRequestError,
+        KeyTooLargeError,
+        ValueTooLargeError,
+        RemoteError,
+    )
+}
+
+
+def error_from_code(code: str, message: str) -> DynamrError:
+    """Rebuild the exception a remote node reported, falling back to :class:`RemoteError`."""
+    return _BY_CODE.get(code, RemoteError)(message)

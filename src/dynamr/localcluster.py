@@ -1,0 +1,261 @@
+"""A cluster of node processes on this machine, kept under one directory.
+
+Layout of the directory (``.dynamr`` in the working directory for ``dynamr cluster up``)::
+
+    cluster.json          membership and settings (no secret)
+    secret                the cluster secret, mode 0600
+    nodes/<id>/           each node's data directory
+    logs/<id>.log         each node's log
+    pids/<id>.pid         pid of each running node
+
+Nodes listen on 127.0.0.1 on ports chosen free when the cluster is created. Integration tests use the
+same class, so what they exercise is exactly what users run: separate processes, real TCP, LMDB on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from dynamr.config import ClusterSpec, NodeAddress, StoreSettings, new_secret, write_secret
+from dynamr.errors import ClusterNotFoundError, ConfigError, DynamrError, UnavailableError
+
+DEFAULT_DIR = ".dynamr"
+#: node processes this Python process started (so they can be polled and reaped)
+_CHILDREN: dict[int, subprocess.Popen[Any]] = {}
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Ports the kernel considers free right now (held open together so they are distinct)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class LocalCluster:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # --- files ---------------------------------------------------------------------------------------
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.root / "cluster.json"
+
+    @property
+    def secret_file(self) -> Path:
+        return self.root / "secret"
+
+    def data_dir(self, node_id: str) -> Path:
+        return self.root / "nodes" / node_id
+
+    def log_file(self, node_id: str) -> Path:
+        return self.root / "logs" / f"{node_id}.log"
+
+    def pid_file(self, node_id: str) -> Path:
+        return self.root / "pids" / f"{node_id}.pid"
+
+    @property
+    def exists(self) -> bool:
+        return self.cluster_file.exists()
+
+    @property
+    def spec(self) -> ClusterSpec:
+        if not self.exists:
+            raise ClusterNotFoundError(
+                f"no local cluster in {self.root}: start one with 'dynamr cluster up', or pass --cluster")
+        return ClusterSpec.load(self.cluster_file)
+
+    @property
+    def secret(self) -> bytes:
+        return self.secret_file.read_bytes().strip()
+
+    @property
+    def seeds(self) -> list[tuple[str, int]]:
+        return [n.address for n in self.spec.nodes]
+
+    @classmethod
+    def create(cls, root: Path, nodes: int, settings: StoreSettings | None = None,
+               host: str = "127.0.0.1") -> LocalCluster:
+        """Write the cluster file and secret for ``nodes`` nodes on free ports (starts nothing)."""
+        if nodes < 1:
+            raise ConfigError("a cluster needs at least one node")
+        if settings is None:
+            settings = StoreSettings()
+        if settings.quorum.n > nodes:
+            q = min(settings.quorum.n, nodes)
+            settings = settings.replace(quorum=type(settings.quorum)(
+                n=q, r=min(settings.quorum.r, q), w=min(settings.quorum.w, q)))
+        cluster = cls(root)
+        if cluster.exists and cluster.running():
+            raise ConfigError(f"a cluster is already running in {root}; stop it with 'dynamr cluster down'")
+        for sub in ("nodes", "logs", "pids"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        ports = free_ports(nodes, host)
+        spec = ClusterSpec(nodes=tuple(NodeAddress(node_id=f"n{i + 1}", host=host, port=port)
+                                       for i, port in enumerate(ports)), settings=settings)
+        cluster.cluster_file.write_text(spec.to_json())
+        if not cluster.secret_file.exists():
+            write_secret(cluster.secret_file, new_secret())
+        return cluster
+
+    # --- processes -----------------------------------------------------------------------------------
+
+    def node_command(self, node_id: str) -> list[str]:
+        return [sys.executable, "-m", "dynamr", "node", "start", "--cluster-file", str(self.cluster_file),
+                "--node-id", node_id, "--data-dir", str(self.data_dir(node_id)),
+                "--secret-file", str(self.secret_file)]
+
+    def start_node(self, node_id: str) -> int:
+        self.spec.node(node_id)  # validates the id
+        self.log_file(node_id).parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file(node_id).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file(node_id), "ab") as log:
+            proc = subprocess.Popen(self.node_command(node_id), stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid_file(node_id).write_text(str(proc.pid))
+        _CHILDREN[proc.pid] = proc
+        return proc.pid
+
+    def start(self, node_ids: Iterable[str] | None = None, wait: float = 30.0) -> None:
+        ids = list(node_ids) if node_ids is not None else [n.node_id for n in self.spec.nodes]
+        for node_id in ids:
+            if self.pid(node_id) is None:
+                self.start_node(node_id)
+        self.wait_ready(ids, wait)
+
+    def pid(self, node_id: str) -> int | None:
+        """The pid of a running node process, or None."""
+        try:
+            pid = int(self.pid_file(node_id).read_text())
+        except (OSError, ValueError):
+            return None
+        proc = _CHILDREN.get(pid)
+        if proc is not None:
+            return pid if proc.poll() is None else None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid if _is_dynamr_process(pid) else None
+
+    def running(self) -> list[str]:
+        return [n.node_id for n in self.spec.nodes if self.pid(n.node_id) is not None]
+
+    def signal_node(self, node_id: str, sig: int) -> None:
+        pid = self.pid(node_id)
+        if pid is None:
+            raise UnavailableError(f"node {node_id} is not running")
+        os.kill(pid, sig)
+
+    def kill_node(self, node_id: str) -> None:
+        """SIGKILL: the process dies without any cleanup, as in a crash."""
+        pid = self.pid(node_id)
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGKILL)
+        self._wait_exit(pid, 10.0)
+        self.pid_file(node_id).unlink(missing_ok=True)
+
+    def stop_node(self, node_id: str, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        pid = self.pid(node_id)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if not self._wait_exit(pid, timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self._wait_exit(pid, timeout)
+        self.pid_file(node_id).unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        if not self.exists:
+            return
+        ids = [n.node_id for n in self.spec.nodes]
+        for node_id in ids:
+            pid = self.pid(node_id)
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        for node_id in ids:
+            self.stop_node(node_id)
+
+    def _wait_exit(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        proc = _CHILDREN.get(pid)
+        while time.monotonic() < deadline:
+            if proc is not None:
+                if proc.poll() is not None:
+                    _CHILDREN.pop(pid, None)
+                    return True
+            else:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return True
+                if not _is_dynamr_process(pid):
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def wait_ready(self, node_ids: Iterable[str], timeout: float) -> None:
+        """Block until each node answers an authenticated ping; a node that exits fails fast with its log."""
+        from dynamr.rpc.messages import Ping
+        from dynamr.store.client import Client
+
+        spec = self.spec
+        deadline = time.monotonic() + timeout
+        pending = list(node_ids)
+        with Client([spec.nodes[0].address], self.secret, timeout=1.0) as client:
+            while pending:
+                node_id = pending[0]
+                if self.pid(node_id) is None:
+                    raise UnavailableError(
+                        f"node {node_id} exited during start-up; its log {self.log_file(node_id)} ends with:\n"
+                        + self.log_tail(node_id))
+                try:
+                    client.call_node(spec.node(node_id).address, Ping(), 1.0)
+                    pending.pop(0)
+                    continue
+                except DynamrError:
+                    if time.monotonic() > deadline:
+                        raise UnavailableError(
+                            f"node {node_id} did not answer within {timeout:.0f}s; see "
+                            f"{self.log_file(node_id)}") from None
+                time.sleep(0.05)
+
+    def log_tail(self, node_id: str, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_file(node_id).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _is_dynamr_process(pid: int) -> bool:
+    """Guard against a stale pid file naming a pid the OS reused for another program."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid file
+    if not cmdline:
+        return False  # a zombie: exited
+    return b"dynamr" in cmdline

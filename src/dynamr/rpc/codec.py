@@ -1,0 +1,137 @@
+"""Frames and envelopes: how messages become bytes on a stream and back.
+
+A frame is a 5-byte header (payload length, big-endian u32; flags, u8) and a payload of at most
+``frame_bytes``. A message larger than one frame is cut into consecutive frames, all but the last flagged
+``MORE``; a connection's writer emits a message's frames back to back, so the reader just concatenates
+until a frame without ``MORE``. The total is bounded by ``max_message_bytes`` before anything is buffered.
+
+The reassembled payload is a msgpack array, the envelope: ``[kind, request_id, tag, *fields]`` for requests
+and replies, ``[ERROR, request_id, code, message]`` for error replies. Decoding uses ``use_list=False``
+(tuples are faster) and never runs code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from dynamr.errors import FrameTooLargeError, ProtocolError
+from dynamr.rpc.messages import MESSAGE_TYPES, Message
+
+HEADER = struct.Struct(">IB")
+FLAG_MORE = 1
+
+REQUEST = 0
+REPLY = 1
+ERROR = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded frame payload: a request, a reply, or an error reply."""
+
+    kind: int
+    request_id: int
+    message: Message | None = None
+    error_code: str = ""
+    error_message: str = ""
+
+
+def encode_message(kind: int, request_id: int, msg: Message) -> bytes:
+    return msgpack.packb([kind, request_id, msg.TAG, *[getattr(msg, f) for f in msg.FIELDS]],
+                         use_bin_type=True)
+
+
+def encode_error(request_id: int, code: str, text: str) -> bytes:
+    return msgpack.packb([ERROR, request_id, code, text], use_bin_type=True)
+
+
+def decode_envelope(payload: bytes) -> Envelope:
+    """Decode one reassembled payload; anything malformed raises :class:`ProtocolError`."""
+    try:
+        items = msgpack.unpackb(payload, use_list=False, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise ProtocolError(f"undecodable message: {exc}") from exc
+    if not isinstance(items, tuple) or len(items) < 3:
+        raise ProtocolError("message envelope must be an array of at least 3 items")
+    kind, request_id = items[0], items[1]
+    if not isinstance(request_id, int):
+        raise ProtocolError("request id must be an integer")
+    if kind == ERROR:
+        if len(items) != 4 or not isinstance(items[2], str) or not isinstance(items[3], str):
+            raise ProtocolError("malformed error reply")
+        return Envelope(kind, request_id, error_code=items[2], error_message=items[3])
+    if kind not in (REQUEST, REPLY):
+        raise ProtocolError(f"unknown envelope kind {kind!r}")
+    cls = MESSAGE_TYPES.get(items[2])
+    if cls is None:
+        raise ProtocolError(f"unknown message tag {items[2]!r}")
+    values = items[3:]
+    if len(values) > len(cls.FIELDS):
+        raise ProtocolError(f"{cls.__name__} has {len(cls.FIELDS)} fields, got {len(values)}")
+    try:
+        msg = cls(**dict(zip(cls.FIELDS, values, strict=False)))
+    except TypeError as exc:
+        raise ProtocolError(f"malformed {cls.__name__}: {exc}") from exc
+    return Envelope(kind, request_id, message=msg)
+
+
+def frame(payload: bytes, frame_bytes: int) -> list[bytes]:
+    """Cut a payload into wire frames of at most ``frame_bytes`` each (headers included in the list)."""
+    size = len(payload)
+    if size <= frame_bytes:
+        return [HEADER.pack(size, 0), payload]
+    view = memoryview(payload)
+    out: list[bytes] = []
+    for start in range(0, size, frame_bytes):
+        part = view[start:start + frame_bytes]
+        more = FLAG_MORE if start + frame_bytes < size else 0
+        out.append(HEADER.pack(len(part), more))
+        out.append(bytes(part))
+    return out
+
+
+async def read_payload(reader: asyncio.StreamReader, frame_bytes: int, max_message_bytes: int) -> bytes:
+    """Read one whole message (one or more frames). Raises ``IncompleteReadError`` at end of stream."""
+    header = await reader.readexactly(HEADER.size)
+    length, flags = HEADER.unpack(header)
+    _check_frame(length, flags, frame_bytes)
+    first = await reader.readexactly(length)
+    if not flags & FLAG_MORE:
+        return first
+    parts = [first]
+    total = length
+    while flags & FLAG_MORE:
+        length, flags = HEADER.unpack(await reader.readexactly(HEADER.size))
+        _check_frame(length, flags, frame_bytes)
+        total += length
+        if total > max_message_bytes:
+            raise FrameTooLargeError(f"message exceeds the {max_message_bytes}-byte limit")
+        parts.append(await reader.readexactly(length))
+    return b"".join(parts)
+
+
+def _check_frame(length: int, flags: int, frame_bytes: int) -> None:
+    if length > frame_bytes:
+        raise FrameTooLargeError(f"frame of {length} bytes exceeds the {frame_bytes}-byte frame limit")
+    if flags & ~FLAG_MORE:
+        raise ProtocolError(f"unknown frame flags {flags:#x}")
+
+
+def message_size_error(size: int, limit: int) -> FrameTooLargeError:
+    return FrameTooLargeError(
+        f"message of {size} bytes exceeds the {limit}-byte limit (max_message_bytes); "
+        "send large data as a file on the store")
+
+
+def pack_any(value: Any) -> bytes:
+    """msgpack-encode a plain value (used for opaque fields such as causal contexts)."""
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def unpack_any(data: bytes) -> Any:
+    return msgpack.unpackb(data, use_list=False, raw=False)

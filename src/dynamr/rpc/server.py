@@ -1,0 +1,142 @@
+"""The RPC server: accepts connections, authenticates them, and dispatches requests through a table.
+
+A :class:`Dispatcher` maps message classes to async handlers (one table, no chain of ifs) and is shared
+by the TCP server and the in-process transport. :class:`RpcServer` owns the listening socket: each
+connection first passes the HMAC handshake (nothing is decoded before), then its requests run
+concurrently, each answered with a reply or an error reply carrying a code and a message. A peer that
+breaks the protocol is disconnected; the server keeps serving everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from dynamr.errors import DynamrError, ProtocolError
+from dynamr.rpc import auth, codec
+from dynamr.rpc.messages import Message
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any], Awaitable[Message]]
+
+
+class Dispatcher:
+    """Routes a request message to the handler registered for its class."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._table: dict[type[Message], Handler] = {}
+
+    def register(self, cls: type[Message], handler: Handler) -> None:
+        self._table[cls] = handler
+
+    async def dispatch(self, msg: Message) -> Message:
+        handler = self._table.get(type(msg))
+        if handler is None:
+            raise ProtocolError(f"{self.name} does not serve {type(msg).__name__} requests")
+        return await handler(msg)
+
+    def error_reply(self, exc: BaseException, msg: Message) -> tuple[str, str]:
+        """The (code, message) to send back for a handler's exception."""
+        if isinstance(exc, DynamrError):
+            return exc.code, str(exc)
+        log.error("internal error in %s handling %s", self.name, type(msg).__name__, exc_info=exc)
+        return "internal", (f"internal error in {self.name} handling {type(msg).__name__}: "
+                            f"{type(exc).__name__}: {exc} (the node's log has the traceback)")
+
+
+class RpcServer:
+    """A TCP listener serving one :class:`Dispatcher` to authenticated peers."""
+
+    def __init__(self, dispatcher: Dispatcher, secret: bytes, *, frame_bytes: int,
+                 max_message_bytes: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.dispatcher = dispatcher
+        self._secret = secret
+        self._frame_bytes = frame_bytes
+        self._max_message_bytes = max_message_bytes
+        self._ssl = ssl_context
+        self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self.refused_handshakes = 0
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._serve, host, port, ssl=self._ssl,
+                                                  limit=2 * self._frame_bytes, reuse_address=True)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        # Abort the sockets rather than cancel the handler tasks: the handlers then end on a closed
+        # stream (CPython 3.11 logs a spurious error for a cancelled start_server handler).
+        for writer in list(self._connections.values()):
+            writer.transport.abort()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=5.0)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
+        peer = writer.get_extra_info("peername")
+        try:
+            if not await auth.server_handshake(reader, writer, self._secret):
+                self.refused_handshakes += 1
+                log.warning("refused connection from %s: it did not prove the cluster secret", peer)
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+                return
+            await self._serve_requests(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except ProtocolError as exc:
+            log.warning("closing connection from %s: %s", peer, exc)
+        finally:
+            self._connections.pop(task, None)
+            writer.close()
+
+    async def _serve_requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        inflight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                payload = await codec.read_payload(reader, self._frame_bytes, self._max_message_bytes)
+                envelope = codec.decode_envelope(payload)
+                if envelope.kind != codec.REQUEST or envelope.message is None:
+                    raise ProtocolError("a client may only send requests")
+                job = asyncio.create_task(self._answer(envelope.request_id, envelope.message, writer))
+                inflight.add(job)
+                job.add_done_callback(inflight.discard)
+        finally:
+            for job in inflight:
+                job.cancel()
+
+    async def _answer(self, request_id: int, msg: Message, writer: asyncio.StreamWriter) -> None:
+        try:
+            reply = await self.dispatcher.dispatch(msg)
+            payload = codec.encode_message(codec.REPLY, request_id, reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            code, text = self.dispatcher.error_reply(exc, msg)
+            payload = codec.encode_error(request_id, code, text)
+        if len(payload) > self._max_message_bytes:
+            payload = codec.encode_error(request_id, "frame_too_large",
+                                         str(codec.message_size_error(len(payload), self._max_message_bytes)))
+        if writer.is_closing():
+            return
+        writer.writelines(codec.frame(payload, self._frame_bytes))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()

@@ -1,0 +1,244 @@
+"""The key-value client, async (:class:`AsyncClient`) and blocking (:class:`Client`).
+
+The client learns the membership from any node (``ClusterInfo``), builds the same ring the nodes use,
+and sends each request straight to a preferred node of its key (no extra hop). When that node cannot be
+reached it tries the key's next preferred node; a request that may have been sent is not resent, so a
+write is never applied twice behind the caller's back.
+
+Reads return a :class:`GetResult`: the live sibling values and the causal context. Pass the context back
+with the next write of the key to say "this replaces what I read"; writes without it become siblings of
+whatever is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from dynamr.errors import (
+    BadRequestError,
+    ClusterNotFoundError,
+    ConnectFailedError,
+    DynamrError,
+    KeyTooLargeError,
+    UnavailableError,
+    ValueTooLargeError,
+)
+from dynamr.rpc import messages as m
+from dynamr.rpc.client import TcpTransport, describe
+from dynamr.rpc.transport import Address, Transport
+from dynamr.store.ring import Ring
+
+T = TypeVar("T")
+Key = bytes | str
+
+
+def as_key(key: Key) -> bytes:
+    return key.encode() if isinstance(key, str) else key
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    """What a read found: zero, one or several (concurrent) values, and the context to write back."""
+
+    values: tuple[bytes, ...]
+    context: bytes
+
+    @property
+    def found(self) -> bool:
+        return bool(self.values)
+
+    @property
+    def value(self) -> bytes | None:
+        """The value, None when absent; raises when concurrent writes left several siblings."""
+        if len(self.values) > 1:
+            raise BadRequestError(
+                f"the key has {len(self.values)} concurrent values (siblings); read .values and write the "
+                "resolved value back with this result's context")
+        return self.values[0] if self.values else None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    nodes: dict[str, Address]
+    ring: Ring
+    n: int
+    max_key_bytes: int
+    max_value_bytes: int
+
+
+class AsyncClient:
+    def __init__(self, seeds: Sequence[Address], secret: bytes, *, timeout: float = 10.0,
+                 transport: Transport | None = None) -> None:
+        if not seeds:
+            raise ClusterNotFoundError("no node address given")
+        self._seeds = list(seeds)
+        self._timeout = timeout
+        self._transport = transport or TcpTransport(secret)
+        self._view: ClusterView | None = None
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> AsyncClient:
+        await self.cluster()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    async def cluster(self) -> ClusterView:
+        """Membership and limits, fetched once from the first seed that answers."""
+        if self._view is not None:
+            return self._view
+        async with self._lock:
+            if self._view is None:
+                self._view = await self._fetch_view()
+        return self._view
+
+    async def _fetch_view(self) -> ClusterView:
+        errors = []
+        for seed in self._seeds:
+            try:
+                info = await self._transport.call(seed, m.ClusterInfo(), self._timeout)
+            except UnavailableError as exc:
+                errors.append(str(exc))
+                continue
+            assert isinstance(info, m.ClusterInfoReply)
+            nodes = {node_id: (host, port) for node_id, host, port in info.nodes}
+            return ClusterView(nodes=nodes, ring=Ring(nodes, info.vnodes), n=info.n,
+                               max_key_bytes=info.max_key_bytes, max_value_bytes=info.max_value_bytes)
+        raise UnavailableError("no node of the cluster answered: " + "; ".join(errors))
+
+    async def call_node(self, node_id_or_address: str | Address, msg: m.Message,
+                        timeout: float | None = None) -> m.Message:
+        """Send any message to one node (by id or address); for tools and tests."""
+        if isinstance(node_id_or_address, str):
+            address = (await self.cluster()).nodes[node_id_or_address]
+        else:
+            address = node_id_or_address
+        return await self._transport.call(address, msg, timeout or self._timeout)
+
+    async def _send(self, key: bytes, msg: m.Message, n: int, *, retry_sent: bool) -> m.Message:
+        view = await self.cluster()
+        targets = view.ring.preference_list(key, n or view.n)
+        last: DynamrError | None = None
+        for node_id in targets:
+            try:
+                return await self._transport.call(view.nodes[node_id], msg, self._timeout)
+            except ConnectFailedError as exc:
+                last = exc
+            except UnavailableError as exc:
+                if not retry_sent:
+                    raise
+                last = exc
+            self._transport.drop(view.nodes[node_id])
+        assert last is not None
+        raise UnavailableError(f"no replica of the key could be reached ({last})")
+
+    async def _check(self, key: bytes, value: bytes | None = None) -> None:
+        view = await self.cluster()
+        if not key:
+            raise BadRequestError("keys must not be empty")
+        if len(key) > view.max_key_bytes:
+            raise KeyTooLargeError(f"key of {len(key)} bytes exceeds the cluster's {view.max_key_bytes}-byte limit")
+        if value is not None and len(value) > view.max_value_bytes:
+            raise ValueTooLargeError(
+                f"value of {len(value)} bytes exceeds the cluster's {view.max_value_bytes}-byte limit "
+                "(max_value_bytes); store large data as a file")
+
+    async def get(self, key: Key, *, r: int = 0, n: int = 0) -> GetResult:
+        k = as_key(key)
+        await self._check(k)
+        reply = await self._send(k, m.Get(key=k, r=r, n=n, timeout=self._timeout * 0.9), n, retry_sent=True)
+        assert isinstance(reply, m.GetReply)
+        return GetResult(values=reply.values, context=reply.context)
+
+    async def put(self, key: Key, value: bytes | str, *, context: bytes = b"", w: int = 0, n: int = 0) -> bytes:
+        """Write a value; returns the causal context of the new version."""
+        k = as_key(key)
+        v = value.encode() if isinstance(value, str) else value
+        await self._check(k, v)
+        reply = await self._send(k, m.Put(key=k, value=v, context=context, w=w, n=n,
+                                          timeout=self._timeout * 0.9), n, retry_sent=False)
+        assert isinstance(reply, m.PutReply)
+        return reply.context
+
+    async def delete(self, key: Key, *, context: bytes = b"", w: int = 0, n: int = 0) -> bytes:
+        k = as_key(key)
+        await self._check(k)
+        reply = await self._send(k, m.Delete(key=k, context=context, w=w, n=n,
+                                             timeout=self._timeout * 0.9), n, retry_sent=False)
+        assert isinstance(reply, m.PutReply)
+        return reply.context
+
+    async def node_status(self) -> dict[str, m.NodeStatusReply | DynamrError]:
+        """Each node's status, or the error that kept it from answering."""
+        view = await self.cluster()
+
+        async def one(address: Address) -> m.NodeStatusReply | DynamrError:
+            try:
+                reply = await self._transport.call(address, m.NodeStatus(), min(self._timeout, 3.0))
+            except DynamrError as exc:
+                return exc
+            assert isinstance(reply, m.NodeStatusReply)
+            return reply
+
+        results = await asyncio.gather(*(one(a) for a in view.nodes.values()))
+        return dict(zip(view.nodes, results, strict=True))
+
+
+class Client:
+    """Blocking wrapper around :class:`AsyncClient`, with its own event loop thread."""
+
+    def __init__(self, seeds: Sequence[Address], secret: bytes, *, timeout: float = 10.0) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="dynamr-client", daemon=True)
+        self._thread.start()
+        self._async = self._run(self._make(seeds, secret, timeout))
+
+    @staticmethod
+    async def _make(seeds: Sequence[Address], secret: bytes, timeout: float) -> AsyncClient:
+        return AsyncClient(seeds, secret, timeout=timeout)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._run(self._async.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def cluster(self) -> ClusterView:
+        return self._run(self._async.cluster())
+
+    def get(self, key: Key, *, r: int = 0, n: int = 0) -> GetResult:
+        return self._run(self._async.get(key, r=r, n=n))
+
+    def put(self, key: Key, value: bytes | str, *, context: bytes = b"", w: int = 0, n: int = 0) -> bytes:
+        return self._run(self._async.put(key, value, context=context, w=w, n=n))
+
+    def delete(self, key: Key, *, context: bytes = b"", w: int = 0, n: int = 0) -> bytes:
+        return self._run(self._async.delete(key, context=context, w=w, n=n))
+
+    def node_status(self) -> dict[str, m.NodeStatusReply | DynamrError]:
+        return self._run(self._async.node_status())
+
+    def call_node(self, node: str | Address, msg: m.Message, timeout: float | None = None) -> m.Message:
+        return self._run(self._async.call_node(node, msg, timeout))
+
+
+__all__ = ["AsyncClient", "Client", "GetResult", "describe"]

@@ -1,0 +1,428 @@
+"""A store node: the asyncio layer that carries out the ring, quorum and replica logic.
+
+The node answers the messages of :mod:`dynamr.rpc.messages` through one dispatch table. A client request
+for a key is coordinated by one of the key's preferred nodes (any other node forwards it to one): the
+coordinator mints the new version in its own replica, then drives a :class:`~dynamr.store.quorum.WriteQuorum`
+or :class:`~dynamr.store.quorum.ReadQuorum` over the transport until W or R replicas answered.
+Background loops ping peers (failure detection), hand hints back to owners that returned, and purge
+tombstones that every node holds. Writes reach the engine through group commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from dynamr.config import ClusterSpec, Quorum
+from dynamr.errors import (
+    BadRequestError,
+    ConfigError,
+    DeadlineExceededError,
+    DynamrError,
+    KeyTooLargeError,
+    QuorumError,
+    UnavailableError,
+    ValueTooLargeError,
+)
+from dynamr.rpc import messages as m
+from dynamr.rpc.server import Dispatcher
+from dynamr.rpc.transport import Transport
+from dynamr.store import versions
+from dynamr.store.commit import GroupCommitter
+from dynamr.store.engine import Engine
+from dynamr.store.failure import FailureDetector
+from dynamr.store.quorum import Outcome, ReadQuorum, Send, WriteQuorum
+from dynamr.store.replica import Replica
+from dynamr.store.ring import Ring
+from dynamr.store.versions import State
+
+log = logging.getLogger(__name__)
+
+
+class StoreNode:
+    def __init__(self, spec: ClusterSpec, node_id: str, engine: Engine, transport: Transport,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.spec = spec
+        self.settings = spec.settings
+        self.node_id = node_id
+        self.address = spec.node(node_id).address
+        self.addresses = {n.node_id: n.address for n in spec.nodes}
+        self.ring = Ring(self.addresses, self.settings.vnodes)
+        self.transport = transport
+        self.clock = clock
+        self.replica = Replica(engine, node_id, durable_commits=self.settings.fsync == "always")
+        self.committer = GroupCommitter(engine)
+        self.detector = FailureDetector([p for p in self.addresses if p != node_id],
+                                        self.settings.failure_timeout, clock())
+        self.dispatcher = Dispatcher(f"node {node_id}")
+        self._background: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._handoff_wakeup = asyncio.Event()
+        handlers: dict[type[m.Message], Callable[[Any], Awaitable[m.Message]]] = {
+            m.Ping: self._on_ping,
+            m.ClusterInfo: self._on_cluster_info,
+            m.NodeStatus: self._on_status,
+            m.Get: self._on_get,
+            m.Put: self._on_put,
+            m.Delete: self._on_delete,
+            m.ReplicaRead: self._on_replica_read,
+            m.ReplicaWrite: self._on_replica_write,
+            m.ReplicaPurge: self._on_replica_purge,
+        }
+        for cls, handler in handlers.items():
+            self.dispatcher.register(cls, handler)
+        if self.replica.renewed_epoch:
+            log.info("node %s starts with a new epoch %s", node_id, self.replica.epoch)
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.settings
+        self._loops = [asyncio.create_task(self._every(s.heartbeat_interval, self._heartbeat)),
+                       asyncio.create_task(self._handoff_loop()),
+                       asyncio.create_task(self._every(s.tombstone_reap_interval, self.reap_tombstones))]
+        if s.fsync == "periodic":
+            self._loops.append(asyncio.create_task(self._every(s.fsync_interval, self._sync)))
+
+    async def stop(self) -> None:
+        for task in [*self._loops, *self._background]:
+            task.cancel()
+        for task in [*self._loops, *self._background]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.committer.close()
+        self.replica.mark_clean_stop()
+        self.replica.engine.close()
+
+    async def _every(self, interval: float, action: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await action()
+            except Exception:
+                log.exception("background task %s failed", getattr(action, "__name__", action))
+
+    async def _sync(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.replica.engine.sync)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- talking to peers ----------------------------------------------------------------------------
+
+    async def call_peer(self, node_id: str, msg: m.Message, timeout: float) -> m.Message:
+        """Call a peer, keeping the failure detector informed."""
+        try:
+            reply = await self.transport.call(self.addresses[node_id], msg, timeout)
+        except UnavailableError:
+            if self.detector.unreachable(node_id):
+                log.info("peer %s is unreachable; marked down", node_id)
+            self.transport.drop(self.addresses[node_id])
+            raise
+        if self.detector.heard_from(node_id, self.clock()):
+            self._peer_back(node_id)
+        return reply
+
+    def _peer_back(self, node_id: str) -> None:
+        log.info("peer %s is up again", node_id)
+        self._handoff_wakeup.set()
+
+    async def _heartbeat(self) -> None:
+        timeout = self.settings.failure_timeout / 2
+
+        async def ping(peer: str) -> None:
+            with contextlib.suppress(DynamrError):
+                await self.call_peer(peer, m.Ping(sender=self.node_id), timeout)
+
+        await asyncio.gather(*(ping(p) for p in self.addresses if p != self.node_id))
+        for peer in self.detector.tick(self.clock()):
+            log.info("peer %s has been silent for %.1fs; marked down", peer, self.settings.failure_timeout)
+
+    # --- validation ----------------------------------------------------------------------------------
+
+    def _check_key(self, key: bytes) -> None:
+        if not key:
+            raise BadRequestError("keys must not be empty")
+        if len(key) > self.settings.max_key_bytes:
+            raise KeyTooLargeError(
+                f"key of {len(key)} bytes exceeds the {self.settings.max_key_bytes}-byte limit")
+
+    def _quorum(self, n: int, r: int = 0, w: int = 0) -> Quorum:
+        default = self.settings.quorum
+        n = n or default.n
+        if n > len(self.addresses):
+            raise BadRequestError(f"N={n} replicas need {n} nodes; the cluster has {len(self.addresses)}")
+        try:
+            return Quorum(n=n, r=r or min(default.r, n), w=w or min(default.w, n))
+        except ConfigError as exc:
+            raise BadRequestError(str(exc)) from exc
+
+    def _timeout(self, requested: float) -> float:
+        return requested if requested > 0 else self.settings.request_timeout
+
+    # --- client-facing handlers ----------------------------------------------------------------------
+
+    async def _on_ping(self, msg: m.Ping) -> m.Pong:
+        if msg.sender and msg.sender in self.addresses and self.detector.heard_from(msg.sender, self.clock()):
+            self._peer_back(msg.sender)
+        return m.Pong(node_id=self.node_id, epoch=self.replica.epoch)
+
+    async def _on_cluster_info(self, msg: m.ClusterInfo) -> m.ClusterInfoReply:
+        q = self.settings.quorum
+        return m.ClusterInfoReply(
+            nodes=tuple((n.node_id, n.host, n.port) for n in self.spec.nodes), n=q.n, r=q.r, w=q.w,
+            vnodes=self.settings.vnodes, down=tuple(sorted(self.detector.down)),
+            max_key_bytes=self.settings.max_key_bytes, max_value_bytes=self.settings.max_value_bytes)
+
+    async def _on_status(self, msg: m.NodeStatus) -> m.NodeStatusReply:
+        engine = self.replica.engine
+        peers = [p for p in self.addresses if p != self.node_id]
+        return m.NodeStatusReply(
+            node_id=self.node_id, epoch=self.replica.epoch, keys=engine.count("data"),
+            hints=engine.count("hints"), tombstones=engine.count("tombstones"),
+            up=tuple(p for p in peers if self.detector.is_up(p)), down=tuple(sorted(self.detector.down)))
+
+    async def _on_get(self, msg: m.Get) -> m.GetReply:
+        self._check_key(msg.key)
+        quorum = self._quorum(msg.n, r=msg.r)
+        state = await self.coordinate_read(msg.key, quorum, self._timeout(msg.timeout))
+        return m.GetReply(values=versions.live_values(state),
+                          context=versions.encode_context(versions.context_of(state)))
+
+    async def _on_put(self, msg: m.Put) -> m.Message:
+        self._check_key(msg.key)
+        if len(msg.value) > self.settings.max_value_bytes:
+            raise ValueTooLargeError(
+                f"value of {len(msg.value)} bytes exceeds the {self.settings.max_value_bytes}-byte limit "
+                "(max_value_bytes); store large data as a file")
+        return await self._write(msg, msg.key, msg.value, msg.context, msg.n, msg.w, msg.timeout)
+
+    async def _on_delete(self, msg: m.Delete) -> m.Message:
+        self._check_key(msg.key)
+        return await self._write(msg, msg.key, None, msg.context, msg.n, msg.w, msg.timeout)
+
+    async def _write(self, msg: m.Put | m.Delete, key: bytes, value: bytes | None, context: bytes,
+                     n: int, w: int, timeout: float) -> m.Message:
+        quorum = self._quorum(n, w=w)
+        ctx = versions.decode_context(context)
+        timeout = self._timeout(timeout)
+        preferred = self.ring.preference_list(key, quorum.n)
+        if self.node_id not in preferred:
+            return await self._forward(msg, preferred, timeout)
+        state = await self.coordinate_write(key, ctx, value, quorum, timeout)
+        return m.PutReply(context=versions.encode_context(versions.context_of(state)))
+
+    async def _forward(self, msg: m.Message, preferred: tuple[str, ...], timeout: float) -> m.Message:
+        """Hand a write to a preferred node of its key: only they mint versions for it."""
+        deadline = self.clock() + timeout
+        ordered = sorted(preferred, key=lambda p: p in self.detector.down)
+        last: DynamrError | None = None
+        for node in ordered:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                break
+            try:
+                return await self.call_peer(node, msg, remaining)
+            except UnavailableError as exc:
+                last = exc
+        raise QuorumError(f"no preferred replica of the key could coordinate the write "
+                          f"({', '.join(preferred)} unreachable{': ' + str(last) if last else ''})")
+
+    # --- coordination --------------------------------------------------------------------------------
+
+    async def coordinate_write(self, key: bytes, context: dict[str, int], value: bytes | None,
+                               quorum: Quorum, timeout: float) -> State:
+        state: State = await self.committer.submit(self.replica.op_coordinate(key, context, value))
+        machine = WriteQuorum(self.ring.walk(key), quorum.n, quorum.w, self.detector)
+        encoded = versions.encode_state(state)
+        done = asyncio.Event()
+        replica_timeout = min(self.settings.replica_timeout, timeout)
+
+        async def send(target: Send) -> None:
+            try:
+                if target.node == self.node_id:
+                    if target.hint_for:
+                        await self.committer.submit(self.replica.op_merge(key, state, target.hint_for))
+                else:
+                    await self.call_peer(target.node, m.ReplicaWrite(key=key, state=encoded,
+                                                                     hint_for=target.hint_for),
+                                         replica_timeout)
+                machine.on_ack(target.node)
+            except DynamrError as exc:
+                log.debug("replica write of %r to %s failed: %s", key, target.node, exc)
+                for retry in machine.on_failure(target.node):
+                    self._spawn(send(retry))
+            if machine.outcome is not Outcome.PENDING:
+                done.set()
+
+        for target in machine.start():
+            self._spawn(send(target))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout)
+        if machine.outcome is Outcome.SUCCEEDED:
+            return state
+        raise QuorumError(
+            f"write of key {key!r} reached {len(machine.acked)} of the W={quorum.w} replicas required "
+            f"within {timeout:.1f}s (acknowledged by: {', '.join(machine.acked) or 'none'}; "
+            f"failed: {', '.join(machine.failed) or 'none'}); the write may still appear later")
+
+    async def coordinate_read(self, key: bytes, quorum: Quorum, timeout: float) -> State:
+        machine = ReadQuorum(self.ring.walk(key), quorum.n, quorum.r, self.detector)
+        replies: dict[str, State] = {}
+        done = asyncio.Event()
+        replica_timeout = min(self.settings.replica_timeout, timeout)
+        finished = asyncio.Event()
+        pending = 0
+
+        async def ask(node: str) -> None:
+            nonlocal pending
+            pending += 1
+            try:
+                if node == self.node_id:
+                    replies[node] = self.replica.read(key)
+                else:
+                    reply = await self.call_peer(node, m.ReplicaRead(key=key), replica_timeout)
+                    assert isinstance(reply, m.ReplicaState)
+                    replies[node] = versions.decode_state(reply.state)
+                machine.on_reply(node)
+            except DynamrError as exc:
+                log.debug("replica read of %r from %s failed: %s", key, node, exc)
+                for nxt in machine.on_failure(node):
+                    self._spawn(ask(nxt))
+            finally:
+                pending -= 1
+                if machine.outcome is not Outcome.PENDING:
+                    done.set()
+                if pending == 0 and not machine.outstanding:
+                    finished.set()
+
+        for node in machine.start():
+            self._spawn(ask(node))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout)
+        if machine.outcome is not Outcome.SUCCEEDED:
+            raise QuorumError(
+                f"read of key {key!r} got {len(machine.replied)} of the R={quorum.r} replies required "
+                f"within {timeout:.1f}s (failed: {', '.join(machine.failed) or 'none'})")
+        merged = versions.merge(*replies.values())
+        self._spawn(self._read_repair(key, merged, replies, finished, quorum.n, replica_timeout))
+        return merged
+
+    async def _read_repair(self, key: bytes, merged: State, replies: dict[str, State],
+                           finished: asyncio.Event, n: int, timeout: float) -> None:
+        """Once every asked replica answered (or the timeout passed), bring stale preferred ones up to date."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(finished.wait(), timeout)
+        merged = versions.merge(merged, *replies.values())
+        target_dots = versions.dots(merged)
+        preferred = self.ring.preference_list(key, n)
+        stale = [node for node, state in list(replies.items())
+                 if node in preferred and versions.dots(state) != target_dots]
+        if not stale:
+            return
+        encoded = versions.encode_state(merged)
+        for node in stale:
+            log.debug("read repair of %r on %s", key, node)
+            try:
+                if node == self.node_id:
+                    await self.committer.submit(self.replica.op_merge(key, merged))
+                else:
+                    await self.call_peer(node, m.ReplicaWrite(key=key, state=encoded), timeout)
+            except DynamrError as exc:
+                log.debug("read repair of %r on %s failed: %s", key, node, exc)
+
+    # --- replica-level handlers ----------------------------------------------------------------------
+
+    async def _on_replica_read(self, msg: m.ReplicaRead) -> m.ReplicaState:
+        return m.ReplicaState(state=versions.encode_state(self.replica.read(msg.key)))
+
+    async def _on_replica_write(self, msg: m.ReplicaWrite) -> m.Ack:
+        self._check_key(msg.key)
+        state = versions.decode_state(msg.state)
+        if msg.hint_for and msg.hint_for not in self.addresses:
+            raise BadRequestError(f"hint for unknown node {msg.hint_for!r}")
+        await self.committer.submit(self.replica.op_merge(msg.key, state, msg.hint_for))
+        return m.Ack()
+
+    async def _on_replica_purge(self, msg: m.ReplicaPurge) -> m.ReplicaPurgeReply:
+        purged = await self.committer.submit(self.replica.op_purge(msg.key, versions.decode_state(msg.state)))
+        return m.ReplicaPurgeReply(purged=bool(purged))
+
+    # --- hinted handoff and tombstone purging --------------------------------------------------------
+
+    async def _handoff_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._handoff_wakeup.wait(), self.settings.handoff_interval)
+            self._handoff_wakeup.clear()
+            try:
+                await self.hand_off()
+            except Exception:
+                log.exception("hinted handoff round failed")
+
+    async def hand_off(self, batch: int = 1000) -> int:
+        """Deliver hints to owners that are up; a delivered hint is removed. Returns how many went."""
+        ready = []
+        for key, owner, state in self.replica.hints():
+            if self.detector.is_up(owner):
+                ready.append((key, owner, state))
+            if len(ready) >= batch:
+                break
+        delivered = 0
+        for key, owner, state in ready:
+            try:
+                await self.call_peer(owner, m.ReplicaWrite(key=key, state=versions.encode_state(state)),
+                                     self.settings.replica_timeout)
+            except DynamrError as exc:
+                log.debug("handoff of %r to %s failed: %s", key, owner, exc)
+                continue
+            if await self.committer.submit(self.replica.op_drop_hint(key, owner, state)):
+                delivered += 1
+        if delivered:
+            log.info("handed off %d hint(s)", delivered)
+        return delivered
+
+    async def reap_tombstones(self, batch: int = 500) -> int:
+        """Purge deletes that every node holds (checked now); only the key's first preferred node acts."""
+        if self.detector.down:
+            return 0
+        purged = 0
+        for key in self.replica.tombstone_keys()[:batch]:
+            if self.ring.walk(key)[0] != self.node_id:
+                continue
+            local = self.replica.read(key)
+            if not versions.tombstone_only(local):
+                continue
+            try:
+                if await self._purge_everywhere(key, local):
+                    purged += 1
+            except (DeadlineExceededError, UnavailableError, QuorumError) as exc:
+                log.debug("tombstone purge of %r postponed: %s", key, exc)
+        return purged
+
+    async def _purge_everywhere(self, key: bytes, local: State) -> bool:
+        expected = versions.dots(local)
+        timeout = self.settings.replica_timeout
+        peers = [p for p in self.addresses if p != self.node_id]
+        replies = await asyncio.gather(*(self.call_peer(p, m.ReplicaRead(key=key), timeout) for p in peers))
+        preferred = set(self.ring.preference_list(key, self.settings.quorum.n))
+        holders = []
+        for peer, reply in zip(peers, replies, strict=True):
+            assert isinstance(reply, m.ReplicaState)
+            dots = versions.dots(versions.decode_state(reply.state))
+            # A preferred replica without the tombstone, or anyone with another version (a newer write,
+            # an undelivered hint of an older one), means the delete is not everywhere yet: keep it.
+            if dots != expected and (dots or peer in preferred):
+                return False
+            if dots:
+                holders.append(peer)
+        encoded = versions.encode_state(local)
+        for peer in holders:
+            await self.call_peer(peer, m.ReplicaPurge(key=key, state=encoded), timeout)
+        return bool(await self.committer.submit(self.replica.op_purge(key, local)))

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dynamr.store import versions
+from dynamr.store.versions import Sibling, State
+
+
+def test_blind_writes_through_one_coordinator_become_siblings() -> None:
+    state, _ = versions.write((), {}, "a@1", b"x")
+    state, _ = versions.write(state, {}, "a@1", b"y")
+    assert sorted(versions.live_values(state)) == [b"x", b"y"]
+
+
+def test_write_with_read_context_replaces_what_was_read() -> None:
+    state, _ = versions.write((), {}, "a@1", b"x")
+    state, _ = versions.write(state, {}, "b@1", b"y")
+    ctx = versions.context_of(state)
+    state, _ = versions.write(state, ctx, "a@1", b"z")
+    assert versions.live_values(state) == (b"z",)
+
+
+def test_write_with_stale_context_keeps_the_newer_sibling() -> None:
+    s1, _ = versions.write((), {}, "a@1", b"v1")
+    ctx1 = versions.context_of(s1)
+    s2, _ = versions.write(s1, ctx1, "a@1", b"v2")  # someone updated v1 -> v2
+    s3, _ = versions.write(s2, ctx1, "a@1", b"v3")  # someone else also updated v1 -> v3
+    assert sorted(versions.live_values(s3)) == [b"v2", b"v3"]
+
+
+def test_delete_is_a_tombstone_that_hides_the_value() -> None:
+    s1, _ = versions.write((), {}, "a@1", b"v")
+    s2, _ = versions.write(s1, versions.context_of(s1), "a@1", None)
+    assert versions.live_values(s2) == ()
+    assert versions.tombstone_only(s2)
+
+
+def test_new_epoch_never_collides_with_old_dots() -> None:
+    # A wiped node gets a new epoch, hence a new actor: its first write cannot shadow an old one.
+    old, _ = versions.write((), {}, "a@old", b"acknowledged")
+    fresh, _ = versions.write((), {}, "a@new", b"after wipe")
+    merged = versions.merge(old, fresh)
+    assert sorted(versions.live_values(merged)) == [b"acknowledged", b"after wipe"]
+
+
+def test_encoding_round_trips() -> None:
+    s, _ = versions.write((), {"b@1": 3}, "a@1", b"\x00\xff")
+    s, _ = versions.write(s, {}, "c@2", None)
+    assert versions.decode_state(versions.encode_state(s)) == s
+    ctx = versions.context_of(s)
+    assert versions.decode_context(versions.encode_context(ctx)) == ctx
+
+
+# --- properties of merge over states produced by random histories -----------------------------------
+
+ACTORS = ["a@1", "b@1", "c@1"]
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[State]:
+    """Replica states reached by random writes (with or without the context of some replica)."""
+    replicas: list[State] = [(), (), ()]
+    for _ in range(draw(st.integers(1, 12))):
+        op = draw(st.sampled_from(["write", "sync"]))
+        i = draw(st.integers(0, 2))
+        if op == "write":
+            use_ctx = draw(st.booleans())
+            ctx = versions.context_of(replicas[i]) if use_ctx else {}
+            value = draw(st.one_of(st.none(), st.binary(max_size=3)))
+            replicas[i], _ = versions.write(replicas[i], ctx, ACTORS[i], value)
+        else:
+            j = draw(st.integers(0, 2))
+            replicas[i] = versions.merge(replicas[i], replicas[j])
+    return replicas
+
+
+@settings(max_examples=300)
+@given(histories())
+def test_merge_is_commutative_associative_idempotent(states: list[State]) -> None:
+    a, b, c = states
+    assert versions.merge(a, b) == versions.merge(b, a)
+    assert versions.merge(versions.merge(a, b), c) == versions.merge(a, versions.merge(b, c))
+    assert versions.merge(a, a) == versions.merge(a)
+
+
+@settings(max_examples=300)
+@given(histories())
+def test_merge_never_loses_a_write_no_context_covered(states: list[State]) -> None:
+    merged = versions.merge(*states)
+    for state in states:
+        for sib in state:
+            if sib not in merged:
+                # a sibling may only disappear if some surviving sibling's past covers it
+                assert any(versions.covered(o.past, sib.actor, sib.counter) for o in merged), sib
+
+
+def test_sibling_dot_property() -> None:
+    s = Sibling("a@1", 4, {}, b"x")
+    assert s.dot == ("a@1", 4) and not s.is_tombstone
