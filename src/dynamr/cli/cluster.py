@@ -45,8 +45,8 @@ def up(nodes: int | None, n: int, r: int, w: int, root: Path) -> None:
     with console.status("starting nodes..."):
         local.start()
     spec = local.spec
-    q = spec.settings.quorum
-    console.print(f"[green]cluster up[/]: {len(spec.nodes)} nodes, N={q.n} R={q.r} W={q.w}, "
+    quorum = spec.settings.quorum
+    console.print(f"[green]cluster up[/]: {len(spec.nodes)} nodes, N={quorum.n} R={quorum.r} W={quorum.w}, "
                   f"files in {root}", highlight=False)
     for node in spec.nodes:
         console.print(f"  {node.node_id}  {node.host}:{node.port}", highlight=False)

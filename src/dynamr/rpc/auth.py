@@ -1,4 +1,4 @@
-"""Mutual HMAC challenge–response on the cluster secret, run before any frame is decoded.
+"""Mutual HMAC challenge-response on the cluster secret, run before any frame is decoded.
 
 Handshake (all fields fixed-size raw bytes, so nothing is parsed before the peer is proven):
 

@@ -41,13 +41,17 @@ class Envelope:
     error_message: str = ""
 
 
+def _pack(value: Any) -> bytes:
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
+
 def encode_message(kind: int, request_id: int, msg: Message) -> bytes:
-    return msgpack.packb([kind, request_id, msg.TAG, *[getattr(msg, f) for f in msg.FIELDS]],
-                         use_bin_type=True)
+    return _pack([kind, request_id, msg.TAG, *[getattr(msg, f) for f in msg.FIELDS]])
 
 
 def encode_error(request_id: int, code: str, text: str) -> bytes:
-    return msgpack.packb([ERROR, request_id, code, text], use_bin_type=True)
+    return _pack([ERROR, request_id, code, text])
 
 
 def decode_envelope(payload: bytes) -> Envelope:
@@ -130,7 +134,7 @@ def message_size_error(size: int, limit: int) -> FrameTooLargeError:
 
 def pack_any(value: Any) -> bytes:
     """msgpack-encode a plain value (used for opaque fields such as causal contexts)."""
-    return msgpack.packb(value, use_bin_type=True)
+    return _pack(value)
 
 
 def unpack_any(data: bytes) -> Any:

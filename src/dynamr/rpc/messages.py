@@ -13,14 +13,15 @@ holding a key (``ReplicaRead``, ``ReplicaWrite``, ``ReplicaPurge``). Replica sta
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 M = TypeVar("M", bound="Message")
 
 
 class Message:
-    """Base of all wire messages. Subclasses are registered with :func:`message`."""
+    """Base of all wire messages. Subclasses are registered with :func:`register`."""
 
     TAG: ClassVar[int] = -1
     FIELDS: ClassVar[tuple[str, ...]] = ()
@@ -29,17 +30,16 @@ class Message:
 MESSAGE_TYPES: dict[int, type[Message]] = {}
 
 
-def message(tag: int) -> Any:
-    """Class decorator: make a frozen, slotted, keyword-only dataclass and register it under ``tag``."""
+def register(tag: int) -> Callable[[type[M]], type[M]]:
+    """Class decorator (outside ``@dataclass``): register a message class under a stable ``tag``."""
 
     def wrap(cls: type[M]) -> type[M]:
         if tag in MESSAGE_TYPES:
             raise ValueError(f"message tag {tag} used twice ({MESSAGE_TYPES[tag].__name__}, {cls.__name__})")
-        made = dataclass(frozen=True, slots=True, kw_only=True)(cls)
-        made.TAG = tag
-        made.FIELDS = tuple(f.name for f in dataclasses.fields(made))
-        MESSAGE_TYPES[tag] = made
-        return made
+        cls.TAG = tag
+        cls.FIELDS = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+        MESSAGE_TYPES[tag] = cls
+        return cls
 
     return wrap
 
@@ -47,23 +47,27 @@ def message(tag: int) -> Any:
 # --- liveness and cluster information -----------------------------------------------------------
 
 
-@message(1)
+@register(1)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ping(Message):
     sender: str = ""
 
 
-@message(2)
+@register(2)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Pong(Message):
     node_id: str
     epoch: str
 
 
-@message(3)
+@register(3)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterInfo(Message):
     pass
 
 
-@message(4)
+@register(4)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterInfoReply(Message):
     #: (node_id, host, port) of every member
     nodes: tuple[tuple[str, str, int], ...]
@@ -77,12 +81,14 @@ class ClusterInfoReply(Message):
     max_value_bytes: int
 
 
-@message(5)
+@register(5)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeStatus(Message):
     pass
 
 
-@message(6)
+@register(6)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeStatusReply(Message):
     node_id: str
     epoch: str
@@ -93,7 +99,8 @@ class NodeStatusReply(Message):
     down: tuple[str, ...]
 
 
-@message(7)
+@register(7)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ack(Message):
     pass
 
@@ -102,7 +109,8 @@ class Ack(Message):
 # A zero quorum field or timeout means "the cluster default".
 
 
-@message(10)
+@register(10)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Get(Message):
     key: bytes
     n: int = 0
@@ -110,7 +118,8 @@ class Get(Message):
     timeout: float = 0.0
 
 
-@message(11)
+@register(11)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GetReply(Message):
     #: live sibling values (empty when the key is absent or deleted)
     values: tuple[bytes, ...]
@@ -118,7 +127,8 @@ class GetReply(Message):
     context: bytes
 
 
-@message(12)
+@register(12)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Put(Message):
     key: bytes
     value: bytes
@@ -128,7 +138,8 @@ class Put(Message):
     timeout: float = 0.0
 
 
-@message(13)
+@register(13)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Delete(Message):
     key: bytes
     context: bytes = b""
@@ -137,7 +148,8 @@ class Delete(Message):
     timeout: float = 0.0
 
 
-@message(14)
+@register(14)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PutReply(Message):
     #: causal context of the version just written
     context: bytes
@@ -146,18 +158,21 @@ class PutReply(Message):
 # --- replica-level operations, sent by a coordinating node ----------------------------------------
 
 
-@message(20)
+@register(20)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplicaRead(Message):
     key: bytes
 
 
-@message(21)
+@register(21)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplicaState(Message):
     #: encoded sibling set, empty bytes when the replica has nothing for the key
     state: bytes
 
 
-@message(22)
+@register(22)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplicaWrite(Message):
     key: bytes
     state: bytes
@@ -165,7 +180,8 @@ class ReplicaWrite(Message):
     hint_for: str = ""
 
 
-@message(23)
+@register(23)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplicaPurge(Message):
     """Remove ``key`` if its local state is exactly the tombstone-only ``state`` given."""
 
@@ -173,6 +189,7 @@ class ReplicaPurge(Message):
     state: bytes
 
 
-@message(24)
+@register(24)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplicaPurgeReply(Message):
     purged: bool

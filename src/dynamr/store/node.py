@@ -84,7 +84,7 @@ class StoreNode:
         s = self.settings
         self._loops = [asyncio.create_task(self._every(s.heartbeat_interval, self._heartbeat)),
                        asyncio.create_task(self._handoff_loop()),
-                       asyncio.create_task(self._every(s.tombstone_reap_interval, self.reap_tombstones))]
+                       asyncio.create_task(self._every(s.tombstone_reap_interval, self._reap))]
         if s.fsync == "periodic":
             self._loops.append(asyncio.create_task(self._every(s.fsync_interval, self._sync)))
 
@@ -387,6 +387,9 @@ class StoreNode:
         if delivered:
             log.info("handed off %d hint(s)", delivered)
         return delivered
+
+    async def _reap(self) -> None:
+        await self.reap_tombstones()
 
     async def reap_tombstones(self, batch: int = 500) -> int:
         """Purge deletes that every node holds (checked now); only the key's first preferred node acts."""

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import msgpack
 
 from dynamr.errors import BadRequestError
+from dynamr.rpc.codec import pack_any
 
 VersionVector = dict[str, int]
 
@@ -101,7 +102,7 @@ def tombstone_only(state: State) -> bool:
 def encode_state(state: State) -> bytes:
     if not state:
         return b""
-    return msgpack.packb([[s.actor, s.counter, dict(s.past), s.value] for s in state], use_bin_type=True)
+    return pack_any([[s.actor, s.counter, dict(s.past), s.value] for s in state])
 
 
 def decode_state(data: bytes) -> State:
@@ -115,7 +116,7 @@ def decode_state(data: bytes) -> State:
 
 
 def encode_context(vv: Mapping[str, int]) -> bytes:
-    return msgpack.packb(dict(vv), use_bin_type=True) if vv else b""
+    return pack_any(dict(vv)) if vv else b""
 
 
 def decode_context(data: bytes) -> VersionVector:
