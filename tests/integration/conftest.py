@@ -1,0 +1,33 @@
+"""Fixtures that start real node processes on 127.0.0.1 and always stop them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynamr.config import StoreSettings
+from dynamr.localcluster import LocalCluster
+
+FAST = dict(heartbeat_interval=0.2, failure_timeout=1.0, handoff_interval=0.2, tombstone_reap_interval=0.5,
+            replica_timeout=1.0, request_timeout=3.0)
+
+MakeCluster = Callable[..., LocalCluster]
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[MakeCluster]:
+    made: list[LocalCluster] = []
+
+    def make(nodes: int = 3, **settings: Any) -> LocalCluster:
+        cluster = LocalCluster.create(tmp_path / f"cluster{len(made)}", nodes,
+                                      StoreSettings(**{**FAST, **settings}))
+        made.append(cluster)
+        cluster.start()
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.stop()

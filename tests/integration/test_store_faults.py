@@ -1,0 +1,171 @@
+"""The store with real node processes on loopback: crashes, restarts, wiped disks, handoff, repair."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+import pytest
+
+from dynamr.errors import DynamrError
+from dynamr.rpc import messages as m
+from dynamr.store import versions
+from dynamr.store.client import Client
+from dynamr.store.ring import Ring
+from tests.helpers import wait_until
+from tests.integration.conftest import MakeCluster
+
+
+def replica_values(client: Client, node_id: str, key: bytes) -> tuple[bytes, ...]:
+    """What one node holds for a key, read straight from its replica (no quorum)."""
+    reply = client.call_node(node_id, m.ReplicaRead(key=key))
+    assert isinstance(reply, m.ReplicaState)
+    return versions.live_values(versions.decode_state(reply.state))
+
+
+def statuses(client: Client) -> dict[str, m.NodeStatusReply]:
+    out = {}
+    for node_id, st in client.node_status().items():
+        if isinstance(st, DynamrError):
+            raise st
+        out[node_id] = st
+    return out
+
+
+def test_acknowledged_writes_survive_sigkill_and_restart(make_cluster: MakeCluster) -> None:
+    """Jepsen-style set check: every write acknowledged with W=2 reads back after the cluster heals."""
+    cluster = make_cluster(3)
+    acked: list[str] = []
+    failed = 0
+    stop = threading.Event()
+
+    def writer() -> None:
+        nonlocal failed
+        with Client(cluster.seeds, cluster.secret, timeout=3.0) as client:
+            i = 0
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline and i < 20000:
+                key = f"set-{i}"
+                try:
+                    client.put(key, str(i), w=2)
+                    acked.append(key)
+                except DynamrError:
+                    failed += 1
+                i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for victim in ("n2", "n1"):
+            count = len(acked)
+            wait_until(lambda c=count: len(acked) > c + 300, 30, "writes before the crash")
+            cluster.kill_node(victim)
+            count = len(acked)
+            wait_until(lambda c=count: len(acked) > c + 300, 30, "writes while a node is dead")
+            cluster.start([victim])
+            count = len(acked)
+            wait_until(lambda c=count: len(acked) > c + 300, 30, "writes after the restart")
+    finally:
+        stop.set()
+        thread.join()
+    assert len(acked) > 1800
+    with Client(cluster.seeds, cluster.secret) as client:
+        found = {key for key in acked if client.get(key, r=2).values == (key.removeprefix("set-").encode(),)}
+    lost = set(acked) - found
+    assert not lost, f"{len(lost)} acknowledged writes lost, e.g. {sorted(lost)[:5]}"
+
+
+def test_hinted_handoff_delivers_writes_to_a_restarted_node(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster(4)
+    ring = Ring([n.node_id for n in cluster.spec.nodes], cluster.spec.settings.vnodes)
+    keys = [f"h-{i}".encode() for i in range(200)]
+    owned = [k for k in keys if "n4" in ring.preference_list(k, 3)]
+    assert len(owned) > 50
+    cluster.kill_node("n4")
+    with Client(cluster.seeds, cluster.secret) as client:
+        for key in keys:
+            client.put(key, b"v-" + key, w=3)  # W=3 with n4 dead: only possible through hinted fallbacks
+        hints = sum(st.hints for node_id, st in statuses_alive(client, "n4").items())
+        assert hints == len(owned)
+        cluster.start(["n4"])
+        wait_until(lambda: all(st.hints == 0 for st in statuses(client).values()), 30, "all hints delivered")
+        for key in owned:
+            assert replica_values(client, "n4", key) == (b"v-" + key,)
+
+
+def statuses_alive(client: Client, dead: str) -> dict[str, m.NodeStatusReply]:
+    return {k: v for k, v in client.node_status().items() if k != dead and isinstance(v, m.NodeStatusReply)}
+
+
+def test_read_repair_heals_a_replica_made_stale(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster(3)
+    with Client(cluster.seeds, cluster.secret) as client:
+        client.put("doc", b"old", w=3)
+        cluster.kill_node("n3")
+        client.put("doc", b"new", context=client.get("doc").context, w=2)
+        cluster.start(["n3"])
+        assert replica_values(client, "n3", b"doc") == (b"old",)
+        assert client.get("doc", r=3).values == (b"new",)
+        wait_until(lambda: replica_values(client, "n3", b"doc") == (b"new",), 10, "read repair of n3")
+
+
+def test_concurrent_writes_become_siblings_and_a_context_resolves_them(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster(3)
+    with Client(cluster.seeds, cluster.secret) as a, Client(list(reversed(cluster.seeds)), cluster.secret) as b:
+        base = a.put("cart", b"[]")
+        a.put("cart", b"[apple]", context=base)
+        b.put("cart", b"[pear]", context=base)
+        result = a.get("cart")
+        assert sorted(result.values) == [b"[apple]", b"[pear]"]
+        b.put("cart", b"[apple, pear]", context=result.context)
+        assert a.get("cart", r=3).values == (b"[apple, pear]",)
+
+
+def test_wiped_node_rejoins_without_losing_acknowledged_writes(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster(3)
+    ring = Ring([n.node_id for n in cluster.spec.nodes], cluster.spec.settings.vnodes)
+    keys = [f"w-{i}" for i in range(300)]
+    led_by_n3 = [k for k in keys if ring.preference_list(k.encode(), 3)[0] == "n3"]
+    with Client(cluster.seeds, cluster.secret) as client:
+        for key in keys:
+            client.put(key, b"first")
+        epoch = statuses(client)["n3"].epoch
+        cluster.kill_node("n3")
+        shutil.rmtree(cluster.data_dir("n3"))
+        cluster.start(["n3"])
+        assert statuses(client)["n3"].epoch != epoch, "a wiped node must come back under a new epoch"
+        # n3 coordinates new blind writes of keys it coordinated before the wipe. Were its clock entries
+        # reused, the new versions would carry the same dots as the old ones and one would vanish.
+        for key in led_by_n3:
+            client.call_node("n3", m.Put(key=key.encode(), value=b"second"))
+        for key in keys:
+            values = sorted(client.get(key, r=2).values)
+            expected = [b"first", b"second"] if key in led_by_n3 else [b"first"]
+            assert values == expected, key
+
+
+def test_bad_input_gets_clear_errors_and_the_node_keeps_serving(make_cluster: MakeCluster) -> None:
+    import socket
+
+    from dynamr.errors import AuthenticationError, ValueTooLargeError
+
+    cluster = make_cluster(3, max_value_bytes=1 << 20)
+    with Client(cluster.seeds, cluster.secret) as client:
+        client.put("keep", b"safe")
+        with pytest.raises(AuthenticationError, match="refused our cluster secret"), \
+                Client(cluster.seeds, b"not-the-secret") as intruder:
+            intruder.get("keep")
+        with pytest.raises(ValueTooLargeError, match="max_value_bytes"):
+            client.put("big", b"x" * (2 << 20))
+        with pytest.raises(ValueTooLargeError, match="exceeds"):  # a client that skips its own check
+            client.call_node("n1", m.Put(key=b"big", value=b"x" * (2 << 20)))
+        for node in cluster.spec.nodes:
+            with socket.create_connection(node.address, timeout=5) as sock:
+                sock.sendall(bytes(range(256)) * 64)
+                sock.settimeout(10)
+                while sock.recv(4096):
+                    pass  # the node hangs up on us
+        assert client.get("keep").values == (b"safe",)
+        assert not client.get("big").found
+        assert all(cluster.pid(n.node_id) for n in cluster.spec.nodes)
