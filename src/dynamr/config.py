@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 SECRET_ENV = "DYNAMR_SECRET"
 FSYNC_POLICIES = ("always", "periodic", "never")
+#: node ids are short: they are part of hint keys and of every version vector
+MAX_NODE_ID = 64
+#: LMDB's 511-byte key limit, less a hint key's 2-byte length prefix and the owner's node id
+MAX_KEY_LIMIT = 511 - 2 - MAX_NODE_ID
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,8 +69,8 @@ class StoreSettings:
     handoff_interval: float = 1.0
     #: seconds between sweeps that purge tombstones every replica holds
     tombstone_reap_interval: float = 10.0
-    #: largest key accepted, bytes
-    max_key_bytes: int = 4096
+    #: largest key accepted, bytes (LMDB keys are at most 511 bytes; hints add the owner's id to the key)
+    max_key_bytes: int = 400
     #: largest value accepted, bytes; larger data belongs in files on the store
     max_value_bytes: int = 8 * 1024 * 1024
     #: largest single message on the wire, bytes (it travels in frames of at most ``frame_bytes``)
@@ -81,6 +85,8 @@ class StoreSettings:
     map_size: int = 1 << 38
 
     def __post_init__(self) -> None:
+        if not 1 <= self.max_key_bytes <= MAX_KEY_LIMIT:
+            raise ConfigError(f"max_key_bytes must be between 1 and {MAX_KEY_LIMIT} (got {self.max_key_bytes})")
         if self.vnodes < 1:
             raise ConfigError(f"vnodes must be at least 1 (got {self.vnodes})")
         if self.fsync not in FSYNC_POLICIES:
@@ -132,6 +138,12 @@ class NodeAddress:
     node_id: str
     host: str
     port: int
+
+    def __post_init__(self) -> None:
+        if not self.node_id or len(self.node_id) > MAX_NODE_ID or "@" in self.node_id:
+            raise ConfigError(f"node id {self.node_id!r} must be 1 to {MAX_NODE_ID} characters without '@'")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} of node {self.node_id} is out of range")
 
     @property
     def address(self) -> tuple[str, int]:

@@ -84,6 +84,12 @@ class ValueTooLargeError(BadRequestError):
     code = "value_too_large"
 
 
+class StorageError(DynamrError):
+    """The node's storage engine failed: disk full, LMDB map full, or an I/O error."""
+
+    code = "storage"
+
+
 class RemoteError(DynamrError):
     """A remote node failed with an unexpected internal error (its log has the traceback)."""
 
@@ -105,6 +111,7 @@ _BY_CODE: dict[str, type[DynamrError]] = {
         BadRequestError,
         KeyTooLargeError,
         ValueTooLargeError,
+        StorageError,
         RemoteError,
     )
 }

@@ -89,3 +89,30 @@ def test_tombstone_index_follows_state(engine: Engine) -> None:
     assert engine.apply([rep.op_purge(b"k", ())]) == [False]
     assert engine.apply([rep.op_purge(b"k", rep.read(b"k"))]) == [True]
     assert rep.read(b"k") == () and rep.tombstone_keys() == []
+
+
+def test_longest_key_fits_lmdb_even_as_a_hint(tmp_path: Path) -> None:
+    from dynamr.config import MAX_KEY_LIMIT, MAX_NODE_ID, StoreSettings
+    from dynamr.errors import ConfigError
+
+    eng = LmdbEngine(tmp_path / "db", map_size=1 << 26)
+    rep = Replica(eng, "n1")
+    key = b"k" * MAX_KEY_LIMIT
+    state, _ = versions.write((), {}, "a@1", b"v")
+    results = eng.apply([rep.op_merge(key, state), rep.op_merge(key, state, hint_for="o" * MAX_NODE_ID)])
+    assert not any(isinstance(r, Exception) for r in results), results
+    assert versions.live_values(rep.read(key)) == (b"v",)
+    eng.close()
+    with pytest.raises(ConfigError, match="max_key_bytes"):
+        StoreSettings(max_key_bytes=MAX_KEY_LIMIT + 1)
+
+
+def test_full_store_gives_a_clear_error_and_keeps_what_was_committed(tmp_path: Path) -> None:
+    from dynamr.errors import StorageError
+
+    eng = LmdbEngine(tmp_path / "db", map_size=1 << 20, fsync="never")
+    eng.apply([lambda t: t.put("data", b"kept", b"v")])
+    with pytest.raises(StorageError, match="map_size"):
+        eng.apply([lambda t: t.put("data", b"big", b"x" * (2 << 20))])
+    assert eng.get("data", b"kept") == b"v"
+    eng.close()

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import lmdb
 
+from dynamr.errors import StorageError
+
 TABLES = ("data", "hints", "tombstones", "meta")
 #: LMDB's default limit on key length
 LMDB_MAX_KEY = 511
@@ -64,6 +66,8 @@ def _run_ops(txn: WriteTxn, ops: list[Operation]) -> list[Any]:
     for op in ops:
         try:
             results.append(op(txn))
+        except StorageError:
+            raise  # the transaction itself is broken: the whole batch fails
         except Exception as exc:
             results.append(exc)
     return results
@@ -115,6 +119,7 @@ class LmdbEngine(Engine):
 
     def __init__(self, path: Path, *, map_size: int, fsync: str = "always") -> None:
         path.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._env = lmdb.open(str(path), map_size=map_size, max_dbs=len(TABLES) + 1, subdir=True,
                               sync=fsync == "always", metasync=fsync == "always", readahead=False,
                               max_readers=256)
@@ -141,8 +146,19 @@ class LmdbEngine(Engine):
             return entries
 
     def apply(self, ops: list[Operation]) -> list[Any]:
-        with self._env.begin(write=True) as txn:
-            return _run_ops(_LmdbTxn(txn, self._dbs), ops)
+        try:
+            with self._env.begin(write=True) as txn:
+                return _run_ops(_LmdbTxn(txn, self._dbs, self._full_error), ops)
+        except lmdb.MapFullError as exc:
+            raise self._full_error() from exc
+        except (lmdb.Error, OSError) as exc:
+            raise StorageError(f"the store at {self.path} could not commit: {exc} "
+                               "(is the disk full or failing?)") from exc
+
+    def _full_error(self) -> StorageError:
+        return StorageError(
+            f"the store at {self.path} reached its map_size ({self._env.info()['map_size']} bytes); "
+            "raise map_size in the cluster settings and restart the node")
 
     def sync(self) -> None:
         self._env.sync(True)
@@ -152,16 +168,22 @@ class LmdbEngine(Engine):
 
 
 class _LmdbTxn:
-    def __init__(self, txn: Any, dbs: dict[str, Any]) -> None:
+    def __init__(self, txn: Any, dbs: dict[str, Any], full_error: Callable[[], StorageError]) -> None:
         self._txn = txn
         self._dbs = dbs
+        self._full_error = full_error
 
     def get(self, table: str, key: bytes) -> bytes | None:
         value: bytes | None = self._txn.get(key, db=self._dbs[table])
         return value
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
-        self._txn.put(key, value, db=self._dbs[table])
+        try:
+            self._txn.put(key, value, db=self._dbs[table])
+        except lmdb.MapFullError as exc:
+            raise self._full_error() from exc
+        except lmdb.Error as exc:
+            raise StorageError(f"write failed: {exc}") from exc
 
     def delete(self, table: str, key: bytes) -> None:
         self._txn.delete(key, db=self._dbs[table])
