@@ -137,7 +137,7 @@ def main() -> None:
 
     settings = StoreSettings(quorum=Quorum(n=3, r=2, w=2), fsync=args.fsync)
     with tempfile.TemporaryDirectory(prefix="dynamr-bench-") as tmp:
-        cluster = LocalCluster.create(Path(tmp), args.nodes, settings)
+        cluster = LocalCluster.create(Path(tmp), args.nodes, settings, ephemeral=True)
         cluster.start()
         try:
             started = time.perf_counter()

@@ -48,8 +48,12 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 
 
 class LocalCluster:
-    def __init__(self, root: Path) -> None:
+    """Node processes under ``root``. With ``ephemeral``, nodes exit when the process that started them does
+    (a throwaway cluster of a demo, benchmark or test never outlives its owner)."""
+
+    def __init__(self, root: Path, ephemeral: bool = False) -> None:
         self.root = root
+        self.ephemeral = ephemeral
 
     # --- files ---------------------------------------------------------------------------------------
 
@@ -91,7 +95,7 @@ class LocalCluster:
 
     @classmethod
     def create(cls, root: Path, nodes: int, settings: StoreSettings | None = None,
-               host: str = "127.0.0.1") -> LocalCluster:
+               host: str = "127.0.0.1", ephemeral: bool = False) -> LocalCluster:
         """Write the cluster file and secret for ``nodes`` nodes on free ports (starts nothing)."""
         if nodes < 1:
             raise ConfigError("a cluster needs at least one node")
@@ -101,7 +105,7 @@ class LocalCluster:
             q = min(settings.quorum.n, nodes)
             settings = settings.replace(quorum=type(settings.quorum)(
                 n=q, r=min(settings.quorum.r, q), w=min(settings.quorum.w, q)))
-        cluster = cls(root)
+        cluster = cls(root, ephemeral)
         if cluster.exists and cluster.running():
             raise ConfigError(f"a cluster is already running in {root}; stop it with 'dynamr cluster down'")
         for sub in ("nodes", "logs", "pids"):
@@ -119,7 +123,7 @@ class LocalCluster:
     def node_command(self, node_id: str) -> list[str]:
         return [sys.executable, "-m", "dynamr", "node", "start", "--cluster-file", str(self.cluster_file),
                 "--node-id", node_id, "--data-dir", str(self.data_dir(node_id)),
-                "--secret-file", str(self.secret_file)]
+                "--secret-file", str(self.secret_file)] + (["--exit-with-parent"] if self.ephemeral else [])
 
     def start_node(self, node_id: str) -> int:
         self.spec.node(node_id)  # validates the id

@@ -23,7 +23,7 @@ def make_cluster(tmp_path: Path) -> Iterator[MakeCluster]:
 
     def make(nodes: int = 3, **settings: Any) -> LocalCluster:
         cluster = LocalCluster.create(tmp_path / f"cluster{len(made)}", nodes,
-                                      StoreSettings(**{**FAST, **settings}))
+                                      StoreSettings(**{**FAST, **settings}), ephemeral=True)
         made.append(cluster)
         cluster.start()
         return cluster

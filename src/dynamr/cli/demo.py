@@ -35,7 +35,7 @@ def demo(nodes: int, files: tuple[Path, ...]) -> None:
     records = [(f"{p.name}:{i}", line) for p in paths
                for i, line in enumerate(p.read_bytes().splitlines(), 1)]
     with tempfile.TemporaryDirectory(prefix="dynamr-demo-") as tmp:
-        local = LocalCluster.create(Path(tmp), nodes)
+        local = LocalCluster.create(Path(tmp), nodes, ephemeral=True)
         try:
             with console.status(f"starting {nodes} nodes..."):
                 local.start()

@@ -24,12 +24,14 @@ def node() -> None:
 @click.option("--secret", envvar="DYNAMR_SECRET", help="Cluster secret (or set DYNAMR_SECRET).")
 @click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
 @click.option("--log-level", default="info", show_default=True)
+@click.option("--exit-with-parent", is_flag=True,
+              help="Stop when the process that started this node exits (for throwaway clusters).")
 @friendly_errors
 def start(cluster_file: Path, node_id: str, data_dir: Path, secret: str | None, secret_file: Path | None,
-          log_level: str) -> None:
+          log_level: str, exit_with_parent: bool) -> None:
     """Start a node in the foreground; it listens only on its address in the cluster file."""
     spec = ClusterSpec.load(cluster_file)
     spec.node(node_id)
     secret_bytes = load_secret(secret, secret_file)
     setup_logging(log_level, node_id)
-    run_node(spec, node_id, data_dir, secret_bytes)
+    run_node(spec, node_id, data_dir, secret_bytes, exit_with_parent=exit_with_parent)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import ssl
 from pathlib import Path
@@ -38,9 +39,19 @@ def install_event_loop_policy() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+async def _watch_parent(stop: asyncio.Event, interval: float = 0.5) -> None:
+    """Set ``stop`` when the process that started this node is gone (we were re-parented)."""
+    parent = os.getppid()
+    while not stop.is_set():
+        await asyncio.sleep(interval)
+        if os.getppid() != parent:
+            log.warning("the process that started this node exited; stopping")
+            stop.set()
+
+
 async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
                      server_ssl: ssl.SSLContext | None = None,
-                     client_ssl: ssl.SSLContext | None = None) -> None:
+                     client_ssl: ssl.SSLContext | None = None, exit_with_parent: bool = False) -> None:
     settings = spec.settings
     me = spec.node(node_id)
     engine = LmdbEngine(data_dir / "lmdb", map_size=settings.map_size, fsync=settings.fsync)
@@ -56,10 +67,13 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watchdog = asyncio.create_task(_watch_parent(stop)) if exit_with_parent else None
     try:
         await stop.wait()
     finally:
         log.info("node %s stopping", node_id)
+        if watchdog is not None:
+            watchdog.cancel()
         await server.close()
         await transport.close()
         await node.stop()
@@ -70,6 +84,8 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
 
 
 def run_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
-             server_ssl: ssl.SSLContext | None = None, client_ssl: ssl.SSLContext | None = None) -> None:
+             server_ssl: ssl.SSLContext | None = None, client_ssl: ssl.SSLContext | None = None,
+             exit_with_parent: bool = False) -> None:
     install_event_loop_policy()
-    asyncio.run(serve_node(spec, node_id, data_dir, secret, server_ssl=server_ssl, client_ssl=client_ssl))
+    asyncio.run(serve_node(spec, node_id, data_dir, secret, server_ssl=server_ssl, client_ssl=client_ssl,
+                           exit_with_parent=exit_with_parent))
