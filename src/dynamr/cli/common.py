@@ -20,6 +20,7 @@ from rich.console import Console
 from dynamr.config import load_secret
 from dynamr.errors import ConfigError, DynamrError
 from dynamr.localcluster import DEFAULT_DIR, LocalCluster
+from dynamr.rpc import tls
 from dynamr.store.client import Client
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,9 +41,11 @@ class Target:
     seeds: list[tuple[str, int]]
     secret: bytes
     local: LocalCluster | None
+    tls_ca: Path | None = None
 
     def client(self, timeout: float = 10.0) -> Client:
-        return Client(self.seeds, self.secret, timeout=timeout)
+        ctx = tls.client_context(self.tls_ca) if self.tls_ca else None
+        return Client(self.seeds, self.secret, timeout=timeout, ssl_context=ctx)
 
 
 def cluster_options(func: F) -> F:
@@ -54,18 +57,20 @@ def cluster_options(func: F) -> F:
     @click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
     @click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True,
                   help="Directory of the local cluster.")
+    @click.option("--tls-ca", envvar="DYNAMR_TLS_CA", type=click.Path(exists=True, path_type=Path),
+                  help="Connect with TLS, verifying nodes against this CA file (or set DYNAMR_TLS_CA).")
     @functools.wraps(func)
     def wrapper(*args: Any, cluster: str | None, secret: str | None, secret_file: Path | None,
-                root: Path, **kwargs: Any) -> Any:
+                root: Path, tls_ca: Path | None, **kwargs: Any) -> Any:
         if cluster:
             seeds = [parse_address(part) for part in cluster.split(",") if part.strip()]
-            target = Target(seeds, load_secret(secret, secret_file), None)
+            target = Target(seeds, load_secret(secret, secret_file), None, tls_ca)
         else:
             local = LocalCluster(root)
             spec = local.spec
             target = Target([n.address for n in spec.nodes],
                             load_secret(secret, secret_file) if (secret or secret_file) else local.secret,
-                            local)
+                            local, tls_ca)
         return func(*args, target=target, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -8,6 +8,8 @@ import click
 
 from dynamr.cli.common import friendly_errors
 from dynamr.config import ClusterSpec, load_secret
+from dynamr.errors import ConfigError
+from dynamr.rpc import tls
 from dynamr.store.process import run_node, setup_logging
 
 
@@ -24,14 +26,24 @@ def node() -> None:
 @click.option("--secret", envvar="DYNAMR_SECRET", help="Cluster secret (or set DYNAMR_SECRET).")
 @click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
 @click.option("--log-level", default="info", show_default=True)
+@click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), help="Serve TLS with this certificate.")
+@click.option("--tls-key", type=click.Path(exists=True, path_type=Path), help="Private key of --tls-cert.")
+@click.option("--tls-ca", type=click.Path(exists=True, path_type=Path),
+              help="CA file to verify peers' certificates (TLS between nodes).")
 @click.option("--exit-with-parent", is_flag=True,
               help="Stop when the process that started this node exits (for throwaway clusters).")
 @friendly_errors
 def start(cluster_file: Path, node_id: str, data_dir: Path, secret: str | None, secret_file: Path | None,
-          log_level: str, exit_with_parent: bool) -> None:
+          log_level: str, tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
+          exit_with_parent: bool) -> None:
     """Start a node in the foreground; it listens only on its address in the cluster file."""
     spec = ClusterSpec.load(cluster_file)
     spec.node(node_id)
     secret_bytes = load_secret(secret, secret_file)
     setup_logging(log_level, node_id)
-    run_node(spec, node_id, data_dir, secret_bytes, exit_with_parent=exit_with_parent)
+    if bool(tls_cert) != bool(tls_key) or (tls_cert and not tls_ca):
+        raise ConfigError("TLS needs --tls-cert, --tls-key and --tls-ca together")
+    server_ssl = tls.server_context(tls_cert, tls_key) if tls_cert and tls_key else None
+    client_ssl = tls.client_context(tls_ca) if tls_ca else None
+    run_node(spec, node_id, data_dir, secret_bytes, server_ssl=server_ssl, client_ssl=client_ssl,
+             exit_with_parent=exit_with_parent)

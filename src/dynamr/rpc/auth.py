@@ -68,7 +68,9 @@ async def client_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamW
     try:
         hello = await asyncio.wait_for(reader.readexactly(len(MAGIC) + NONCE_BYTES), timeout)
     except (TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
-        raise AuthenticationError(f"{peer} did not answer the dynamr handshake; is it a dynamr node?") from exc
+        raise AuthenticationError(
+            f"{peer} did not answer the dynamr handshake: is it a dynamr node, and does it require TLS "
+            "(then pass --tls-ca)?") from exc
     if hello[:len(MAGIC)] != MAGIC:
         raise AuthenticationError(f"{peer} is not a dynamr node (or runs an incompatible version)")
     server_nonce = hello[len(MAGIC):]

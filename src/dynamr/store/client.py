@@ -13,6 +13,7 @@ whatever is there.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -72,12 +73,12 @@ class ClusterView:
 
 class AsyncClient:
     def __init__(self, seeds: Sequence[Address], secret: bytes, *, timeout: float = 10.0,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         if not seeds:
             raise ClusterNotFoundError("no node address given")
         self._seeds = list(seeds)
         self._timeout = timeout
-        self._transport = transport or TcpTransport(secret)
+        self._transport = transport or TcpTransport(secret, ssl_context=ssl_context)
         self._view: ClusterView | None = None
         self._lock = asyncio.Lock()
 
@@ -195,15 +196,17 @@ class AsyncClient:
 class Client:
     """Blocking wrapper around :class:`AsyncClient`, with its own event loop thread."""
 
-    def __init__(self, seeds: Sequence[Address], secret: bytes, *, timeout: float = 10.0) -> None:
+    def __init__(self, seeds: Sequence[Address], secret: bytes, *, timeout: float = 10.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="dynamr-client", daemon=True)
         self._thread.start()
-        self._async = self._run(self._make(seeds, secret, timeout))
+        self._async = self._run(self._make(seeds, secret, timeout, ssl_context))
 
     @staticmethod
-    async def _make(seeds: Sequence[Address], secret: bytes, timeout: float) -> AsyncClient:
-        return AsyncClient(seeds, secret, timeout=timeout)
+    async def _make(seeds: Sequence[Address], secret: bytes, timeout: float,
+                    ssl_context: ssl.SSLContext | None) -> AsyncClient:
+        return AsyncClient(seeds, secret, timeout=timeout, ssl_context=ssl_context)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
