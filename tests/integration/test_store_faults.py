@@ -84,6 +84,9 @@ def test_hinted_handoff_delivers_writes_to_a_restarted_node(make_cluster: MakeCl
     assert len(owned) > 50
     cluster.kill_node("n4")
     with Client(cluster.seeds, cluster.secret) as client:
+        # every live node notices the dead peer within a few seconds (failure_timeout is 1 s here)
+        wait_until(lambda: all("n4" in st.down for st in statuses_alive(client, "n4").values()), 5,
+                   "peers to mark n4 down")
         for key in keys:
             client.put(key, b"v-" + key, w=3)  # W=3 with n4 dead: only possible through hinted fallbacks
         hints = sum(st.hints for node_id, st in statuses_alive(client, "n4").items())
