@@ -98,3 +98,35 @@ def test_merge_never_loses_a_write_no_context_covered(states: list[State]) -> No
 def test_sibling_dot_property() -> None:
     s = Sibling("a@1", 4, {}, b"x")
     assert s.dot == ("a@1", 4) and not s.is_tombstone
+
+
+vectors = st.dictionaries(st.sampled_from(ACTORS), st.integers(0, 4), max_size=3)
+
+
+def _le(a: dict[str, int], b: dict[str, int]) -> bool:
+    return versions.compare(a, b) in (versions.Order.BEFORE, versions.Order.EQUAL)
+
+
+@settings(max_examples=300)
+@given(vectors, vectors, vectors)
+def test_version_vectors_form_a_partial_order_with_join_as_least_upper_bound(
+        a: dict[str, int], b: dict[str, int], c: dict[str, int]) -> None:
+    assert _le(a, a)
+    if _le(a, b) and _le(b, a):
+        assert versions.compare(a, b) is versions.Order.EQUAL
+    if _le(a, b) and _le(b, c):
+        assert _le(a, c)
+    j = versions.join(a, b)
+    assert _le(a, j) and _le(b, j)
+    if _le(a, c) and _le(b, c):
+        assert _le(j, c)
+    flipped = {versions.Order.BEFORE: versions.Order.AFTER, versions.Order.AFTER: versions.Order.BEFORE}
+    order = versions.compare(a, b)
+    assert versions.compare(b, a) is flipped.get(order, order)
+
+
+def test_compare_examples() -> None:
+    assert versions.compare({"a": 1}, {"a": 2}) is versions.Order.BEFORE
+    assert versions.compare({"a": 2, "b": 1}, {"a": 2}) is versions.Order.AFTER
+    assert versions.compare({"a": 1}, {"b": 1}) is versions.Order.CONCURRENT
+    assert versions.compare({}, {"a": 0}) is versions.Order.EQUAL

@@ -14,6 +14,7 @@ Everything here is pure: states in, states out. ``value is None`` marks a tombst
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from enum import Enum
 from typing import NamedTuple
 
 import msgpack
@@ -47,6 +48,36 @@ def covered(vv: Mapping[str, int], actor: str, counter: int) -> bool:
     return vv.get(actor, 0) >= counter
 
 
+class Order(Enum):
+    BEFORE = "before"
+    AFTER = "after"
+    EQUAL = "equal"
+    CONCURRENT = "concurrent"
+
+
+def compare(a: Mapping[str, int], b: Mapping[str, int]) -> Order:
+    """The causal order of two version vectors (missing entries count as 0)."""
+    a_le_b = all(count <= b.get(actor, 0) for actor, count in a.items() if count)
+    b_le_a = all(count <= a.get(actor, 0) for actor, count in b.items() if count)
+    if a_le_b and b_le_a:
+        return Order.EQUAL
+    if a_le_b:
+        return Order.BEFORE
+    if b_le_a:
+        return Order.AFTER
+    return Order.CONCURRENT
+
+
+def join(*vvs: Mapping[str, int]) -> VersionVector:
+    """The least upper bound of version vectors."""
+    out: VersionVector = {}
+    for vv in vvs:
+        for actor, count in vv.items():
+            if count > out.get(actor, 0):
+                out[actor] = count
+    return out
+
+
 def merge(*states: Iterable[Sibling]) -> State:
     """Join replica states: the union of siblings, minus those another sibling's past covers."""
     by_dot: dict[tuple[str, int], Sibling] = {}
@@ -64,14 +95,8 @@ def merge(*states: Iterable[Sibling]) -> State:
 
 def context_of(state: Iterable[Sibling]) -> VersionVector:
     """The causal context a reader gets: every sibling's past joined with every sibling's dot."""
-    vv: VersionVector = {}
-    for sib in state:
-        for actor, counter in sib.past.items():
-            if counter > vv.get(actor, 0):
-                vv[actor] = counter
-        if sib.counter > vv.get(sib.actor, 0):
-            vv[sib.actor] = sib.counter
-    return vv
+    state = tuple(state)
+    return join(*(sib.past for sib in state), *({sib.actor: sib.counter} for sib in state))
 
 
 def write(local: State, context: Mapping[str, int], actor: str, value: bytes | None) -> tuple[State, Sibling]:
