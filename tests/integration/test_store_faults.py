@@ -123,6 +123,16 @@ def test_concurrent_writes_become_siblings_and_a_context_resolves_them(make_clus
         assert sorted(result.values) == [b"[apple]", b"[pear]"]
         b.put("cart", b"[apple, pear]", context=result.context)
         assert a.get("cart", r=3).values == (b"[apple, pear]",)
+        # writes with no context at all, from two clients at once
+        threads = [threading.Thread(target=c.put, args=("fresh", v)) for c, v in ((a, b"x"), (b, b"y"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        result = b.get("fresh", r=3)
+        assert sorted(result.values) == [b"x", b"y"]
+        a.put("fresh", b"xy", context=result.context)
+        assert b.get("fresh", r=3).values == (b"xy",)
 
 
 def test_wiped_node_rejoins_without_losing_acknowledged_writes(make_cluster: MakeCluster) -> None:
