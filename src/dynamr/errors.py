@@ -84,6 +84,36 @@ class ValueTooLargeError(BadRequestError):
     code = "value_too_large"
 
 
+class NotFoundError(DynamrError):
+    """A file, directory or chunk does not exist."""
+
+    code = "not_found"
+
+
+class PathIsDirectoryError(BadRequestError):
+    """A path names a directory where a file was expected."""
+
+    code = "is_a_directory"
+
+
+class PathNotDirectoryError(BadRequestError):
+    """A path names a file where a directory was expected."""
+
+    code = "not_a_directory"
+
+
+class CorruptDataError(DynamrError):
+    """Stored bytes no longer match their checksum."""
+
+    code = "corrupt"
+
+
+class DataLostError(DynamrError):
+    """No replica could serve some data (every copy missing, corrupt or unreachable)."""
+
+    code = "data_lost"
+
+
 class StorageError(DynamrError):
     """The node's storage engine failed: disk full, LMDB map full, or an I/O error."""
 
@@ -111,6 +141,11 @@ _BY_CODE: dict[str, type[DynamrError]] = {
         BadRequestError,
         KeyTooLargeError,
         ValueTooLargeError,
+        NotFoundError,
+        PathIsDirectoryError,
+        PathNotDirectoryError,
+        CorruptDataError,
+        DataLostError,
         StorageError,
         RemoteError,
     )

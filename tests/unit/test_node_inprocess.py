@@ -10,44 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from dynamr.config import ClusterSpec, NodeAddress, Quorum, StoreSettings
+from dynamr.config import Quorum
 from dynamr.errors import BadRequestError, KeyTooLargeError, QuorumError, ValueTooLargeError
 from dynamr.rpc import messages as m
-from dynamr.rpc.transport import LocalTransport
-from dynamr.store import versions
-from dynamr.store.client import AsyncClient
-from dynamr.store.engine import MemoryEngine
-from dynamr.store.node import StoreNode
 from tests.helpers import async_wait_until
-
-SETTINGS = StoreSettings(heartbeat_interval=0.05, failure_timeout=0.3, handoff_interval=0.05,
-                         tombstone_reap_interval=0.1, replica_timeout=0.5, request_timeout=1.0,
-                         max_value_bytes=1024, max_key_bytes=64, max_message_bytes=1 << 20)
-
-
-class Cluster:
-    def __init__(self, count: int, settings: StoreSettings) -> None:
-        self.spec = ClusterSpec(nodes=tuple(NodeAddress(node_id=f"n{i}", host="mem", port=i)
-                                            for i in range(1, count + 1)), settings=settings)
-        self.transport = LocalTransport()
-        self.nodes = {n.node_id: StoreNode(self.spec, n.node_id, MemoryEngine(), self.transport)
-                      for n in self.spec.nodes}
-        for node in self.nodes.values():
-            self.transport.register(node.address, node.dispatcher)
-            node.start()
-        self.client = AsyncClient([n.address for n in self.spec.nodes], b"unused", transport=self.transport,
-                                  timeout=2.0)
-
-    def set_down(self, node_id: str, down: bool = True) -> None:
-        self.transport.set_down(self.nodes[node_id].address, down)
-
-    def local(self, node_id: str, key: bytes) -> tuple[bytes, ...]:
-        return versions.live_values(self.nodes[node_id].replica.read(key))
-
-    async def stop(self) -> None:
-        for node in self.nodes.values():
-            await node.stop()
-
+from tests.inprocess import SETTINGS, Cluster
 
 @pytest.fixture
 async def cluster3() -> AsyncIterator[Cluster]:
@@ -168,6 +135,6 @@ async def test_limits_and_bad_requests(cluster3: Cluster) -> None:
 
 
 async def test_quorum_defaults_validate(cluster3: Cluster) -> None:
-    assert cluster3.nodes["n1"]._quorum(0) == Quorum(n=3, r=2, w=2)
+    assert cluster3.nodes["n1"].quorum_for(0) == Quorum(n=3, r=2, w=2)
     with pytest.raises(BadRequestError, match="need 4 nodes"):
-        cluster3.nodes["n1"]._quorum(4)
+        cluster3.nodes["n1"].quorum_for(4)

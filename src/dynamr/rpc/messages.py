@@ -193,3 +193,74 @@ class ReplicaPurge(Message):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplicaPurgeReply(Message):
     purged: bool
+
+
+# --- chunks: immutable, content-addressed blobs (see dynamr.store.chunks) ------------------------------
+
+
+@register(30)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkPut(Message):
+    """Client-facing: store a chunk on its replicas (the receiving node coordinates)."""
+
+    chunk_id: bytes
+    data: bytes
+    n: int = 0
+    w: int = 0
+    timeout: float = 0.0
+
+
+@register(31)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkStore(Message):
+    """Replica-level: keep this chunk (as a hint for ``hint_for`` when set)."""
+
+    chunk_id: bytes
+    data: bytes
+    hint_for: str = ""
+
+
+@register(32)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkRead(Message):
+    """Replica-level: bytes [offset, offset+length) of a chunk (length -1: to the end), verified first."""
+
+    chunk_id: bytes
+    offset: int = 0
+    length: int = -1
+
+
+@register(33)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkData(Message):
+    data: bytes
+    #: size of the whole chunk
+    size: int
+
+
+@register(34)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkHas(Message):
+    chunk_ids: tuple[bytes, ...]
+
+
+@register(35)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkHasReply(Message):
+    chunk_ids: tuple[bytes, ...]
+
+
+@register(36)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkSweep(Message):
+    """Delete local chunks not in ``keep`` that were stored more than ``older_than`` seconds ago."""
+
+    keep: tuple[bytes, ...]
+    older_than: float
+
+
+@register(37)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkSweepReply(Message):
+    deleted: int
+    kept: int

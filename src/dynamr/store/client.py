@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,14 +23,18 @@ from dynamr.errors import (
     BadRequestError,
     ClusterNotFoundError,
     ConnectFailedError,
+    CorruptDataError,
+    DataLostError,
     DynamrError,
     KeyTooLargeError,
+    NotFoundError,
     UnavailableError,
     ValueTooLargeError,
 )
 from dynamr.rpc import messages as m
 from dynamr.rpc.client import TcpTransport, describe
 from dynamr.rpc.transport import Address, Transport
+from dynamr.store.chunks import chunk_id
 from dynamr.store.ring import Ring
 
 T = TypeVar("T")
@@ -177,6 +181,100 @@ class AsyncClient:
         assert isinstance(reply, m.PutReply)
         return reply.context
 
+    # --- chunks ----------------------------------------------------------------------------------------
+
+    async def put_chunk(self, data: bytes, *, w: int = 0, n: int = 0) -> bytes:
+        """Store an immutable chunk on its replicas; returns its id (content address). Idempotent."""
+        cid = chunk_id(data)
+        view = await self.cluster()
+        if len(data) > view.max_value_bytes:
+            raise ValueTooLargeError(f"chunk of {len(data)} bytes exceeds the cluster's {view.max_value_bytes}-byte "
+                                     "limit (max_value_bytes)")
+        await self._send(cid, m.ChunkPut(chunk_id=cid, data=data, w=w, n=n, timeout=self._timeout * 0.9), n,
+                         retry_sent=True)
+        return cid
+
+    async def read_chunk(self, cid: bytes, offset: int = 0, length: int = -1) -> bytes:
+        """Bytes of a chunk from the first replica that has a good copy; bad preferred copies are repaired.
+
+        Raises :class:`DataLostError` naming what each node answered when no replica could serve it.
+        """
+        view = await self.cluster()
+        preferred = view.ring.preference_list(cid, view.n)
+        failures: dict[str, str] = {}
+        repairable: list[str] = []
+        for node_id in view.ring.walk(cid):
+            try:
+                reply = await self._transport.call(view.nodes[node_id], m.ChunkRead(
+                    chunk_id=cid, offset=offset, length=length), self._timeout)
+            except (NotFoundError, CorruptDataError) as exc:
+                failures[node_id] = "corrupt" if isinstance(exc, CorruptDataError) else "missing"
+                if node_id in preferred:
+                    repairable.append(node_id)
+                continue
+            except DynamrError as exc:
+                failures[node_id] = f"{type(exc).__name__}: {exc}"
+                continue
+            assert isinstance(reply, m.ChunkData)
+            data = reply.data
+            if offset == 0 and length < 0 and chunk_id(data) != cid:
+                failures[node_id] = "corrupted in transit"
+                continue
+            if repairable:
+                await self._repair_chunk(cid, node_id, data if len(data) == reply.size else None, repairable)
+            return data
+        raise DataLostError(f"chunk {cid.hex()} could not be read from any replica ("
+                            + ", ".join(f"{k}: {v}" for k, v in failures.items()) + ")")
+
+    async def _repair_chunk(self, cid: bytes, good: str, data: bytes | None, bad: list[str]) -> None:
+        view = await self.cluster()
+        try:
+            if data is None:
+                reply = await self._transport.call(view.nodes[good], m.ChunkRead(chunk_id=cid), self._timeout)
+                assert isinstance(reply, m.ChunkData)
+                data = reply.data
+            for node_id in bad:
+                await self._transport.call(view.nodes[node_id], m.ChunkStore(chunk_id=cid, data=data), self._timeout)
+        except DynamrError:
+            pass  # repair is best effort: the read itself succeeded
+
+    async def chunk_holders(self, cids: Sequence[bytes]) -> dict[bytes, list[str]]:
+        """Which live nodes actually hold each chunk."""
+        view = await self.cluster()
+        holders: dict[bytes, list[str]] = {cid: [] for cid in cids}
+
+        async def ask(node_id: str) -> None:
+            try:
+                reply = await self._transport.call(view.nodes[node_id], m.ChunkHas(chunk_ids=tuple(cids)),
+                                                   min(self._timeout, 3.0))
+            except DynamrError:
+                return
+            assert isinstance(reply, m.ChunkHasReply)
+            for cid in reply.chunk_ids:
+                holders[cid].append(node_id)
+
+        await asyncio.gather(*(ask(node_id) for node_id in view.nodes))
+        for nodes in holders.values():
+            nodes.sort()
+        return holders
+
+    async def sweep_chunks(self, keep: Sequence[bytes],
+                           older_than: float) -> dict[str, m.ChunkSweepReply | DynamrError]:
+        """Ask every node to delete chunks not in ``keep`` stored more than ``older_than`` seconds ago."""
+        view = await self.cluster()
+
+        async def one(address: Address) -> m.ChunkSweepReply | DynamrError:
+            try:
+                reply = await self._transport.call(address, m.ChunkSweep(keep=tuple(keep), older_than=older_than),
+                                                   self._timeout)
+            except DynamrError as exc:
+                return exc
+            assert isinstance(reply, m.ChunkSweepReply)
+            return reply
+
+        results = await asyncio.gather(*(one(a) for a in view.nodes.values()))
+        return dict(zip(view.nodes, results, strict=True))
+
     async def node_status(self) -> dict[str, m.NodeStatusReply | DynamrError]:
         """Each node's status, or the error that kept it from answering."""
         view = await self.cluster()
@@ -242,6 +340,30 @@ class Client:
 
     def call_node(self, node: str | Address, msg: m.Message, timeout: float | None = None) -> m.Message:
         return self._run(self._async.call_node(node, msg, timeout))
+
+    def files(self, **options: Any) -> SyncFileSystem:
+        """The file system on this cluster, with blocking methods (see :class:`dynamr.files.FileSystem`)."""
+        from dynamr.files.client import FileSystem
+
+        return SyncFileSystem(self, FileSystem(self._async, **options))
+
+
+class SyncFileSystem:
+    """Blocking wrapper of :class:`dynamr.files.FileSystem`; each method runs on the client's loop."""
+
+    def __init__(self, client: Client, fs: Any) -> None:
+        self._client = client
+        self.fs = fs
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.fs, name)
+        if name in ("read", "walk_manifests"):
+            raise AttributeError(f"{name} streams; use dynamr.files.FileSystem with AsyncClient for it")
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._client._run(method(*args, **kwargs))
+
+        return call
 
 
 __all__ = ["AsyncClient", "Client", "GetResult", "describe"]

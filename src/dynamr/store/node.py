@@ -32,6 +32,7 @@ from dynamr.rpc import messages as m
 from dynamr.rpc.server import Dispatcher
 from dynamr.rpc.transport import Transport
 from dynamr.store import versions
+from dynamr.store.chunks import ChunkService
 from dynamr.store.commit import GroupCommitter
 from dynamr.store.engine import Engine
 from dynamr.store.failure import FailureDetector
@@ -62,6 +63,8 @@ class StoreNode:
         self._background: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._handoff_wakeup = asyncio.Event()
+        #: extra handoff rounds run with the hints' (e.g. chunk hints); each returns how many it delivered
+        self.handoff_rounds: list[Callable[[], Awaitable[int]]] = [self.hand_off]
         handlers: dict[type[m.Message], Callable[[Any], Awaitable[m.Message]]] = {
             m.Ping: self._on_ping,
             m.ClusterInfo: self._on_cluster_info,
@@ -75,6 +78,7 @@ class StoreNode:
         }
         for cls, handler in handlers.items():
             self.dispatcher.register(cls, handler)
+        ChunkService(self)
         if self.replica.renewed_epoch:
             log.info("node %s starts with a new epoch %s", node_id, self.replica.epoch)
 
@@ -146,14 +150,14 @@ class StoreNode:
 
     # --- validation ----------------------------------------------------------------------------------
 
-    def _check_key(self, key: bytes) -> None:
+    def check_key(self, key: bytes) -> None:
         if not key:
             raise BadRequestError("keys must not be empty")
         if len(key) > self.settings.max_key_bytes:
             raise KeyTooLargeError(
                 f"key of {len(key)} bytes exceeds the {self.settings.max_key_bytes}-byte limit")
 
-    def _quorum(self, n: int, r: int = 0, w: int = 0) -> Quorum:
+    def quorum_for(self, n: int, r: int = 0, w: int = 0) -> Quorum:
         default = self.settings.quorum
         n = n or default.n
         if n > len(self.addresses):
@@ -163,7 +167,7 @@ class StoreNode:
         except ConfigError as exc:
             raise BadRequestError(str(exc)) from exc
 
-    def _timeout(self, requested: float) -> float:
+    def timeout_for(self, requested: float) -> float:
         return requested if requested > 0 else self.settings.request_timeout
 
     # --- client-facing handlers ----------------------------------------------------------------------
@@ -189,14 +193,14 @@ class StoreNode:
             up=tuple(p for p in peers if self.detector.is_up(p)), down=tuple(sorted(self.detector.down)))
 
     async def _on_get(self, msg: m.Get) -> m.GetReply:
-        self._check_key(msg.key)
-        quorum = self._quorum(msg.n, r=msg.r)
-        state = await self.coordinate_read(msg.key, quorum, self._timeout(msg.timeout))
+        self.check_key(msg.key)
+        quorum = self.quorum_for(msg.n, r=msg.r)
+        state = await self.coordinate_read(msg.key, quorum, self.timeout_for(msg.timeout))
         return m.GetReply(values=versions.live_values(state),
                           context=versions.encode_context(versions.context_of(state)))
 
     async def _on_put(self, msg: m.Put) -> m.Message:
-        self._check_key(msg.key)
+        self.check_key(msg.key)
         if len(msg.value) > self.settings.max_value_bytes:
             raise ValueTooLargeError(
                 f"value of {len(msg.value)} bytes exceeds the {self.settings.max_value_bytes}-byte limit "
@@ -204,14 +208,14 @@ class StoreNode:
         return await self._write(msg, msg.key, msg.value, msg.context, msg.n, msg.w, msg.timeout)
 
     async def _on_delete(self, msg: m.Delete) -> m.Message:
-        self._check_key(msg.key)
+        self.check_key(msg.key)
         return await self._write(msg, msg.key, None, msg.context, msg.n, msg.w, msg.timeout)
 
     async def _write(self, msg: m.Put | m.Delete, key: bytes, value: bytes | None, context: bytes,
                      n: int, w: int, timeout: float) -> m.Message:
-        quorum = self._quorum(n, w=w)
+        quorum = self.quorum_for(n, w=w)
         ctx = versions.decode_context(context)
-        timeout = self._timeout(timeout)
+        timeout = self.timeout_for(timeout)
         preferred = self.ring.preference_list(key, quorum.n)
         if self.node_id not in preferred:
             return await self._forward(msg, preferred, timeout)
@@ -239,23 +243,34 @@ class StoreNode:
     async def coordinate_write(self, key: bytes, context: dict[str, int], value: bytes | None,
                                quorum: Quorum, timeout: float) -> State:
         state: State = await self.committer.submit(self.replica.op_coordinate(key, context, value))
-        machine = WriteQuorum(self.ring.walk(key), quorum.n, quorum.w, self.detector)
         encoded = versions.encode_state(state)
+
+        async def local(hint_for: str) -> None:
+            if hint_for:  # already stored as a replica; only a hint held for another node needs a write
+                await self.committer.submit(self.replica.op_merge(key, state, hint_for))
+
+        await self.replicate(key, quorum, timeout, local=local, what=f"write of key {key!r}",
+                             message=lambda hint_for: m.ReplicaWrite(key=key, state=encoded, hint_for=hint_for))
+        return state
+
+    async def replicate(self, key: bytes, quorum: Quorum, timeout: float, *,
+                        local: Callable[[str], Awaitable[None]], message: Callable[[str], m.Message],
+                        what: str) -> None:
+        """Drive a sloppy write quorum for ``key``: ``local(hint_for)`` stores on this node,
+        ``message(hint_for)`` is what other targets get. Returns once W targets acknowledged."""
+        machine = WriteQuorum(self.ring.walk(key), quorum.n, quorum.w, self.detector)
         done = asyncio.Event()
         replica_timeout = min(self.settings.replica_timeout, timeout)
 
         async def send(target: Send) -> None:
             try:
                 if target.node == self.node_id:
-                    if target.hint_for:
-                        await self.committer.submit(self.replica.op_merge(key, state, target.hint_for))
+                    await local(target.hint_for)
                 else:
-                    await self.call_peer(target.node, m.ReplicaWrite(key=key, state=encoded,
-                                                                     hint_for=target.hint_for),
-                                         replica_timeout)
+                    await self.call_peer(target.node, message(target.hint_for), replica_timeout)
                 machine.on_ack(target.node)
             except DynamrError as exc:
-                log.debug("replica write of %r to %s failed: %s", key, target.node, exc)
+                log.debug("%s to %s failed: %s", what, target.node, exc)
                 for retry in machine.on_failure(target.node):
                     self._spawn(send(retry))
             if machine.outcome is not Outcome.PENDING:
@@ -265,12 +280,11 @@ class StoreNode:
             self._spawn(send(target))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout)
-        if machine.outcome is Outcome.SUCCEEDED:
-            return state
-        raise QuorumError(
-            f"write of key {key!r} reached {len(machine.acked)} of the W={quorum.w} replicas required "
-            f"within {timeout:.1f}s (acknowledged by: {', '.join(machine.acked) or 'none'}; "
-            f"failed: {', '.join(machine.failed) or 'none'}); the write may still appear later")
+        if machine.outcome is not Outcome.SUCCEEDED:
+            raise QuorumError(
+                f"{what} reached {len(machine.acked)} of the W={quorum.w} replicas required "
+                f"within {timeout:.1f}s (acknowledged by: {', '.join(machine.acked) or 'none'}; "
+                f"failed: {', '.join(machine.failed) or 'none'}); the write may still appear later")
 
     async def coordinate_read(self, key: bytes, quorum: Quorum, timeout: float) -> State:
         machine = ReadQuorum(self.ring.walk(key), quorum.n, quorum.r, self.detector)
@@ -343,7 +357,7 @@ class StoreNode:
         return m.ReplicaState(state=versions.encode_state(self.replica.read(msg.key)))
 
     async def _on_replica_write(self, msg: m.ReplicaWrite) -> m.Ack:
-        self._check_key(msg.key)
+        self.check_key(msg.key)
         state = versions.decode_state(msg.state)
         if msg.hint_for and msg.hint_for not in self.addresses:
             raise BadRequestError(f"hint for unknown node {msg.hint_for!r}")
@@ -361,10 +375,11 @@ class StoreNode:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._handoff_wakeup.wait(), self.settings.handoff_interval)
             self._handoff_wakeup.clear()
-            try:
-                await self.hand_off()
-            except Exception:
-                log.exception("hinted handoff round failed")
+            for round_ in self.handoff_rounds:
+                try:
+                    await round_()
+                except Exception:
+                    log.exception("hinted handoff round failed")
 
     async def hand_off(self, batch: int = 1000) -> int:
         """Deliver hints to owners that are up; a delivered hint is removed. Returns how many went."""

@@ -1,0 +1,335 @@
+"""The file system on the store: put, get, read ranges, list, stat, remove, locate, collect garbage.
+
+A file is a manifest at key ``f:<path>`` plus immutable chunks; a directory is an entry set at ``d:<path>``
+(see :mod:`dynamr.files.directory`). Uploads send chunks first, with a few in flight, then write the
+manifest, then add the name to its directory, so a listed file is always complete. Downloads fetch chunks
+in order with a few prefetched, so memory stays bounded by (prefetch x chunk size) whatever the file size.
+
+Removing a file removes its manifest and its entry; its chunks are freed by :meth:`FileSystem.collect_garbage`
+(mark every chunk a manifest references, then each node sweeps the others that are older than a grace
+period, which protects chunks of uploads still in progress).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from dynamr.errors import (
+    DataLostError,
+    DynamrError,
+    NotFoundError,
+    PathIsDirectoryError,
+    PathNotDirectoryError,
+)
+from dynamr.files import directory, paths
+from dynamr.files.manifest import DEFAULT_CHUNK_SIZE, Manifest, resolve
+from dynamr.store.client import AsyncClient
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    path: str
+    kind: str  # "file" or "directory"
+    size: int = 0
+    chunks: int = 0
+    chunk_size: int = 0
+    mtime: float = 0.0
+    entries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    name: str
+    kind: str
+    size: int = 0
+    mtime: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkLocation:
+    index: int
+    chunk_id: bytes
+    file_offset: int
+    length: int
+    nodes: tuple[str, ...]
+
+
+class FileSystem:
+    def __init__(self, client: AsyncClient, *, chunk_size: int = DEFAULT_CHUNK_SIZE, parallel: int = 4) -> None:
+        self.client = client
+        self.chunk_size = chunk_size
+        self.parallel = parallel
+        self._known_dirs: set[str] = set()
+
+    # --- metadata ------------------------------------------------------------------------------------
+
+    async def _manifest(self, path: str) -> tuple[Manifest | None, bytes]:
+        result = await self.client.get(paths.manifest_key(path))
+        return resolve(result.values), result.context
+
+    async def _entries(self, path: str) -> tuple[directory.Entries, bytes, bool]:
+        result = await self.client.get(paths.directory_key(path))
+        states = [directory.decode(v) for v in result.values]
+        return directory.merge(states), result.context, bool(result.values)
+
+    async def _update_directory(self, path: str, change: Callable[[directory.Entries], bool]) -> None:
+        entries, context, _ = await self._entries(path)
+        if change(entries):
+            await self.client.put(paths.directory_key(path), directory.encode(entries), context=context)
+
+    async def _ensure_parents(self, path: str) -> None:
+        """Make sure every ancestor directory exists and lists its child on the way to ``path``."""
+        chain = [*paths.ancestors(path), path]
+        for parent_dir, child in itertools.pairwise(chain):
+            if child == path or child in self._known_dirs:
+                continue
+            manifest, _ = await self._manifest(child)
+            if manifest is not None:
+                raise PathNotDirectoryError(f"{child} is a file, so {path} cannot be created under it")
+            await self._add_entry(parent_dir, paths.name(child), directory.DIRECTORY)
+            self._known_dirs.add(child)
+
+    async def _add_entry(self, dir_path: str, name: str, kind: str) -> None:
+        def change(entries: directory.Entries) -> bool:
+            if directory.live(entries).get(name) == kind:
+                return False
+            directory.add(entries, name, kind)
+            return True
+
+        await self._update_directory(dir_path, change)
+
+    async def is_dir(self, path: str) -> bool:
+        path = paths.normalize(path)
+        if path == paths.ROOT:
+            return True
+        entries, _, _ = await self._entries(paths.parent(path))
+        return directory.live(entries).get(paths.name(path)) == directory.DIRECTORY
+
+    async def stat(self, path: str) -> FileStat:
+        path = paths.normalize(path)
+        manifest, _ = await self._manifest(path)
+        if manifest is not None:
+            return FileStat(path=path, kind="file", size=manifest.size, chunks=len(manifest.chunks),
+                            chunk_size=manifest.chunk_size, mtime=manifest.mtime)
+        if await self.is_dir(path):
+            entries, _, _ = await self._entries(path)
+            return FileStat(path=path, kind="directory", entries=len(directory.live(entries)))
+        raise NotFoundError(f"no such file or directory: {path}")
+
+    async def exists(self, path: str) -> bool:
+        try:
+            await self.stat(path)
+        except NotFoundError:
+            return False
+        return True
+
+    async def ls(self, path: str = "/", *, long: bool = False) -> list[ListEntry]:
+        path = paths.normalize(path)
+        manifest, _ = await self._manifest(path)
+        if manifest is not None:
+            return [ListEntry(name=paths.name(path), kind="file", size=manifest.size, mtime=manifest.mtime)]
+        if not await self.is_dir(path):
+            raise NotFoundError(f"no such file or directory: {path}")
+        entries, _, _ = await self._entries(path)
+        listing = sorted(directory.live(entries).items())
+        if not long:
+            return [ListEntry(name=n, kind="file" if k == directory.FILE else "directory") for n, k in listing]
+        out = []
+        for name, kind in listing:
+            if kind == directory.FILE:
+                mf, _ = await self._manifest(paths.join(path, name))
+                out.append(ListEntry(name=name, kind="file", size=mf.size if mf else 0, mtime=mf.mtime if mf else 0))
+            else:
+                out.append(ListEntry(name=name, kind="directory"))
+        return out
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    async def put_stream(self, stream: BinaryIO, remote: str, *, progress: Progress | None = None) -> FileStat:
+        """Upload from a binary stream (read in chunk-size pieces; memory bounded by ``parallel`` chunks)."""
+        remote = paths.normalize(remote)
+        if remote == paths.ROOT or await self.is_dir(remote):
+            raise PathIsDirectoryError(f"{remote} is a directory; give the file's full path")
+        await self._ensure_parents(remote)
+        chunks: list[tuple[bytes, int]] = []
+        inflight: deque[tuple[asyncio.Task[bytes], int]] = deque()
+        size = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await loop.run_in_executor(None, stream.read, self.chunk_size)
+            if not data:
+                break
+            inflight.append((asyncio.ensure_future(self.client.put_chunk(data)), len(data)))
+            size += len(data)
+            if len(inflight) >= self.parallel:
+                chunks.append(await self._finish(inflight, progress))
+        while inflight:
+            chunks.append(await self._finish(inflight, progress))
+        manifest = Manifest(size=size, chunk_size=self.chunk_size, chunks=tuple(chunks), mtime=time.time())
+        _, context = await self._manifest(remote)
+        await self.client.put(paths.manifest_key(remote), manifest.encode(), context=context)
+        await self._add_entry(paths.parent(remote), paths.name(remote), directory.FILE)
+        return FileStat(path=remote, kind="file", size=size, chunks=len(chunks), chunk_size=self.chunk_size,
+                        mtime=manifest.mtime)
+
+    @staticmethod
+    async def _finish(inflight: deque[tuple[asyncio.Task[bytes], int]],
+                      progress: Progress | None) -> tuple[bytes, int]:
+        task, length = inflight.popleft()
+        try:
+            cid = await task
+        except BaseException:
+            for other, _ in inflight:
+                other.cancel()
+            raise
+        if progress is not None:
+            progress(length)
+        return cid, length
+
+    async def put_bytes(self, data: bytes, remote: str) -> FileStat:
+        import io
+
+        return await self.put_stream(io.BytesIO(data), remote)
+
+    async def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> FileStat:
+        if local.is_dir():
+            raise PathIsDirectoryError(f"{local} is a directory; use put_tree")
+        with open(local, "rb") as stream:
+            return await self.put_stream(stream, remote, progress=progress)
+
+    async def put_tree(self, local: Path, remote: str, *, progress: Progress | None = None) -> list[FileStat]:
+        """Upload every file under a local directory, keeping relative paths."""
+        remote = paths.normalize(remote)
+        out = []
+        for file in sorted(p for p in local.rglob("*") if p.is_file()):
+            out.append(await self.put_file(file, paths.join(remote, file.relative_to(local).as_posix()),
+                                           progress=progress))
+        return out
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    async def _require_file(self, path: str) -> Manifest:
+        path = paths.normalize(path)
+        manifest, _ = await self._manifest(path)
+        if manifest is not None:
+            return manifest
+        if await self.is_dir(path):
+            raise PathIsDirectoryError(f"{path} is a directory, not a file")
+        raise NotFoundError(f"no such file: {path}")
+
+    async def read(self, path: str, offset: int = 0, length: int = -1) -> AsyncIterator[bytes]:
+        """Stream the bytes of [offset, offset+length) in order, prefetching a few chunks."""
+        manifest = await self._require_file(path)
+        spans = manifest.spans(offset, length)
+        pending: deque[tuple[asyncio.Task[bytes], tuple[int, bytes, int, int, int]]] = deque()
+        position = 0
+        try:
+            while position < len(spans) or pending:
+                while position < len(spans) and len(pending) < self.parallel:
+                    span = spans[position]
+                    index, cid, chunk_offset, take, _ = span
+                    whole = chunk_offset == 0 and take == manifest.chunks[index][1]
+                    pending.append((asyncio.ensure_future(
+                        self.client.read_chunk(cid, chunk_offset, -1 if whole else take)), span))
+                    position += 1
+                task, (index, cid, _, take, file_offset) = pending.popleft()
+                try:
+                    data = await task
+                except DataLostError as exc:
+                    raise DataLostError(f"{paths.normalize(path)}: bytes {file_offset}-{file_offset + take - 1} "
+                                        f"(chunk {index}) are lost: {exc}") from exc
+                yield data
+        finally:
+            for task, _ in pending:
+                task.cancel()
+
+    async def read_bytes(self, path: str, offset: int = 0, length: int = -1) -> bytes:
+        return b"".join([piece async for piece in self.read(path, offset, length)])
+
+    async def get_file(self, remote: str, local: Path, *, progress: Progress | None = None) -> int:
+        """Download to a local file (written to a temporary name, renamed when complete)."""
+        partial = local.with_name(local.name + ".dynamr-partial")
+        written = 0
+        loop = asyncio.get_running_loop()
+        try:
+            with open(partial, "wb") as out:
+                async for piece in self.read(remote):
+                    await loop.run_in_executor(None, out.write, piece)
+                    written += len(piece)
+                    if progress is not None:
+                        progress(len(piece))
+            partial.replace(local)
+        finally:
+            partial.unlink(missing_ok=True)
+        return written
+
+    # --- removal and garbage -------------------------------------------------------------------------
+
+    async def rm(self, path: str, *, recursive: bool = False) -> int:
+        """Remove a file, or a directory (only empty ones unless ``recursive``). Returns files removed."""
+        path = paths.normalize(path)
+        manifest, context = await self._manifest(path)
+        if manifest is not None:
+            await self.client.delete(paths.manifest_key(path), context=context)
+            await self._update_directory(paths.parent(path), lambda e: directory.remove(e, paths.name(path)))
+            return 1
+        if not await self.is_dir(path):
+            raise NotFoundError(f"no such file or directory: {path}")
+        entries, context, _ = await self._entries(path)
+        children = directory.live(entries)
+        if children and not recursive:
+            raise PathIsDirectoryError(f"{path} is a directory with {len(children)} entries; use rm -r")
+        removed = 0
+        for name in children:
+            removed += await self.rm(paths.join(path, name), recursive=True)
+        entries, context, found = await self._entries(path)
+        if found:
+            await self.client.delete(paths.directory_key(path), context=context)
+        if path != paths.ROOT:
+            await self._update_directory(paths.parent(path), lambda e: directory.remove(e, paths.name(path)))
+            self._known_dirs.discard(path)
+        return removed
+
+    async def walk_manifests(self, path: str = "/") -> AsyncIterator[tuple[str, Manifest]]:
+        path = paths.normalize(path)
+        entries, _, _ = await self._entries(path)
+        for name, kind in sorted(directory.live(entries).items()):
+            child = paths.join(path, name)
+            if kind == directory.FILE:
+                manifest, _ = await self._manifest(child)
+                if manifest is not None:
+                    yield child, manifest
+            else:
+                async for item in self.walk_manifests(child):
+                    yield item
+
+    async def collect_garbage(self, grace: float = 3600.0) -> int:
+        """Free chunks no manifest references (and stored over ``grace`` seconds ago). Returns chunks freed."""
+        referenced = {cid async for _, manifest in self.walk_manifests() for cid, _ in manifest.chunks}
+        results = await self.client.sweep_chunks(sorted(referenced), grace)
+        failed = {node: str(r) for node, r in results.items() if isinstance(r, DynamrError)}
+        freed = sum(r.deleted for r in results.values() if not isinstance(r, DynamrError))
+        if failed:
+            raise DynamrError(f"freed {freed} chunk(s), but some nodes could not sweep: {failed}")
+        return freed
+
+    # --- locality ------------------------------------------------------------------------------------
+
+    async def locate(self, path: str, offset: int = 0, length: int = -1) -> list[ChunkLocation]:
+        """For each chunk of a byte range, the nodes that actually hold it."""
+        manifest = await self._require_file(path)
+        spans = manifest.spans(offset, length)
+        holders = await self.client.chunk_holders([cid for _, cid, _, _, _ in spans])
+        return [ChunkLocation(index=index, chunk_id=cid, file_offset=file_offset, length=take,
+                              nodes=tuple(holders[cid]))
+                for index, cid, _, take, file_offset in spans]
+

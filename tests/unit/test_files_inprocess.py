@@ -1,0 +1,131 @@
+"""The file layer over in-process nodes: round trips, ranges, listings, removal, garbage collection."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dynamr.errors import NotFoundError, PathIsDirectoryError, PathNotDirectoryError
+from dynamr.files import FileSystem
+from tests.inprocess import SETTINGS, Cluster
+
+CHUNK = 1024
+FS_SETTINGS = SETTINGS.replace(max_key_bytes=400, max_value_bytes=64 * 1024)
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    c = Cluster(3, FS_SETTINGS)
+    yield c
+    await c.stop()
+
+
+@pytest.fixture
+def fs(cluster: Cluster) -> FileSystem:
+    return FileSystem(cluster.client, chunk_size=CHUNK)
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 7 * CHUNK + 123])
+async def test_round_trips_are_byte_identical(fs: FileSystem, size: int, tmp_path: Path) -> None:
+    data = os.urandom(size)
+    stat = await fs.put_bytes(data, "/data/blob.bin")
+    assert stat.size == size and stat.chunks == -(-size // CHUNK)
+    assert await fs.read_bytes("/data/blob.bin") == data
+    await fs.get_file("/data/blob.bin", tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == data
+
+
+async def test_byte_ranges(fs: FileSystem) -> None:
+    data = os.urandom(5 * CHUNK)
+    await fs.put_bytes(data, "/r")
+    for offset, length in [(0, 10), (CHUNK - 3, 7), (2 * CHUNK, CHUNK), (4 * CHUNK + 5, 10_000), (0, -1)]:
+        expected = data[offset:] if length < 0 else data[offset:offset + length]
+        assert await fs.read_bytes("/r", offset, length) == expected
+
+
+async def test_listing_stat_and_errors(fs: FileSystem) -> None:
+    await fs.put_bytes(b"hello", "/docs/a.txt")
+    await fs.put_bytes(b"world!", "/docs/sub/b.txt")
+    assert [(e.name, e.kind) for e in await fs.ls("/")] == [("docs", "directory")]
+    assert [(e.name, e.kind, e.size) for e in await fs.ls("/docs", long=True)] == [
+        ("a.txt", "file", 5), ("sub", "directory", 0)]
+    stat = await fs.stat("/docs/sub/b.txt")
+    assert (stat.kind, stat.size) == ("file", 6)
+    assert (await fs.stat("/docs")).kind == "directory"
+    with pytest.raises(NotFoundError, match="no such file: /docs/missing"):
+        await fs.read_bytes("/docs/missing")
+    with pytest.raises(PathIsDirectoryError, match="is a directory"):
+        await fs.read_bytes("/docs")
+    with pytest.raises(PathIsDirectoryError):
+        await fs.put_bytes(b"x", "/docs")
+    with pytest.raises(PathNotDirectoryError, match="is a file"):
+        await fs.put_bytes(b"x", "/docs/a.txt/inside")
+
+
+async def test_overwrite_replaces_content(fs: FileSystem) -> None:
+    await fs.put_bytes(b"first version", "/f")
+    await fs.put_bytes(b"second", "/f")
+    assert await fs.read_bytes("/f") == b"second"
+    assert [e.name for e in await fs.ls("/")] == ["f"]
+
+
+async def test_concurrent_creates_in_one_directory_are_all_listed(cluster: Cluster) -> None:
+    writers = [FileSystem(cluster.client, chunk_size=CHUNK) for _ in range(8)]
+    await asyncio.gather(*(w.put_bytes(f"file {i}".encode(), f"/shared/f{i}") for i, w in enumerate(writers)))
+    names = [e.name for e in await FileSystem(cluster.client).ls("/shared")]
+    assert names == [f"f{i}" for i in range(8)]
+
+
+async def test_rm_then_ls_never_shows_the_file_and_gc_frees_its_chunks(fs: FileSystem, cluster: Cluster) -> None:
+    keep = os.urandom(3 * CHUNK)
+    await fs.put_bytes(keep, "/d/keep")
+    await fs.put_bytes(os.urandom(4 * CHUNK), "/d/drop")
+    chunks_before = sum(n.replica.engine.count("chunks") for n in cluster.nodes.values())
+    assert chunks_before == 3 * 7
+    assert await fs.rm("/d/drop") == 1
+    assert [e.name for e in await fs.ls("/d")] == ["keep"]
+    with pytest.raises(NotFoundError):
+        await fs.stat("/d/drop")
+    assert await fs.collect_garbage(grace=0) == 3 * 4
+    assert sum(n.replica.engine.count("chunks") for n in cluster.nodes.values()) == 3 * 3
+    assert await fs.read_bytes("/d/keep") == keep
+    with pytest.raises(PathIsDirectoryError, match="rm -r"):
+        await fs.rm("/d")
+    assert await fs.rm("/d", recursive=True) == 1
+    assert await fs.ls("/") == []
+
+
+async def test_gc_grace_protects_recent_chunks(fs: FileSystem) -> None:
+    await fs.put_bytes(os.urandom(2 * CHUNK), "/x")
+    await fs.rm("/x")
+    assert await fs.collect_garbage(grace=3600) == 0
+
+
+async def test_locate_names_the_nodes_holding_each_chunk(fs: FileSystem, cluster: Cluster) -> None:
+    await fs.put_bytes(os.urandom(3 * CHUNK), "/loc")
+    located = await fs.locate("/loc", CHUNK + 10, CHUNK)
+    assert [(loc.index, loc.file_offset, loc.length) for loc in located] == [
+        (1, CHUNK + 10, CHUNK - 10), (2, 2 * CHUNK, 10)]
+    for loc in located:
+        assert loc.nodes == tuple(sorted(cluster.nodes["n1"].ring.preference_list(loc.chunk_id, 3)))
+
+
+async def test_read_survives_a_missing_and_a_corrupt_replica_and_repairs_them(fs: FileSystem,
+                                                                             cluster: Cluster) -> None:
+    data = os.urandom(CHUNK)
+    await fs.put_bytes(data, "/c")
+    (cid, _), = (await fs._require_file("/c")).chunks
+    first, second, _ = cluster.nodes["n1"].ring.preference_list(cid, 3)
+    cluster.nodes[first].replica.engine.apply([lambda t: t.delete("chunks", cid)])
+    record = cluster.nodes[second].replica.engine.get("chunks", cid)
+    assert record is not None
+    bad = record[:20] + bytes([record[20] ^ 0xFF]) + record[21:]
+    cluster.nodes[second].replica.engine.apply([lambda t: t.put("chunks", cid, bad)])
+    assert await fs.read_bytes("/c") == data
+    for node_id in (first, second):  # both bad copies were rewritten from the good one
+        repaired = cluster.nodes[node_id].replica.engine.get("chunks", cid)
+        assert repaired is not None and repaired[8:] == data
