@@ -16,6 +16,7 @@ from dynamr.rpc import messages as m
 from tests.helpers import async_wait_until
 from tests.inprocess import SETTINGS, Cluster
 
+
 @pytest.fixture
 async def cluster3() -> AsyncIterator[Cluster]:
     c = Cluster(3, SETTINGS)
