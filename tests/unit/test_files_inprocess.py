@@ -11,6 +11,7 @@ import pytest
 
 from dynamr.errors import NotFoundError, PathIsDirectoryError, PathNotDirectoryError
 from dynamr.files import FileSystem
+from dynamr.store.blobs import MemoryBlobStore
 from tests.inprocess import SETTINGS, Cluster
 
 CHUNK = 1024
@@ -84,14 +85,14 @@ async def test_rm_then_ls_never_shows_the_file_and_gc_frees_its_chunks(fs: FileS
     keep = os.urandom(3 * CHUNK)
     await fs.put_bytes(keep, "/d/keep")
     await fs.put_bytes(os.urandom(4 * CHUNK), "/d/drop")
-    chunks_before = sum(n.replica.engine.count("chunks") for n in cluster.nodes.values())
+    chunks_before = sum(n.blobs.count() for n in cluster.nodes.values())
     assert chunks_before == 3 * 7
     assert await fs.rm("/d/drop") == 1
     assert [e.name for e in await fs.ls("/d")] == ["keep"]
     with pytest.raises(NotFoundError):
         await fs.stat("/d/drop")
     assert await fs.collect_garbage(grace=0) == 3 * 4
-    assert sum(n.replica.engine.count("chunks") for n in cluster.nodes.values()) == 3 * 3
+    assert sum(n.blobs.count() for n in cluster.nodes.values()) == 3 * 3
     assert await fs.read_bytes("/d/keep") == keep
     with pytest.raises(PathIsDirectoryError, match="rm -r"):
         await fs.rm("/d")
@@ -120,12 +121,10 @@ async def test_read_survives_a_missing_and_a_corrupt_replica_and_repairs_them(fs
     await fs.put_bytes(data, "/c")
     (cid, _), = (await fs._require_file("/c")).chunks
     first, second, _ = cluster.nodes["n1"].ring.preference_list(cid, 3)
-    cluster.nodes[first].replica.engine.apply([lambda t: t.delete("chunks", cid)])
-    record = cluster.nodes[second].replica.engine.get("chunks", cid)
-    assert record is not None
-    bad = record[:20] + bytes([record[20] ^ 0xFF]) + record[21:]
-    cluster.nodes[second].replica.engine.apply([lambda t: t.put("chunks", cid, bad)])
+    cluster.nodes[first].blobs.delete(cid)
+    blobs = cluster.nodes[second].blobs
+    assert isinstance(blobs, MemoryBlobStore)
+    blobs.corrupt(cid)
     assert await fs.read_bytes("/c") == data
     for node_id in (first, second):  # both bad copies were rewritten from the good one
-        repaired = cluster.nodes[node_id].replica.engine.get("chunks", cid)
-        assert repaired is not None and repaired[8:] == data
+        assert cluster.nodes[node_id].blobs.get(cid) == data

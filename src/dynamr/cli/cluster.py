@@ -61,17 +61,17 @@ def status(target: Target) -> None:
         view = client.cluster()
         statuses = client.node_status()
     table = Table(title="dynamr cluster")
-    for col in ("node", "address", "state", "epoch", "keys", "hints", "tombstones", "sees down"):
+    for col in ("node", "address", "state", "epoch", "keys", "chunks", "hints", "tombstones", "sees down"):
         table.add_column(col)
     healthy = 0
     for node_id, address in view.nodes.items():
         st = statuses[node_id]
         addr = f"{address[0]}:{address[1]}"
         if isinstance(st, DynamrError):
-            table.add_row(node_id, addr, "[red]down[/]", "", "", "", "", "")
+            table.add_row(node_id, addr, "[red]down[/]", "", "", "", "", "", "")
             continue
         healthy += 1
-        table.add_row(node_id, addr, "[green]up[/]", st.epoch, str(st.keys), str(st.hints),
+        table.add_row(node_id, addr, "[green]up[/]", st.epoch, str(st.keys), str(st.chunks), str(st.hints),
                       str(st.tombstones), ", ".join(st.down) or "-")
     console.print(table)
     console.print(f"{healthy} of {len(view.nodes)} nodes up; N={view.n}")

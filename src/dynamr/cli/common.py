@@ -21,7 +21,7 @@ from dynamr.config import load_secret
 from dynamr.errors import ConfigError, DynamrError
 from dynamr.localcluster import DEFAULT_DIR, LocalCluster
 from dynamr.rpc import tls
-from dynamr.store.client import Client
+from dynamr.store.client import AsyncClient, Client
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,6 +46,10 @@ class Target:
     def client(self, timeout: float = 10.0) -> Client:
         ctx = tls.client_context(self.tls_ca) if self.tls_ca else None
         return Client(self.seeds, self.secret, timeout=timeout, ssl_context=ctx)
+
+    def async_client(self, timeout: float = 30.0) -> AsyncClient:
+        ctx = tls.client_context(self.tls_ca) if self.tls_ca else None
+        return AsyncClient(self.seeds, self.secret, timeout=timeout, ssl_context=ctx)
 
 
 def cluster_options(func: F) -> F:

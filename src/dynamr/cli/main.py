@@ -7,6 +7,7 @@ import click
 from dynamr import __version__
 from dynamr.cli.cluster import cluster
 from dynamr.cli.demo import demo
+from dynamr.cli.fs import fs
 from dynamr.cli.kv import kv
 from dynamr.cli.node import node
 
@@ -20,6 +21,7 @@ def cli() -> None:
 cli.add_command(cluster)
 cli.add_command(node)
 cli.add_command(kv)
+cli.add_command(fs)
 cli.add_command(demo)
 
 

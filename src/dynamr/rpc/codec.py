@@ -84,18 +84,21 @@ def decode_envelope(payload: bytes) -> Envelope:
     return Envelope(kind, request_id, message=msg)
 
 
-def frame(payload: bytes, frame_bytes: int) -> list[bytes]:
-    """Cut a payload into wire frames of at most ``frame_bytes`` each (headers included in the list)."""
+def frame(payload: bytes, frame_bytes: int) -> list[bytes | memoryview]:
+    """Cut a payload into wire frames of at most ``frame_bytes`` each (headers included in the list).
+
+    The pieces are views of ``payload``, not copies: the transport copies once into its send buffer.
+    """
     size = len(payload)
     if size <= frame_bytes:
         return [HEADER.pack(size, 0), payload]
     view = memoryview(payload)
-    out: list[bytes] = []
+    out: list[bytes | memoryview] = []
     for start in range(0, size, frame_bytes):
         part = view[start:start + frame_bytes]
         more = FLAG_MORE if start + frame_bytes < size else 0
         out.append(HEADER.pack(len(part), more))
-        out.append(bytes(part))
+        out.append(part)
     return out
 
 

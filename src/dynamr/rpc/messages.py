@@ -97,6 +97,7 @@ class NodeStatusReply(Message):
     tombstones: int
     up: tuple[str, ...]
     down: tuple[str, ...]
+    chunks: int = 0
 
 
 @register(7)

@@ -1,10 +1,10 @@
 """Chunks: immutable, content-addressed blobs, replicated without versions.
 
 A chunk's id is the xxh3-128 digest of its bytes, so every replica of a chunk is as good as any other and
-replicas never conflict: chunks skip version vectors entirely. They live in the ``chunks`` table (value:
-8-byte store time in ms, then the bytes) and are placed on the ring by their id, written through the same
-sloppy quorum as keys (``StoreNode.replicate``); a fallback keeps a marker in ``chunk_hints`` and hands the
-chunk to its owner when it returns, then drops its own copy.
+replicas never conflict: chunks skip version vectors entirely. Their bytes live in the node's blob store
+(a file per chunk, see :mod:`dynamr.store.blobs`); they are placed on the ring by their id and written
+through the same sloppy quorum as keys (``StoreNode.replicate``). A fallback keeps a marker in the
+``chunk_hints`` table and hands the chunk to its owner when it returns, then drops its own copy.
 
 Every read verifies the whole chunk against its id first. A copy that fails is deleted on the spot and
 reported as corrupt, so the reader moves to another replica and writes the good bytes back.
@@ -12,10 +12,12 @@ reported as corrupt, so the reader moves to another replica and writes the good 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import struct
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
 
 import xxhash
 
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_STAMP = struct.Struct(">Q")
+T = TypeVar("T")
 ID_BYTES = 16
 
 
@@ -43,12 +45,22 @@ class ChunkService:
 
     def __init__(self, node: StoreNode) -> None:
         self.node = node
-        self.engine = node.replica.engine
+        self.blobs = node.blobs
+        self._io = ThreadPoolExecutor(4, thread_name_prefix="dynamr-blobs") if self.blobs.blocking else None
         for cls, handler in ((m.ChunkPut, self._on_put), (m.ChunkStore, self._on_store),
                              (m.ChunkRead, self._on_read), (m.ChunkHas, self._on_has),
                              (m.ChunkSweep, self._on_sweep)):
             node.dispatcher.register(cls, handler)
         node.handoff_rounds.append(self.hand_off)
+
+    async def _run(self, func: Callable[..., T], *args: object) -> T:
+        if self._io is None:
+            return func(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
+
+    def close(self) -> None:
+        if self._io is not None:
+            self._io.shutdown(wait=True)
 
     # --- local storage -------------------------------------------------------------------------------
 
@@ -62,21 +74,18 @@ class ChunkService:
             raise BadRequestError(f"chunk {cid.hex()} content does not match its id (corrupted in transit?)")
 
     async def store_local(self, cid: bytes, data: bytes, hint_for: str = "") -> None:
-        record = _STAMP.pack(int(time.time() * 1000)) + data
+        await self._run(self.blobs.put, cid, data)
+        if hint_for:
+            await self.node.committer.submit(lambda txn: txn.put("chunk_hints", hint_key(cid, hint_for), b""))
 
-        def op(txn: WriteTxn) -> None:
-            txn.put("chunks", cid, record)
-            if hint_for:
-                txn.put("chunk_hints", hint_key(cid, hint_for), b"")
-
-        await self.node.committer.submit(op)
-
-    def read_local(self, cid: bytes) -> bytes:
-        record = self.engine.get("chunks", cid)
-        if record is None:
+    async def read_local(self, cid: bytes) -> bytes:
+        """The verified bytes of a local chunk; a copy that fails its checksum is deleted and reported."""
+        data = await self._run(self.blobs.get, cid)
+        if data is None:
             raise NotFoundError(f"node {self.node.node_id} has no chunk {cid.hex()}")
-        data = record[_STAMP.size:]
         if chunk_id(data) != cid:
+            log.error("chunk %s is corrupt on this node; deleting the bad copy", cid.hex())
+            await self._run(self.blobs.delete, cid)
             raise CorruptDataError(f"node {self.node.node_id}: chunk {cid.hex()} fails its checksum")
         return data
 
@@ -101,12 +110,7 @@ class ChunkService:
         return m.Ack()
 
     async def _on_read(self, msg: m.ChunkRead) -> m.ChunkData:
-        try:
-            data = self.read_local(msg.chunk_id)
-        except CorruptDataError:
-            log.error("chunk %s is corrupt on this node; deleting the bad copy", msg.chunk_id.hex())
-            await self.node.committer.submit(lambda txn: txn.delete("chunks", msg.chunk_id))
-            raise
+        data = await self.read_local(msg.chunk_id)
         if msg.offset < 0 or msg.offset > len(data):
             raise BadRequestError(f"offset {msg.offset} is outside chunk {msg.chunk_id.hex()} of {len(data)} bytes")
         end = len(data) if msg.length < 0 else min(len(data), msg.offset + msg.length)
@@ -114,23 +118,31 @@ class ChunkService:
                            size=len(data))
 
     async def _on_has(self, msg: m.ChunkHas) -> m.ChunkHasReply:
-        return m.ChunkHasReply(chunk_ids=tuple(c for c in msg.chunk_ids if self.engine.get("chunks", c) is not None))
+        present = await self._run(lambda: tuple(c for c in msg.chunk_ids if self.blobs.contains(c)))
+        return m.ChunkHasReply(chunk_ids=present)
 
     async def _on_sweep(self, msg: m.ChunkSweep) -> m.ChunkSweepReply:
         keep = set(msg.keep)
-        cutoff = int((time.time() - msg.older_than) * 1000)
-        doomed = [cid for cid, record in self.engine.scan("chunks")
-                  if cid not in keep and _STAMP.unpack_from(record)[0] <= cutoff]
-        total = self.engine.count("chunks")
+        cutoff = time.time() - msg.older_than
 
-        def op(txn: WriteTxn) -> None:
+        def sweep() -> tuple[list[bytes], int]:
+            doomed, total = [], 0
+            for cid, stored in self.blobs.scan():
+                total += 1
+                if cid not in keep and stored <= cutoff:
+                    self.blobs.delete(cid)
+                    doomed.append(cid)
+            return doomed, total
+
+        doomed, total = await self._run(sweep)
+
+        def forget_hints(txn: WriteTxn) -> None:
             for cid in doomed:
-                txn.delete("chunks", cid)
                 for hkey, _ in txn.scan("chunk_hints", hint_key(cid, "")):
                     txn.delete("chunk_hints", hkey)
 
         if doomed:
-            await self.node.committer.submit(op)
+            await self.node.committer.submit(forget_hints)
             log.info("swept %d unreferenced chunk(s)", len(doomed))
         return m.ChunkSweepReply(deleted=len(doomed), kept=total - len(doomed))
 
@@ -138,24 +150,27 @@ class ChunkService:
 
     async def hand_off(self) -> int:
         node = self.node
-        ready = [split_hint_key(raw) for raw, _ in self.engine.scan("chunk_hints")]
+        ready = [split_hint_key(raw) for raw, _ in node.replica.engine.scan("chunk_hints")]
         delivered = 0
         for cid, owner in ready:
             if not node.detector.is_up(owner):
                 continue
             try:
-                data = self.read_local(cid)
+                data = await self.read_local(cid)
                 await node.call_peer(owner, m.ChunkStore(chunk_id=cid, data=data), node.settings.replica_timeout)
             except DynamrError as exc:
                 log.debug("handoff of chunk %s to %s failed: %s", cid.hex(), owner, exc)
                 continue
-            preferred = node.ring.preference_list(cid, node.settings.quorum.n)
-
-            def op(txn: WriteTxn, cid: bytes = cid, owner: str = owner, preferred: tuple[str, ...] = preferred) -> None:
-                txn.delete("chunk_hints", hint_key(cid, owner))
-                if node.node_id not in preferred and not txn.scan("chunk_hints", hint_key(cid, "")):
-                    txn.delete("chunks", cid)
-
-            await node.committer.submit(op)
+            await node.committer.submit(_delete_marker(hint_key(cid, owner)))
+            still_hinted = bool(node.replica.engine.scan("chunk_hints", hint_key(cid, "")))
+            if node.node_id not in node.ring.preference_list(cid, node.settings.quorum.n) and not still_hinted:
+                await self._run(self.blobs.delete, cid)
             delivered += 1
         return delivered
+
+
+def _delete_marker(marker: bytes) -> Callable[[WriteTxn], None]:
+    def op(txn: WriteTxn) -> None:
+        txn.delete("chunk_hints", marker)
+
+    return op

@@ -21,7 +21,7 @@ import lmdb
 
 from dynamr.errors import StorageError
 
-TABLES = ("data", "hints", "tombstones", "meta", "chunks", "chunk_hints")
+TABLES = ("data", "hints", "tombstones", "meta", "chunk_hints")
 #: LMDB's default limit on key length
 LMDB_MAX_KEY = 511
 

@@ -32,6 +32,7 @@ from dynamr.rpc import messages as m
 from dynamr.rpc.server import Dispatcher
 from dynamr.rpc.transport import Transport
 from dynamr.store import versions
+from dynamr.store.blobs import BlobStore, MemoryBlobStore
 from dynamr.store.chunks import ChunkService
 from dynamr.store.commit import GroupCommitter
 from dynamr.store.engine import Engine
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 class StoreNode:
     def __init__(self, spec: ClusterSpec, node_id: str, engine: Engine, transport: Transport,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, blobs: BlobStore | None = None) -> None:
         self.spec = spec
         self.settings = spec.settings
         self.node_id = node_id
@@ -56,6 +57,7 @@ class StoreNode:
         self.transport = transport
         self.clock = clock
         self.replica = Replica(engine, node_id, durable_commits=self.settings.fsync == "always")
+        self.blobs = blobs if blobs is not None else MemoryBlobStore()
         self.committer = GroupCommitter(engine)
         self.detector = FailureDetector([p for p in self.addresses if p != node_id],
                                         self.settings.failure_timeout, clock())
@@ -78,7 +80,7 @@ class StoreNode:
         }
         for cls, handler in handlers.items():
             self.dispatcher.register(cls, handler)
-        ChunkService(self)
+        self.chunks = ChunkService(self)
         if self.replica.renewed_epoch:
             log.info("node %s starts with a new epoch %s", node_id, self.replica.epoch)
 
@@ -99,6 +101,7 @@ class StoreNode:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.committer.close()
+        self.chunks.close()
         self.replica.mark_clean_stop()
         self.replica.engine.close()
 
@@ -190,7 +193,8 @@ class StoreNode:
         return m.NodeStatusReply(
             node_id=self.node_id, epoch=self.replica.epoch, keys=engine.count("data"),
             hints=engine.count("hints"), tombstones=engine.count("tombstones"),
-            up=tuple(p for p in peers if self.detector.is_up(p)), down=tuple(sorted(self.detector.down)))
+            up=tuple(p for p in peers if self.detector.is_up(p)), down=tuple(sorted(self.detector.down)),
+            chunks=await self.chunks._run(self.blobs.count))
 
     async def _on_get(self, msg: m.Get) -> m.GetReply:
         self.check_key(msg.key)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import ssl
+import sys
 from pathlib import Path
 
 from dynamr.config import ClusterSpec
 from dynamr.rpc.client import TcpTransport
 from dynamr.rpc.server import RpcServer
+from dynamr.store.blobs import DirectoryBlobStore
 from dynamr.store.engine import LmdbEngine
 from dynamr.store.node import StoreNode
 
@@ -28,6 +31,24 @@ def setup_logging(level: str, node_id: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format=f"%(asctime)s %(levelname)s [{node_id}] %(name)s: %(message)s")
+
+
+def pin_malloc_thresholds() -> None:
+    """Keep large buffers (chunks, LMDB overflow pages) out of the heap on glibc.
+
+    glibc raises its mmap threshold each time a large mmapped block is freed, after which multi-MiB
+    buffers come from the heap and stay there: a node moving gigabytes then grows its resident memory
+    with every file. Setting the thresholds explicitly turns that adjustment off.
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 256 * 1024)
+        libc.mallopt(m_trim_threshold, 1024 * 1024)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to pin
 
 
 def install_event_loop_policy() -> None:
@@ -57,7 +78,8 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
     engine = LmdbEngine(data_dir / "lmdb", map_size=settings.map_size, fsync=settings.fsync)
     transport = TcpTransport(secret, frame_bytes=settings.frame_bytes,
                              max_message_bytes=settings.max_message_bytes, ssl_context=client_ssl)
-    node = StoreNode(spec, node_id, engine, transport)
+    blobs = DirectoryBlobStore(data_dir / "chunks", fsync=settings.fsync == "always")
+    node = StoreNode(spec, node_id, engine, transport, blobs=blobs)
     server = RpcServer(node.dispatcher, secret, frame_bytes=settings.frame_bytes,
                        max_message_bytes=settings.max_message_bytes, ssl_context=server_ssl)
     await server.start(me.host, me.port)
@@ -86,6 +108,7 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
 def run_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
              server_ssl: ssl.SSLContext | None = None, client_ssl: ssl.SSLContext | None = None,
              exit_with_parent: bool = False) -> None:
+    pin_malloc_thresholds()
     install_event_loop_policy()
     asyncio.run(serve_node(spec, node_id, data_dir, secret, server_ssl=server_ssl, client_ssl=client_ssl,
                            exit_with_parent=exit_with_parent))
