@@ -12,6 +12,7 @@ import pytest
 from dynamr.errors import NotFoundError, PathIsDirectoryError, PathNotDirectoryError
 from dynamr.files import FileSystem
 from dynamr.store.blobs import MemoryBlobStore
+from tests.helpers import async_wait_until
 from tests.inprocess import SETTINGS, Cluster
 
 CHUNK = 1024
@@ -128,3 +129,28 @@ async def test_read_survives_a_missing_and_a_corrupt_replica_and_repairs_them(fs
     assert await fs.read_bytes("/c") == data
     for node_id in (first, second):  # both bad copies were rewritten from the good one
         assert cluster.nodes[node_id].blobs.get(cid) == data
+
+
+async def test_chunk_written_while_an_owner_is_down_is_handed_off_then_dropped_by_the_fallback() -> None:
+    cluster = Cluster(4, FS_SETTINGS)
+    try:
+        data = os.urandom(CHUNK)
+        from dynamr.store.chunks import chunk_id
+
+        cid = chunk_id(data)
+        ring = cluster.nodes["n1"].ring
+        owner, fallback = ring.preference_list(cid, 3)[1], ring.walk(cid)[3]
+        cluster.set_down(owner)
+        await cluster.client.put_chunk(data, w=3)
+        assert cluster.nodes[fallback].blobs.get(cid) == data
+        assert cluster.nodes[owner].blobs.get(cid) is None
+        cluster.set_down(owner, False)
+
+        async def handed_off() -> bool:
+            return (cluster.nodes[owner].blobs.get(cid) == data
+                    and cluster.nodes[fallback].blobs.get(cid) is None
+                    and not list(cluster.nodes[fallback].replica.engine.scan("chunk_hints")))
+
+        await async_wait_until(handed_off, 5, "chunk handoff")
+    finally:
+        await cluster.stop()

@@ -162,7 +162,7 @@ class ChunkService:
                 log.debug("handoff of chunk %s to %s failed: %s", cid.hex(), owner, exc)
                 continue
             await node.committer.submit(_delete_marker(hint_key(cid, owner)))
-            still_hinted = bool(node.replica.engine.scan("chunk_hints", hint_key(cid, "")))
+            still_hinted = next(iter(node.replica.engine.scan("chunk_hints", hint_key(cid, ""))), None) is not None
             if node.node_id not in node.ring.preference_list(cid, node.settings.quorum.n) and not still_hinted:
                 await self._run(self.blobs.delete, cid)
             delivered += 1
