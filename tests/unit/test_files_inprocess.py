@@ -154,3 +154,33 @@ async def test_chunk_written_while_an_owner_is_down_is_handed_off_then_dropped_b
         await async_wait_until(handed_off, 5, "chunk handoff")
     finally:
         await cluster.stop()
+
+
+async def test_a_chunk_lost_everywhere_names_the_file_and_byte_range(fs: FileSystem, cluster: Cluster) -> None:
+    from dynamr.errors import DataLostError
+
+    data = os.urandom(3 * CHUNK)
+    await fs.put_bytes(data, "/lost")
+    cid = (await fs._require_file("/lost")).chunks[1][0]
+    for node in cluster.nodes.values():
+        node.blobs.delete(cid)
+    with pytest.raises(DataLostError, match=r"/lost: bytes 1024-2047 \(chunk 1\) are lost.*missing"):
+        await fs.read_bytes("/lost")
+    assert await fs.read_bytes("/lost", 0, CHUNK) == data[:CHUNK]  # the rest is still readable
+
+
+def test_a_failed_chunk_write_is_a_clear_storage_error(tmp_path: Path) -> None:
+    from dynamr.errors import StorageError
+    from dynamr.store.blobs import DirectoryBlobStore
+    from dynamr.store.chunks import chunk_id
+
+    store = DirectoryBlobStore(tmp_path / "chunks")
+    data = b"payload"
+    cid = chunk_id(data)
+    (tmp_path / "chunks" / cid.hex()[:2]).write_text("a file where the bucket directory should be")
+    with pytest.raises(StorageError, match="cannot store chunk"):
+        store.put(cid, data)
+    other = chunk_id(b"other")
+    store.put(other, b"other")
+    assert store.get(other) == b"other"
+    assert [c for c, _ in store.scan()] == [other]

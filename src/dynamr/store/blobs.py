@@ -12,6 +12,7 @@ File layout: ``<root>/<first two hex digits>/<32 hex digits of the id>``.
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import threading
 import time
@@ -95,9 +96,9 @@ class DirectoryBlobStore(BlobStore):
         if final.exists():
             os.utime(final)  # same id, same bytes: only the store time moves
             return
-        final.parent.mkdir(exist_ok=True)
         temporary = final.with_name(f"{final.name}.tmp-{os.getpid()}-{threading.get_ident()}")
         try:
+            final.parent.mkdir(exist_ok=True)
             with open(temporary, "wb") as out:
                 out.write(data)
                 if self.fsync:
@@ -105,7 +106,8 @@ class DirectoryBlobStore(BlobStore):
                     os.fsync(out.fileno())
             os.replace(temporary, final)
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
             raise StorageError(f"cannot store chunk {blob_id.hex()} under {self.root}: {exc.strerror} "
                                "(is the disk full?)") from exc
 
