@@ -69,6 +69,10 @@ class StoreSettings:
     handoff_interval: float = 1.0
     #: seconds between sweeps that purge tombstones every replica holds
     tombstone_reap_interval: float = 10.0
+    #: seconds between automatic garbage collections of unreferenced file chunks (one node runs them)
+    gc_interval: float = 600.0
+    #: unreferenced chunks younger than this many seconds are kept (uploads in progress)
+    gc_grace: float = 3600.0
     #: largest key accepted, bytes (LMDB keys are at most 511 bytes; hints add the owner's id to the key)
     max_key_bytes: int = 400
     #: largest value accepted, bytes; larger data belongs in files on the store
@@ -92,9 +96,11 @@ class StoreSettings:
         if self.fsync not in FSYNC_POLICIES:
             raise ConfigError(f"fsync must be one of {', '.join(FSYNC_POLICIES)} (got {self.fsync!r})")
         for name in ("heartbeat_interval", "failure_timeout", "request_timeout", "replica_timeout",
-                     "handoff_interval", "tombstone_reap_interval", "fsync_interval"):
+                     "handoff_interval", "tombstone_reap_interval", "fsync_interval", "gc_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
+        if self.gc_grace < 0:
+            raise ConfigError(f"gc_grace must not be negative (got {self.gc_grace})")
         if self.failure_timeout <= self.heartbeat_interval:
             raise ConfigError(
                 f"failure_timeout ({self.failure_timeout}s) must exceed heartbeat_interval "

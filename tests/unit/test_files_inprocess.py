@@ -184,3 +184,25 @@ def test_a_failed_chunk_write_is_a_clear_storage_error(tmp_path: Path) -> None:
     store.put(other, b"other")
     assert store.get(other) == b"other"
     assert [c for c, _ in store.scan()] == [other]
+
+
+async def test_one_node_collects_garbage_automatically() -> None:
+    from dynamr.files.gc import collect_once, is_collector, run_collector
+
+    cluster = Cluster(3, FS_SETTINGS.replace(gc_interval=0.05, gc_grace=0))
+    tasks = [asyncio.create_task(run_collector(node)) for node in cluster.nodes.values()]
+    try:
+        assert [n for n, node in cluster.nodes.items() if is_collector(node)] == ["n1"]
+        fs = FileSystem(cluster.client, chunk_size=CHUNK)
+        await fs.put_bytes(os.urandom(2 * CHUNK), "/auto")
+        await fs.rm("/auto")
+
+        async def freed() -> bool:
+            return all(node.blobs.count() == 0 for node in cluster.nodes.values())
+
+        await async_wait_until(freed, 5, "automatic garbage collection")
+        assert await collect_once(cluster.nodes["n2"]) == 0
+    finally:
+        for task in tasks:
+            task.cancel()
+        await cluster.stop()

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from dynamr.config import ClusterSpec
+from dynamr.files.gc import run_collector
 from dynamr.rpc.client import TcpTransport
 from dynamr.rpc.server import RpcServer
 from dynamr.store.blobs import DirectoryBlobStore
@@ -84,6 +85,7 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
                        max_message_bytes=settings.max_message_bytes, ssl_context=server_ssl)
     await server.start(me.host, me.port)
     node.start()
+    collector = asyncio.create_task(run_collector(node))
     log.info("node %s (epoch %s) listening on %s:%d", node_id, node.replica.epoch, me.host, server.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -96,6 +98,7 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
         log.info("node %s stopping", node_id)
         if watchdog is not None:
             watchdog.cancel()
+        collector.cancel()
         await server.close()
         await transport.close()
         await node.stop()
