@@ -1,0 +1,162 @@
+"""The user API: a job is a class with generator methods, in the style of mrjob.
+
+    from dynamr.mapreduce import MRJob
+
+    class WordCount(MRJob):
+        def mapper(self, key, line):
+            for word in line.split():
+                yield word.lower(), 1
+
+        def combiner(self, word, counts):
+            yield word, sum(counts)
+
+        def reducer(self, word, counts):
+            yield word, sum(counts)
+
+A job overrides any of ``mapper``, ``combiner``, ``reducer`` (plus ``*_init`` and ``*_final`` hooks, which
+may yield records too), or ``steps()`` for several steps. ``INPUT_FORMAT`` is "text" (key = byte offset of
+the line, value = the line), "json" (value = the decoded JSON line) or "whole_file" (key = path, value =
+bytes). ``OUTPUT_FORMAT`` is "json" (``json(key) TAB json(value)``, as mrjob writes) or "text".
+Counters: ``self.increment_counter(group, name, amount)``.
+
+Seed 000's form also runs: a source file with a subclass of :class:`Mapper` (``map(key, value)``) and one
+of :class:`Reducer` (``reduce(key, values)``); :func:`job_from_seed_classes` wraps them into a job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from dynamr.errors import BadRequestError
+
+Record = tuple[Any, Any]
+INPUT_FORMATS = ("text", "json", "whole_file")
+OUTPUT_FORMATS = ("json", "text")
+
+
+@dataclass(frozen=True)
+class MRStep:
+    """One map (and optionally combine and reduce) pass. Any callable left as None is skipped."""
+
+    mapper: Callable[[Any, Any], Iterable[Record]] | None = None
+    combiner: Callable[[Any, Iterable[Any]], Iterable[Record]] | None = None
+    reducer: Callable[[Any, Iterable[Any]], Iterable[Record]] | None = None
+    mapper_init: Callable[[], Iterable[Record] | None] | None = None
+    mapper_final: Callable[[], Iterable[Record] | None] | None = None
+    combiner_init: Callable[[], Iterable[Record] | None] | None = None
+    combiner_final: Callable[[], Iterable[Record] | None] | None = None
+    reducer_init: Callable[[], Iterable[Record] | None] | None = None
+    reducer_final: Callable[[], Iterable[Record] | None] | None = None
+    #: reducers for this step; None: the job's or the command line's
+    num_reducers: int | None = None
+
+    @property
+    def map_only(self) -> bool:
+        return self.reducer is None
+
+
+class MRJob:
+    INPUT_FORMAT: ClassVar[str] = "text"
+    OUTPUT_FORMAT: ClassVar[str] = "json"
+    #: default number of reducers (the command line may override it)
+    NUM_REDUCERS: ClassVar[int | None] = None
+
+    def __init__(self) -> None:
+        self._counters: dict[tuple[str, str], int] = {}
+
+    # --- what users override -------------------------------------------------------------------------
+
+    def mapper(self, key: Any, value: Any) -> Iterable[Record]:
+        yield key, value
+
+    def combiner(self, key: Any, values: Iterable[Any]) -> Iterable[Record]:
+        for value in values:
+            yield key, value
+
+    def reducer(self, key: Any, values: Iterable[Any]) -> Iterable[Record]:
+        for value in values:
+            yield key, value
+
+    def partitioner(self, key: Any, num_partitions: int) -> int:
+        """Which reducer gets ``key``; the default is a stable hash (the same in every process)."""
+        from dynamr.mapreduce.partition import hash_partition
+
+        return hash_partition(key, num_partitions)
+
+    def steps(self) -> list[MRStep]:
+        """The job's steps; by default one step made of the methods this class overrides."""
+        cls = type(self)
+
+        def own(name: str) -> Any:
+            return getattr(self, name) if getattr(cls, name) is not getattr(MRJob, name, None) else None
+
+        names = ("mapper", "combiner", "reducer", "mapper_init", "mapper_final", "combiner_init",
+                 "combiner_final", "reducer_init", "reducer_final")
+        found = {name: own(name) for name in names}
+        if found["mapper"] is None and found["reducer"] is None:
+            raise BadRequestError(f"{cls.__name__} defines neither mapper nor reducer nor steps()")
+        return [MRStep(**found)]
+
+    # --- services for user code ----------------------------------------------------------------------
+
+    def increment_counter(self, group: str, name: str, amount: int = 1) -> None:
+        key = (group, name)
+        self._counters[key] = self._counters.get(key, 0) + amount
+
+    def counters(self) -> dict[tuple[str, str], int]:
+        return dict(self._counters)
+
+    def reset_counters(self) -> dict[tuple[str, str], int]:
+        out, self._counters = self._counters, {}
+        return out
+
+
+def _hook_records(result: Iterable[Record] | None) -> Iterator[Record]:
+    """``*_init``/``*_final`` hooks may return None or yield records."""
+    if result is None:
+        return iter(())
+    return iter(result)
+
+
+def check_formats(job: MRJob) -> None:
+    if job.INPUT_FORMAT not in INPUT_FORMATS:
+        raise BadRequestError(f"INPUT_FORMAT must be one of {', '.join(INPUT_FORMATS)} (got {job.INPUT_FORMAT!r})")
+    if job.OUTPUT_FORMAT not in OUTPUT_FORMATS:
+        raise BadRequestError(f"OUTPUT_FORMAT must be one of {', '.join(OUTPUT_FORMATS)} "
+                              f"(got {job.OUTPUT_FORMAT!r})")
+
+
+# --- seed 000's form: Mapper and Reducer classes ------------------------------------------------------
+
+
+class Mapper:
+    """Seed 000 style: subclass and implement ``map(key, value)`` yielding (key, value) pairs."""
+
+    def map(self, key: Any, value: Any) -> Iterable[Record]:
+        raise NotImplementedError
+
+
+class Reducer:
+    """Seed 000 style: subclass and implement ``reduce(key, values)`` yielding (key, value) pairs."""
+
+    def reduce(self, key: Any, values: Iterable[Any]) -> Iterable[Record]:
+        raise NotImplementedError
+
+
+def job_from_seed_classes(mapper_cls: type[Mapper], reducer_cls: type[Reducer] | None) -> type[MRJob]:
+    """Wrap seed-style classes into an :class:`MRJob` class."""
+
+    class SeedJob(MRJob):
+        def __init__(self) -> None:
+            super().__init__()
+            self._mapper = mapper_cls()
+            self._reducer = reducer_cls() if reducer_cls is not None else None
+
+        def steps(self) -> list[MRStep]:
+            reducer = self._reducer
+            return [MRStep(mapper=self._mapper.map, reducer=reducer.reduce if reducer is not None else None)]
+
+    SeedJob.__name__ = SeedJob.__qualname__ = f"{mapper_cls.__name__}+{getattr(reducer_cls, '__name__', '')}"
+    return SeedJob
