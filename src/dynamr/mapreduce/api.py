@@ -63,8 +63,14 @@ class MRJob:
     #: default number of reducers (the command line may override it)
     NUM_REDUCERS: ClassVar[int | None] = None
 
-    def __init__(self) -> None:
+    def __init__(self, options: dict[str, str] | None = None) -> None:
         self._counters: dict[tuple[str, str], int] = {}
+        #: options given on the command line (``-D key=value``) or to the runner
+        self.options: dict[str, str] = dict(options or {})
+        #: path of the input file of the current map task's split (first step only)
+        self.input_path: str = ""
+        #: what :meth:`partition_sample` returned, given to every task of the job
+        self.partition_state: Any = None
 
     # --- what users override -------------------------------------------------------------------------
 
@@ -85,12 +91,22 @@ class MRJob:
 
         return hash_partition(key, num_partitions)
 
+    def partition_sample(self, keys: list[Any], num_partitions: int) -> Any:
+        """Override to see a sample of the first step's map output keys before the job runs (for range
+        partitioning, as TeraSort does). What it returns becomes ``self.partition_state`` in every task."""
+        return None
+
+    @classmethod
+    def wants_sample(cls) -> bool:
+        return cls.partition_sample is not MRJob.partition_sample
+
     def steps(self) -> list[MRStep]:
         """The job's steps; by default one step made of the methods this class overrides."""
         cls = type(self)
 
         def own(name: str) -> Any:
-            return getattr(self, name) if getattr(cls, name) is not getattr(MRJob, name, None) else None
+            defined = getattr(cls, name, None)
+            return getattr(self, name) if defined is not None and defined is not getattr(MRJob, name, None) else None
 
         names = ("mapper", "combiner", "reducer", "mapper_init", "mapper_final", "combiner_init",
                  "combiner_final", "reducer_init", "reducer_final")

@@ -1,0 +1,152 @@
+"""Run a whole job in this process, one task after another, over local files.
+
+The reference execution of a job: the same task code (:mod:`dynamr.mapreduce.tasks`), the same splits and
+shuffle, with no cluster. Tests compare the distributed runner against it, and it is what ``dynamr run
+--inline`` uses for quick checks of a job on a sample.
+
+Between steps, reduce outputs stay encoded runs (records, not text), and become the next step's map input.
+The last step writes ``part-NNNNN`` files and a ``_SUCCESS`` marker into an output directory that must not
+exist yet.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dynamr.errors import BadRequestError, NotFoundError
+from dynamr.mapreduce.api import MRJob, check_formats
+from dynamr.mapreduce.shuffle import decode_run, encode_run
+from dynamr.mapreduce.splits import READERS, LocalFile, plan_splits
+from dynamr.mapreduce.tasks import format_output, run_map, run_reduce
+
+DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
+
+
+@dataclass
+class JobResult:
+    output: Path
+    parts: list[Path]
+    counters: dict[tuple[str, str], int] = field(default_factory=dict)
+    map_tasks: int = 0
+    reduce_tasks: int = 0
+    seconds: float = 0.0
+
+
+def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
+    """Files named, and every file under directories named (sorted); refuses missing inputs."""
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            files.extend(sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise NotFoundError(f"input {item} does not exist")
+    if not files:
+        raise NotFoundError(f"no input files in {', '.join(map(str, inputs))}")
+    return files
+
+
+def check_output(output: Path) -> None:
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise BadRequestError(f"output {output} already exists; choose another or remove it first")
+
+
+def _read_file(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while data := f.read(1 << 20):
+            yield data
+
+
+def sample_keys(job: MRJob, sources: Sequence[Iterator[tuple[object, object]]], per_split: int = 1000,
+                limit: int = 20000) -> list[object]:
+    """Map output keys of the first records of evenly chosen splits: the sample for range partitioning."""
+    step = job.steps()[0]
+    keys: list[object] = []
+    stride = max(1, len(sources) // max(1, limit // per_split))
+    for records in list(sources)[::stride]:
+        for taken, (key, value) in enumerate(records):
+            if taken >= per_split:
+                break
+            produced = step.mapper(key, value) if step.mapper is not None else [(key, value)]
+            keys.extend(k for k, _ in produced)
+    return keys
+
+
+def run_inline(job: MRJob, inputs: Sequence[Path], output: Path, *, num_reducers: int | None = None,
+               split_size: int = DEFAULT_SPLIT_SIZE, buffer_records: int = 1_000_000,
+               workdir: Path | None = None) -> JobResult:
+    check_formats(job)
+    files = expand_inputs(inputs)
+    check_output(output)
+    steps = job.steps()
+    started = time.perf_counter()
+    result = JobResult(output=output, parts=[])
+    scratch = Path(tempfile.mkdtemp(prefix="dynamr-inline-", dir=workdir))
+    try:
+        splits = plan_splits([(str(f), f.stat().st_size) for f in files], split_size,
+                             whole_files=job.INPUT_FORMAT == "whole_file")
+        reader = READERS[job.INPUT_FORMAT]
+        first_reducers = steps[0].num_reducers or num_reducers or job.NUM_REDUCERS or 1
+        if job.wants_sample():
+            job.partition_state = job.partition_sample(
+                sample_keys(job, [reader(LocalFile(Path(s.path)), s) for s in splits]), first_reducers)
+        sources: list[tuple[str, Iterator[tuple[object, object]]]] = [
+            (s.path, reader(LocalFile(Path(s.path)), s)) for s in splits]
+        for index, step in enumerate(steps):
+            last = index == len(steps) - 1
+            reducers = 0 if step.map_only else (step.num_reducers or num_reducers or job.NUM_REDUCERS or 1)
+            step_dir = scratch / f"step-{index}"
+            map_outputs: list[dict[int, Path]] = []
+            for task, (path, records) in enumerate(sources):
+                job.input_path = path
+                outputs: dict[int, Path] = {}
+
+                def sink(partition: int, blocks: Iterator[bytes], task: int = task,
+                         outputs: dict[int, Path] = outputs, step_dir: Path = step_dir) -> None:
+                    path = step_dir / f"map-{task}-{partition}.run"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with open(path, "wb") as out:
+                        for block in blocks:
+                            out.write(block)
+                    outputs[partition] = path
+
+                run_map(job, step, records, reducers, step_dir / "spill", sink, buffer_records)
+                map_outputs.append(outputs)
+                result.map_tasks += 1
+            if step.map_only:
+                finals = [(task, decode_run(_read_file(out[0]))) for task, out in enumerate(map_outputs)]
+            else:
+                finals = []
+                for partition in range(reducers):
+                    runs = [_read_file(out[partition]) for out in map_outputs if partition in out]
+                    finals.append((partition, run_reduce(step, runs)))
+                    result.reduce_tasks += 1
+            if last:
+                output.mkdir(parents=True, exist_ok=True)
+                for number, records in finals:
+                    part = output / f"part-{number:05d}"
+                    with open(part, "wb") as out:
+                        for block in format_output(records, job.OUTPUT_FORMAT):
+                            out.write(block)
+                    result.parts.append(part)
+                (output / "_SUCCESS").write_bytes(b"")
+            else:
+                next_sources: list[tuple[str, Iterator[tuple[object, object]]]] = []
+                for number, records in finals:
+                    run_file = step_dir / f"out-{number}.run"
+                    with open(run_file, "wb") as out:
+                        for block in encode_run(records):
+                            out.write(block)
+                    next_sources.append(("", decode_run(_read_file(run_file))))
+                sources = next_sources
+        result.counters = job.counters()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,258 @@
+"""The shuffle: map output partitioned, combined, sorted, spilled and merged; reduce input merged and grouped.
+
+Map side (seed 003's io.sort design): records go into an in-memory buffer of at most ``buffer_records``.
+With a combiner, the buffer is a dict of key -> values, so repeated keys cost one list append; when it is
+full, each key's values pass through the combiner, records are partitioned and sorted, and each partition
+is written as a sorted *run* to a local spill file. At the end the runs of each partition are merged
+(k-way, streaming), combined once more, and handed to a sink as the task's output for that partition.
+
+A run is a stream of msgpack-encoded batches of ``[key, value]`` pairs; decoding uses tuples. Reduce side:
+runs from every map are merged with :func:`heapq.merge` (memory: one batch per run) and grouped by key.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import msgpack
+
+Record = tuple[Any, Any]
+Combiner = Callable[[Any, Iterable[Any]], Iterable[Record]]
+Partitioner = Callable[[Any, int], int]
+
+BATCH_RECORDS = 4096
+_first = itemgetter(0)
+
+
+class ShuffleError(Exception):
+    """Map output that cannot be shuffled (unsortable or unencodable records)."""
+
+
+def _sort(records: list[Record]) -> None:
+    try:
+        records.sort(key=_first)
+    except TypeError as exc:
+        raise ShuffleError(f"map output keys must be mutually comparable to be sorted ({exc}); "
+                           "emit keys of one type") from exc
+
+
+def encode_batch(records: list[Record]) -> bytes:
+    try:
+        packed: bytes = msgpack.packb(records, use_bin_type=True)
+    except TypeError as exc:
+        sample = next((r for r in records if not _encodable(r)), records[0])
+        raise ShuffleError(f"cannot encode the record {sample!r}: {exc}; emit str, bytes, numbers, None, "
+                           "bools, and tuples, lists or dicts of them") from exc
+    return packed
+
+
+def _encodable(record: Record) -> bool:
+    try:
+        msgpack.packb(record, use_bin_type=True)
+    except TypeError:
+        return False
+    return True
+
+
+def encode_run(records: Iterable[Record]) -> Iterator[bytes]:
+    """A sorted stream of records as encoded batches."""
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= BATCH_RECORDS:
+            yield encode_batch(batch)
+            batch = []
+    if batch:
+        yield encode_batch(batch)
+
+
+def decode_run(blocks: Iterable[bytes]) -> Iterator[Record]:
+    """Records of a run, from its bytes in any block sizes."""
+    unpacker = msgpack.Unpacker(use_list=False, raw=False, max_buffer_size=0)
+    for block in blocks:
+        unpacker.feed(block)
+        for batch in unpacker:
+            yield from batch
+
+
+def merge_runs(runs: Iterable[Iterable[Record]]) -> Iterator[Record]:
+    """K-way merge of sorted runs (stable: equal keys keep run order)."""
+    try:
+        yield from heapq.merge(*runs, key=_first)
+    except TypeError as exc:
+        raise ShuffleError(f"map output keys must be mutually comparable to be merged ({exc})") from exc
+
+
+def group(records: Iterable[Record]) -> Iterator[tuple[Any, Iterator[Any]]]:
+    """(key, values) for each run of equal keys in a sorted stream."""
+    for key, pairs in itertools.groupby(records, key=_first):
+        yield key, (value for _, value in pairs)
+
+
+def combine_sorted(records: Iterable[Record], combiner: Combiner) -> Iterator[Record]:
+    for key, values in group(records):
+        yield from combiner(key, values)
+
+
+@dataclass
+class _Spill:
+    path: Path
+    #: partition -> (offset, length) of its run in the file
+    index: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def read(self, partition: int, block: int = 1 << 20) -> Iterator[bytes]:
+        where = self.index.get(partition)
+        if where is None:
+            return
+        offset, length = where
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            while length > 0:
+                data = f.read(min(block, length))
+                if not data:
+                    return
+                length -= len(data)
+                yield data
+
+
+class MapOutputCollector:
+    """Partitions, combines, sorts and spills one map task's output; bounded by ``buffer_records``."""
+
+    def __init__(self, num_partitions: int, partitioner: Partitioner, combiner: Combiner | None,
+                 spill_dir: Path, buffer_records: int = 1_000_000) -> None:
+        self.num_partitions = num_partitions
+        self.partitioner = partitioner
+        self.combiner = combiner
+        self.spill_dir = spill_dir
+        self.buffer_records = buffer_records
+        self._groups: dict[Any, list[Any]] = {}
+        self._records: list[Record] = []
+        self._buffered = 0
+        self._spills: list[_Spill] = []
+        self.records_in = 0
+        self.spills = 0
+
+    def collect(self, records: Iterable[Record]) -> None:
+        """The map side's hot loop: take everything a mapper call yields."""
+        limit = self.buffer_records
+        if self.combiner is not None:
+            groups = self._groups
+            try:
+                for record in records:
+                    key, value = record
+                    values = groups.get(key)
+                    if values is None:
+                        groups[key] = [value]
+                    else:
+                        values.append(value)
+                    self._buffered += 1
+                    if self._buffered >= limit:
+                        self.spill()
+                        groups = self._groups
+            except (TypeError, ValueError) as exc:
+                if isinstance(exc, ShuffleError) or ("unhashable" not in str(exc) and "unpack" not in str(exc)):
+                    raise
+                raise ShuffleError(f"map output must be (key, value) pairs with hashable keys to be combined: "
+                                   f"{exc}") from exc
+        else:
+            buffer = self._records
+            for record in records:
+                if type(record) is not tuple or len(record) != 2:
+                    record = _as_pair(record)
+                buffer.append(record)
+                if len(buffer) >= limit:
+                    self.spill()
+                    buffer = self._records
+            self._buffered = len(self._records)
+
+    def _drain_buffer(self) -> list[list[Record]]:
+        """Partitioned, sorted records of the buffer (combined first when there is a combiner)."""
+        parts: list[list[Record]] = [[] for _ in range(self.num_partitions)]
+        partition = self.partitioner
+        n = self.num_partitions
+        if self.combiner is not None:
+            groups, self._groups = self._groups, {}
+            combiner = self.combiner
+            for key, values in groups.items():
+                for record in combiner(key, values):
+                    if type(record) is not tuple or len(record) != 2:
+                        record = _as_pair(record)
+                    parts[partition(record[0], n) if n > 1 else 0].append(record)
+        else:
+            records, self._records = self._records, []
+            if n == 1:
+                parts[0] = records
+            else:
+                cache: dict[Any, int] = {}
+                for record in records:
+                    key = record[0]
+                    try:
+                        p = cache.get(key)
+                    except TypeError:  # unhashable key: no caching
+                        p = partition(key, n)
+                    else:
+                        if p is None:
+                            p = cache[key] = partition(key, n)
+                    parts[p].append(record)
+        self._buffered = 0
+        for part in parts:
+            _sort(part)
+        return parts
+
+    def spill(self) -> None:
+        parts = self._drain_buffer()
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        spill = _Spill(self.spill_dir / f"spill-{os.getpid()}-{len(self._spills)}.run")
+        with open(spill.path, "wb") as out:
+            for p, records in enumerate(parts):
+                if not records:
+                    continue
+                start = out.tell()
+                for batch in encode_run(records):
+                    out.write(batch)
+                spill.index[p] = (start, out.tell() - start)
+        self._spills.append(spill)
+        self.spills += 1
+
+    def finish(self, sink: Callable[[int, Iterator[bytes]], None]) -> None:
+        """Give each partition's final sorted run to ``sink(partition, encoded batches)``; remove spills."""
+        try:
+            if not self._spills:
+                for p, records in enumerate(self._drain_buffer()):
+                    sink(p, encode_run(records))
+                return
+            if self._buffered:
+                self.spill()
+            for p in range(self.num_partitions):
+                runs = [decode_run(spill.read(p)) for spill in self._spills]
+                merged: Iterator[Record] = merge_runs(runs)
+                if self.combiner is not None:
+                    merged = combine_sorted(merged, self.combiner)
+                sink(p, encode_run(merged))
+        finally:
+            for spill in self._spills:
+                spill.path.unlink(missing_ok=True)
+            self._spills = []
+
+
+def _as_pair(record: Any) -> Record:
+    try:
+        key, value = record
+    except (TypeError, ValueError) as exc:
+        raise ShuffleError(f"a mapper or combiner must yield (key, value) pairs; it yielded {record!r}") from exc
+    return (key, value)
+
+
+def write_run(out: BinaryIO, blocks: Iterable[bytes]) -> int:
+    written = 0
+    for block in blocks:
+        out.write(block)
+        written += len(block)
+    return written

@@ -1,0 +1,111 @@
+"""What one map or reduce task does, independent of where it runs (inline, or in a worker's child).
+
+:func:`run_map` feeds a split's records through the step's mapper (with its init and final hooks) into a
+:class:`~dynamr.mapreduce.shuffle.MapOutputCollector`, which hands each partition's sorted run to a sink.
+:func:`run_reduce` merges the runs of one partition from every map, groups them and calls the reducer.
+:func:`format_output` renders final records as lines of a part file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dynamr.mapreduce.api import MRJob, MRStep, Record, _hook_records
+from dynamr.mapreduce.shuffle import MapOutputCollector, decode_run, encode_run, group, merge_runs
+
+Sink = Callable[[int, Iterator[bytes]], None]
+
+
+def _map_stream(step: MRStep, records: Iterable[Record]) -> Iterator[Record]:
+    if step.mapper_init is not None:
+        yield from _hook_records(step.mapper_init())
+    mapper = step.mapper
+    if mapper is None:
+        yield from records
+    else:
+        for key, value in records:
+            yield from mapper(key, value)
+    if step.mapper_final is not None:
+        yield from _hook_records(step.mapper_final())
+
+
+def run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions: int, spill_dir: Path,
+            sink: Sink, buffer_records: int = 1_000_000) -> int:
+    """Run one map task; each partition's sorted output goes to ``sink``.
+
+    A map-only step writes the mapper's output as it comes (no sort) to partition 0. Returns the number of
+    records the mapper produced.
+    """
+    if step.map_only:
+        counted = _Counted(_map_stream(step, records))
+        sink(0, encode_run(counted))
+        return counted.count
+    partitions = max(1, num_partitions)
+    partitioner = job.partitioner if partitions > 1 else _single_partition
+    collector = MapOutputCollector(partitions, partitioner, step.combiner, spill_dir, buffer_records)
+    if step.combiner_init is not None:
+        collector.collect(_hook_records(step.combiner_init()))
+    counted = _Counted(_map_stream(step, records))
+    collector.collect(counted)
+    if step.combiner_final is not None:
+        collector.collect(_hook_records(step.combiner_final()))
+    collector.finish(sink)
+    return counted.count
+
+
+def _single_partition(key: Any, n: int) -> int:
+    return 0
+
+
+class _Counted:
+    """Counts the records an iterator yields, at the cost of one attribute increment each."""
+
+    def __init__(self, records: Iterable[Record]) -> None:
+        self._records = records
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Record]:
+        for record in self._records:
+            self.count += 1
+            yield record
+
+
+def run_reduce(step: MRStep, runs: Iterable[Iterable[bytes]]) -> Iterator[Record]:
+    """Merge one partition's runs from every map and reduce them."""
+    merged = merge_runs([decode_run(run) for run in runs])
+    if step.reducer_init is not None:
+        yield from _hook_records(step.reducer_init())
+    reducer = step.reducer
+    assert reducer is not None
+    for key, values in group(merged):
+        yield from reducer(key, values)
+    if step.reducer_final is not None:
+        yield from _hook_records(step.reducer_final())
+
+
+def format_output(records: Iterable[Record], fmt: str) -> Iterator[bytes]:
+    """Part-file lines: ``json(key) TAB json(value)`` (mrjob's default) or ``key TAB value`` as text."""
+    batch: list[str] = []
+    if fmt == "json":
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+        for record in records:
+            key, value = record
+            try:
+                batch.append(f"{dumps(key)}\t{dumps(value)}\n")
+            except TypeError as exc:
+                raise TypeError(f"output record {record!r} is not JSON serializable ({exc}); "
+                                "yield JSON types or set OUTPUT_FORMAT = 'text'") from exc
+            if len(batch) >= 4096:
+                yield "".join(batch).encode()
+                batch = []
+    else:
+        for key, value in records:
+            batch.append(f"{value}\n" if key is None else f"{key}\t{value}\n")
+            if len(batch) >= 4096:
+                yield "".join(batch).encode()
+                batch = []
+    if batch:
+        yield "".join(batch).encode()
