@@ -38,6 +38,7 @@ from dynamr.store.chunks import chunk_id
 from dynamr.store.ring import Ring
 
 T = TypeVar("T")
+R = TypeVar("R", bound=m.Message)
 Key = bytes | str
 
 
@@ -261,30 +262,23 @@ class AsyncClient:
     async def sweep_chunks(self, keep: Sequence[bytes],
                            older_than: float) -> dict[str, m.ChunkSweepReply | DynamrError]:
         """Ask every node to delete chunks not in ``keep`` stored more than ``older_than`` seconds ago."""
-        view = await self.cluster()
-
-        async def one(address: Address) -> m.ChunkSweepReply | DynamrError:
-            try:
-                reply = await self._transport.call(address, m.ChunkSweep(keep=tuple(keep), older_than=older_than),
-                                                   self._timeout)
-            except DynamrError as exc:
-                return exc
-            assert isinstance(reply, m.ChunkSweepReply)
-            return reply
-
-        results = await asyncio.gather(*(one(a) for a in view.nodes.values()))
-        return dict(zip(view.nodes, results, strict=True))
+        return await self.call_every_node(m.ChunkSweep(keep=tuple(keep), older_than=older_than),
+                                          m.ChunkSweepReply, self._timeout)
 
     async def node_status(self) -> dict[str, m.NodeStatusReply | DynamrError]:
         """Each node's status, or the error that kept it from answering."""
+        return await self.call_every_node(m.NodeStatus(), m.NodeStatusReply, min(self._timeout, 3.0))
+
+    async def call_every_node(self, msg: m.Message, expect: type[R], timeout: float) -> dict[str, R | DynamrError]:
+        """Send one message to every node at once; each node's reply, or the error it ended with."""
         view = await self.cluster()
 
-        async def one(address: Address) -> m.NodeStatusReply | DynamrError:
+        async def one(address: Address) -> R | DynamrError:
             try:
-                reply = await self._transport.call(address, m.NodeStatus(), min(self._timeout, 3.0))
+                reply = await self._transport.call(address, msg, timeout)
             except DynamrError as exc:
                 return exc
-            assert isinstance(reply, m.NodeStatusReply)
+            assert isinstance(reply, expect)
             return reply
 
         results = await asyncio.gather(*(one(a) for a in view.nodes.values()))
