@@ -5,7 +5,8 @@ When a node offers free slots, each slot takes the best task: highest priority f
 input has a replica on that node (seed 000's locality), then the oldest. Every run of a task is an
 *attempt* with its own id; the first attempt to succeed is committed and any later success of another
 attempt is reported as a loser whose output must be cleaned up. A task that fails ``max_attempts`` times
-fails its job (an attempt lost with its node does not count). A node that stops heart-beating for ``node_timeout`` seconds is dead: its running attempts
+fails its job (an attempt lost with its node does not count).
+A node that stops heart-beating for ``node_timeout`` seconds is dead: its running attempts
 are lost and their tasks go back to the queue, one priority level up.
 
 No I/O and no clock of its own: the coordinator feeds events in with the time and carries out what comes
