@@ -160,26 +160,69 @@ class FileSystem:
         if remote == paths.ROOT or await self.is_dir(remote):
             raise PathIsDirectoryError(f"{remote} is a directory; give the file's full path")
         await self._ensure_parents(remote)
-        chunks: list[tuple[bytes, int]] = []
-        inflight: deque[tuple[asyncio.Task[bytes], int]] = deque()
-        size = 0
-        loop = asyncio.get_running_loop()
-        while True:
-            data = await loop.run_in_executor(None, stream.read, self.chunk_size)
-            if not data:
-                break
-            inflight.append((asyncio.ensure_future(self.client.put_chunk(data)), len(data)))
-            size += len(data)
-            if len(inflight) >= self.parallel:
-                chunks.append(await self._finish(inflight, progress))
-        while inflight:
-            chunks.append(await self._finish(inflight, progress))
-        manifest = Manifest(size=size, chunk_size=self.chunk_size, chunks=tuple(chunks), mtime=time.time())
+        manifest = await self.write_chunks(_stream_pieces(stream, self.chunk_size), progress)
         _, context = await self._manifest(remote)
         await self.client.put(paths.manifest_key(remote), manifest.encode(), context=context)
         await self._add_entry(paths.parent(remote), paths.name(remote), directory.FILE)
-        return FileStat(path=remote, kind="file", size=size, chunks=len(chunks), chunk_size=self.chunk_size,
-                        mtime=manifest.mtime)
+        return FileStat(path=remote, kind="file", size=manifest.size, chunks=len(manifest.chunks),
+                        chunk_size=self.chunk_size, mtime=manifest.mtime)
+
+    async def write_chunks(self, pieces: AsyncIterator[bytes], progress: Progress | None = None) -> Manifest:
+        """Store bytes given in pieces of any size as chunks (``parallel`` in flight); returns their manifest."""
+        chunks: list[tuple[bytes, int]] = []
+        inflight: deque[tuple[asyncio.Task[bytes], int]] = deque()
+        size = 0
+        pending = bytearray()
+
+        async def send(data: bytes) -> None:
+            inflight.append((asyncio.ensure_future(self.client.put_chunk(data)), len(data)))
+            if len(inflight) >= self.parallel:
+                chunks.append(await self._finish(inflight, progress))
+
+        try:
+            async for piece in pieces:
+                size += len(piece)
+                if not pending and len(piece) == self.chunk_size:
+                    await send(bytes(piece))
+                    continue
+                pending += piece
+                while len(pending) >= self.chunk_size:
+                    await send(bytes(pending[:self.chunk_size]))
+                    del pending[:self.chunk_size]
+            if pending:
+                await send(bytes(pending))
+            while inflight:
+                chunks.append(await self._finish(inflight, progress))
+        finally:
+            for task, _ in inflight:
+                task.cancel()
+        return Manifest(size=size, chunk_size=self.chunk_size, chunks=tuple(chunks), mtime=time.time())
+
+    # --- objects: unlisted files under an explicit key (intermediate data) -------------------------------
+
+    async def put_object(self, key: bytes, pieces: AsyncIterator[bytes]) -> Manifest:
+        """Store bytes as chunks plus a manifest at ``key``, outside any directory (no listing, no parents)."""
+        manifest = await self.write_chunks(pieces)
+        await self.client.put(key, manifest.encode())
+        return manifest
+
+    async def object_manifest(self, key: bytes) -> Manifest:
+        manifest = resolve((await self.client.get(key)).values)
+        if manifest is None:
+            raise NotFoundError(f"no object under key {key!r}")
+        return manifest
+
+    async def read_object(self, key: bytes, offset: int = 0, length: int = -1) -> AsyncIterator[bytes]:
+        manifest = await self.object_manifest(key)
+        async for piece in self._read_manifest(manifest, key.decode(errors="replace"), offset, length):
+            yield piece
+
+    async def delete_object(self, key: bytes) -> bool:
+        result = await self.client.get(key)
+        if not result.values:
+            return False
+        await self.client.delete(key, context=result.context)
+        return True
 
     @staticmethod
     async def _finish(inflight: deque[tuple[asyncio.Task[bytes], int]],
@@ -229,6 +272,10 @@ class FileSystem:
     async def read(self, path: str, offset: int = 0, length: int = -1) -> AsyncIterator[bytes]:
         """Stream the bytes of [offset, offset+length) in order, prefetching a few chunks."""
         manifest = await self._require_file(path)
+        async for piece in self._read_manifest(manifest, paths.normalize(path), offset, length):
+            yield piece
+
+    async def _read_manifest(self, manifest: Manifest, label: str, offset: int, length: int) -> AsyncIterator[bytes]:
         spans = manifest.spans(offset, length)
         pending: deque[tuple[asyncio.Task[bytes], tuple[int, bytes, int, int, int]]] = deque()
         position = 0
@@ -245,7 +292,7 @@ class FileSystem:
                 try:
                     data = await task
                 except DataLostError as exc:
-                    raise DataLostError(f"{paths.normalize(path)}: bytes {file_offset}-{file_offset + take - 1} "
+                    raise DataLostError(f"{label}: bytes {file_offset}-{file_offset + take - 1} "
                                         f"(chunk {index}) are lost: {exc}") from exc
                 yield data
         finally:
@@ -333,3 +380,12 @@ class FileSystem:
                               nodes=tuple(holders[cid]))
                 for index, cid, _, take, file_offset in spans]
 
+
+
+async def _stream_pieces(stream: BinaryIO, size: int) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    while True:
+        data = await loop.run_in_executor(None, stream.read, size)
+        if not data:
+            return
+        yield data

@@ -1,0 +1,99 @@
+"""Intermediate data in the replicated store: map outputs by attempt, and write-once commit records.
+
+Each map attempt stores every partition of its output as an object (chunks plus a manifest, see
+:meth:`FileSystem.put_object`) under a key naming the job, the attempt and the partition, so attempts
+never overwrite each other. When an attempt succeeds, the coordinator writes the task's *commit record*,
+naming the winning attempt and which partitions it produced; the record is written once, and a reader only
+ever follows commit records, so keys are never listed and a late duplicate attempt is simply not read.
+Its objects, and every object of a job once it ends, are deleted by :func:`delete_outputs`.
+
+Because outputs live in the store (replicated N times) rather than on the mapper's disk, a node that dies
+after its maps committed costs no re-execution (seed 003).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+import msgpack
+
+from dynamr.errors import BadRequestError
+from dynamr.files.client import FileSystem
+from dynamr.store.client import AsyncClient
+
+PREFIX = "mr:"
+
+
+def output_key(job: str, attempt: str, partition: int) -> bytes:
+    return f"{PREFIX}{job}/out/{attempt}/{partition}".encode()
+
+
+def commit_key(job: str, task_id: str) -> bytes:
+    return f"{PREFIX}{job}/commit/{task_id}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    task_id: str
+    attempt: str
+    #: partitions the attempt produced (empty partitions have no object)
+    partitions: tuple[int, ...]
+
+    def encode(self) -> bytes:
+        packed: bytes = msgpack.packb([self.task_id, self.attempt, list(self.partitions)], use_bin_type=True)
+        return packed
+
+    @classmethod
+    def decode(cls, data: bytes) -> Commit:
+        try:
+            task_id, attempt, partitions = msgpack.unpackb(data, raw=False)
+            return cls(str(task_id), str(attempt), tuple(int(p) for p in partitions))
+        except (ValueError, TypeError) as exc:
+            raise BadRequestError(f"malformed commit record: {exc}") from exc
+
+
+async def store_partition(fs: FileSystem, job: str, attempt: str, partition: int,
+                          blocks: AsyncIterator[bytes]) -> int:
+    """Store one partition of an attempt's output; returns its size in bytes."""
+    manifest = await fs.put_object(output_key(job, attempt, partition), blocks)
+    return manifest.size
+
+
+async def commit(client: AsyncClient, job: str, record: Commit) -> Commit:
+    """Write a task's commit record unless one exists; returns the record in force (first commit wins)."""
+    key = commit_key(job, record.task_id)
+    current = await client.get(key)
+    if current.values:
+        return min((Commit.decode(v) for v in current.values), key=lambda c: c.attempt)
+    await client.put(key, record.encode(), context=current.context)
+    return record
+
+
+async def committed(client: AsyncClient, job: str, task_id: str) -> Commit | None:
+    result = await client.get(commit_key(job, task_id))
+    if not result.values:
+        return None
+    return min((Commit.decode(v) for v in result.values), key=lambda c: c.attempt)
+
+
+async def read_partition(fs: FileSystem, job: str, record: Commit, partition: int) -> AsyncIterator[bytes]:
+    """The bytes of one partition of a committed map output (nothing when the attempt produced none)."""
+    if partition not in record.partitions:
+        return
+    async for piece in fs.read_object(output_key(job, record.attempt, partition)):
+        yield piece
+
+
+async def delete_outputs(fs: FileSystem, job: str, attempt: str, partitions: Iterable[int]) -> int:
+    """Delete an attempt's output objects (their chunks are freed by garbage collection)."""
+    deleted = 0
+    for partition in partitions:
+        deleted += await fs.delete_object(output_key(job, attempt, partition))
+    return deleted
+
+
+async def delete_commit(client: AsyncClient, job: str, task_id: str) -> None:
+    result = await client.get(commit_key(job, task_id))
+    if result.values:
+        await client.delete(commit_key(job, task_id), context=result.context)

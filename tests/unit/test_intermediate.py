@@ -1,0 +1,41 @@
+"""Map outputs in the store: per-attempt objects, first commit wins, readers follow commits, cleanup."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+from dynamr.files import FileSystem
+from dynamr.mapreduce import intermediate as im
+from dynamr.mapreduce.shuffle import decode_run, encode_run
+from tests.inprocess import SETTINGS, Cluster
+
+FS_SETTINGS = SETTINGS.replace(max_key_bytes=400, max_value_bytes=64 * 1024)
+
+
+async def _aiter(blocks: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for block in blocks:
+        yield block
+
+
+async def test_attempt_outputs_commit_read_and_cleanup() -> None:
+    cluster = Cluster(3, FS_SETTINGS)
+    try:
+        fs = FileSystem(cluster.client, chunk_size=1024)
+        records = [(f"key{i:04d}", i) for i in range(2000)]
+        size = await im.store_partition(fs, "job1", "m0#1", 0, _aiter(encode_run(records)))
+        assert size > 1024  # several chunks
+        await im.store_partition(fs, "job1", "m0#2", 0, _aiter(encode_run([("late", 1)])))
+        first = await im.commit(cluster.client, "job1", im.Commit("m0", "m0#1", (0,)))
+        second = await im.commit(cluster.client, "job1", im.Commit("m0", "m0#2", (0,)))
+        assert first == second == im.Commit("m0", "m0#1", (0,))  # the late attempt does not replace it
+        record = await im.committed(cluster.client, "job1", "m0")
+        assert record is not None
+        blocks = [b async for b in im.read_partition(fs, "job1", record, 0)]
+        assert list(decode_run(blocks)) == records
+        assert [b async for b in im.read_partition(fs, "job1", record, 3)] == []
+        assert await im.delete_outputs(fs, "job1", "m0#2", [0]) == 1
+        assert not (await cluster.client.get(im.output_key("job1", "m0#2", 0))).found
+        await im.delete_commit(cluster.client, "job1", "m0")
+        assert await im.committed(cluster.client, "job1", "m0") is None
+    finally:
+        await cluster.stop()
