@@ -303,6 +303,15 @@ class Client:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine of the async API (``self.async_client``) on this client's loop and wait for it."""
+        return self._run(coro)
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The :class:`AsyncClient` behind this client; use its coroutines through :meth:`run`."""
+        return self._async
+
     def __enter__(self) -> Client:
         return self
 

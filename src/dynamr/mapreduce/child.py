@@ -1,0 +1,191 @@
+"""A task attempt in its own process: ``python -m dynamr.mapreduce.child`` with a JSON spec on stdin.
+
+User code runs here, never in the node, so an infinite loop or a crash costs one killable process. The
+child talks to the store through a blocking :class:`~dynamr.store.client.Client` (its event loop runs on a
+background thread while user code runs on the main one):
+
+- a **map** attempt reads its split (from a file on the store, or in place from a local file when the
+  cluster shares the file system), runs :func:`~dynamr.mapreduce.tasks.run_map`, writes each partition's
+  sorted run to a local file, then uploads it as an object under the attempt's own key;
+- a **reduce** attempt streams its partition from every committed map output, runs
+  :func:`~dynamr.mapreduce.tasks.run_reduce`, and writes the part file (to the store's output directory,
+  or to a local output directory), or, between steps, an object for the next step's maps.
+
+The last line on stdout is a JSON result: ``{"ok": true, ...}`` with partitions, counters and record
+counts, or ``{"ok": false, "error": ..., "traceback": ...}`` where the traceback is the user's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import traceback
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from dynamr.config import load_secret
+from dynamr.files.client import FileSystem
+from dynamr.mapreduce import intermediate as im
+from dynamr.mapreduce.api import MRJob
+from dynamr.mapreduce.loader import load_job_class
+from dynamr.mapreduce.shuffle import decode_run, encode_run
+from dynamr.mapreduce.splits import READERS, LocalFile, Split
+from dynamr.mapreduce.tasks import format_output, run_map, run_reduce
+from dynamr.store.client import Client
+
+PIECE = 1 << 20
+
+
+class StoreFile:
+    """A :class:`~dynamr.mapreduce.splits.RangeSource` over a file on the store."""
+
+    def __init__(self, client: Client, fs: FileSystem, path: str) -> None:
+        self.client, self.fs, self.path = client, fs, path
+
+    def read(self, offset: int, length: int) -> Iterator[bytes]:
+        end = offset + length
+        while offset < end:
+            want = min(PIECE * 4, end - offset)
+            data: bytes = self.client.run(self.fs.read_bytes(self.path, offset, want))
+            if not data:
+                return
+            offset += len(data)
+            yield data
+
+
+def pull(client: Client, agen: AsyncIterator[bytes]) -> Iterator[bytes]:
+    """Iterate an async generator that lives on the client's loop, from this thread."""
+    async def step() -> bytes:
+        return await agen.__anext__()
+
+    while True:
+        try:
+            yield client.run(step())
+        except StopAsyncIteration:
+            return
+
+
+async def _file_pieces(path: Path) -> AsyncIterator[bytes]:
+    with open(path, "rb") as f:
+        while data := f.read(PIECE * 4):
+            yield data
+
+
+class TaskRun:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        seeds = [(str(host), int(port)) for host, port in spec["seeds"]]
+        secret = load_secret(secret_file=Path(spec["secret_file"])) if spec.get("secret_file") else load_secret()
+        self.client = Client(seeds, secret, timeout=float(spec.get("timeout", 30.0)))
+        self.fs = FileSystem(self.client.async_client, chunk_size=int(spec.get("chunk_size", 4 << 20)))
+        self.job_name: str = spec["job"]
+        self.attempt: str = spec["attempt"]
+        self.scratch = Path(tempfile.mkdtemp(prefix="dynamr-task-", dir=spec.get("scratch_dir")))
+
+    def load_job(self) -> MRJob:
+        source_path = self.spec["source"]
+        source = self.client.run(self.fs.read_bytes(source_path)).decode()
+        job = load_job_class(source, self.spec.get("source_name", source_path), self.spec.get("job_class"))(
+            self.spec.get("options") or {})
+        job.partition_state = self.spec.get("partition_state")
+        return job
+
+    def run(self) -> dict[str, Any]:
+        job = self.load_job()
+        step = job.steps()[int(self.spec["step"])]
+        result = self.run_map(job, step) if self.spec["kind"] == "map" else self.run_reduce(job, step)
+        result["counters"] = [[group, name, value] for (group, name), value in job.counters().items()]
+        return result
+
+    def _input_records(self, job: MRJob) -> Iterator[tuple[Any, Any]]:
+        source = self.spec["input"]
+        if source["kind"] == "split":
+            split = Split(**source["split"])
+            job.input_path = split.path
+            reader = READERS[job.INPUT_FORMAT]
+            where = LocalFile(Path(split.path)) if source.get("local") else StoreFile(self.client, self.fs,
+                                                                                        split.path)
+            return reader(where, split)
+        # the output of the previous step's reduce: an object of encoded records
+        key = source["key"].encode()
+        return decode_run(pull(self.client, self.fs.read_object(key)))
+
+    def run_map(self, job: MRJob, step: Any) -> dict[str, Any]:
+        partitions: dict[int, Path] = {}
+
+        def sink(partition: int, blocks: Iterator[bytes]) -> None:
+            path = self.scratch / f"part-{partition}.run"
+            size = 0
+            with open(path, "wb") as out:
+                for block in blocks:
+                    out.write(block)
+                    size += len(block)
+            if size:
+                partitions[partition] = path
+
+        produced = run_map(job, step, self._input_records(job), int(self.spec["num_partitions"]),
+                           self.scratch / "spill", sink, int(self.spec.get("buffer_records", 1_000_000)))
+        for partition, path in sorted(partitions.items()):
+            self.client.run(im.store_partition(self.fs, self.job_name, self.attempt, partition,
+                                               _file_pieces(path)))
+        return {"partitions": sorted(partitions), "records_out": produced}
+
+    def run_reduce(self, job: MRJob, step: Any) -> dict[str, Any]:
+        partition = int(self.spec["partition"])
+        commits = [im.Commit(c["task_id"], c["attempt"], tuple(c["partitions"])) for c in self.spec["commits"]]
+        runs = [pull(self.client, im.read_partition(self.fs, self.spec["map_job"], c, partition)) for c in commits]
+        records = run_reduce(step, runs)
+        output = self.spec["output"]
+        local = self.scratch / "out"
+        count = 0
+
+        def counted(stream: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+            nonlocal count
+            for record in stream:
+                count += 1
+                yield record
+
+        blocks = (encode_run(counted(records)) if output["kind"] == "object"
+                  else format_output(counted(records), job.OUTPUT_FORMAT))
+        with open(local, "wb") as out:
+            for block in blocks:
+                out.write(block)
+        if output["kind"] == "object":
+            self.client.run(self.fs.put_object(output["key"].encode(), _file_pieces(local)))
+        elif output["kind"] == "local":
+            target = Path(output["path"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            local.replace(target)
+        else:
+            self.client.run(self.fs.put_file(local, output["path"]))
+        return {"records_out": count}
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        self.client.close()
+
+
+def main() -> int:
+    spec = json.loads(sys.stdin.read())
+    task = None
+    try:
+        task = TaskRun(spec)
+        result = task.run()
+        result["ok"] = True
+        print(json.dumps(result), flush=True)
+        return 0
+    except BaseException as exc:
+        tb = traceback.format_exc()
+        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": tb}), flush=True)
+        return 1
+    finally:
+        if task is not None:
+            task.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
