@@ -67,6 +67,12 @@ def pull(client: Client, agen: AsyncIterator[bytes]) -> Iterator[bytes]:
             return
 
 
+def _read(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while data := f.read(PIECE):
+            yield data
+
+
 async def _file_pieces(path: Path) -> AsyncIterator[bytes]:
     with open(path, "rb") as f:
         while data := f.read(PIECE * 4):
@@ -127,6 +133,11 @@ class TaskRun:
 
         produced = run_map(job, step, self._input_records(job), int(self.spec["num_partitions"]),
                            self.scratch / "spill", sink, int(self.spec.get("buffer_records", 1_000_000)))
+        if "output" in self.spec:  # a map-only step: partition 0 is the task's final output
+            run_file = partitions.get(0)
+            records = decode_run(_read(run_file)) if run_file is not None else iter(())
+            self._write_output(job, records, self.spec["output"])
+            return {"partitions": [], "records_out": produced}
         for partition, path in sorted(partitions.items()):
             self.client.run(im.store_partition(self.fs, self.job_name, self.attempt, partition,
                                                _file_pieces(path)))
@@ -136,8 +147,11 @@ class TaskRun:
         partition = int(self.spec["partition"])
         commits = [im.Commit(c["task_id"], c["attempt"], tuple(c["partitions"])) for c in self.spec["commits"]]
         runs = [pull(self.client, im.read_partition(self.fs, self.spec["map_job"], c, partition)) for c in commits]
-        records = run_reduce(step, runs)
-        output = self.spec["output"]
+        count = self._write_output(job, run_reduce(step, runs), self.spec["output"])
+        return {"records_out": count}
+
+    def _write_output(self, job: MRJob, records: Iterator[tuple[Any, Any]], output: dict[str, Any]) -> int:
+        """Write records as the next step's object, or as a part file (local or on the store)."""
         local = self.scratch / "out"
         count = 0
 
@@ -160,7 +174,7 @@ class TaskRun:
             local.replace(target)
         else:
             self.client.run(self.fs.put_file(local, output["path"]))
-        return {"records_out": count}
+        return count
 
     def close(self) -> None:
         import shutil

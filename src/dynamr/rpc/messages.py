@@ -265,3 +265,70 @@ class ChunkSweep(Message):
 class ChunkSweepReply(Message):
     deleted: int
     kept: int
+
+
+# --- MapReduce: client <-> coordinator, worker <-> coordinator ------------------------------------------
+
+
+@register(40)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitJob(Message):
+    """Create a job under a unique name. ``plan`` is JSON (see dynamr.mapreduce.jobrun.JobPlan)."""
+
+    name: str
+    plan: str
+    run: bool = True
+
+
+@register(41)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunJob(Message):
+    name: str
+
+
+@register(42)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStatus(Message):
+    name: str
+
+
+@register(43)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStatusReply(Message):
+    """The job's state as JSON (see dynamr.mapreduce.jobrun.JobRun.status)."""
+
+    status: str
+
+
+@register(44)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListJobs(Message):
+    pass
+
+
+@register(45)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListJobsReply(Message):
+    #: JSON list of short job summaries
+    jobs: str
+
+
+@register(46)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerHeartbeat(Message):
+    """A node's worker: its free task slots, and the attempts that ended since the last heartbeat."""
+
+    node_id: str
+    free_slots: int
+    #: JSON list of {"attempt": ..., "ok": bool, "result": {...}}
+    reports: str = "[]"
+    running: tuple[str, ...] = ()
+
+
+@register(47)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerHeartbeatReply(Message):
+    #: JSON task specs to start
+    assignments: tuple[str, ...]
+    #: attempts to kill
+    kills: tuple[str, ...] = ()

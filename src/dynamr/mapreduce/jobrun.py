@@ -1,0 +1,225 @@
+"""One job's progress through its steps, as a pure state machine over the shared :class:`Scheduler`.
+
+The client turns a job file into a :class:`JobPlan` (steps, reducers, input files and sizes, sampled
+partition state): the coordinator never runs user code. :class:`JobRun` cuts step 0's inputs into splits
+and adds one map task per split; when every map of a step has a commit record it adds the step's reduce
+tasks; when those are committed, the next step's maps read the reduce outputs; after the last step the job
+has succeeded. Each assignment becomes a JSON task spec for :mod:`dynamr.mapreduce.child`.
+
+Task ids are ``s<step>-m<index>`` and ``s<step>-r<partition>``. Output of a non-final step, and map output,
+are objects in the store; the last step writes ``part-NNNNN`` files into the output (a local directory in
+embedded mode, a directory on the store otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dynamr.mapreduce import intermediate as im
+from dynamr.mapreduce.scheduler import Assignment, Scheduler, TaskState
+from dynamr.mapreduce.splits import Split, plan_splits
+
+
+@dataclass
+class StepPlan:
+    map_only: bool
+    reducers: int
+
+
+@dataclass
+class JobPlan:
+    source: str
+    source_name: str
+    inputs: list[tuple[str, int]]
+    output: str
+    steps: list[StepPlan]
+    input_format: str = "text"
+    local_inputs: bool = False
+    local_output: bool = False
+    split_size: int = 64 * 1024 * 1024
+    options: dict[str, str] = field(default_factory=dict)
+    partition_state: Any = None
+    job_class: str | None = None
+    chunk_size: int = 4 * 1024 * 1024
+    buffer_records: int = 1_000_000
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> JobPlan:
+        raw = json.loads(text)
+        raw["steps"] = [StepPlan(**s) for s in raw["steps"]]
+        raw["inputs"] = [tuple(i) for i in raw["inputs"]]
+        return cls(**raw)
+
+
+@dataclass
+class TaskInfo:
+    kind: str  # "map" or "reduce"
+    step: int
+    index: int
+    spec: dict[str, Any]
+
+
+class JobRun:
+    def __init__(self, name: str, plan: JobPlan, scheduler: Scheduler,
+                 locate: Callable[[Split], set[str]] | None = None) -> None:
+        self.name = name
+        self.plan = plan
+        self.scheduler = scheduler
+        self.locate = locate
+        self.state = "created"
+        self.step = 0
+        self.tasks: dict[str, TaskInfo] = {}
+        self.commits: dict[str, im.Commit] = {}
+        self.error: dict[str, Any] | None = None
+        self.counters: dict[tuple[str, str], int] = {}
+        self.history: list[dict[str, Any]] = []  # every ended attempt: task, attempt, node, ok, seconds
+        self.started_at = 0.0
+        self.ended_at = 0.0
+        self._attempt_nodes: dict[str, str] = {}
+
+    # --- ids -----------------------------------------------------------------------------------------
+
+    def task_id(self, kind: str, step: int, index: int) -> str:
+        return f"{self.name}/s{step}-{kind[0]}{index}"
+
+    def _step_tasks(self, kind: str, step: int) -> list[str]:
+        return [t for t, info in self.tasks.items() if info.kind == kind and info.step == step]
+
+    # --- progress ------------------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        self.state = "running"
+        self.started_at = now
+        splits = plan_splits(self.plan.inputs, self.plan.split_size,
+                             whole_files=self.plan.input_format == "whole_file")
+        for split in splits:
+            source = {"kind": "split", "local": self.plan.local_inputs, "split": asdict(split)}
+            preferred = self.locate(split) if self.locate is not None else set()
+            self._add_map(0, split.index, source, preferred)
+        if not splits:
+            self._finish_step(now)
+
+    def _add_map(self, step: int, index: int, source: dict[str, Any], preferred: set[str]) -> None:
+        task_id = self.task_id("map", step, index)
+        plan = self.plan.steps[step]
+        spec: dict[str, Any] = {"kind": "map", "step": step, "input": source,
+                                "num_partitions": 1 if plan.map_only else plan.reducers}
+        if plan.map_only:
+            spec["output"] = self._output_for(step, index)
+        self.tasks[task_id] = TaskInfo("map", step, index, spec)
+        self.scheduler.add(task_id, preferred)
+
+    def _output_for(self, step: int, number: int) -> dict[str, Any]:
+        if step < len(self.plan.steps) - 1:
+            return {"kind": "object", "key": self._step_output_key(step, number)}
+        part = f"{self.plan.output.rstrip('/')}/part-{number:05d}"
+        return {"kind": "local" if self.plan.local_output else "store", "path": part}
+
+    def _step_output_key(self, step: int, number: int) -> str:
+        return f"{im.PREFIX}{self.name}/step{step}/{number}"
+
+    def spec_for(self, assignment: Assignment, base: dict[str, Any]) -> dict[str, Any]:
+        """The full JSON spec of an assigned attempt (``base``: seeds, secret file, scratch dir)."""
+        info = self.tasks[assignment.task_id]
+        self._attempt_nodes[assignment.attempt_id] = assignment.node
+        spec = {**base, **info.spec, "job": self.name, "attempt": assignment.attempt_id,
+                "source": self.plan.source, "source_name": self.plan.source_name,
+                "job_class": self.plan.job_class, "options": self.plan.options,
+                "partition_state": self.plan.partition_state, "chunk_size": self.plan.chunk_size,
+                "buffer_records": self.plan.buffer_records}
+        if info.kind == "reduce":
+            maps = self._step_tasks("map", info.step)
+            spec["commits"] = [asdict(self.commits[t]) for t in sorted(maps)]
+            spec["map_job"] = self.name
+        return spec
+
+    def on_success(self, attempt: str, result: dict[str, Any], now: float) -> im.Commit | None:
+        """An attempt ended well. Returns the commit record to write when it won its task, else None."""
+        outcome = self.scheduler.succeeded(attempt)
+        task_id = attempt.split("#")[0]
+        self._record(task_id, attempt, True, now, result)
+        if not outcome.commit:
+            return None
+        for group, name, value in result.get("counters", []):
+            self.counters[(group, name)] = self.counters.get((group, name), 0) + int(value)
+        return im.Commit(task_id, attempt, tuple(result.get("partitions", [])))
+
+    def on_failure(self, attempt: str, result: dict[str, Any], now: float) -> bool:
+        """An attempt failed. True when this fails the whole job (the task used up its attempts)."""
+        task_id = attempt.split("#")[0]
+        self._record(task_id, attempt, False, now, result)
+        outcome = self.scheduler.failed(attempt, result.get("error", "failed"))
+        if outcome.task_failed and self.state == "running":
+            info = self.tasks.get(task_id)
+            self.state = "failed"
+            self.ended_at = now
+            self.error = {"task": task_id, "attempt": attempt, "node": self._attempt_nodes.get(attempt, ""),
+                          "error": result.get("error", ""), "traceback": result.get("traceback", ""),
+                          "input": (info.spec.get("input", {}).get("split") if info else None)}
+            return True
+        return False
+
+    def _record(self, task_id: str, attempt: str, ok: bool, now: float, result: dict[str, Any]) -> None:
+        self.history.append({"task": task_id, "attempt": attempt, "node": self._attempt_nodes.get(attempt, ""),
+                             "ok": ok, "at": now, "error": result.get("error", "")})
+
+    def committed(self, record: im.Commit, now: float) -> None:
+        """The commit record of a task is written: move the job forward when a phase completes."""
+        self.commits[record.task_id] = record
+        info = self.tasks[record.task_id]
+        if self.state != "running":
+            return
+        plan = self.plan.steps[info.step]
+        maps = self._step_tasks("map", info.step)
+        if info.kind == "map" and not plan.map_only:
+            if all(t in self.commits for t in maps) and not self._step_tasks("reduce", info.step):
+                for partition in range(plan.reducers):
+                    task_id = self.task_id("reduce", info.step, partition)
+                    self.tasks[task_id] = TaskInfo("reduce", info.step, partition, {
+                        "kind": "reduce", "step": info.step, "partition": partition,
+                        "output": self._output_for(info.step, partition)})
+                    self.scheduler.add(task_id)
+            return
+        last_phase = maps if plan.map_only else self._step_tasks("reduce", info.step)
+        if all(t in self.commits for t in last_phase):
+            self._finish_step(now)
+
+    def _finish_step(self, now: float) -> None:
+        if self.step == len(self.plan.steps) - 1:
+            self.state = "succeeded"
+            self.ended_at = now
+            return
+        outputs = (len(self._step_tasks("map", self.step)) if self.plan.steps[self.step].map_only
+                   else self.plan.steps[self.step].reducers)
+        finished = self.step
+        self.step += 1
+        for number in range(outputs):
+            self._add_map(self.step, number, {"kind": "object", "key": self._step_output_key(finished, number)},
+                          set())
+
+    # --- reporting -----------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        def count(kind: str, state: TaskState | None = None) -> int:
+            ids = [t for t, info in self.tasks.items() if info.kind == kind]
+            if state is None:
+                return len(ids)
+            return sum(1 for t in ids if t in self.scheduler.tasks and self.scheduler.tasks[t].state is state)
+
+        return {"name": self.name, "state": self.state, "step": self.step, "steps": len(self.plan.steps),
+                "maps": count("map"), "maps_done": sum(1 for t, i in self.tasks.items()
+                                                       if i.kind == "map" and t in self.commits),
+                "reduces": count("reduce"), "reduces_done": sum(1 for t, i in self.tasks.items()
+                                                                if i.kind == "reduce" and t in self.commits),
+                "running": count("map", TaskState.RUNNING) + count("reduce", TaskState.RUNNING),
+                "counters": [[g, n, v] for (g, n), v in sorted(self.counters.items())],
+                "error": self.error, "output": self.plan.output,
+                "seconds": (self.ended_at or time.time()) - self.started_at if self.started_at else 0.0,
+                "attempts": self.history[-200:]}
