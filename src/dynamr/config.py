@@ -73,6 +73,14 @@ class StoreSettings:
     gc_interval: float = 600.0
     #: unreferenced chunks younger than this many seconds are kept (uploads in progress)
     gc_grace: float = 3600.0
+    #: task slots per node (tasks run at once in child processes); 0: one per CPU core
+    task_slots: int = 0
+    #: seconds between a worker's heartbeats to the coordinator
+    worker_heartbeat: float = 0.5
+    #: seconds without a worker heartbeat before the coordinator considers the node dead
+    worker_timeout: float = 5.0
+    #: attempts of a task that raises before its job fails
+    max_attempts: int = 4
     #: largest key accepted, bytes (LMDB keys are at most 511 bytes; hints add the owner's id to the key)
     max_key_bytes: int = 400
     #: largest value accepted, bytes; larger data belongs in files on the store
@@ -96,9 +104,15 @@ class StoreSettings:
         if self.fsync not in FSYNC_POLICIES:
             raise ConfigError(f"fsync must be one of {', '.join(FSYNC_POLICIES)} (got {self.fsync!r})")
         for name in ("heartbeat_interval", "failure_timeout", "request_timeout", "replica_timeout",
-                     "handoff_interval", "tombstone_reap_interval", "fsync_interval", "gc_interval"):
+                     "handoff_interval", "tombstone_reap_interval", "fsync_interval", "gc_interval",
+                     "worker_heartbeat", "worker_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
+        if self.task_slots < 0 or self.max_attempts < 1:
+            raise ConfigError("task_slots must be 0 (one per core) or more, and max_attempts at least 1")
+        if self.worker_timeout <= self.worker_heartbeat:
+            raise ConfigError(f"worker_timeout ({self.worker_timeout}s) must exceed worker_heartbeat "
+                              f"({self.worker_heartbeat}s)")
         if self.gc_grace < 0:
             raise ConfigError(f"gc_grace must not be negative (got {self.gc_grace})")
         if self.failure_timeout <= self.heartbeat_interval:
@@ -162,6 +176,8 @@ class ClusterSpec:
 
     nodes: tuple[NodeAddress, ...]
     settings: StoreSettings = field(default_factory=StoreSettings)
+    #: where the MapReduce coordinator listens (None: no coordinator, a store only)
+    coordinator: NodeAddress | None = None
 
     def __post_init__(self) -> None:
         if not self.nodes:
@@ -182,10 +198,13 @@ class ClusterSpec:
                           f"{', '.join(n.node_id for n in self.nodes)})")
 
     def to_json(self) -> str:
-        return json.dumps({
+        raw: dict[str, Any] = {
             "nodes": [{"id": n.node_id, "host": n.host, "port": n.port} for n in self.nodes],
             "settings": self.settings.to_dict(),
-        }, indent=2)
+        }
+        if self.coordinator is not None:
+            raw["coordinator"] = {"host": self.coordinator.host, "port": self.coordinator.port}
+        return json.dumps(raw, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> ClusterSpec:
@@ -194,9 +213,12 @@ class ClusterSpec:
             nodes = tuple(NodeAddress(node_id=str(n["id"]), host=str(n["host"]), port=int(n["port"]))
                           for n in raw["nodes"])
             settings = StoreSettings.from_dict(raw.get("settings", {}))
+            coord = raw.get("coordinator")
+            coordinator = (NodeAddress(node_id="coordinator", host=str(coord["host"]), port=int(coord["port"]))
+                           if coord else None)
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"malformed cluster file: {exc}") from exc
-        return cls(nodes=nodes, settings=settings)
+        return cls(nodes=nodes, settings=settings, coordinator=coordinator)
 
     @classmethod
     def load(cls, path: Path) -> ClusterSpec:

@@ -29,6 +29,7 @@ from dynamr.config import ClusterSpec, NodeAddress, StoreSettings, new_secret, w
 from dynamr.errors import ClusterNotFoundError, ConfigError, DynamrError, UnavailableError
 
 DEFAULT_DIR = ".dynamr"
+COORDINATOR = "coordinator"
 #: node processes this Python process started (so they can be polled and reaped)
 _CHILDREN: dict[int, subprocess.Popen[Any]] = {}
 
@@ -95,7 +96,7 @@ class LocalCluster:
 
     @classmethod
     def create(cls, root: Path, nodes: int, settings: StoreSettings | None = None,
-               host: str = "127.0.0.1", ephemeral: bool = False) -> LocalCluster:
+               host: str = "127.0.0.1", ephemeral: bool = False, coordinator: bool = True) -> LocalCluster:
         """Write the cluster file and secret for ``nodes`` nodes on free ports (starts nothing)."""
         if nodes < 1:
             raise ConfigError("a cluster needs at least one node")
@@ -110,9 +111,11 @@ class LocalCluster:
             raise ConfigError(f"a cluster is already running in {root}; stop it with 'dynamr cluster down'")
         for sub in ("nodes", "logs", "pids"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        ports = free_ports(nodes, host)
+        ports = free_ports(nodes + 1, host)
         spec = ClusterSpec(nodes=tuple(NodeAddress(node_id=f"n{i + 1}", host=host, port=port)
-                                       for i, port in enumerate(ports)), settings=settings)
+                                       for i, port in enumerate(ports[:nodes])), settings=settings,
+                           coordinator=NodeAddress(node_id=COORDINATOR, host=host, port=ports[-1])
+                           if coordinator else None)
         cluster.cluster_file.write_text(spec.to_json())
         if not cluster.secret_file.exists():
             write_secret(cluster.secret_file, new_secret())
@@ -121,12 +124,27 @@ class LocalCluster:
     # --- processes -----------------------------------------------------------------------------------
 
     def node_command(self, node_id: str) -> list[str]:
+        extra = ["--exit-with-parent"] if self.ephemeral else []
+        if node_id == COORDINATOR:
+            return [sys.executable, "-m", "dynamr", "coordinator", "start", "--cluster-file", str(self.cluster_file),
+                    "--secret-file", str(self.secret_file), *extra]
         return [sys.executable, "-m", "dynamr", "node", "start", "--cluster-file", str(self.cluster_file),
                 "--node-id", node_id, "--data-dir", str(self.data_dir(node_id)),
-                "--secret-file", str(self.secret_file)] + (["--exit-with-parent"] if self.ephemeral else [])
+                "--secret-file", str(self.secret_file), *extra]
+
+    def process_ids(self) -> list[str]:
+        """Every process of the cluster: its nodes, then the coordinator if it has one."""
+        spec = self.spec
+        return [n.node_id for n in spec.nodes] + ([COORDINATOR] if spec.coordinator is not None else [])
+
+    def address(self, process_id: str) -> tuple[str, int]:
+        spec = self.spec
+        if process_id == COORDINATOR and spec.coordinator is not None:
+            return spec.coordinator.address
+        return spec.node(process_id).address
 
     def start_node(self, node_id: str) -> int:
-        self.spec.node(node_id)  # validates the id
+        self.address(node_id)  # validates the id
         self.log_file(node_id).parent.mkdir(parents=True, exist_ok=True)
         self.pid_file(node_id).parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file(node_id), "ab") as log:
@@ -137,7 +155,7 @@ class LocalCluster:
         return proc.pid
 
     def start(self, node_ids: Iterable[str] | None = None, wait: float = 30.0) -> None:
-        ids = list(node_ids) if node_ids is not None else [n.node_id for n in self.spec.nodes]
+        ids = list(node_ids) if node_ids is not None else self.process_ids()
         for node_id in ids:
             if self.pid(node_id) is None:
                 self.start_node(node_id)
@@ -161,7 +179,7 @@ class LocalCluster:
         return pid if _is_dynamr_process(pid) else None
 
     def running(self) -> list[str]:
-        return [n.node_id for n in self.spec.nodes if self.pid(n.node_id) is not None]
+        return [p for p in self.process_ids() if self.pid(p) is not None]
 
     def signal_node(self, node_id: str, sig: int) -> None:
         pid = self.pid(node_id)
@@ -194,7 +212,7 @@ class LocalCluster:
     def stop(self) -> None:
         if not self.exists:
             return
-        ids = [n.node_id for n in self.spec.nodes]
+        ids = self.process_ids()
         for node_id in ids:
             pid = self.pid(node_id)
             if pid is not None:
@@ -237,7 +255,7 @@ class LocalCluster:
                         f"node {node_id} exited during start-up; its log {self.log_file(node_id)} ends with:\n"
                         + self.log_tail(node_id))
                 try:
-                    client.call_node(spec.node(node_id).address, Ping(), 1.0)
+                    client.call_node(self.address(node_id), Ping(), 1.0)
                     pending.pop(0)
                     continue
                 except DynamrError:

@@ -11,7 +11,7 @@ from rich.table import Table
 from dynamr.cli.common import Target, cluster_options, console, friendly_errors
 from dynamr.config import Quorum, StoreSettings
 from dynamr.errors import ConfigError, DynamrError
-from dynamr.localcluster import DEFAULT_DIR, LocalCluster
+from dynamr.localcluster import COORDINATOR, DEFAULT_DIR, LocalCluster
 
 
 @click.group()
@@ -31,7 +31,7 @@ def up(nodes: int | None, n: int, r: int, w: int, root: Path) -> None:
     """Start a local cluster in the background (ports chosen free, on 127.0.0.1)."""
     local = LocalCluster(root)
     if local.exists and (nodes is None or nodes == len(local.spec.nodes)):
-        if local.running() and len(local.running()) == len(local.spec.nodes):
+        if len(local.running()) == len(local.process_ids()):
             console.print(f"cluster in {root} is already running ({len(local.spec.nodes)} nodes)")
             return
         console.print(f"restarting the existing cluster in {root}")
@@ -91,7 +91,8 @@ def down(purge: bool, root: Path) -> None:
         return
     running = local.running()
     local.stop()
-    console.print(f"stopped {len(running)} node(s)")
+    nodes = [p for p in running if p != COORDINATOR]
+    console.print(f"stopped {len(nodes)} node(s)" + (" and the coordinator" if COORDINATOR in running else ""))
     if purge:
         shutil.rmtree(root)
         console.print(f"deleted {root}")

@@ -9,7 +9,7 @@ from dynamr.cli.cluster import cluster
 from dynamr.cli.demo import demo
 from dynamr.cli.fs import fs
 from dynamr.cli.kv import kv
-from dynamr.cli.node import node
+from dynamr.cli.node import coordinator, node
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +20,7 @@ def cli() -> None:
 
 cli.add_command(cluster)
 cli.add_command(node)
+cli.add_command(coordinator)
 cli.add_command(kv)
 cli.add_command(fs)
 cli.add_command(demo)

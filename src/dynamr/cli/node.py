@@ -47,3 +47,27 @@ def start(cluster_file: Path, node_id: str, data_dir: Path, secret: str | None, 
     client_ssl = tls.client_context(tls_ca) if tls_ca else None
     run_node(spec, node_id, data_dir, secret_bytes, server_ssl=server_ssl, client_ssl=client_ssl,
              exit_with_parent=exit_with_parent)
+
+
+@click.group()
+def coordinator() -> None:
+    """Run the MapReduce coordinator."""
+
+
+@coordinator.command("start")
+@click.option("--cluster-file", required=True, type=click.Path(exists=True, path_type=Path),
+              help="JSON file listing the cluster's nodes, its coordinator address and settings.")
+@click.option("--secret", envvar="DYNAMR_SECRET", help="Cluster secret (or set DYNAMR_SECRET).")
+@click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
+@click.option("--log-level", default="info", show_default=True)
+@click.option("--exit-with-parent", is_flag=True, help="Stop when the process that started this one exits.")
+@friendly_errors
+def start_coordinator(cluster_file: Path, secret: str | None, secret_file: Path | None, log_level: str,
+                      exit_with_parent: bool) -> None:
+    """Start the coordinator in the foreground, on the address the cluster file gives it."""
+    from dynamr.store.process import run_coordinator
+
+    spec = ClusterSpec.load(cluster_file)
+    secret_bytes = load_secret(secret, secret_file)
+    setup_logging(log_level, "coordinator")
+    run_coordinator(spec, secret_bytes, exit_with_parent=exit_with_parent)

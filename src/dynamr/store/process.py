@@ -86,6 +86,16 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
     await server.start(me.host, me.port)
     node.start()
     collector = asyncio.create_task(run_collector(node))
+    worker = None
+    if spec.coordinator is not None:
+        from dynamr.mapreduce.worker import Worker
+
+        worker = Worker(node_id, spec.coordinator.address, transport,
+                        slots=settings.task_slots or os.cpu_count() or 1,
+                        seeds=[me.address, *[n.address for n in spec.nodes if n.node_id != node_id]], secret=secret,
+                        interval=settings.worker_heartbeat, scratch_dir=str(data_dir / "tasks"))
+        (data_dir / "tasks").mkdir(parents=True, exist_ok=True)
+        worker_task = asyncio.create_task(worker.run())
     log.info("node %s (epoch %s) listening on %s:%d", node_id, node.replica.epoch, me.host, server.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -99,6 +109,9 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
         if watchdog is not None:
             watchdog.cancel()
         collector.cancel()
+        if worker is not None:
+            worker_task.cancel()
+            await worker.stop()
         await server.close()
         await transport.close()
         await node.stop()
@@ -115,3 +128,41 @@ def run_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
     install_event_loop_policy()
     asyncio.run(serve_node(spec, node_id, data_dir, secret, server_ssl=server_ssl, client_ssl=client_ssl,
                            exit_with_parent=exit_with_parent))
+
+
+async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, server_ssl: ssl.SSLContext | None = None,
+                            client_ssl: ssl.SSLContext | None = None, exit_with_parent: bool = False) -> None:
+    from dynamr.errors import ConfigError
+    from dynamr.mapreduce.coordinator import Coordinator
+    from dynamr.store.client import AsyncClient
+
+    if spec.coordinator is None:
+        raise ConfigError("the cluster file names no coordinator address")
+    settings = spec.settings
+    client = AsyncClient([n.address for n in spec.nodes], secret, timeout=settings.request_timeout * 2,
+                         ssl_context=client_ssl)
+    coordinator = Coordinator(client, max_attempts=settings.max_attempts, node_timeout=settings.worker_timeout)
+    server = RpcServer(coordinator.dispatcher, secret, frame_bytes=settings.frame_bytes,
+                       max_message_bytes=settings.max_message_bytes, ssl_context=server_ssl)
+    await server.start(spec.coordinator.host, spec.coordinator.port)
+    coordinator.start()
+    log.info("coordinator listening on %s:%d", spec.coordinator.host, server.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watchdog = asyncio.create_task(_watch_parent(stop)) if exit_with_parent else None
+    try:
+        await stop.wait()
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        await server.close()
+        await coordinator.stop()
+        await client.close()
+        log.info("coordinator stopped cleanly")
+
+
+def run_coordinator(spec: ClusterSpec, secret: bytes, *, exit_with_parent: bool = False) -> None:
+    install_event_loop_policy()
+    asyncio.run(serve_coordinator(spec, secret, exit_with_parent=exit_with_parent))

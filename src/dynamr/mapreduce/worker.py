@@ -1,0 +1,111 @@
+"""A node's task slots: pull work from the coordinator and run each attempt in a child process.
+
+Every ``interval`` seconds (and at once when an attempt ends) the worker sends a heartbeat with its free
+slots and the attempts that ended; the reply holds new task specs, each started as
+``python -m dynamr.mapreduce.child`` with the spec on stdin and the cluster secret in its environment
+(never in the spec). A child's last stdout line is its JSON result; a child that dies without one is
+reported as failed with its stderr. Kills named by the coordinator end the child's whole process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from dynamr.errors import DynamrError
+from dynamr.rpc import messages as m
+from dynamr.rpc.transport import Address, Transport
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, node_id: str, coordinator: Address, transport: Transport, *, slots: int,
+                 seeds: list[Address], secret: bytes, interval: float = 0.5, scratch_dir: str | None = None) -> None:
+        self.node_id = node_id
+        self.coordinator = coordinator
+        self.transport = transport
+        self.slots = max(1, slots)
+        self.seeds = seeds
+        self.secret = secret
+        self.interval = interval
+        self.scratch_dir = scratch_dir
+        self.running: dict[str, asyncio.subprocess.Process] = {}
+        self._reports: list[dict[str, Any]] = []
+        self._wakeup = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.interval)
+            self._wakeup.clear()
+            reports, self._reports = self._reports, []
+            try:
+                reply = await self.transport.call(self.coordinator, m.WorkerHeartbeat(
+                    node_id=self.node_id, free_slots=self.slots - len(self.running), reports=json.dumps(reports),
+                    running=tuple(self.running)), 5.0)
+            except DynamrError as exc:
+                self._reports = reports + self._reports  # resend them next time
+                log.debug("heartbeat to the coordinator failed: %s", exc)
+                continue
+            assert isinstance(reply, m.WorkerHeartbeatReply)
+            for attempt in reply.kills:
+                self.kill(attempt)
+            for spec_text in reply.assignments:
+                spec = json.loads(spec_text)
+                task = asyncio.create_task(self._run_attempt(spec))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _run_attempt(self, spec: dict[str, Any]) -> None:
+        attempt = spec["attempt"]
+        spec = {**spec, "seeds": [list(s) for s in self.seeds], "scratch_dir": self.scratch_dir}
+        env = {**os.environ, "DYNAMR_SECRET": self.secret.decode()}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "dynamr.mapreduce.child", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
+        except OSError as exc:
+            self._report(attempt, False, {"error": f"could not start the task process: {exc}"})
+            return
+        self.running[attempt] = proc
+        try:
+            stdout, stderr = await proc.communicate(json.dumps(spec).encode())
+        finally:
+            self.running.pop(attempt, None)
+        lines = stdout.decode(errors="replace").strip().splitlines()
+        try:
+            result = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            result = None
+        if not isinstance(result, dict):
+            tail = stderr.decode(errors="replace")[-2000:]
+            result = {"ok": False, "error": f"task process exited with code {proc.returncode} without a result",
+                      "traceback": tail}
+        self._report(attempt, bool(result.get("ok")), result)
+
+    def _report(self, attempt: str, ok: bool, result: dict[str, Any]) -> None:
+        self._reports.append({"attempt": attempt, "ok": ok, "result": result})
+        self._wakeup.set()
+
+    def kill(self, attempt: str) -> None:
+        proc = self.running.get(attempt)
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    async def stop(self) -> None:
+        for attempt in list(self.running):
+            self.kill(attempt)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
