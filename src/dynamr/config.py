@@ -22,6 +22,7 @@ from dynamr.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SECRET_ENV = "DYNAMR_SECRET"
+_WARNED: set[Quorum] = set()  # weak quorums already warned about (once per process is enough)
 FSYNC_POLICIES = ("always", "periodic", "never")
 #: node ids are short: they are part of hint keys and of every version vector
 MAX_NODE_ID = 64
@@ -127,7 +128,8 @@ class StoreSettings:
             raise ConfigError("frame_bytes must be at least 1024 and at most max_message_bytes")
         if self.max_value_bytes + self.max_key_bytes + 65536 > self.max_message_bytes:
             raise ConfigError("max_message_bytes must leave room for the largest key and value")
-        if not self.quorum.strongly_consistent:
+        if not self.quorum.strongly_consistent and self.quorum not in _WARNED:
+            _WARNED.add(self.quorum)
             log.warning("R + W <= N (%s): reads may miss acknowledged writes", self.quorum)
 
     def replace(self, **changes: Any) -> StoreSettings:

@@ -12,7 +12,7 @@ from dynamr.config import StoreSettings
 from dynamr.localcluster import LocalCluster
 
 FAST = dict(heartbeat_interval=0.2, failure_timeout=1.0, handoff_interval=0.2, tombstone_reap_interval=0.5,
-            replica_timeout=1.0, request_timeout=3.0)
+            replica_timeout=1.0, request_timeout=3.0, worker_heartbeat=0.1)
 
 MakeCluster = Callable[..., LocalCluster]
 
@@ -23,7 +23,7 @@ def make_cluster(tmp_path: Path) -> Iterator[MakeCluster]:
 
     def make(nodes: int = 3, **settings: Any) -> LocalCluster:
         cluster = LocalCluster.create(tmp_path / f"cluster{len(made)}", nodes,
-                                      StoreSettings(**{**FAST, **settings}), ephemeral=True)
+                                      StoreSettings.from_dict({**FAST, **settings}), ephemeral=True)
         made.append(cluster)
         cluster.start()
         return cluster

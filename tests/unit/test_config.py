@@ -13,7 +13,7 @@ def test_invalid_quorums_are_refused(n: int, r: int, w: int) -> None:
 
 
 def test_weak_quorum_warns(caplog: pytest.LogCaptureFixture) -> None:
-    StoreSettings(quorum=Quorum(n=3, r=1, w=1))
+    StoreSettings(quorum=Quorum(n=4, r=1, w=1))
     assert "R + W <= N" in caplog.text
 
 

@@ -66,6 +66,9 @@ def test_a_task_that_keeps_failing_fails_the_job_with_its_traceback() -> None:
     run.start(0)
     drive(run, sched, fail={"j3/s0-m1"})
     status = run.status()
+    assert status["state"] == "finishing"  # until the coordinator has cleaned up
+    run.finalized = True
+    status = run.status()
     assert status["state"] == "failed"
     assert status["error"]["task"] == "j3/s0-m1" and status["error"]["traceback"] == "tb"
     assert status["error"]["input"]["path"] == "/in/a"

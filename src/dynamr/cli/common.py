@@ -66,18 +66,21 @@ def cluster_options(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, cluster: str | None, secret: str | None, secret_file: Path | None,
                 root: Path, tls_ca: Path | None, **kwargs: Any) -> Any:
-        if cluster:
-            seeds = [parse_address(part) for part in cluster.split(",") if part.strip()]
-            target = Target(seeds, load_secret(secret, secret_file), None, tls_ca)
-        else:
-            local = LocalCluster(root)
-            spec = local.spec
-            target = Target([n.address for n in spec.nodes],
-                            load_secret(secret, secret_file) if (secret or secret_file) else local.secret,
-                            local, tls_ca)
-        return func(*args, target=target, **kwargs)
+        return func(*args, target=resolve_target(cluster, secret, secret_file, root, tls_ca), **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def resolve_target(cluster: str | None, secret: str | None, secret_file: Path | None, root: Path,
+                   tls_ca: Path | None) -> Target:
+    """A remote cluster from --cluster and its secret, or else the local cluster in ``root``."""
+    if cluster:
+        seeds = [parse_address(part) for part in cluster.split(",") if part.strip()]
+        return Target(seeds, load_secret(secret, secret_file), None, tls_ca)
+    local = LocalCluster(root)
+    spec = local.spec
+    return Target([n.address for n in spec.nodes],
+                  load_secret(secret, secret_file) if (secret or secret_file) else local.secret, local, tls_ca)
 
 
 def friendly_errors(func: F) -> F:

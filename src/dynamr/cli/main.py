@@ -8,6 +8,7 @@ from dynamr import __version__
 from dynamr.cli.cluster import cluster
 from dynamr.cli.demo import demo
 from dynamr.cli.fs import fs
+from dynamr.cli.jobs import job, jobs, run, status
 from dynamr.cli.kv import kv
 from dynamr.cli.node import coordinator, node
 
@@ -24,6 +25,10 @@ cli.add_command(coordinator)
 cli.add_command(kv)
 cli.add_command(fs)
 cli.add_command(demo)
+cli.add_command(run)
+cli.add_command(job)
+cli.add_command(status)
+cli.add_command(jobs)
 
 
 def main() -> None:

@@ -165,8 +165,8 @@ def job_from_seed_classes(mapper_cls: type[Mapper], reducer_cls: type[Reducer] |
     """Wrap seed-style classes into an :class:`MRJob` class."""
 
     class SeedJob(MRJob):
-        def __init__(self) -> None:
-            super().__init__()
+        def __init__(self, options: dict[str, str] | None = None) -> None:
+            super().__init__(options)
             self._mapper = mapper_cls()
             self._reducer = reducer_cls() if reducer_cls is not None else None
 

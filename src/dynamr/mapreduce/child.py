@@ -183,6 +183,16 @@ class TaskRun:
         self.client.close()
 
 
+def user_traceback(exc: BaseException) -> str:
+    """The traceback without dynamr's own frames: what the user needs is where *their* code failed."""
+    package = str(Path(__file__).resolve().parent.parent)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(package)]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
 def main() -> int:
     spec = json.loads(sys.stdin.read())
     task = None
@@ -193,7 +203,7 @@ def main() -> int:
         print(json.dumps(result), flush=True)
         return 0
     except BaseException as exc:
-        tb = traceback.format_exc()
+        tb = user_traceback(exc)
         print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": tb}), flush=True)
         return 1
     finally:

@@ -205,8 +205,9 @@ class Coordinator:
                     await self.fs.put_bytes(b"", job.plan.output.rstrip("/") + "/_SUCCESS")
             except (OSError, DynamrError) as exc:
                 log.error("job %s: could not write _SUCCESS: %s", job.name, exc)
-        log.info("job %s %s in %.1fs", job.name, job.state, job.status()["seconds"])
         await self._cleanup(job)
+        job.finalized = True
+        log.info("job %s %s in %.1fs", job.name, job.state, job.status()["seconds"])
 
     async def _cleanup(self, job: JobRun) -> None:
         for task_id, record in list(job.commits.items()):

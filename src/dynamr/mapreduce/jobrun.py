@@ -82,7 +82,10 @@ class JobRun:
         self.history: list[dict[str, Any]] = []  # every ended attempt: task, attempt, node, ok, seconds
         self.started_at = 0.0
         self.ended_at = 0.0
+        #: set by the coordinator once an ended job's output is marked and its intermediate data deleted
+        self.finalized = False
         self._attempt_nodes: dict[str, str] = {}
+        self._attempt_started: dict[str, float] = {}
 
     # --- ids -----------------------------------------------------------------------------------------
 
@@ -129,6 +132,7 @@ class JobRun:
         """The full JSON spec of an assigned attempt (``base``: seeds, secret file, scratch dir)."""
         info = self.tasks[assignment.task_id]
         self._attempt_nodes[assignment.attempt_id] = assignment.node
+        self._attempt_started[assignment.attempt_id] = time.time()
         spec = {**base, **info.spec, "job": self.name, "attempt": assignment.attempt_id,
                 "source": self.plan.source, "source_name": self.plan.source_name,
                 "job_class": self.plan.job_class, "options": self.plan.options,
@@ -168,7 +172,8 @@ class JobRun:
 
     def _record(self, task_id: str, attempt: str, ok: bool, now: float, result: dict[str, Any]) -> None:
         self.history.append({"task": task_id, "attempt": attempt, "node": self._attempt_nodes.get(attempt, ""),
-                             "ok": ok, "at": now, "error": result.get("error", "")})
+                             "ok": ok, "started": self._attempt_started.get(attempt, now), "ended": now,
+                             "error": result.get("error", "")})
 
     def committed(self, record: im.Commit, now: float) -> None:
         """The commit record of a task is written: move the job forward when a phase completes."""
@@ -213,7 +218,9 @@ class JobRun:
                 return len(ids)
             return sum(1 for t in ids if t in self.scheduler.tasks and self.scheduler.tasks[t].state is state)
 
-        return {"name": self.name, "state": self.state, "step": self.step, "steps": len(self.plan.steps),
+        ended = self.state in ("succeeded", "failed", "killed")
+        return {"name": self.name, "state": "finishing" if ended and not self.finalized else self.state,
+                "step": self.step, "steps": len(self.plan.steps),
                 "maps": count("map"), "maps_done": sum(1 for t, i in self.tasks.items()
                                                        if i.kind == "map" and t in self.commits),
                 "reduces": count("reduce"), "reduces_done": sum(1 for t, i in self.tasks.items()

@@ -79,6 +79,8 @@ class ClusterInfoReply(Message):
     down: tuple[str, ...]
     max_key_bytes: int
     max_value_bytes: int
+    #: "host:port" of the MapReduce coordinator, empty when there is none
+    coordinator: str = ""
 
 
 @register(5)

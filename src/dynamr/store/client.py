@@ -74,6 +74,7 @@ class ClusterView:
     n: int
     max_key_bytes: int
     max_value_bytes: int
+    coordinator: Address | None = None
 
 
 class AsyncClient:
@@ -116,8 +117,10 @@ class AsyncClient:
                 continue
             assert isinstance(info, m.ClusterInfoReply)
             nodes = {node_id: (host, port) for node_id, host, port in info.nodes}
+            host, _, port = info.coordinator.rpartition(":")
             return ClusterView(nodes=nodes, ring=Ring(nodes, info.vnodes), n=info.n,
-                               max_key_bytes=info.max_key_bytes, max_value_bytes=info.max_value_bytes)
+                               max_key_bytes=info.max_key_bytes, max_value_bytes=info.max_value_bytes,
+                               coordinator=(host, int(port)) if info.coordinator else None)
         raise UnavailableError("no node of the cluster answered: " + "; ".join(errors))
 
     async def call_node(self, node_id_or_address: str | Address, msg: m.Message,

@@ -185,7 +185,9 @@ class StoreNode:
         return m.ClusterInfoReply(
             nodes=tuple((n.node_id, n.host, n.port) for n in self.spec.nodes), n=q.n, r=q.r, w=q.w,
             vnodes=self.settings.vnodes, down=tuple(sorted(self.detector.down)),
-            max_key_bytes=self.settings.max_key_bytes, max_value_bytes=self.settings.max_value_bytes)
+            max_key_bytes=self.settings.max_key_bytes, max_value_bytes=self.settings.max_value_bytes,
+            coordinator=(f"{self.spec.coordinator.host}:{self.spec.coordinator.port}"
+                         if self.spec.coordinator is not None else ""))
 
     async def _on_status(self, msg: m.NodeStatus) -> m.NodeStatusReply:
         engine = self.replica.engine

@@ -1,0 +1,316 @@
+"""``dynamr run``, ``dynamr job create|run``, ``dynamr status``, ``dynamr jobs``.
+
+``dynamr run JOB.py INPUT... -o OUT`` with no cluster starts an embedded one (a single node with one task
+slot per core, replication 1, data in a temporary directory), reads the inputs in place, writes OUT as a
+local directory, and stops it. With ``--cluster`` (or ``--local-cluster`` for the cluster in ./.dynamr),
+local inputs are uploaded to the store first and the output is downloaded at the end; inputs and output
+written ``store:/path`` stay on the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
+from rich.table import Table
+
+from dynamr.cli.common import Target, cluster_options, console, err_console, friendly_errors, resolve_target
+from dynamr.config import Quorum, StoreSettings
+from dynamr.errors import BadRequestError
+from dynamr.files.client import FileSystem
+from dynamr.localcluster import DEFAULT_DIR, LocalCluster
+from dynamr.mapreduce.inline import check_output
+from dynamr.mapreduce.submit import JobClient, build_plan
+from dynamr.store.client import AsyncClient
+from dynamr.store.process import install_event_loop_policy
+
+T = TypeVar("T")
+STORE = "store:"
+
+
+def parse_size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower().removesuffix("b").removesuffix("i")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise BadRequestError(f"-D expects KEY=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("-r", "--reducers", type=int, default=None, help="Reduce tasks (default: the job's, or 1)."),
+        click.option("--split-size", default="64M", show_default=True, help="Bytes per map task's input split."),
+        click.option("-D", "defines", multiple=True, metavar="KEY=VALUE", help="Option for the job (self.options)."),
+        click.option("--job-class", default=None, help="Which MRJob class, when the file defines several."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
+    install_event_loop_policy()
+
+    async def main() -> T:
+        return await coro_factory()
+
+    return asyncio.run(main())
+
+
+class ProgressView:
+    def __init__(self) -> None:
+        self.progress = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, disable=not console.is_terminal)
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        for kind in ("maps", "reduces"):
+            if status[kind] and kind not in self.tasks:
+                self.tasks[kind] = self.progress.add_task(kind[:-1], total=status[kind])
+            if kind in self.tasks:
+                self.progress.update(self.tasks[kind], total=status[kind], completed=status[f"{kind}_done"],
+                                     description=f"step {status['step'] + 1}/{status['steps']} {kind[:-1]}")
+
+
+def report(status: dict[str, Any]) -> None:
+    if status["state"] == "succeeded":
+        console.print(f"[green]job {status['name']} succeeded[/] in {status['seconds']:.2f}s: {status['maps']} "
+                      f"map and {status['reduces']} reduce task(s); output in {status['output']}", highlight=False)
+        if status["counters"]:
+            table = Table("group", "counter", "value", title="counters")
+            for group, name, value in status["counters"]:
+                table.add_row(group, name, f"{value:,}")
+            console.print(table)
+        return
+    error = status.get("error") or {}
+    split = error.get("input") or {}
+    where = f" on {split['path']} bytes {split['start']}-{split['end']}" if split else ""
+    err_console.print(f"[bold red]job {status['name']} {status['state']}[/]: task {error.get('task', '?')}"
+                      f"{where}, attempt {error.get('attempt', '?')} on node {error.get('node', '?')}:\n"
+                      f"{error.get('traceback') or error.get('error', '')}", highlight=False)
+
+
+def _remove_output(path: Path) -> None:
+    """Delete a previous output directory, refusing anything that does not look like one."""
+    foreign = [p.name for p in path.iterdir() if not (p.name.startswith("part-") or p.name == "_SUCCESS")]
+    if foreign:
+        raise BadRequestError(f"{path} holds files that are not job output ({', '.join(foreign[:3])}); "
+                              "not removing it")
+    shutil.rmtree(path)
+
+
+def new_job_name(job_file: Path) -> str:
+    return f"{job_file.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[str, ...], output: str, *,
+                  local_paths: bool, reducers: int | None, split_size: int, options: dict[str, str],
+                  job_class: str | None) -> dict[str, Any]:
+    fs = FileSystem(client)
+    jobs = JobClient(client)
+    if local_paths:
+        plan = await build_plan(fs, name, job_file, inputs, output, local=True, reducers=reducers,
+                                split_size=split_size, options=options, job_class=job_class)
+    else:
+        store_inputs = []
+        for item in inputs:
+            if item.startswith(STORE):
+                store_inputs.append(item[len(STORE):])
+                continue
+            local = Path(item)
+            if not local.exists():
+                raise BadRequestError(f"input {item} does not exist")
+            remote = f"/_inputs/{name}/{local.name}"
+            with console.status(f"uploading {item}"):
+                if local.is_dir():
+                    await fs.put_tree(local, remote)
+                else:
+                    await fs.put_file(local, remote)
+            store_inputs.append(remote)
+        remote_output = output[len(STORE):] if output.startswith(STORE) else f"/_outputs/{name}"
+        if not output.startswith(STORE):
+            check_output(Path(output))
+        plan = await build_plan(fs, name, job_file, store_inputs, remote_output, local=False, reducers=reducers,
+                                split_size=split_size, options=options, job_class=job_class)
+    await jobs.submit(name, plan)
+    view = ProgressView()
+    with view.progress:
+        status = await jobs.wait(name, view)
+    if status["state"] == "succeeded" and not local_paths and not output.startswith(STORE):
+        Path(output).mkdir(parents=True, exist_ok=True)
+        async for path, _ in fs.walk_manifests(plan.output):
+            await fs.get_file(path, Path(output) / path.rsplit("/", 1)[1])
+        status["output"] = output
+    return status
+
+
+@click.command("run")
+@click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Output directory (local, or store:/path).")
+@click.option("--name", default=None, help="Job name (default: made from the file name and time).")
+@click.option("--overwrite", is_flag=True, help="Replace a local OUTPUT directory that already exists.")
+@click.option("--local-cluster", is_flag=True, help="Use the cluster of 'dynamr cluster up' (in --dir) instead "
+                                                     "of an embedded one.")
+@click.option("--slots", type=int, default=0, help="Embedded cluster: task slots (default: one per core).")
+@click.option("--cluster", "cluster", metavar="HOST:PORT[,...]", help="Run on this cluster instead of an embedded one.")
+@click.option("--secret", envvar="DYNAMR_SECRET", help="Cluster secret (or set DYNAMR_SECRET).")
+@click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
+@click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True,
+              help="Directory of the local cluster (with --local-cluster).")
+@click.option("--tls-ca", envvar="DYNAMR_TLS_CA", type=click.Path(exists=True, path_type=Path),
+              help="Connect with TLS, verifying nodes against this CA file.")
+@job_options
+@friendly_errors
+def run(job_file: Path, inputs: tuple[str, ...], output: str, name: str | None, overwrite: bool,
+        local_cluster: bool, slots: int,
+        cluster: str | None, secret: str | None, secret_file: Path | None, root: Path, tls_ca: Path | None,
+        reducers: int | None, split_size: str, defines: tuple[str, ...], job_class: str | None) -> None:
+    """Run JOB_FILE over INPUT files or directories and write OUTPUT (one command does it all)."""
+    options = parse_options(defines)
+    size = parse_size(split_size)
+    name = name or new_job_name(job_file)
+    if overwrite and not output.startswith(STORE) and Path(output).is_dir():
+        _remove_output(Path(output))
+    if cluster or local_cluster:
+        target = resolve_target(cluster, secret, secret_file, root, tls_ca)
+        status = _run(lambda: _with_client(target, lambda c: _run_on(
+            c, name, job_file, inputs, output, local_paths=False, reducers=reducers, split_size=size,
+            options=options, job_class=job_class)))
+    else:
+        status = _embedded(name, job_file, inputs, output, slots, reducers, size, options, job_class)
+    report(status)
+    if status["state"] != "succeeded":
+        raise SystemExit(1)
+
+
+async def _with_client(target: Target, action: Callable[[AsyncClient], Awaitable[T]]) -> T:
+    async with target.async_client() as client:
+        return await action(client)
+
+
+def _embedded(name: str, job_file: Path, inputs: tuple[str, ...], output: str, slots: int,
+              reducers: int | None, split_size: int, options: dict[str, str], job_class: str | None) -> dict[str, Any]:
+    settings = StoreSettings(quorum=Quorum(n=1, r=1, w=1), fsync="never", task_slots=slots or os.cpu_count() or 1,
+                             worker_heartbeat=0.1)
+    with tempfile.TemporaryDirectory(prefix="dynamr-run-") as tmp:
+        cluster = LocalCluster.create(Path(tmp), 1, settings, ephemeral=True)
+        try:
+            with console.status("starting an embedded cluster..."):
+                cluster.start()
+
+            async def go() -> dict[str, Any]:
+                async with AsyncClient(cluster.seeds, cluster.secret, timeout=60) as client:
+                    return await _run_on(client, name, job_file, inputs, output, local_paths=True,
+                                         reducers=reducers, split_size=split_size, options=options,
+                                         job_class=job_class)
+
+            return _run(go)
+        finally:
+            cluster.stop()
+
+
+@click.group("job")
+def job() -> None:
+    """Create and run named jobs on a cluster."""
+
+
+@job.command("create")
+@click.argument("name")
+@click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--input", "inputs", multiple=True, required=True, help="Input path on the store (repeatable).")
+@click.option("--output", required=True, help="Output directory on the store.")
+@job_options
+@cluster_options
+@friendly_errors
+def create(name: str, job_file: Path, inputs: tuple[str, ...], output: str, reducers: int | None, split_size: str,
+           defines: tuple[str, ...], job_class: str | None, target: Target) -> None:
+    """Store JOB_FILE in the cluster and create a job NAME over store inputs (run it with 'dynamr job run')."""
+
+    async def action(client: AsyncClient) -> dict[str, Any]:
+        plan = await build_plan(FileSystem(client), name, job_file, [i.removeprefix(STORE) for i in inputs],
+                                output.removeprefix(STORE), local=False, reducers=reducers,
+                                split_size=parse_size(split_size), options=parse_options(defines),
+                                job_class=job_class)
+        return await JobClient(client).submit(name, plan, run=False)
+
+    status = _run(lambda: _with_client(target, action))
+    console.print(f"created job {status['name']}: {status['steps']} step(s); run it with 'dynamr job run {name}'",
+                  highlight=False)
+
+
+@job.command("run")
+@click.argument("name")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the job until it ends.")
+@cluster_options
+@friendly_errors
+def run_named(name: str, wait: bool, target: Target) -> None:
+    """Run a created job."""
+
+    async def action(client: AsyncClient) -> dict[str, Any]:
+        jobs = JobClient(client)
+        status = await jobs.run(name)
+        if not wait:
+            return status
+        view = ProgressView()
+        with view.progress:
+            return await jobs.wait(name, view)
+
+    status = _run(lambda: _with_client(target, action))
+    if wait:
+        report(status)
+        if status["state"] != "succeeded":
+            raise SystemExit(1)
+    else:
+        console.print(f"job {name} is {status['state']}")
+
+
+@click.command("status")
+@click.argument("name")
+@cluster_options
+@friendly_errors
+def status(name: str, target: Target) -> None:
+    """Show a job's state, progress, counters, and failures with tracebacks."""
+    st = _run(lambda: _with_client(target, lambda c: JobClient(c).status(name)))
+    console.print(f"job {st['name']}: [bold]{st['state']}[/], step {st['step'] + 1}/{st['steps']}, maps "
+                  f"{st['maps_done']}/{st['maps']}, reduces {st['reduces_done']}/{st['reduces']}, "
+                  f"{st['seconds']:.1f}s", highlight=False)
+    table = Table("task", "attempt", "node", "result", title="attempts")
+    for attempt in st["attempts"]:
+        table.add_row(attempt["task"].split("/", 1)[1], attempt["attempt"].split("#")[1], attempt["node"],
+                      "ok" if attempt["ok"] else f"[red]{attempt['error'][:80]}[/]")
+    if st["attempts"]:
+        console.print(table)
+    if st["state"] in ("succeeded", "failed"):
+        report(st)
+
+
+@click.command("jobs")
+@cluster_options
+@friendly_errors
+def jobs(target: Target) -> None:
+    """List the cluster's jobs."""
+    rows = _run(lambda: _with_client(target, lambda c: JobClient(c).jobs()))
+    table = Table("name", "state", "maps", "reduces", "seconds", "output")
+    for row in rows:
+        table.add_row(row["name"], row["state"], f"{row['maps_done']}/{row['maps']}",
+                      f"{row['reduces_done']}/{row['reduces']}", f"{row['seconds']:.1f}", row["output"])
+    console.print(table)

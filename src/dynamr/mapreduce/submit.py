@@ -1,0 +1,141 @@
+"""Client side of a job: turn a job file and inputs into a plan, submit it, and follow it.
+
+The job file is loaded here, on the user's machine (never in the coordinator): its steps, reducers and
+formats become a :class:`~dynamr.mapreduce.jobrun.JobPlan`, and a job that asks for a sample of its keys
+(range partitioning) gets it here. The source file is stored in the cluster under ``/_jobs/<name>/`` so
+that every task imports exactly the code that was submitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from dynamr.errors import ClusterNotFoundError, NotFoundError
+from dynamr.files.client import FileSystem
+from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
+from dynamr.mapreduce.api import MRJob, check_formats
+from dynamr.mapreduce.inline import check_output, expand_inputs, sample_keys
+from dynamr.mapreduce.jobrun import JobPlan, StepPlan
+from dynamr.mapreduce.loader import load_job_class
+from dynamr.mapreduce.splits import READERS, LocalFile, Split, plan_splits
+from dynamr.rpc import messages as m
+from dynamr.store.client import AsyncClient
+
+SAMPLE_BYTES = 256 * 1024
+
+
+class _Bytes:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read(self, offset: int, length: int) -> Iterator[bytes]:
+        yield self.data[offset:offset + length]
+
+
+async def _store_inputs(fs: FileSystem, paths: Sequence[str]) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for path in paths:
+        stat = await fs.stat(path)
+        if stat.kind == "file":
+            out.append((stat.path, stat.size))
+        else:
+            out.extend([(p, mf.size) async for p, mf in fs.walk_manifests(stat.path)])
+    if not out:
+        raise NotFoundError(f"no input files in {', '.join(paths)}")
+    return out
+
+
+async def _sample(job: MRJob, fs: FileSystem, inputs: list[tuple[str, int]], local: bool,
+                  split_size: int) -> list[Any]:
+    splits = plan_splits(inputs, split_size)
+    chosen = splits if len(splits) <= 20 else random.Random(1).sample(splits, 20)
+    reader = READERS[job.INPUT_FORMAT]
+    sources = []
+    for split in chosen:
+        if local:
+            sources.append(reader(LocalFile(Path(split.path)), split))
+        else:
+            data = await fs.read_bytes(split.path, split.start, min(SAMPLE_BYTES, split.length))
+            head = Split(index=0, path=split.path, start=0, end=len(data), file_size=len(data))
+            sources.append(reader(_Bytes(data), head))
+    return sample_keys(job, sources)
+
+
+async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence[str], output: str, *,
+                     local: bool, reducers: int | None = None, split_size: int = 64 << 20,
+                     options: dict[str, str] | None = None, job_class: str | None = None,
+                     chunk_size: int = DEFAULT_CHUNK_SIZE) -> JobPlan:
+    source = job_file.read_text()
+    job = load_job_class(source, str(job_file), job_class)(options or {})
+    check_formats(job)
+    steps = job.steps()
+    plans = [StepPlan(map_only=s.map_only, reducers=0 if s.map_only else
+                      (s.num_reducers or reducers or job.NUM_REDUCERS or 1)) for s in steps]
+    if local:
+        sized = [(str(p.resolve()), p.stat().st_size) for p in expand_inputs([Path(i) for i in inputs])]
+        check_output(Path(output))
+        output = str(Path(output).resolve())
+    else:
+        sized = await _store_inputs(fs, inputs)
+    state = None
+    if job.wants_sample():
+        state = job.partition_sample(await _sample(job, fs, sized, local, split_size), plans[0].reducers or 1)
+    stored = f"/_jobs/{name}/{job_file.name}"
+    await fs.put_bytes(source.encode(), stored)
+    return JobPlan(source=stored, source_name=str(job_file), inputs=sized, output=output, steps=plans,
+                   input_format=job.INPUT_FORMAT, local_inputs=local, local_output=local,
+                   split_size=split_size, options=dict(options or {}), partition_state=state,
+                   job_class=job_class, chunk_size=chunk_size)
+
+
+class JobClient:
+    """Talks to the coordinator of a cluster."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+        self.fs = FileSystem(client)
+
+    async def coordinator(self) -> tuple[str, int]:
+        view = await self.client.cluster()
+        if view.coordinator is None:
+            raise ClusterNotFoundError("this cluster has no MapReduce coordinator (start one with "
+                                       "'dynamr coordinator start', or use 'dynamr cluster up')")
+        return view.coordinator
+
+    async def _ask(self, msg: m.Message) -> Any:
+        reply = await self.client.call_node(await self.coordinator(), msg)
+        if isinstance(reply, m.ListJobsReply):
+            return json.loads(reply.jobs)
+        assert isinstance(reply, m.JobStatusReply)
+        return json.loads(reply.status)
+
+    async def submit(self, name: str, plan: JobPlan, run: bool = True) -> dict[str, Any]:
+        status: dict[str, Any] = await self._ask(m.SubmitJob(name=name, plan=plan.to_json(), run=run))
+        return status
+
+    async def run(self, name: str) -> dict[str, Any]:
+        status: dict[str, Any] = await self._ask(m.RunJob(name=name))
+        return status
+
+    async def status(self, name: str) -> dict[str, Any]:
+        status: dict[str, Any] = await self._ask(m.JobStatus(name=name))
+        return status
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._ask(m.ListJobs())
+        return rows
+
+    async def wait(self, name: str, on_status: Callable[[dict[str, Any]], None] | None = None,
+                   interval: float = 0.2) -> dict[str, Any]:
+        while True:
+            status = await self.status(name)
+            if on_status is not None:
+                on_status(status)
+            if status["state"] in ("succeeded", "failed", "killed"):
+                return status
+            await asyncio.sleep(interval)
