@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -20,16 +21,25 @@ Sink = Callable[[int, Iterator[bytes]], None]
 
 
 def _map_stream(step: MRStep, records: Iterable[Record]) -> Iterator[Record]:
+    """Everything the step's mapper yields, hooks included; the per-record loop runs in C (itertools)."""
+    parts: list[Iterable[Record]] = []
     if step.mapper_init is not None:
-        yield from _hook_records(step.mapper_init())
+        parts.append(_LazyHook(step.mapper_init))
     mapper = step.mapper
-    if mapper is None:
-        yield from records
-    else:
-        for key, value in records:
-            yield from mapper(key, value)
+    parts.append(records if mapper is None else itertools.chain.from_iterable(itertools.starmap(mapper, records)))
     if step.mapper_final is not None:
-        yield from _hook_records(step.mapper_final())
+        parts.append(_LazyHook(step.mapper_final))
+    return itertools.chain.from_iterable(parts)
+
+
+class _LazyHook:
+    """Calls an init/final hook only when iteration reaches it (so init runs first, final after the input)."""
+
+    def __init__(self, hook: Callable[[], Iterable[Record] | None]) -> None:
+        self.hook = hook
+
+    def __iter__(self) -> Iterator[Record]:
+        return _hook_records(self.hook())
 
 
 def run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions: int, spill_dir: Path,
@@ -48,12 +58,13 @@ def run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions:
     collector = MapOutputCollector(partitions, partitioner, step.combiner, spill_dir, buffer_records)
     if step.combiner_init is not None:
         collector.collect(_hook_records(step.combiner_init()))
-    counted = _Counted(_map_stream(step, records))
-    collector.collect(counted)
+    before = collector.records_in
+    collector.collect(_map_stream(step, records))
+    produced = collector.records_in - before
     if step.combiner_final is not None:
         collector.collect(_hook_records(step.combiner_final()))
     collector.finish(sink)
-    return counted.count
+    return produced
 
 
 def _single_partition(key: Any, n: int) -> int:

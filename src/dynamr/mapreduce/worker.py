@@ -37,6 +37,8 @@ class Worker:
         self.interval = interval
         self.scratch_dir = scratch_dir
         self.running: dict[str, asyncio.subprocess.Process] = {}
+        #: children started ahead of time, imports done, waiting for a spec on stdin
+        self._spares: list[asyncio.subprocess.Process] = []
         self._reports: list[dict[str, Any]] = []
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -64,14 +66,35 @@ class Worker:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
+    async def _start_child(self) -> asyncio.subprocess.Process:
+        env = {**os.environ, "DYNAMR_SECRET": self.secret.decode()}
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dynamr.mapreduce.child", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
+
+    async def _child(self) -> asyncio.subprocess.Process:
+        """A warm child if one is waiting, else a new one; a replacement is started in the background."""
+        while self._spares:
+            proc = self._spares.pop()
+            if proc.returncode is None:
+                break
+        else:
+            proc = await self._start_child()
+        task = asyncio.create_task(self._add_spare())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return proc
+
+    async def _add_spare(self) -> None:
+        if len(self._spares) < self.slots:
+            with contextlib.suppress(OSError):
+                self._spares.append(await self._start_child())
+
     async def _run_attempt(self, spec: dict[str, Any]) -> None:
         attempt = spec["attempt"]
         spec = {**spec, "seeds": [list(s) for s in self.seeds], "scratch_dir": self.scratch_dir}
-        env = {**os.environ, "DYNAMR_SECRET": self.secret.decode()}
         try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "dynamr.mapreduce.child", stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
+            proc = await self._child()
         except OSError as exc:
             self._report(attempt, False, {"error": f"could not start the task process: {exc}"})
             return
@@ -104,6 +127,13 @@ class Worker:
     async def stop(self) -> None:
         for attempt in list(self.running):
             self.kill(attempt)
+        for proc in self._spares:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        for proc in self._spares:
+            with contextlib.suppress(Exception):
+                await proc.wait()
+        self._spares.clear()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
