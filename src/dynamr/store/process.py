@@ -71,6 +71,23 @@ async def _watch_parent(stop: asyncio.Event, interval: float = 0.5) -> None:
             stop.set()
 
 
+async def wait_for_stop(exit_with_parent: bool) -> None:
+    """Return on SIGTERM or SIGINT, or when the parent process is gone (with ``exit_with_parent``)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watchdog = asyncio.create_task(_watch_parent(stop)) if exit_with_parent else None
+    try:
+        await stop.wait()
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+
 async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
                      server_ssl: ssl.SSLContext | None = None,
                      client_ssl: ssl.SSLContext | None = None, exit_with_parent: bool = False) -> None:
@@ -97,17 +114,10 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
         (data_dir / "tasks").mkdir(parents=True, exist_ok=True)
         worker_task = asyncio.create_task(worker.run())
     log.info("node %s (epoch %s) listening on %s:%d", node_id, node.replica.epoch, me.host, server.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    watchdog = asyncio.create_task(_watch_parent(stop)) if exit_with_parent else None
     try:
-        await stop.wait()
+        await wait_for_stop(exit_with_parent)
     finally:
         log.info("node %s stopping", node_id)
-        if watchdog is not None:
-            watchdog.cancel()
         collector.cancel()
         if worker is not None:
             worker_task.cancel()
@@ -115,9 +125,6 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
         await server.close()
         await transport.close()
         await node.stop()
-        with contextlib.suppress(Exception):
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
         log.info("node %s stopped cleanly", node_id)
 
 
@@ -147,16 +154,9 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, server_ssl: ssl
     await server.start(spec.coordinator.host, spec.coordinator.port)
     coordinator.start()
     log.info("coordinator listening on %s:%d", spec.coordinator.host, server.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    watchdog = asyncio.create_task(_watch_parent(stop)) if exit_with_parent else None
     try:
-        await stop.wait()
+        await wait_for_stop(exit_with_parent)
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
         await server.close()
         await coordinator.stop()
         await client.close()
