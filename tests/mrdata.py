@@ -54,3 +54,23 @@ def read_json_parts(output: Path) -> list[tuple[object, object]]:
             key, value = line.split("\t")
             records.append((json.loads(key), json.loads(value)))
     return records
+
+
+def write_sized_files(root: Path, count: int, size: int, seed: int = 5) -> list[Path]:
+    """``count`` files of about ``size`` bytes, fast: lines drawn from a pool of random Zipf lines."""
+    rng = random.Random(seed)
+    weights = [1 / (rank + 1) for rank in range(len(VOCABULARY))]
+    pool = [" ".join(rng.choices(VOCABULARY, weights, k=rng.randint(1, 16))) for _ in range(4000)]
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        target = int(size * rng.uniform(0.8, 1.2))
+        parts, total = [], 0
+        while total < target:
+            block = "\n".join(rng.choices(pool, k=2000)) + "\n"
+            parts.append(block)
+            total += len(block.encode())
+        path = root / f"file{i:02d}.txt"
+        path.write_text("".join(parts))
+        paths.append(path)
+    return paths
