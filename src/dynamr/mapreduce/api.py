@@ -62,6 +62,10 @@ class MRJob:
     OUTPUT_FORMAT: ClassVar[str] = "json"
     #: default number of reducers (the command line may override it)
     NUM_REDUCERS: ClassVar[int | None] = None
+    #: "hash" (stable hash of the key), or "range": each reducer gets a contiguous key range, cut at the
+    #: quantiles of a sample of map output keys taken before the job runs, so the outputs read in order
+    #: are totally ordered (TeraSort). A ``partitioner`` method of your own overrides both.
+    PARTITIONER: ClassVar[str] = "hash"
 
     def __init__(self, options: dict[str, str] | None = None) -> None:
         self._counters: dict[tuple[str, str], int] = {}
@@ -92,13 +96,28 @@ class MRJob:
         return hash_partition(key, num_partitions)
 
     def partition_sample(self, keys: list[Any], num_partitions: int) -> Any:
-        """Override to see a sample of the first step's map output keys before the job runs (for range
-        partitioning, as TeraSort does). What it returns becomes ``self.partition_state`` in every task."""
+        """Sees a sample of the first step's map output keys before the job runs. What it returns becomes
+        ``self.partition_state`` in every task. With ``PARTITIONER = "range"`` the default returns the
+        sample's quantiles, the boundaries of the reducers' key ranges."""
+        if self.PARTITIONER == "range":
+            from dynamr.mapreduce.partition import RangePartitioner
+
+            return RangePartitioner.from_sample(keys, num_partitions).boundaries
         return None
 
     @classmethod
     def wants_sample(cls) -> bool:
-        return cls.partition_sample is not MRJob.partition_sample
+        return cls.PARTITIONER == "range" or cls.partition_sample is not MRJob.partition_sample
+
+    def effective_partitioner(self) -> Callable[[Any, int], int]:
+        """What the map side partitions with: the job's own method, or the range/hash policy."""
+        if type(self).partitioner is not MRJob.partitioner:
+            return self.partitioner
+        if self.PARTITIONER == "range":
+            from dynamr.mapreduce.partition import RangePartitioner
+
+            return RangePartitioner(self.partition_state or [])
+        return self.partitioner
 
     def steps(self) -> list[MRStep]:
         """The job's steps; by default one step made of the methods this class overrides."""

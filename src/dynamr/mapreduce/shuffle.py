@@ -12,6 +12,7 @@ runs from every map are merged with :func:`heapq.merge` (memory: one batch per r
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import os
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import msgpack
+
+from dynamr.mapreduce.partition import RangePartitioner
 
 Record = tuple[Any, Any]
 Combiner = Callable[[Any, Iterable[Any]], Iterable[Record]]
@@ -174,6 +177,8 @@ class MapOutputCollector:
 
     def _drain_buffer(self) -> list[list[Record]]:
         """Partitioned, sorted records of the buffer (combined first when there is a combiner)."""
+        if isinstance(self.partitioner, RangePartitioner) and self.num_partitions > 1:
+            return self._drain_by_ranges(self.partitioner)
         parts: list[list[Record]] = [[] for _ in range(self.num_partitions)]
         partition = self.partitioner
         n = self.num_partitions
@@ -204,6 +209,23 @@ class MapOutputCollector:
         self._buffered = 0
         for part in parts:
             _sort(part)
+        return parts
+
+    def _drain_by_ranges(self, ranges: RangePartitioner) -> list[list[Record]]:
+        """Range partitioning without a call per record: sort everything once, cut at the boundaries."""
+        if self.combiner is not None:
+            groups, self._groups = self._groups, defaultdict(list)
+            records = [r if type(r) is tuple and len(r) == 2 else _as_pair(r)
+                       for key, values in groups.items() for r in self.combiner(key, values)]
+        else:
+            records, self._records = self._records, []
+        self._buffered = 0
+        _sort(records)
+        keys = [record[0] for record in records]
+        cuts = [bisect.bisect_left(keys, b) for b in ranges.boundaries[:self.num_partitions - 1]]
+        edges = [0, *cuts, len(records)]
+        parts = [records[edges[i]:edges[i + 1]] for i in range(len(edges) - 1)]
+        parts += [[] for _ in range(self.num_partitions - len(parts))]
         return parts
 
     def spill(self) -> None:

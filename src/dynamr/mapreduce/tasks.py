@@ -54,7 +54,7 @@ def run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions:
         sink(0, encode_run(counted))
         return counted.count
     partitions = max(1, num_partitions)
-    partitioner = job.partitioner if partitions > 1 else _single_partition
+    partitioner = job.effective_partitioner() if partitions > 1 else _single_partition
     collector = MapOutputCollector(partitions, partitioner, step.combiner, spill_dir, buffer_records)
     if step.combiner_init is not None:
         collector.collect(_hook_records(step.combiner_init()))
