@@ -79,3 +79,14 @@ def test_plan_round_trips_as_json() -> None:
     p = plan(options={"pattern": "x"}, partition_state=["m", "t"])
     assert JobPlan.from_json(p.to_json()) == p
     assert im.Commit("t", "t#1", (0, 2)) == im.Commit.decode(im.Commit("t", "t#1", (0, 2)).encode())
+
+
+def test_embedded_jobs_keep_intermediate_data_in_local_files() -> None:
+    sched = Scheduler()
+    run = JobRun("j4", plan(local_intermediate="/scratch/mr"), sched)
+    run.start(0)
+    specs = drive(run, sched)
+    assert run.state == "succeeded"
+    assert all(s["local_intermediate"] == "/scratch/mr" for s in specs)
+    assert specs[4]["output"] == {"kind": "file", "path": "/scratch/mr/j4/step0/0.run"}
+    assert specs[6]["input"] == {"kind": "file", "path": "/scratch/mr/j4/step0/0.run"}

@@ -123,12 +123,13 @@ def new_job_name(job_file: Path) -> str:
 
 async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[str, ...], output: str, *,
                   local_paths: bool, reducers: int | None, split_size: int, options: dict[str, str],
-                  job_class: str | None) -> dict[str, Any]:
+                  job_class: str | None, local_intermediate: str = "") -> dict[str, Any]:
     fs = FileSystem(client)
     jobs = JobClient(client)
     if local_paths:
         plan = await build_plan(fs, name, job_file, inputs, output, local=True, reducers=reducers,
-                                split_size=split_size, options=options, job_class=job_class)
+                                split_size=split_size, options=options, job_class=job_class,
+                                local_intermediate=local_intermediate)
     else:
         store_inputs = []
         for item in inputs:
@@ -221,7 +222,7 @@ def _embedded(name: str, job_file: Path, inputs: tuple[str, ...], output: str, s
                 async with AsyncClient(cluster.seeds, cluster.secret, timeout=60) as client:
                     return await _run_on(client, name, job_file, inputs, output, local_paths=True,
                                          reducers=reducers, split_size=split_size, options=options,
-                                         job_class=job_class)
+                                         job_class=job_class, local_intermediate=str(Path(tmp) / "intermediate"))
 
             return _run(go)
         finally:

@@ -114,15 +114,26 @@ class TaskRun:
             where = LocalFile(Path(split.path)) if source.get("local") else StoreFile(self.client, self.fs,
                                                                                         split.path)
             return reader(where, split)
-        # the output of the previous step's reduce: an object of encoded records
+        # the output of the previous step: encoded records in a local file, or an object in the store
+        if source["kind"] == "file":
+            return decode_run(_read(Path(source["path"])))
         key = source["key"].encode()
         return decode_run(pull(self.client, self.fs.read_object(key)))
 
+    def _local_run(self, job_name: str, attempt: str, partition: int) -> Path:
+        """Where a map attempt's partition lives when intermediate data stays on the local disk."""
+        return Path(self.spec["local_intermediate"]) / job_name / attempt.replace("/", "_") / f"{partition}.run"
+
     def run_map(self, job: MRJob, step: Any) -> dict[str, Any]:
         partitions: dict[int, Path] = {}
+        local = bool(self.spec.get("local_intermediate")) and "output" not in self.spec
 
         def sink(partition: int, blocks: Iterator[bytes]) -> None:
-            path = self.scratch / f"part-{partition}.run"
+            if local:
+                path = self._local_run(self.job_name, self.attempt, partition)
+                path.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                path = self.scratch / f"part-{partition}.run"
             size = 0
             with open(path, "wb") as out:
                 for block in blocks:
@@ -130,6 +141,8 @@ class TaskRun:
                     size += len(block)
             if size:
                 partitions[partition] = path
+            else:
+                path.unlink(missing_ok=True)
 
         produced = run_map(job, step, self._input_records(job), int(self.spec["num_partitions"]),
                            self.scratch / "spill", sink, int(self.spec.get("buffer_records", 1_000_000)))
@@ -138,6 +151,8 @@ class TaskRun:
             records = decode_run(_read(run_file)) if run_file is not None else iter(())
             self._write_output(job, records, self.spec["output"])
             return {"partitions": [], "records_out": produced}
+        if local:
+            return {"partitions": sorted(partitions), "records_out": produced}
         for partition, path in sorted(partitions.items()):
             self.client.run(im.store_partition(self.fs, self.job_name, self.attempt, partition,
                                                _file_pieces(path)))
@@ -146,7 +161,12 @@ class TaskRun:
     def run_reduce(self, job: MRJob, step: Any) -> dict[str, Any]:
         partition = int(self.spec["partition"])
         commits = [im.Commit(c["task_id"], c["attempt"], tuple(c["partitions"])) for c in self.spec["commits"]]
-        runs = [pull(self.client, im.read_partition(self.fs, self.spec["map_job"], c, partition)) for c in commits]
+        if self.spec.get("local_intermediate"):
+            runs = [_read(self._local_run(self.spec["map_job"], c.attempt, partition))
+                    for c in commits if partition in c.partitions]
+        else:
+            runs = [pull(self.client, im.read_partition(self.fs, self.spec["map_job"], c, partition))
+                    for c in commits]
         count = self._write_output(job, run_reduce(step, runs), self.spec["output"])
         return {"records_out": count}
 
@@ -161,14 +181,14 @@ class TaskRun:
                 count += 1
                 yield record
 
-        blocks = (encode_run(counted(records)) if output["kind"] == "object"
+        blocks = (encode_run(counted(records)) if output["kind"] in ("object", "file")
                   else format_output(counted(records), job.OUTPUT_FORMAT))
         with open(local, "wb") as out:
             for block in blocks:
                 out.write(block)
         if output["kind"] == "object":
             self.client.run(self.fs.put_object(output["key"].encode(), _file_pieces(local)))
-        elif output["kind"] == "local":
+        elif output["kind"] in ("local", "file"):
             target = Path(output["path"])
             target.parent.mkdir(parents=True, exist_ok=True)
             local.replace(target)

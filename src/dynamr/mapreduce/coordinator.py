@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,11 @@ class Coordinator:
             return
         record = job.on_success(attempt, result, now)
         if record is None:  # a loser (or the job ended): its outputs are garbage
-            self._spawn(im.delete_outputs(self.fs, job.name, attempt, result.get("partitions", [])))
+            if job.plan.local_intermediate:
+                shutil.rmtree(Path(job.plan.local_intermediate) / job.name / attempt.replace("/", "_"),
+                              ignore_errors=True)
+            else:
+                self._spawn(im.delete_outputs(self.fs, job.name, attempt, result.get("partitions", [])))
             return
         in_force = await im.commit(self.client, job.name, record)
         job.committed(in_force, now)
@@ -210,13 +215,17 @@ class Coordinator:
         log.info("job %s %s in %.1fs", job.name, job.state, job.status()["seconds"])
 
     async def _cleanup(self, job: JobRun) -> None:
+        local = job.plan.local_intermediate
+        if local:
+            shutil.rmtree(Path(local) / job.name, ignore_errors=True)
         for task_id, record in list(job.commits.items()):
             try:
-                await im.delete_outputs(self.fs, job.name, record.attempt, record.partitions)
+                if not local:
+                    await im.delete_outputs(self.fs, job.name, record.attempt, record.partitions)
                 await im.delete_commit(self.client, job.name, task_id)
             except DynamrError as exc:
                 log.warning("job %s: cleanup of %s postponed: %s", job.name, task_id, exc)
-        for step in range(len(job.plan.steps) - 1):
+        for step in range(0 if local else len(job.plan.steps) - 1):
             for number in range(max(len(job.tasks), 1)):
                 key = f"{im.PREFIX}{job.name}/step{step}/{number}".encode()
                 with contextlib.suppress(DynamrError):

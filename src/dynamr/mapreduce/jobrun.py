@@ -40,6 +40,9 @@ class JobPlan:
     input_format: str = "text"
     local_inputs: bool = False
     local_output: bool = False
+    #: a directory shared by every task (embedded mode): intermediate data goes there as plain files
+    #: instead of the replicated store; empty: the store
+    local_intermediate: str = ""
     split_size: int = 64 * 1024 * 1024
     options: dict[str, str] = field(default_factory=dict)
     partition_state: Any = None
@@ -121,12 +124,15 @@ class JobRun:
 
     def _output_for(self, step: int, number: int) -> dict[str, Any]:
         if step < len(self.plan.steps) - 1:
-            return {"kind": "object", "key": self._step_output_key(step, number)}
+            return self._step_output(step, number)
         part = f"{self.plan.output.rstrip('/')}/part-{number:05d}"
         return {"kind": "local" if self.plan.local_output else "store", "path": part}
 
-    def _step_output_key(self, step: int, number: int) -> str:
-        return f"{im.PREFIX}{self.name}/step{step}/{number}"
+    def _step_output(self, step: int, number: int) -> dict[str, Any]:
+        """Where output ``number`` of a non-final step goes (and where the next step's map reads it)."""
+        if self.plan.local_intermediate:
+            return {"kind": "file", "path": f"{self.plan.local_intermediate}/{self.name}/step{step}/{number}.run"}
+        return {"kind": "object", "key": f"{im.PREFIX}{self.name}/step{step}/{number}"}
 
     def spec_for(self, assignment: Assignment, base: dict[str, Any]) -> dict[str, Any]:
         """The full JSON spec of an assigned attempt (``base``: seeds, secret file, scratch dir)."""
@@ -137,7 +143,7 @@ class JobRun:
                 "source": self.plan.source, "source_name": self.plan.source_name,
                 "job_class": self.plan.job_class, "options": self.plan.options,
                 "partition_state": self.plan.partition_state, "chunk_size": self.plan.chunk_size,
-                "buffer_records": self.plan.buffer_records}
+                "buffer_records": self.plan.buffer_records, "local_intermediate": self.plan.local_intermediate}
         if info.kind == "reduce":
             maps = self._step_tasks("map", info.step)
             spec["commits"] = [asdict(self.commits[t]) for t in sorted(maps)]
@@ -206,8 +212,7 @@ class JobRun:
         finished = self.step
         self.step += 1
         for number in range(outputs):
-            self._add_map(self.step, number, {"kind": "object", "key": self._step_output_key(finished, number)},
-                          set())
+            self._add_map(self.step, number, self._step_output(finished, number), set())
 
     # --- reporting -----------------------------------------------------------------------------------
 
