@@ -52,23 +52,31 @@ class Target:
         return AsyncClient(self.seeds, self.secret, timeout=timeout, ssl_context=ctx)
 
 
-def cluster_options(func: F) -> F:
-    """Add --cluster, --secret, --secret-file and --dir, resolved into a ``target`` argument."""
+def connection_options(func: F) -> F:
+    """Add --cluster, --secret, --secret-file, --dir and --tls-ca, passed through as they were given."""
+    for option in reversed([
+        click.option("--cluster", "cluster", metavar="HOST:PORT[,...]",
+                     help="A remote cluster's node address(es)."),
+        click.option("--secret", envvar="DYNAMR_SECRET", help="Cluster secret (or set DYNAMR_SECRET)."),
+        click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret."),
+        click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True,
+                     help="Directory of the local cluster (used without --cluster)."),
+        click.option("--tls-ca", envvar="DYNAMR_TLS_CA", type=click.Path(exists=True, path_type=Path),
+                     help="Connect with TLS, verifying nodes against this CA file (or set DYNAMR_TLS_CA)."),
+    ]):
+        func = option(func)
+    return func
 
-    @click.option("--cluster", "cluster", metavar="HOST:PORT[,...]",
-                  help="A remote cluster's node address(es). Default: the local cluster in --dir.")
-    @click.option("--secret", envvar="DYNAMR_SECRET", help="Cluster secret (or set DYNAMR_SECRET).")
-    @click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
-    @click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True,
-                  help="Directory of the local cluster.")
-    @click.option("--tls-ca", envvar="DYNAMR_TLS_CA", type=click.Path(exists=True, path_type=Path),
-                  help="Connect with TLS, verifying nodes against this CA file (or set DYNAMR_TLS_CA).")
+
+def cluster_options(func: F) -> F:
+    """The connection options, resolved into a ``target`` argument (a remote or the local cluster)."""
+
     @functools.wraps(func)
     def wrapper(*args: Any, cluster: str | None, secret: str | None, secret_file: Path | None,
                 root: Path, tls_ca: Path | None, **kwargs: Any) -> Any:
         return func(*args, target=resolve_target(cluster, secret, secret_file, root, tls_ca), **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return connection_options(wrapper)  # type: ignore[return-value]
 
 
 def resolve_target(cluster: str | None, secret: str | None, secret_file: Path | None, root: Path,

@@ -23,11 +23,19 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.table import Table
 
-from dynamr.cli.common import Target, cluster_options, console, err_console, friendly_errors, resolve_target
+from dynamr.cli.common import (
+    Target,
+    cluster_options,
+    connection_options,
+    console,
+    err_console,
+    friendly_errors,
+    resolve_target,
+)
 from dynamr.config import Quorum, StoreSettings
 from dynamr.errors import BadRequestError
 from dynamr.files.client import FileSystem
-from dynamr.localcluster import DEFAULT_DIR, LocalCluster
+from dynamr.localcluster import LocalCluster
 from dynamr.mapreduce.inline import check_output
 from dynamr.mapreduce.submit import JobClient, build_plan
 from dynamr.store.client import AsyncClient
@@ -172,20 +180,17 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
 @click.option("--local-cluster", is_flag=True, help="Use the cluster of 'dynamr cluster up' (in --dir) instead "
                                                      "of an embedded one.")
 @click.option("--slots", type=int, default=0, help="Embedded cluster: task slots (default: one per core).")
-@click.option("--cluster", "cluster", metavar="HOST:PORT[,...]", help="Run on this cluster instead of an embedded one.")
-@click.option("--secret", envvar="DYNAMR_SECRET", help="Cluster secret (or set DYNAMR_SECRET).")
-@click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
-@click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True,
-              help="Directory of the local cluster (with --local-cluster).")
-@click.option("--tls-ca", envvar="DYNAMR_TLS_CA", type=click.Path(exists=True, path_type=Path),
-              help="Connect with TLS, verifying nodes against this CA file.")
+@connection_options
 @job_options
 @friendly_errors
 def run(job_file: Path, inputs: tuple[str, ...], output: str, name: str | None, overwrite: bool,
         local_cluster: bool, slots: int,
         cluster: str | None, secret: str | None, secret_file: Path | None, root: Path, tls_ca: Path | None,
         reducers: int | None, split_size: str, defines: tuple[str, ...], job_class: str | None) -> None:
-    """Run JOB_FILE over INPUT files or directories and write OUTPUT (one command does it all)."""
+    """Run JOB_FILE over INPUT files or directories and write OUTPUT (one command does it all).
+
+    With no --cluster and no --local-cluster, an embedded cluster is started for the job and stopped after.
+    """
     options = parse_options(defines)
     size = parse_size(split_size)
     name = name or new_job_name(job_file)
