@@ -82,7 +82,7 @@ def test_removing_a_job_reports_attempts_to_kill() -> None:
     s = Scheduler()
     s.add("m0")
     (a,) = s.offer("n", 1, now=0)
-    assert s.remove(["m0"]) == [a.attempt_id]
+    assert s.remove(["m0"]) == {a.attempt_id: "n"}
     assert not s.succeeded(a.attempt_id).commit
 
 

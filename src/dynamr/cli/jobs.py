@@ -1,4 +1,4 @@
-"""``dynamr run``, ``dynamr job create|run``, ``dynamr status``, ``dynamr jobs``.
+"""``dynamr run``, ``dynamr job create|run``, ``dynamr status``, ``dynamr jobs``, ``dynamr kill``.
 
 ``dynamr run JOB.py INPUT... -o OUT`` with no cluster starts an embedded one (a single node with one task
 slot per core, replication 1, data in a temporary directory), reads the inputs in place, writes OUT as a
@@ -107,6 +107,10 @@ def report(status: dict[str, Any]) -> None:
             for group, name, value in status["counters"]:
                 table.add_row(group, name, f"{value:,}")
             console.print(table)
+        return
+    if status["state"] == "killed":
+        err_console.print(f"[bold red]job {status['name']} killed[/] after {status['seconds']:.1f}s: its tasks are "
+                          "stopped and its intermediate data deleted", highlight=False)
         return
     error = status.get("error") or {}
     split = error.get("input") or {}
@@ -305,8 +309,23 @@ def status(name: str, target: Target) -> None:
                       "ok" if attempt["ok"] else f"[red]{attempt['error'][:80]}[/]")
     if st["attempts"]:
         console.print(table)
-    if st["state"] in ("succeeded", "failed"):
+    if st["state"] in ("succeeded", "failed", "killed"):
         report(st)
+
+
+@click.command("kill")
+@click.argument("name")
+@cluster_options
+@friendly_errors
+def kill(name: str, target: Target) -> None:
+    """Stop every task of job NAME (user code included) and delete its intermediate data."""
+
+    async def action(client: AsyncClient) -> dict[str, Any]:
+        jobs = JobClient(client)
+        await jobs.kill(name)
+        return await jobs.wait(name, interval=0.05)
+
+    report(_run(lambda: _with_client(target, action)))
 
 
 @click.command("jobs")

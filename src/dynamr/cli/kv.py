@@ -74,3 +74,21 @@ def delete(key: str, context: str, target: Target) -> None:
         ctx = bytes.fromhex(context) if context else client.get(key).context
         client.delete(key, context=ctx)
     console.print(f"deleted {key}")
+
+
+@kv.command("keys")
+@click.argument("prefix", default="")
+@click.option("--limit", type=int, default=1000, show_default=True, help="At most this many keys per node.")
+@cluster_options
+@friendly_errors
+def keys(prefix: str, limit: int, target: Target) -> None:
+    """List live keys starting with PREFIX, with the nodes holding a copy (scans every node: for admins)."""
+    with target.client() as client:
+        by_node = client.keys_on_nodes(prefix, limit)
+    holders: dict[bytes, list[str]] = {}
+    for node, node_keys in sorted(by_node.items()):
+        for key in node_keys:
+            holders.setdefault(key, []).append(node)
+    for key in sorted(holders):
+        click.echo(f"{_show(key)}\t{','.join(holders[key])}")
+    console.print(f"{len(holders)} key(s)", highlight=False)

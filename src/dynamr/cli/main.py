@@ -8,7 +8,7 @@ from dynamr import __version__
 from dynamr.cli.cluster import cluster
 from dynamr.cli.demo import demo
 from dynamr.cli.fs import fs
-from dynamr.cli.jobs import job, jobs, run, status
+from dynamr.cli.jobs import job, jobs, kill, run, status
 from dynamr.cli.kv import kv
 from dynamr.cli.node import coordinator, node
 
@@ -29,6 +29,7 @@ cli.add_command(run)
 cli.add_command(job)
 cli.add_command(status)
 cli.add_command(jobs)
+cli.add_command(kill)
 
 
 def main() -> None:

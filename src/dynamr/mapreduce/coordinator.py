@@ -44,11 +44,13 @@ class Coordinator:
         self.dispatcher = Dispatcher("coordinator")
         for cls, handler in ((m.Ping, self._on_ping), (m.SubmitJob, self._on_submit), (m.RunJob, self._on_run),
                              (m.JobStatus, self._on_status), (m.ListJobs, self._on_list),
-                             (m.WorkerHeartbeat, self._on_heartbeat)):
+                             (m.WorkerHeartbeat, self._on_heartbeat), (m.KillJob, self._on_kill)):
             self.dispatcher.register(cls, handler)
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self._watch: asyncio.Task[None] | None = None
+        #: node -> attempts it must kill; an attempt stays here until its node reports it ended
+        self._kills: dict[str, set[str]] = {}
 
     def start(self) -> None:
         self._watch = asyncio.create_task(self._watch_nodes())
@@ -144,6 +146,14 @@ class Coordinator:
         self._start(job)
         return m.JobStatusReply(status=json.dumps(job.status()))
 
+    async def _on_kill(self, msg: m.KillJob) -> m.JobStatusReply:
+        job = self._job(msg.name)
+        if not job.kill(time.time()):
+            raise BadRequestError(f"job {msg.name!r} has already {job.state}; there is nothing to kill")
+        log.warning("job %s killed by the user", job.name)
+        self._spawn(self._finish(job))
+        return m.JobStatusReply(status=json.dumps(job.status()))
+
     async def _on_status(self, msg: m.JobStatus) -> m.JobStatusReply:
         return m.JobStatusReply(status=json.dumps(self._job(msg.name).status()))
 
@@ -160,14 +170,31 @@ class Coordinator:
     async def _on_heartbeat(self, msg: m.WorkerHeartbeat) -> m.WorkerHeartbeatReply:
         now = time.time()
         self.scheduler.heartbeat(msg.node_id, now)
-        for report in json.loads(msg.reports):
+        reports = json.loads(msg.reports)
+        kills = self._kills.get(msg.node_id)
+        if kills:
+            kills.difference_update(r["attempt"] for r in reports)
+        for report in reports:
             await self._report(report, now)
         base = {"scratch_dir": None}
         specs = []
         for assignment in self.scheduler.offer(msg.node_id, msg.free_slots, now):
             job = self.jobs[assignment.task_id.split("/")[0]]
             specs.append(json.dumps(job.spec_for(assignment, base)))
-        return m.WorkerHeartbeatReply(assignments=tuple(specs))
+        return m.WorkerHeartbeatReply(assignments=tuple(specs), kills=tuple(sorted(kills or ())))
+
+    def _kill_attempts(self, attempts: dict[str, str]) -> None:
+        """Have each node kill these attempts (attempt -> node) at its next heartbeat."""
+        for attempt, node in attempts.items():
+            self._kills.setdefault(node, set()).add(attempt)
+
+    async def _stopped(self, attempts: dict[str, str], deadline: float) -> bool:
+        """Wait until every attempt's node has reported it ended (or is dead); False at the deadline."""
+        while time.monotonic() < deadline:
+            if not any(a in self._kills.get(n, ()) and self.scheduler.alive(n) for a, n in attempts.items()):
+                return True
+            await asyncio.sleep(0.05)
+        return False
 
     async def _report(self, report: dict[str, Any], now: float) -> None:
         attempt: str = report["attempt"]
@@ -198,8 +225,10 @@ class Coordinator:
         """A job ended: mark success, and delete its intermediate data."""
         running = self.scheduler.remove(list(job.tasks))
         if running:
-            log.info("job %s ended with %d attempt(s) still running; their results will be ignored",
-                     job.name, len(running))
+            log.info("job %s ended with %d attempt(s) still running; killing them", job.name, len(running))
+            self._kill_attempts(running)
+            if not await self._stopped(running, time.monotonic() + 2 * self.scheduler.node_timeout):
+                log.warning("job %s: some attempts were not confirmed stopped; cleaning up anyway", job.name)
         if job.state == "succeeded":
             try:
                 if job.plan.local_output:
@@ -218,10 +247,14 @@ class Coordinator:
         local = job.plan.local_intermediate
         if local:
             shutil.rmtree(Path(local) / job.name, ignore_errors=True)
-        for task_id, record in list(job.commits.items()):
+        if not local:  # every map attempt's output, committed or not (a killed attempt may have written some)
+            for attempt, partitions in job.map_attempt_outputs():
+                try:
+                    await im.delete_outputs(self.fs, job.name, attempt, partitions)
+                except DynamrError as exc:
+                    log.warning("job %s: cleanup of %s postponed: %s", job.name, attempt, exc)
+        for task_id in list(job.commits):
             try:
-                if not local:
-                    await im.delete_outputs(self.fs, job.name, record.attempt, record.partitions)
                 await im.delete_commit(self.client, job.name, task_id)
             except DynamrError as exc:
                 log.warning("job %s: cleanup of %s postponed: %s", job.name, task_id, exc)

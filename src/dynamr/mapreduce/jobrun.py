@@ -176,6 +176,26 @@ class JobRun:
             return True
         return False
 
+    def kill(self, now: float) -> bool:
+        """The user stops the job. False when it has already ended."""
+        if self.state not in ("created", "running"):
+            return False
+        self.state = "killed"
+        self.started_at = self.started_at or now
+        self.ended_at = now
+        self.error = {"task": "", "attempt": "", "node": "", "error": "killed by the user", "traceback": "",
+                      "input": None}
+        return True
+
+    def map_attempt_outputs(self) -> list[tuple[str, range]]:
+        """Every map attempt ever started, with the partitions it may have written (for cleanup)."""
+        out = []
+        for attempt in self._attempt_nodes:
+            info = self.tasks.get(attempt.split("#")[0])
+            if info is not None and info.kind == "map" and not self.plan.steps[info.step].map_only:
+                out.append((attempt, range(self.plan.steps[info.step].reducers)))
+        return out
+
     def _record(self, task_id: str, attempt: str, ok: bool, now: float, result: dict[str, Any]) -> None:
         self.history.append({"task": task_id, "attempt": attempt, "node": self._attempt_nodes.get(attempt, ""),
                              "ok": ok, "started": self._attempt_started.get(attempt, now), "ended": now,

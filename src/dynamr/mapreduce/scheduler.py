@@ -90,14 +90,14 @@ class Scheduler:
         if task.state is TaskState.WAITING:
             task.state = TaskState.PENDING
 
-    def remove(self, task_ids: Iterable[str]) -> list[str]:
-        """Forget tasks (their job ended); returns the attempts still running, which should be killed."""
-        running: list[str] = []
+    def remove(self, task_ids: Iterable[str]) -> dict[str, str]:
+        """Forget tasks (their job ended); returns the attempts still running (attempt -> node): kill them."""
+        running: dict[str, str] = {}
         for task_id in task_ids:
             task = self.tasks.pop(task_id, None)
             if task is None:
                 continue
-            running.extend(task.running)
+            running.update(task.running)
             for attempt in task.attempts:
                 self._attempts.pop(attempt, None)
         return running
@@ -121,6 +121,9 @@ class Scheduler:
             self._attempts[attempt] = task.task_id
             out.append(Assignment(task.task_id, attempt, node, node in task.preferred))
         return out
+
+    def alive(self, node: str) -> bool:
+        return node in self._last_heard
 
     def dead_nodes(self, now: float) -> list[str]:
         """Nodes silent for longer than the timeout; their running attempts are re-queued."""

@@ -33,7 +33,7 @@ Partitioner = Callable[[Any, int], int]
 
 BATCH_RECORDS = 4096
 #: records taken from a mapper at a time by the collector
-COLLECT_BATCH = 16384
+COLLECT_BATCH = 1024
 _first = itemgetter(0)
 
 

@@ -12,7 +12,10 @@ more than its share. Pure logic over that interface.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
+import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,37 +72,66 @@ def _blocks(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]]:
         position += got
 
 
-def read_lines(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]]:
-    """(offset of the line's first byte, the line without its newline) for every line the split owns."""
+def line_batches(source: RangeSource, split: Split) -> Iterator[tuple[list[int], list[bytes]]]:
+    """The lines a split owns, a block at a time: (offsets of their first bytes, lines without newlines).
+
+    Per-line work is done by C code (``bytes.split``, ``itertools.accumulate``, ``bisect``): the reader's
+    Python work is per block, not per line.
+    """
     skip_first = split.start > 0
-    pending: list[bytes] = []
+    pending: list[bytes] = []  # the start of a line that continues in the next block
     line_start = split.start - 1 if skip_first else 0
     end = split.end
     for _, block in _blocks(source, split):
         pieces = block.split(b"\n")
-        for piece in pieces[:-1]:
-            if pending:
-                pending.append(piece)
-                piece = b"".join(pending)
-                pending = []
-            if skip_first:
-                skip_first = False
-            else:
-                if line_start >= end:
-                    return
-                yield line_start, piece
-            line_start += len(piece) + 1
-        if pieces[-1]:
-            pending.append(pieces[-1])
+        if len(pieces) == 1:
+            pending.append(block)
+            continue
+        if pending:
+            pending.append(pieces[0])
+            pieces[0] = b"".join(pending)
+            pending = []
+        tail = pieces.pop()
+        if tail:
+            pending.append(tail)
+        first = 0
+        if skip_first:
+            skip_first = False
+            line_start += len(pieces[0]) + 1
+            first = 1
+        if first == len(pieces):
+            continue
+        if first:
+            pieces = pieces[first:]
+        offsets = list(itertools.accumulate(map(operator.add, map(len, pieces), itertools.repeat(1)),
+                                            initial=line_start))
+        line_start = offsets.pop()
+        owned = bisect.bisect_left(offsets, end)
+        if owned < len(pieces):
+            if owned:
+                yield offsets[:owned], pieces[:owned]
+            return
+        yield offsets, pieces
     if pending and not skip_first and line_start < end:
-        yield line_start, b"".join(pending)
+        yield [line_start], [b"".join(pending)]
+
+
+def read_lines(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]]:
+    """(offset of the line's first byte, the line without its newline) for every line the split owns."""
+    for offsets, lines in line_batches(source, split):
+        yield from zip(offsets, lines, strict=True)
+
+
+_decode = operator.methodcaller("decode", "utf-8", "replace")
+_ends_with_cr = operator.methodcaller("endswith", b"\r")
 
 
 def text_records(source: RangeSource, split: Split) -> Iterator[tuple[Any, Any]]:
-    for offset, line in read_lines(source, split):
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        yield offset, line.decode("utf-8", "replace")
+    """(byte offset, line as str) for each line; a trailing carriage return is dropped."""
+    for offsets, lines in line_batches(source, split):
+        if any(map(_ends_with_cr, lines)):
+            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        yield from zip(offsets, map(_decode, lines), strict=True)
 
 
 def json_records(source: RangeSource, split: Split) -> Iterator[tuple[Any, Any]]:

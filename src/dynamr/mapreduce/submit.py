@@ -122,6 +122,10 @@ class JobClient:
         status: dict[str, Any] = await self._ask(m.RunJob(name=name))
         return status
 
+    async def kill(self, name: str) -> dict[str, Any]:
+        status: dict[str, Any] = await self._ask(m.KillJob(name=name))
+        return status
+
     async def status(self, name: str) -> dict[str, Any]:
         status: dict[str, Any] = await self._ask(m.JobStatus(name=name))
         return status

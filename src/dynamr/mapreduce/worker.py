@@ -40,6 +40,9 @@ class Worker:
         #: children started ahead of time, imports done, waiting for a spec on stdin
         self._spares: list[asyncio.subprocess.Process] = []
         self._reports: list[dict[str, Any]] = []
+        #: attempts the coordinator wants killed that had not started here yet
+        self._doomed: set[str] = set()
+        self._killed: set[str] = set()
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -99,6 +102,9 @@ class Worker:
             self._report(attempt, False, {"error": f"could not start the task process: {exc}"})
             return
         self.running[attempt] = proc
+        if attempt in self._doomed:
+            self._doomed.discard(attempt)
+            self.kill(attempt)
         try:
             stdout, stderr = await proc.communicate(json.dumps(spec).encode())
         finally:
@@ -108,7 +114,10 @@ class Worker:
             result = json.loads(lines[-1]) if lines else None
         except ValueError:
             result = None
-        if not isinstance(result, dict):
+        if attempt in self._killed:
+            self._killed.discard(attempt)
+            result = {"ok": False, "error": "killed at the coordinator's request"}
+        elif not isinstance(result, dict):
             tail = stderr.decode(errors="replace")[-2000:]
             result = {"ok": False, "error": f"task process exited with code {proc.returncode} without a result",
                       "traceback": tail}
@@ -119,8 +128,12 @@ class Worker:
         self._wakeup.set()
 
     def kill(self, attempt: str) -> None:
+        """SIGKILL the attempt's whole process group (user code and anything it started)."""
         proc = self.running.get(attempt)
-        if proc is not None and proc.returncode is None:
+        if proc is None:
+            self._doomed.add(attempt)
+        elif proc.returncode is None:
+            self._killed.add(attempt)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
 

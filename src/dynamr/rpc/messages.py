@@ -198,6 +198,23 @@ class ReplicaPurgeReply(Message):
     purged: bool
 
 
+@register(25)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListKeys(Message):
+    """Live keys (not only deleted) that this node's own replica holds under ``prefix``, at most ``limit``."""
+
+    prefix: bytes
+    limit: int = 10000
+
+
+@register(26)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListKeysReply(Message):
+    keys: tuple[bytes, ...]
+    #: True when there were more than ``limit``
+    truncated: bool = False
+
+
 # --- chunks: immutable, content-addressed blobs (see dynamr.store.chunks) ------------------------------
 
 
@@ -334,3 +351,11 @@ class WorkerHeartbeatReply(Message):
     assignments: tuple[str, ...]
     #: attempts to kill
     kills: tuple[str, ...] = ()
+
+
+@register(48)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KillJob(Message):
+    """Stop every task of a job and delete its intermediate data; the reply is its status."""
+
+    name: str

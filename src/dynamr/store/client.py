@@ -287,6 +287,18 @@ class AsyncClient:
         results = await asyncio.gather(*(one(a) for a in view.nodes.values()))
         return dict(zip(view.nodes, results, strict=True))
 
+    async def keys_on_nodes(self, prefix: Key = b"", limit: int = 10000) -> dict[str, tuple[bytes, ...]]:
+        """Live keys under ``prefix`` held by each node's own replica (an administrative scan: it reads every
+        node's whole local table; a node that cannot answer is an error, not an empty list)."""
+        raw = prefix.encode() if isinstance(prefix, str) else prefix
+        replies = await self.call_every_node(m.ListKeys(prefix=raw, limit=limit), m.ListKeysReply, self._timeout)
+        out: dict[str, tuple[bytes, ...]] = {}
+        for node, reply in replies.items():
+            if isinstance(reply, DynamrError):
+                raise reply
+            out[node] = reply.keys
+        return out
+
 
 class Client:
     """Blocking wrapper around :class:`AsyncClient`, with its own event loop thread."""
@@ -346,6 +358,9 @@ class Client:
 
     def call_node(self, node: str | Address, msg: m.Message, timeout: float | None = None) -> m.Message:
         return self._run(self._async.call_node(node, msg, timeout))
+
+    def keys_on_nodes(self, prefix: Key = b"", limit: int = 10000) -> dict[str, tuple[bytes, ...]]:
+        return self._run(self._async.keys_on_nodes(prefix, limit))
 
     def files(self, **options: Any) -> SyncFileSystem:
         """The file system on this cluster, with blocking methods (see :class:`dynamr.files.FileSystem`)."""

@@ -77,6 +77,7 @@ class StoreNode:
             m.ReplicaRead: self._on_replica_read,
             m.ReplicaWrite: self._on_replica_write,
             m.ReplicaPurge: self._on_replica_purge,
+            m.ListKeys: self._on_list_keys,
         }
         for cls, handler in handlers.items():
             self.dispatcher.register(cls, handler)
@@ -369,6 +370,10 @@ class StoreNode:
             raise BadRequestError(f"hint for unknown node {msg.hint_for!r}")
         await self.committer.submit(self.replica.op_merge(msg.key, state, msg.hint_for))
         return m.Ack()
+
+    async def _on_list_keys(self, msg: m.ListKeys) -> m.ListKeysReply:
+        keys, truncated = self.replica.live_keys(msg.prefix, max(0, msg.limit))
+        return m.ListKeysReply(keys=tuple(keys), truncated=truncated)
 
     async def _on_replica_purge(self, msg: m.ReplicaPurge) -> m.ReplicaPurgeReply:
         purged = await self.committer.submit(self.replica.op_purge(msg.key, versions.decode_state(msg.state)))

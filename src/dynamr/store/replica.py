@@ -76,6 +76,19 @@ class Replica:
             key, owner = split_hint_key(raw_key)
             yield key, owner, versions.decode_state(raw)
 
+    def live_keys(self, prefix: bytes, limit: int) -> tuple[list[bytes], bool]:
+        """Keys under ``prefix`` with a live value here (own data or hints); at most ``limit``, and whether
+        there were more."""
+        found: set[bytes] = set()
+        for key, raw in self.engine.scan("data", prefix):
+            if versions.live_values(versions.decode_state(raw)):
+                found.add(key)
+        for key, _, state in self.hints():
+            if key.startswith(prefix) and versions.live_values(state):
+                found.add(key)
+        keys = sorted(found)
+        return keys[:limit], len(keys) > limit
+
     def tombstone_keys(self) -> list[bytes]:
         return [key for key, _ in self.engine.scan("tombstones")]
 
