@@ -149,7 +149,10 @@ def reference(job: str, files: list[Path], processes: int) -> float:
 
 
 class PeakRss:
-    """Highest VmRSS of any dynamr process (nodes, coordinator, task children) while running."""
+    """Highest resident memory of any dynamr process (nodes, coordinator, task children) while running.
+
+    Reads each process's VmHWM (the kernel's own high-water mark), so a coarse sampling interval misses
+    only processes that live less than one interval."""
 
     def __init__(self) -> None:
         self.peak_mib = 0.0
@@ -157,7 +160,7 @@ class PeakRss:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(0.05):
+        while not self._stop.wait(0.1):
             for proc in Path("/proc").iterdir():
                 if not proc.name.isdigit():
                     continue
@@ -165,7 +168,7 @@ class PeakRss:
                     if b"dynamr" not in (proc / "cmdline").read_bytes():
                         continue
                     for line in (proc / "status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
+                        if line.startswith("VmHWM:"):
                             self.peak_mib = max(self.peak_mib, int(line.split()[1]) / 1024)
                 except OSError:
                     continue

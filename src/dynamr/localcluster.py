@@ -127,7 +127,7 @@ class LocalCluster:
         extra = ["--exit-with-parent"] if self.ephemeral else []
         if node_id == COORDINATOR:
             return [sys.executable, "-m", "dynamr", "coordinator", "start", "--cluster-file", str(self.cluster_file),
-                    "--secret-file", str(self.secret_file), *extra]
+                    "--secret-file", str(self.secret_file), "--data-dir", str(self.data_dir(COORDINATOR)), *extra]
         return [sys.executable, "-m", "dynamr", "node", "start", "--cluster-file", str(self.cluster_file),
                 "--node-id", node_id, "--data-dir", str(self.data_dir(node_id)),
                 "--secret-file", str(self.secret_file), *extra]

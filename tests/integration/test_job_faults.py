@@ -5,15 +5,19 @@ Real coordinator, node and task processes on loopback; faults are real signals (
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from dynamr.files.client import FileSystem
-from dynamr.localcluster import LocalCluster
+from dynamr.localcluster import COORDINATOR, LocalCluster
 from dynamr.mapreduce.submit import JobClient, build_plan
 from dynamr.store.client import Client
 from tests.helpers import wait_until
@@ -21,6 +25,29 @@ from tests.integration.conftest import MakeCluster
 from tests.mrdata import write_corpus
 
 UNEVEN = [3000, 3000, 60000, 3000, 500, 3000]
+WORD = re.compile(r"[a-z0-9']+")
+
+#: word count whose maps and reduces take at least the given time (so faults land in the phase wanted)
+SLOW_WORDCOUNT = '''
+import re, time
+from dynamr.mapreduce import MRJob
+
+WORD = re.compile(r"[a-z0-9']+")
+
+class SlowCount(MRJob):
+    def mapper(self, key, line):
+        for word in WORD.findall(line.lower()):
+            yield word, 1
+    def mapper_final(self):
+        time.sleep({map_seconds})
+        return ()
+    def combiner(self, word, counts):
+        yield word, sum(counts)
+    def reducer_init(self):
+        time.sleep({reduce_seconds})
+    def reducer(self, word, counts):
+        yield word, sum(counts)
+'''
 
 LOOPING_JOB = '''
 import os, subprocess
@@ -111,3 +138,124 @@ def test_kill_stops_an_endless_mapper_and_deletes_the_jobs_data(make_cluster: Ma
     missing = dynamr("kill", "nosuchjob", "--dir", str(cluster.root), cwd=tmp_path, check=False)
     assert missing.returncode == 1 and "no job named 'nosuchjob'" in missing.stderr
 
+
+
+def wordcount(files: list[Path]) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for f in files:
+        for line in f.read_text().splitlines():
+            counts.update(WORD.findall(line.lower()))
+    return dict(counts)
+
+
+def store_output(cluster: LocalCluster, folder: str) -> dict[str, int]:
+    with Client(cluster.seeds, cluster.secret, timeout=30) as client:
+        fs = client.files()
+        names = [e.name for e in fs.ls(folder)]
+        assert "_SUCCESS" in names
+        text = b"".join(fs.read_bytes(f"{folder}/{n}") for n in sorted(names) if n.startswith("part-")).decode()
+    out = {}
+    for line in text.splitlines():
+        key, value = line.split("\t")
+        assert key.strip('"') not in out, f"{key} appears twice in the output"
+        out[key.strip('"')] = int(value)
+    return out
+
+
+def wait_for_job(cluster: LocalCluster, name: str, timeout: float) -> dict[str, Any]:
+    with Client(cluster.seeds, cluster.secret, timeout=30) as client:
+        status: dict[str, Any] = client.run(asyncio.wait_for(JobClient(client.async_client).wait(name), timeout))
+        return status
+
+
+def attempts_per_task(status: dict[str, Any], kind: str) -> Counter[str]:
+    """Ended attempts of each map (kind "m") or reduce ("r") task, from the job's task records."""
+    return Counter(a["task"] for a in status["attempts"] if a["task"].split("/")[1].startswith(f"s0-{kind}"))
+
+
+def is_reduce(attempt: dict[str, Any]) -> bool:
+    return bool(attempt["task"].split("/")[1].startswith("s0-r"))
+
+
+def upload(cluster: LocalCluster, folder: Path) -> None:
+    with Client(cluster.seeds, cluster.secret) as client:
+        client.files().put_tree(folder, "/in")
+
+
+def test_coordinator_killed_at_half_the_maps_resumes_the_job(make_cluster: MakeCluster, tmp_path: Path) -> None:
+    cluster = make_cluster(2, n=2, r=1, w=2, task_slots=2)
+    files = write_corpus(tmp_path / "in", [20000, 20000, 120000, 20000, 20000])
+    upload(cluster, files[0].parent)
+    job_file = tmp_path / "slowcount.py"
+    job_file.write_text(SLOW_WORDCOUNT.format(map_seconds=0.15, reduce_seconds=0))
+    submit(cluster, "wc-restart", job_file, ["/in"], "/out", reducers=3, split_size=5000)
+    maps = job_status(cluster, "wc-restart")["maps"]
+    assert maps >= 30
+    wait_until(lambda: job_status(cluster, "wc-restart")["maps_done"] >= maps // 2, 60, "half of the maps")
+    cluster.kill_node(COORDINATOR)
+    cluster.start_node(COORDINATOR)
+    cluster.wait_ready([COORDINATOR], 30)
+    status = wait_for_job(cluster, "wc-restart", 120)
+    assert status["state"] == "succeeded", (status["error"], status["attempts"])
+    assert store_output(cluster, "/out") == wordcount(files)
+    per_task = attempts_per_task(status, "m")
+    assert set(per_task) == {f"wc-restart/s0-m{i}" for i in range(maps)}
+    rerun = [t for t, n in per_task.items() if n > 1]
+    assert len(rerun) <= 4, f"only attempts in flight at the crash (at most one per slot) may run again: {rerun}"
+    assert all(n == 1 for n in attempts_per_task(status, "r").values())
+    assert "succeeded" in dynamr("status", "wc-restart", "--dir", str(cluster.root), cwd=tmp_path).stdout
+
+
+def test_node_killed_during_the_reduces_reruns_no_committed_map(make_cluster: MakeCluster, tmp_path: Path) -> None:
+    cluster = make_cluster(3, n=3, r=2, w=2, task_slots=2, worker_timeout=1.5)
+    files = write_corpus(tmp_path / "in", UNEVEN)
+    upload(cluster, files[0].parent)
+    job_file = tmp_path / "slowcount.py"
+    job_file.write_text(SLOW_WORDCOUNT.format(map_seconds=0, reduce_seconds=1.5))
+    submit(cluster, "wc-reduce-kill", job_file, ["/in"], "/out", reducers=6, split_size=8000)
+
+    def reduce_running_on_n3() -> bool:
+        st = job_status(cluster, "wc-reduce-kill")
+        return any(is_reduce(a) and a["node"] == "n3" for a in st["running_attempts"])
+
+    wait_until(reduce_running_on_n3, 60, "a reduce task running on n3")
+    cluster.kill_node("n3")
+    status = wait_for_job(cluster, "wc-reduce-kill", 120)
+    assert status["state"] == "succeeded", (status["error"], status["attempts"])
+    assert store_output(cluster, "/out") == wordcount(files)
+    maps = attempts_per_task(status, "m")
+    assert len(maps) == status["maps"] and all(n == 1 for n in maps.values()), \
+        f"committed maps ran again after the node died: {[a for a in status['attempts'] if '-m' in a['task']]}"
+    lost = [a for a in status["attempts"] if a["node"] == "n3" and is_reduce(a) and not a["ok"]]
+    assert lost and all("lost with node n3" in a["error"] for a in lost)
+    again = attempts_per_task(status, "r")
+    assert all(again[a["task"]] == 2 for a in lost), "each reduce lost with n3 ran again elsewhere"
+
+
+def test_a_paused_node_is_replaced_and_its_late_result_ignored(make_cluster: MakeCluster, tmp_path: Path) -> None:
+    cluster = make_cluster(3, n=3, r=2, w=2, task_slots=1, worker_timeout=1.5)
+    files = write_corpus(tmp_path / "in", UNEVEN)
+    upload(cluster, files[0].parent)
+    job_file = tmp_path / "slowcount.py"
+    job_file.write_text(SLOW_WORDCOUNT.format(map_seconds=1.0, reduce_seconds=0))
+    submit(cluster, "wc-pause", job_file, ["/in"], "/out", reducers=2, split_size=8000)
+
+    def map_on_n2() -> list[dict[str, Any]]:
+        return [a for a in job_status(cluster, "wc-pause")["running_attempts"] if a["node"] == "n2"]
+
+    (paused,) = wait_until(map_on_n2, 60, "a map running on n2")
+    cluster.signal_node("n2", signal.SIGSTOP)
+    try:
+        def backup() -> bool:
+            st = job_status(cluster, "wc-pause")
+            return any(a["task"] == paused["task"] and a["node"] != "n2"
+                       for a in st["running_attempts"] + st["attempts"])
+
+        wait_until(backup, 30, "a backup attempt of the paused node's task")
+    finally:
+        cluster.signal_node("n2", signal.SIGCONT)
+    status = wait_for_job(cluster, "wc-pause", 120)
+    assert status["state"] == "succeeded", (status["error"], status["attempts"])
+    assert store_output(cluster, "/out") == wordcount(files)
+    done = [a for a in status["attempts"] if a["task"] == paused["task"]]
+    assert any(a["ok"] and a["node"] != "n2" for a in done), done

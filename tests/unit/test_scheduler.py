@@ -65,7 +65,7 @@ def test_silent_nodes_are_dead_and_their_tasks_requeued() -> None:
     s.offer("x", 1, now=0)
     s.offer("y", 1, now=0)
     s.heartbeat("y", now=2.5)
-    assert s.dead_nodes(now=3.5) == ["x"]
+    assert s.dead_nodes(now=3.5) == {"x": ["m0#1"]}
     assert s.tasks["m0"].state is TaskState.PENDING and s.tasks["m0"].priority == 2
     assert s.tasks["m1"].state is TaskState.RUNNING
 

@@ -307,7 +307,10 @@ def status(name: str, target: Target) -> None:
     for attempt in st["attempts"]:
         table.add_row(attempt["task"].split("/", 1)[1], attempt["attempt"].split("#")[1], attempt["node"],
                       "ok" if attempt["ok"] else f"[red]{attempt['error'][:80]}[/]")
-    if st["attempts"]:
+    for attempt in st.get("running_attempts", []):
+        table.add_row(attempt["task"].split("/", 1)[1], attempt["attempt"].split("#")[1], attempt["node"],
+                      "[cyan]running[/]")
+    if st["attempts"] or st.get("running_attempts"):
         console.print(table)
     if st["state"] in ("succeeded", "failed", "killed"):
         report(st)

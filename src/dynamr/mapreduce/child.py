@@ -17,7 +17,10 @@ counts, or ``{"ok": false, "error": ..., "traceback": ...}`` where the traceback
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -213,7 +216,23 @@ def user_traceback(exc: BaseException) -> str:
     return "".join(lines)
 
 
+def die_with_parent() -> None:
+    """Linux: be SIGKILLed when the node process that started this task dies, so a crashed node leaves no
+    user code running (the task runs in its own session, so signals to the node's group do not reach it)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def main() -> int:
+    die_with_parent()
     spec = json.loads(sys.stdin.read())
     task = None
     try:

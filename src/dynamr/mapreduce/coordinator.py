@@ -6,6 +6,11 @@ ended and the node's free slots, and the reply carries new task specs. A success
 task gets a write-once commit record in the store before the job moves on; a loser's outputs are deleted.
 When a job ends, its intermediate objects and commit records are deleted and ``_SUCCESS`` is written.
 Node liveness comes from the same heartbeats: a silent node's running attempts are re-queued.
+
+Jobs and attempts are kept in a :class:`~dynamr.mapreduce.jobstore.JobStore`. A restarted coordinator
+(:meth:`Coordinator.recover`) rebuilds each unfinished job from its plan, re-reads the commit records in the
+store to find which tasks are done (never re-running them), adopts attempts that nodes report still
+running from before the restart, and finishes the cleanup of jobs that had ended.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dynamr.errors import BadRequestError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.jobrun import JobPlan, JobRun
+from dynamr.mapreduce.jobstore import JobStore
 from dynamr.mapreduce.scheduler import Scheduler
 from dynamr.mapreduce.splits import Split
 from dynamr.rpc import messages as m
@@ -36,11 +42,20 @@ JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class Coordinator:
-    def __init__(self, client: AsyncClient, *, max_attempts: int = 4, node_timeout: float = 5.0) -> None:
+    def __init__(self, client: AsyncClient, *, max_attempts: int = 4, node_timeout: float = 5.0,
+                 data_dir: Path | None = None, recovery_grace: float = 1.0) -> None:
         self.client = client
         self.fs = FileSystem(client)
-        self.scheduler = Scheduler(max_attempts=max_attempts, node_timeout=node_timeout)
+        self.store = JobStore(data_dir)
+        self.incarnation = self.store.next_incarnation()
+        self.scheduler = Scheduler(max_attempts=max_attempts, node_timeout=node_timeout,
+                                   attempt_prefix="" if self.incarnation == 1 else f"{self.incarnation}.")
         self.jobs: dict[str, JobRun] = {}
+        #: final status of jobs finished before this incarnation started
+        self.finished: dict[str, dict[str, Any]] = {}
+        self.recovery_grace = recovery_grace
+        #: no new assignments before this time (after a restart: let nodes report what they still run)
+        self._assign_after = 0.0
         self.dispatcher = Dispatcher("coordinator")
         for cls, handler in ((m.Ping, self._on_ping), (m.SubmitJob, self._on_submit), (m.RunJob, self._on_run),
                              (m.JobStatus, self._on_status), (m.ListJobs, self._on_list),
@@ -62,6 +77,64 @@ class Coordinator:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.store.close()
+
+    # --- restart -------------------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Rebuild the jobs of earlier incarnations (before serving): unfinished ones resume."""
+        resumed = 0
+        for stored in self.store.jobs():
+            if stored.final_status is not None:
+                self.finished[stored.name] = stored.final_status
+                continue
+            plan = JobPlan.from_json(stored.plan)
+            job = JobRun(stored.name, plan, self.scheduler, await self._retrying(lambda p=plan: self._locator(p)))
+            job.restore([(a.attempt, a.node, a.started, a.ended, a.ok, a.error)
+                         for a in self.store.attempts(stored.name)])
+            self.jobs[stored.name] = job
+            if stored.state == "created":
+                continue
+            job.start(stored.started)
+            await self._retrying(lambda j=job: self._replay(j))
+            if stored.state in ("failed", "killed"):
+                job.state, job.error, job.ended_at = stored.state, stored.error, stored.ended
+            if job.state == "running":
+                resumed += 1
+            else:
+                self._spawn(self._finish(job))
+        if resumed:
+            self._assign_after = time.time() + self.recovery_grace
+        log.info("coordinator incarnation %d: %d job(s) resumed, %d finished", self.incarnation, resumed,
+                 len(self.finished))
+
+    async def _retrying(self, action: Any) -> Any:
+        """Run ``action()`` until the store answers (a restarted coordinator may come up before its nodes)."""
+        delay = 0.2
+        while True:
+            try:
+                return await action()
+            except DynamrError as exc:
+                log.warning("recovery is waiting for the store: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _replay(self, job: JobRun) -> None:
+        """Find the job's tasks whose commit records exist (phase after phase) and mark them done."""
+        probed: set[str] = set()
+        now = time.time()
+        while True:
+            todo = [t for t in job.tasks if t not in job.commits and t not in probed]
+            if not todo:
+                return
+            found = await asyncio.gather(*(im.committed(self.client, job.name, t) for t in todo))
+            probed.update(todo)
+            if not any(found):
+                return
+            for task_id, record in zip(todo, found, strict=True):
+                if record is not None:
+                    self.scheduler.mark_committed(task_id, record.attempt)
+                    job.committed(record, now)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -71,8 +144,15 @@ class Coordinator:
     async def _watch_nodes(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            for node in self.scheduler.dead_nodes(time.time()):
-                log.warning("node %s stopped heart-beating; its running attempts are re-queued", node)
+            now = time.time()
+            for node, lost in self.scheduler.dead_nodes(now).items():
+                log.warning("node %s stopped heart-beating; %d running attempt(s) re-queued", node, len(lost))
+                for attempt in lost:
+                    error = f"lost with node {node} (no heartbeat for {self.scheduler.node_timeout:g}s)"
+                    self.store.attempt_ended(attempt, False, error, now)
+                    job = self.jobs.get(attempt.split("/")[0])
+                    if job is not None:
+                        job.lost(attempt, error, now)
 
     async def _on_ping(self, msg: m.Ping) -> m.Pong:
         return m.Pong(node_id="coordinator", epoch="")
@@ -82,6 +162,8 @@ class Coordinator:
     def _job(self, name: str) -> JobRun:
         job = self.jobs.get(name)
         if job is None:
+            if name in self.finished:
+                raise BadRequestError(f"job {name!r} has already {self.finished[name]['state']}")
             raise NotFoundError(f"no job named {name!r} (see 'dynamr jobs')")
         return job
 
@@ -89,11 +171,12 @@ class Coordinator:
         if not JOB_NAME.match(msg.name):
             raise BadRequestError(f"job name {msg.name!r} must be 1-100 letters, digits, '.', '_' or '-'")
         async with self._lock:
-            if msg.name in self.jobs:
+            if msg.name in self.jobs or msg.name in self.finished:
                 raise BadRequestError(f"a job named {msg.name!r} already exists; choose another name")
             plan = JobPlan.from_json(msg.plan)
             await self._check_plan(plan)
             job = JobRun(msg.name, plan, self.scheduler, await self._locator(plan))
+            self.store.add_job(msg.name, msg.plan, "created", time.time())
             self.jobs[msg.name] = job
             if msg.run:
                 self._start(job)
@@ -134,7 +217,9 @@ class Coordinator:
         return locate
 
     def _start(self, job: JobRun) -> None:
-        job.start(time.time())
+        now = time.time()
+        self.store.job_started(job.name, now)
+        job.start(now)
         log.info("job %s started: %d map task(s)", job.name, len(job.tasks))
         if job.state != "running":
             self._spawn(self._finish(job))
@@ -150,17 +235,19 @@ class Coordinator:
         job = self._job(msg.name)
         if not job.kill(time.time()):
             raise BadRequestError(f"job {msg.name!r} has already {job.state}; there is nothing to kill")
+        self.store.job_ended(job.name, job.state, job.ended_at, job.error)
         log.warning("job %s killed by the user", job.name)
         self._spawn(self._finish(job))
         return m.JobStatusReply(status=json.dumps(job.status()))
 
     async def _on_status(self, msg: m.JobStatus) -> m.JobStatusReply:
+        if msg.name in self.finished:
+            return m.JobStatusReply(status=json.dumps(self.finished[msg.name]))
         return m.JobStatusReply(status=json.dumps(self._job(msg.name).status()))
 
     async def _on_list(self, msg: m.ListJobs) -> m.ListJobsReply:
         rows = []
-        for job in self.jobs.values():
-            status = job.status()
+        for status in [*self.finished.values(), *(job.status() for job in self.jobs.values())]:
             rows.append({k: status[k] for k in ("name", "state", "maps", "maps_done", "reduces", "reduces_done",
                                                 "seconds", "output")})
         return m.ListJobsReply(jobs=json.dumps(rows))
@@ -169,19 +256,39 @@ class Coordinator:
 
     async def _on_heartbeat(self, msg: m.WorkerHeartbeat) -> m.WorkerHeartbeatReply:
         now = time.time()
-        self.scheduler.heartbeat(msg.node_id, now)
+        node = msg.node_id
+        self.scheduler.heartbeat(node, now)
         reports = json.loads(msg.reports)
-        kills = self._kills.get(msg.node_id)
-        if kills:
-            kills.difference_update(r["attempt"] for r in reports)
+        kills = self._kills.setdefault(node, set())
+        kills.difference_update(r["attempt"] for r in reports)
+        for report in reports:
+            if not self.scheduler.knows(report["attempt"]):
+                self._adopt(report["attempt"], node, now)
+        for attempt in msg.running:
+            if self.scheduler.is_running(attempt, node):
+                continue
+            if self.scheduler.knows(attempt) or not self._adopt(attempt, node, now):
+                kills.add(attempt)  # nobody wants it any more: its job ended, or it was written off with its node
         for report in reports:
             await self._report(report, now)
         base = {"scratch_dir": None}
         specs = []
-        for assignment in self.scheduler.offer(msg.node_id, msg.free_slots, now):
-            job = self.jobs[assignment.task_id.split("/")[0]]
-            specs.append(json.dumps(job.spec_for(assignment, base)))
-        return m.WorkerHeartbeatReply(assignments=tuple(specs), kills=tuple(sorted(kills or ())))
+        if now >= self._assign_after:
+            for assignment in self.scheduler.offer(node, msg.free_slots, now):
+                job = self.jobs[assignment.task_id.split("/")[0]]
+                specs.append(json.dumps(job.spec_for(assignment, base)))
+                self.store.attempt_started(job.name, assignment.task_id, assignment.attempt_id, node, now)
+        return m.WorkerHeartbeatReply(assignments=tuple(specs), kills=tuple(sorted(kills)))
+
+    def _adopt(self, attempt: str, node: str, now: float) -> bool:
+        """An attempt started before a restart, still wanted: it becomes a running attempt of its task."""
+        job = self.jobs.get(attempt.split("/")[0])
+        if job is None or job.state != "running" or not self.scheduler.adopt(attempt.split("#")[0], attempt, node):
+            return False
+        job.adopted(attempt, node, now)
+        self.store.attempt_started(job.name, attempt.split("#")[0], attempt, node, now)
+        log.info("adopted attempt %s running on %s from before the restart", attempt, node)
+        return True
 
     def _kill_attempts(self, attempts: dict[str, str]) -> None:
         """Have each node kill these attempts (attempt -> node) at its next heartbeat."""
@@ -202,13 +309,17 @@ class Coordinator:
         if job is None:
             return
         result = report.get("result") or {}
+        self.store.attempt_ended(attempt, bool(report.get("ok")), str(result.get("error", "")), now)
         if not report.get("ok"):
             log.info("attempt %s failed: %s", attempt, result.get("error", "?"))
             if job.on_failure(attempt, result, now):
                 log.error("job %s failed: task %s used up its attempts", job.name, attempt.split("#")[0])
+                self.store.job_ended(job.name, job.state, job.ended_at, job.error)
                 self._spawn(self._finish(job))
             return
         record = job.on_success(attempt, result, now)
+        if record is None and self.scheduler.committed_attempt(attempt) == attempt:
+            return  # the committed attempt itself, reported again after a coordinator restart
         if record is None:  # a loser (or the job ended): its outputs are garbage
             if job.plan.local_intermediate:
                 shutil.rmtree(Path(job.plan.local_intermediate) / job.name / attempt.replace("/", "_"),
@@ -216,6 +327,7 @@ class Coordinator:
             else:
                 self._spawn(im.delete_outputs(self.fs, job.name, attempt, result.get("partitions", [])))
             return
+        self._kill_attempts(self.scheduler.other_attempts(attempt))  # backups that lost the race
         in_force = await im.commit(self.client, job.name, record)
         job.committed(in_force, now)
         if job.state != "running":
@@ -241,6 +353,7 @@ class Coordinator:
                 log.error("job %s: could not write _SUCCESS: %s", job.name, exc)
         await self._cleanup(job)
         job.finalized = True
+        self.store.job_finalized(job.name, job.state, job.ended_at, job.status())
         log.info("job %s %s in %.1fs", job.name, job.state, job.status()["seconds"])
 
     async def _cleanup(self, job: JobRun) -> None:

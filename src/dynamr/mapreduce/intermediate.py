@@ -39,16 +39,20 @@ class Commit:
     attempt: str
     #: partitions the attempt produced (empty partitions have no object)
     partitions: tuple[int, ...]
+    #: the attempt's counters, (group, name, value): kept with the commit so a restarted coordinator has them
+    counters: tuple[tuple[str, str, int], ...] = ()
 
     def encode(self) -> bytes:
-        packed: bytes = msgpack.packb([self.task_id, self.attempt, list(self.partitions)], use_bin_type=True)
+        packed: bytes = msgpack.packb([self.task_id, self.attempt, list(self.partitions),
+                                       [list(c) for c in self.counters]], use_bin_type=True)
         return packed
 
     @classmethod
     def decode(cls, data: bytes) -> Commit:
         try:
-            task_id, attempt, partitions = msgpack.unpackb(data, raw=False)
-            return cls(str(task_id), str(attempt), tuple(int(p) for p in partitions))
+            task_id, attempt, partitions, *rest = msgpack.unpackb(data, raw=False)
+            counters = tuple((str(g), str(n), int(v)) for g, n, v in (rest[0] if rest else ()))
+            return cls(str(task_id), str(attempt), tuple(int(p) for p in partitions), counters)
         except (ValueError, TypeError) as exc:
             raise BadRequestError(f"malformed commit record: {exc}") from exc
 

@@ -157,9 +157,8 @@ class JobRun:
         self._record(task_id, attempt, True, now, result)
         if not outcome.commit:
             return None
-        for group, name, value in result.get("counters", []):
-            self.counters[(group, name)] = self.counters.get((group, name), 0) + int(value)
-        return im.Commit(task_id, attempt, tuple(result.get("partitions", [])))
+        counters = tuple((str(g), str(n), int(v)) for g, n, v in result.get("counters", []))
+        return im.Commit(task_id, attempt, tuple(result.get("partitions", [])), counters)
 
     def on_failure(self, attempt: str, result: dict[str, Any], now: float) -> bool:
         """An attempt failed. True when this fails the whole job (the task used up its attempts)."""
@@ -175,6 +174,24 @@ class JobRun:
                           "input": (info.spec.get("input", {}).get("split") if info else None)}
             return True
         return False
+
+    def adopted(self, attempt: str, node: str, now: float) -> None:
+        """The scheduler took over an attempt started before a coordinator restart."""
+        self._attempt_nodes[attempt] = node
+        self._attempt_started.setdefault(attempt, now)
+
+    def restore(self, attempts: list[tuple[str, str, float, float | None, bool | None, str]]) -> None:
+        """Attempts of an earlier coordinator incarnation: (attempt, node, started, ended, ok, error)."""
+        for attempt, node, started, ended, ok, error in attempts:
+            self._attempt_nodes[attempt] = node
+            self._attempt_started[attempt] = started
+            if ended is not None:
+                self.history.append({"task": attempt.split("#")[0], "attempt": attempt, "node": node,
+                                     "ok": bool(ok), "started": started, "ended": ended, "error": error})
+
+    def lost(self, attempt: str, error: str, now: float) -> None:
+        """An attempt was written off with its node (the scheduler has re-queued its task)."""
+        self._record(attempt.split("#")[0], attempt, False, now, {"error": error})
 
     def kill(self, now: float) -> bool:
         """The user stops the job. False when it has already ended."""
@@ -203,7 +220,11 @@ class JobRun:
 
     def committed(self, record: im.Commit, now: float) -> None:
         """The commit record of a task is written: move the job forward when a phase completes."""
+        if record.task_id in self.commits:
+            return
         self.commits[record.task_id] = record
+        for group, name, value in record.counters:
+            self.counters[(group, name)] = self.counters.get((group, name), 0) + value
         info = self.tasks[record.task_id]
         if self.state != "running":
             return
@@ -254,4 +275,7 @@ class JobRun:
                 "counters": [[g, n, v] for (g, n), v in sorted(self.counters.items())],
                 "error": self.error, "output": self.plan.output,
                 "seconds": (self.ended_at or time.time()) - self.started_at if self.started_at else 0.0,
-                "attempts": self.history[-200:]}
+                "attempts": self.history[-200:],
+                "running_attempts": [{"task": t, "attempt": a, "node": n, "started": self._attempt_started.get(a, 0.0)}
+                                     for t in self.tasks if t in self.scheduler.tasks
+                                     for a, n in self.scheduler.tasks[t].running.items()]}

@@ -65,9 +65,11 @@ class Outcome:
 
 
 class Scheduler:
-    def __init__(self, *, max_attempts: int = 4, node_timeout: float = 5.0) -> None:
+    def __init__(self, *, max_attempts: int = 4, node_timeout: float = 5.0, attempt_prefix: str = "") -> None:
         self.max_attempts = max_attempts
         self.node_timeout = node_timeout
+        #: put before each attempt number (a restarted coordinator's incarnation: ids never repeat)
+        self.attempt_prefix = attempt_prefix
         self.tasks: dict[str, Task] = {}
         self._attempts: dict[str, str] = {}  # attempt -> task
         self._last_heard: dict[str, float] = {}
@@ -114,7 +116,7 @@ class Scheduler:
         pending.sort(key=lambda t: (-t.priority, node not in t.preferred, t.order))
         out = []
         for task in pending[:max(0, free_slots)]:
-            attempt = f"{task.task_id}#{next(self._ids)}"
+            attempt = f"{task.task_id}#{self.attempt_prefix}{next(self._ids)}"
             task.attempts.append(attempt)
             task.running[attempt] = node
             task.state = TaskState.RUNNING
@@ -125,27 +127,27 @@ class Scheduler:
     def alive(self, node: str) -> bool:
         return node in self._last_heard
 
-    def dead_nodes(self, now: float) -> list[str]:
-        """Nodes silent for longer than the timeout; their running attempts are re-queued."""
+    def dead_nodes(self, now: float) -> dict[str, list[str]]:
+        """Nodes silent for longer than the timeout, each with the attempts it lost (their tasks are
+        re-queued)."""
         dead = [n for n, heard in self._last_heard.items() if now - heard > self.node_timeout]
-        for node in dead:
-            self.node_lost(node)
-        return dead
+        return {node: self.node_lost(node) for node in dead}
 
     def node_lost(self, node: str) -> list[str]:
-        """A node is gone: every attempt it was running is lost. Returns the affected tasks."""
+        """A node is gone: every attempt it was running is lost (returned); their tasks go back to the queue
+        one priority level up, unless another attempt of theirs is still running."""
         self._last_heard.pop(node, None)
-        affected = []
+        lost_attempts = []
         for task in self.tasks.values():
             lost = [a for a, n in task.running.items() if n == node]
             for attempt in lost:
                 del task.running[attempt]
                 task.failures.append(f"attempt {attempt} lost with node {node}")
+            lost_attempts.extend(lost)
             if lost and task.state is TaskState.RUNNING and not task.running:
                 task.state = TaskState.PENDING
                 task.priority = min(MAX_PRIORITY, task.priority + 1)
-                affected.append(task.task_id)
-        return affected
+        return lost_attempts
 
     # --- attempt results -----------------------------------------------------------------------------
 
@@ -174,6 +176,43 @@ class Scheduler:
         task.state = TaskState.PENDING
         task.priority = min(MAX_PRIORITY, task.priority + 1)
         return Outcome(commit=False, retry=True)
+
+    def other_attempts(self, attempt: str) -> dict[str, str]:
+        """Attempts of the same task still running besides ``attempt`` (attempt -> node)."""
+        task = self._task_of(attempt)
+        return {} if task is None else {a: n for a, n in task.running.items() if a != attempt}
+
+    def is_running(self, attempt: str, node: str) -> bool:
+        """Whether the scheduler counts ``attempt`` as running on ``node`` (not lost, not ended)."""
+        task = self._task_of(attempt)
+        return task is not None and task.running.get(attempt) == node
+
+    def committed_attempt(self, attempt: str) -> str | None:
+        """The attempt committed for ``attempt``'s task, if any."""
+        task = self._task_of(attempt)
+        return None if task is None else task.committed
+
+    def knows(self, attempt: str) -> bool:
+        return attempt in self._attempts
+
+    def adopt(self, task_id: str, attempt: str, node: str) -> bool:
+        """Take over an attempt this scheduler did not start (one started before a coordinator restart) as a
+        running attempt of its task, if the task still needs it. True when adopted."""
+        task = self.tasks.get(task_id)
+        if task is None or task.committed is not None or task.state not in (TaskState.PENDING, TaskState.RUNNING):
+            return False
+        task.attempts.append(attempt)
+        task.running[attempt] = node
+        task.state = TaskState.RUNNING
+        self._attempts[attempt] = task_id
+        return True
+
+    def mark_committed(self, task_id: str, attempt: str) -> None:
+        """The task's commit record was found in the store (a restarted coordinator replaying its jobs)."""
+        task = self.tasks[task_id]
+        task.committed = attempt
+        task.state = TaskState.SUCCEEDED
+        self._attempts[attempt] = task_id
 
     def _task_of(self, attempt: str) -> Task | None:
         task_id = self._attempts.get(attempt)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from dynamr.errors import ClusterNotFoundError, NotFoundError
+from dynamr.errors import ClusterNotFoundError, DeadlineExceededError, NotFoundError, UnavailableError
 from dynamr.files.client import FileSystem
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
 from dynamr.mapreduce.api import MRJob, check_formats
@@ -135,9 +136,21 @@ class JobClient:
         return rows
 
     async def wait(self, name: str, on_status: Callable[[dict[str, Any]], None] | None = None,
-                   interval: float = 0.2) -> dict[str, Any]:
+                   interval: float = 0.2, unreachable_for: float = 60.0) -> dict[str, Any]:
+        """Follow a job until it ends. A coordinator that cannot be reached (restarting) is asked again for
+        up to ``unreachable_for`` seconds before giving up."""
+        unreachable_since: float | None = None
         while True:
-            status = await self.status(name)
+            try:
+                status = await self.status(name)
+            except (UnavailableError, DeadlineExceededError):
+                now = time.monotonic()
+                unreachable_since = unreachable_since or now
+                if now - unreachable_since > unreachable_for:
+                    raise
+                await asyncio.sleep(interval)
+                continue
+            unreachable_since = None
             if on_status is not None:
                 on_status(status)
             if status["state"] in ("succeeded", "failed", "killed"):

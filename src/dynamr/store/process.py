@@ -137,8 +137,9 @@ def run_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
                            exit_with_parent=exit_with_parent))
 
 
-async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, server_ssl: ssl.SSLContext | None = None,
-                            client_ssl: ssl.SSLContext | None = None, exit_with_parent: bool = False) -> None:
+async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None = None,
+                            server_ssl: ssl.SSLContext | None = None, client_ssl: ssl.SSLContext | None = None,
+                            exit_with_parent: bool = False) -> None:
     from dynamr.errors import ConfigError
     from dynamr.mapreduce.coordinator import Coordinator
     from dynamr.store.client import AsyncClient
@@ -148,7 +149,11 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, server_ssl: ssl
     settings = spec.settings
     client = AsyncClient([n.address for n in spec.nodes], secret, timeout=settings.request_timeout * 2,
                          ssl_context=client_ssl)
-    coordinator = Coordinator(client, max_attempts=settings.max_attempts, node_timeout=settings.worker_timeout)
+    coordinator = Coordinator(client, max_attempts=settings.max_attempts, node_timeout=settings.worker_timeout,
+                              data_dir=data_dir, recovery_grace=max(1.0, 3 * settings.worker_heartbeat))
+    if data_dir is None:
+        log.warning("the coordinator has no --data-dir: job state will not survive a restart")
+    await coordinator.recover()
     server = RpcServer(coordinator.dispatcher, secret, frame_bytes=settings.frame_bytes,
                        max_message_bytes=settings.max_message_bytes, ssl_context=server_ssl)
     await server.start(spec.coordinator.host, spec.coordinator.port)
@@ -163,6 +168,7 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, server_ssl: ssl
         log.info("coordinator stopped cleanly")
 
 
-def run_coordinator(spec: ClusterSpec, secret: bytes, *, exit_with_parent: bool = False) -> None:
+def run_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None = None,
+                    exit_with_parent: bool = False) -> None:
     install_event_loop_policy()
-    asyncio.run(serve_coordinator(spec, secret, exit_with_parent=exit_with_parent))
+    asyncio.run(serve_coordinator(spec, secret, data_dir=data_dir, exit_with_parent=exit_with_parent))

@@ -1,0 +1,127 @@
+"""The coordinator's durable state: jobs and attempts in SQLite (stdlib, WAL), so a restart resumes jobs.
+
+What is kept, and why it is enough (see :meth:`Coordinator.recover`):
+
+- ``jobs``: each job's plan and lifecycle (created, running, failed, killed; succeeded once finalized), its
+  error, and once it is finalized, its final status as JSON (so ``dynamr status`` still answers after a
+  restart). Task progress is *not* kept here: the commit records in the replicated store are the truth, and a
+  restarted coordinator re-reads them (task ids are deterministic), so a crash between writing a commit
+  record and noting it here loses nothing.
+- ``attempts``: every attempt ever started (node, times, outcome). A restart uses them for ``status``, and
+  to find and delete every attempt's intermediate output when the job ends.
+- ``meta``: the coordinator's incarnation number, part of every attempt id, so attempt ids never repeat
+  across restarts (an attempt of the previous incarnation still running on a node stays distinguishable).
+
+Writes are small and commit at once (``synchronous=NORMAL`` under WAL: a power loss may lose the last
+transactions, a process crash loses nothing). Without a data directory the state lives in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    name TEXT PRIMARY KEY, plan TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL,
+    started REAL NOT NULL DEFAULT 0, ended REAL NOT NULL DEFAULT 0, error TEXT,
+    final_status TEXT);
+CREATE TABLE IF NOT EXISTS attempts (
+    attempt TEXT PRIMARY KEY, job TEXT NOT NULL, task TEXT NOT NULL, node TEXT NOT NULL,
+    started REAL NOT NULL, ended REAL, ok INTEGER, error TEXT);
+CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts (job);
+"""
+
+
+@dataclass
+class StoredJob:
+    name: str
+    plan: str
+    state: str
+    created: float
+    started: float
+    ended: float
+    error: dict[str, Any] | None
+    final_status: dict[str, Any] | None
+
+
+@dataclass
+class StoredAttempt:
+    attempt: str
+    task: str
+    node: str
+    started: float
+    ended: float | None
+    ok: bool | None
+    error: str
+
+
+class JobStore:
+    def __init__(self, data_dir: Path | None) -> None:
+        if data_dir is None:
+            path = ":memory:"
+        else:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            path = str(data_dir / "coordinator.sqlite")
+        self.persistent = data_dir is not None
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def next_incarnation(self) -> int:
+        """A number larger than any earlier start of this coordinator's (stored at once)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'incarnation'").fetchone()
+        incarnation = int(row[0]) + 1 if row else 1
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('incarnation', ?)", (str(incarnation),))
+        return incarnation
+
+    # --- jobs ----------------------------------------------------------------------------------------
+
+    def add_job(self, name: str, plan: str, state: str, now: float) -> None:
+        self._db.execute("INSERT INTO jobs (name, plan, state, created) VALUES (?, ?, ?, ?)",
+                         (name, plan, state, now))
+
+    def job_started(self, name: str, now: float) -> None:
+        self._db.execute("UPDATE jobs SET state = 'running', started = ? WHERE name = ?", (now, name))
+
+    def job_ended(self, name: str, state: str, ended: float, error: dict[str, Any] | None) -> None:
+        """A job failed or was killed (recorded before its cleanup, so a restart finishes the cleanup)."""
+        self._db.execute("UPDATE jobs SET state = ?, ended = ?, error = ? WHERE name = ?",
+                         (state, ended, json.dumps(error) if error else None, name))
+
+    def job_finalized(self, name: str, state: str, ended: float, status: dict[str, Any]) -> None:
+        """A job ended and is cleaned up: keep its final status; its attempts are no longer needed."""
+        self._db.execute("UPDATE jobs SET state = ?, ended = ?, final_status = ? WHERE name = ?",
+                         (state, ended, json.dumps(status), name))
+        self._db.execute("DELETE FROM attempts WHERE job = ?", (name,))
+
+    def jobs(self) -> list[StoredJob]:
+        rows = self._db.execute("SELECT name, plan, state, created, started, ended, error, final_status "
+                                "FROM jobs ORDER BY created").fetchall()
+        return [StoredJob(name, plan, state, created, started, ended, json.loads(error) if error else None,
+                          json.loads(final) if final else None)
+                for name, plan, state, created, started, ended, error, final in rows]
+
+    # --- attempts ------------------------------------------------------------------------------------
+
+    def attempt_started(self, job: str, task: str, attempt: str, node: str, now: float) -> None:
+        self._db.execute("INSERT OR IGNORE INTO attempts (attempt, job, task, node, started) VALUES (?, ?, ?, ?, ?)",
+                         (attempt, job, task, node, now))
+
+    def attempt_ended(self, attempt: str, ok: bool, error: str, now: float) -> None:
+        self._db.execute("UPDATE attempts SET ended = ?, ok = ?, error = ? WHERE attempt = ?",
+                         (now, int(ok), error, attempt))
+
+    def attempts(self, job: str) -> list[StoredAttempt]:
+        rows = self._db.execute("SELECT attempt, task, node, started, ended, ok, error FROM attempts "
+                                "WHERE job = ? ORDER BY started", (job,)).fetchall()
+        return [StoredAttempt(a, t, n, s, e, None if ok is None else bool(ok), err or "")
+                for a, t, n, s, e, ok, err in rows]
