@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dynamr.config import ClusterSpec, NodeAddress, Quorum, StoreSettings, write_secret
-from dynamr.errors import AuthenticationError
+from dynamr.errors import DynamrError
 from dynamr.localcluster import free_ports
 from dynamr.rpc import tls
 from dynamr.store.client import Client
@@ -40,8 +40,9 @@ def test_node_serves_tls_to_clients_that_trust_its_ca(tmp_path: Path) -> None:
                 return client.get("k").values == (b"private",)
 
         wait_until(put_get, 20, "a TLS round trip")
-        with Client([("127.0.0.1", port)], b"tls-secret", timeout=1) as plain, pytest.raises(AuthenticationError):
-            plain.get("k")  # a plaintext client cannot even start the handshake
+        with Client([("127.0.0.1", port)], b"tls-secret", timeout=1) as plain, \
+                pytest.raises(DynamrError, match="requires TLS"):
+            plain.get("k")  # a plaintext client cannot even start the handshake, and is told why
     finally:
         node.terminate()
         node.wait(10)

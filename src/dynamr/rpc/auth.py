@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import os
 
-from dynamr.errors import AuthenticationError
+from dynamr.errors import AuthenticationError, ConnectFailedError
 
 MAGIC = b"DYNR\x01"
 NONCE_BYTES = 32
@@ -62,12 +62,22 @@ async def server_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamW
     return True
 
 
+def _silent(peer: str, timeout: float) -> ConnectFailedError:
+    """A peer that accepted the connection but says nothing is down or paused, not an impostor; nothing
+    was sent to it yet, so a caller may safely try another node."""
+    return ConnectFailedError(f"{peer} accepted the connection but did not answer the handshake within "
+                            f"{timeout:g}s: the process may be stopped or overloaded, or it requires TLS "
+                            "(then pass --tls-ca)")
+
+
 async def client_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes,
                            peer: str, timeout: float = HANDSHAKE_TIMEOUT) -> None:
     """Prove the secret to a server and check its proof; raises :class:`AuthenticationError`."""
     try:
         hello = await asyncio.wait_for(reader.readexactly(len(MAGIC) + NONCE_BYTES), timeout)
-    except (TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
+    except TimeoutError as exc:
+        raise _silent(peer, timeout) from exc
+    except (asyncio.IncompleteReadError, ConnectionError) as exc:
         raise AuthenticationError(
             f"{peer} did not answer the dynamr handshake: is it a dynamr node, and does it require TLS "
             "(then pass --tls-ca)?") from exc
@@ -78,7 +88,9 @@ async def client_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamW
     writer.write(client_nonce + client_proof(secret, server_nonce, client_nonce))
     try:
         verdict = await asyncio.wait_for(reader.readexactly(1 + MAC_BYTES), timeout)
-    except (TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
+    except TimeoutError as exc:
+        raise _silent(peer, timeout) from exc
+    except (asyncio.IncompleteReadError, ConnectionError) as exc:
         raise AuthenticationError(
             f"{peer} closed the connection during the handshake: the cluster secret is probably wrong "
             "(check --secret, --secret-file or DYNAMR_SECRET)") from exc
