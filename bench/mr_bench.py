@@ -3,7 +3,9 @@
 Generates seeded inputs once (cached under the data directory): text with a Zipf word distribution over
 uneven files (one file 20x the others), and 100-byte sort records. Then, for each job, times dynamr's
 embedded ``dynamr run`` (a whole command, cluster start-up included, and the job alone), a single-process
-Python reference, the same over all cores with multiprocessing, and Dask bag / PySpark when installed.
+Python reference, the same over all cores with multiprocessing, and Dask bag (multiprocessing scheduler) and
+PySpark (local mode, JVM start-up not counted) when they are installed (``pip install "dask[bag]" pyspark``;
+PySpark needs Java).
 Peak resident memory of every dynamr process is sampled from /proc while it runs.
 
     python bench/mr_bench.py --size 100M
@@ -28,6 +30,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORD = re.compile(r"[a-z0-9']+")
+#: the shipped example each job runs (wordcount_inmapper: the same word count with in-mapper combining)
+EXAMPLE = {"sort": "terasort"}
+#: the reference computation of a job (both word counts compute the same thing)
+SAME_AS = {"wordcount_inmapper": "wordcount"}
 GREP = re.compile(r"\bth[a-z]+\b")
 
 
@@ -145,6 +151,89 @@ def reference(job: str, files: list[Path], processes: int) -> float:
     return time.perf_counter() - started
 
 
+# --- Dask bag and PySpark (local mode), when installed -------------------------------------------------
+
+
+def _lower_words(line: str) -> list[str]:
+    return WORD.findall(line.lower())
+
+
+def _grep_matches(line: str) -> list[str]:
+    return GREP.findall(line)
+
+
+def _word_doc_pairs(path_and_text: tuple[str, str]) -> list[tuple[str, str]]:
+    path, text = path_and_text
+    name = Path(path).name
+    return [(word, name) for word in set(WORD.findall(text.lower()))]
+
+
+def dask_reference(job: str, files: list[Path], cores: int, blocksize: str) -> float | None:
+    """Dask bag on its multiprocessing scheduler (None when dask is not installed or the job has no
+    natural bag form: bags cannot sort)."""
+    try:
+        import dask.bag as db
+    except ImportError:
+        return None
+    if job == "sort":
+        return None
+    started = time.perf_counter()
+    lines = db.read_text([str(f) for f in files], blocksize=blocksize)
+    if job == "wordcount":
+        lines.map(_lower_words).flatten().frequencies().compute(scheduler="processes", num_workers=cores)
+    elif job == "grep":
+        lines.map(_grep_matches).flatten().frequencies().compute(scheduler="processes", num_workers=cores)
+    else:
+        with_paths = db.read_text([str(f) for f in files], blocksize=blocksize, include_path=True)
+        with_paths.map(_word_doc_pairs).flatten().distinct().groupby(lambda pair: pair[0]).compute(
+            scheduler="processes", num_workers=cores)
+    return time.perf_counter() - started
+
+
+class Spark:
+    """A local-mode SparkSession started once (its JVM start-up is not counted in the job times)."""
+
+    def __init__(self, cores: int) -> None:
+        self.session: object | None = None
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError:
+            return
+        try:
+            self.session = (SparkSession.builder.master(f"local[{cores}]").appName("dynamr-bench")
+                            .config("spark.ui.enabled", "false")
+                            .config("spark.ui.showConsoleProgress", "false").config("spark.driver.memory", "4g")
+                            .config("spark.sql.shuffle.partitions", str(cores * 2)).getOrCreate())
+            self.session.sparkContext.setLogLevel("ERROR")  # type: ignore[attr-defined]
+        except Exception as exc:  # no Java, for one
+            print(f"PySpark is installed but could not start ({exc}); it is left out")
+            self.session = None
+
+    def run(self, job: str, files: list[Path], split: int) -> float | None:
+        if self.session is None:
+            return None
+        from operator import add
+
+        sc = self.session.sparkContext  # type: ignore[attr-defined]
+        total = sum(f.stat().st_size for f in files)
+        started = time.perf_counter()
+        if job == "sort":
+            rdd = sc.textFile(str(files[0]), minPartitions=max(2, total // split))
+            rdd.sortBy(lambda line: line[:10], numPartitions=4).count()
+        elif job == "inverted_index":
+            docs = sc.wholeTextFiles(",".join(str(f) for f in files))
+            docs.flatMap(_word_doc_pairs).distinct().groupByKey().mapValues(sorted).collect()
+        else:
+            rdd = sc.textFile(",".join(str(f) for f in files), minPartitions=max(2, total // split))
+            words = rdd.flatMap(_lower_words if job == "wordcount" else _grep_matches)
+            words.map(lambda w: (w, 1)).reduceByKey(add).collect()
+        return time.perf_counter() - started
+
+    def stop(self) -> None:
+        if self.session is not None:
+            self.session.stop()  # type: ignore[attr-defined]
+
+
 # --- dynamr --------------------------------------------------------------------------------------------
 
 
@@ -165,7 +254,7 @@ class PeakRss:
                 if not proc.name.isdigit():
                     continue
                 try:
-                    if b"dynamr" not in (proc / "cmdline").read_bytes():
+                    if b"-m\x00dynamr" not in (proc / "cmdline").read_bytes():
                         continue
                     for line in (proc / "status").read_text().splitlines():
                         if line.startswith("VmHWM:"):
@@ -183,7 +272,7 @@ class PeakRss:
 
 
 def run_dynamr(job: str, inputs: list[Path], out: Path, reducers: int, split: str) -> tuple[float, float, float]:
-    example = ROOT / "examples" / f"{'terasort' if job == 'sort' else job}.py"
+    example = ROOT / "examples" / f"{EXAMPLE.get(job, job)}.py"
     command = [sys.executable, "-m", "dynamr", "run", str(example), *map(str, inputs), "-o", str(out),
                "--overwrite", "-r", str(reducers), "--split-size", split]
     if job == "grep":
@@ -204,10 +293,18 @@ def parse_size(text: str) -> int:
     return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
 
 
+def _cell(seconds: float | None, width: int) -> str:
+    return f"{seconds:>{width - 1}.2f}s" if seconds else f"{'-':>{width}}"
+
+
+def _ratio(ours: float, theirs: float | None, width: int) -> str:
+    return f"{ours / theirs:>{width - 1}.2f}x" if theirs else f"{'-':>{width}}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="100M", help="input size per job (text, and sort records)")
-    parser.add_argument("--jobs", default="wordcount,inverted_index,grep,sort")
+    parser.add_argument("--jobs", default="wordcount,wordcount_inmapper,inverted_index,grep,sort")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "dynamr-bench-data")
     parser.add_argument("--split-size", default="32M")
     args = parser.parse_args()
@@ -217,16 +314,25 @@ def main() -> None:
     records = generate_records(args.data / f"records-{args.size}.txt", size)
     print(f"machine: {platform.machine()}, {cores} cores, Python {sys.version.split()[0]}, "
           f"{platform.system()} {platform.release()}; input {size / 1e6:.0f} MB per job")
-    print(f"{'job':<16}{'dynamr run':>11}{'job only':>10}{'1 proc':>9}{f'{cores} procs':>9}"
-          f"{'vs 1 proc':>10}{f'vs {cores} procs':>11}{'peak RSS':>10}")
-    for job in args.jobs.split(","):
-        inputs = [records] if job == "sort" else text
-        single = reference(job, inputs, 1)
-        multi = reference(job, inputs, cores)
-        wall, job_s, rss = run_dynamr(job, inputs, args.data / f"out-{job}", 4 if job != "grep" else 2,
-                                      args.split_size)
-        print(f"{job:<16}{wall:>10.2f}s{job_s:>9.2f}s{single:>8.2f}s{multi:>8.2f}s{job_s / single:>9.2f}x"
-              f"{job_s / multi:>10.2f}x{rss:>8.0f}MiB")
+    print(f"{'job':<16}{'dynamr run':>11}{'job only':>10}{'1 proc':>9}{f'{cores} procs':>9}{'dask bag':>10}"
+          f"{'pyspark':>9}{'vs 1 proc':>10}{f'vs {cores} procs':>11}{'vs dask':>9}{'vs spark':>10}{'peak RSS':>10}")
+    spark = Spark(cores)
+    try:
+        for job in args.jobs.split(","):
+            inputs = [records] if job == "sort" else text
+            ref = SAME_AS.get(job, job)
+            single = reference(ref, inputs, 1)
+            multi = reference(ref, inputs, cores)
+            dask_s = dask_reference(ref, inputs, cores, args.split_size.upper() + "B")
+            spark_s = spark.run(ref, inputs, parse_size(args.split_size))
+            wall, job_s, rss = run_dynamr(job, inputs, args.data / f"out-{job}", 4 if job != "grep" else 2,
+                                          args.split_size)
+
+            print(f"{job:<16}{wall:>10.2f}s{job_s:>9.2f}s{single:>8.2f}s{multi:>8.2f}s{_cell(dask_s, 10)}"
+                  f"{_cell(spark_s, 9)}{_ratio(job_s, single, 10)}{_ratio(job_s, multi, 11)}"
+                  f"{_ratio(job_s, dask_s, 9)}{_ratio(job_s, spark_s, 10)}{rss:>8.0f}MiB", flush=True)
+    finally:
+        spark.stop()
 
 
 if __name__ == "__main__":

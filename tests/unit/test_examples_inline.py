@@ -28,8 +28,10 @@ def lines_of(files: list[Path]) -> list[tuple[Path, str]]:
 
 
 @pytest.mark.parametrize("split_size,reducers,buffer", [(1 << 20, 1, 1_000_000), (997, 3, 50), (4096, 5, 1000)])
-def test_word_count(corpus: list[Path], tmp_path: Path, split_size: int, reducers: int, buffer: int) -> None:
-    result = run_inline(example("wordcount")(), corpus, tmp_path / "out", num_reducers=reducers,
+@pytest.mark.parametrize("name", ["wordcount", "wordcount_inmapper"])
+def test_word_count(corpus: list[Path], tmp_path: Path, split_size: int, reducers: int, buffer: int,
+                    name: str) -> None:
+    result = run_inline(example(name)(), corpus, tmp_path / "out", num_reducers=reducers,
                         split_size=split_size, buffer_records=buffer)
     expected = Counter(w for _, line in lines_of(corpus) for w in WORD.findall(line.lower()))
     got = read_json_parts(tmp_path / "out")
