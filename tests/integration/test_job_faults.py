@@ -259,3 +259,46 @@ def test_a_paused_node_is_replaced_and_its_late_result_ignored(make_cluster: Mak
     assert store_output(cluster, "/out") == wordcount(files)
     done = [a for a in status["attempts"] if a["task"] == paused["task"]]
     assert any(a["ok"] and a["node"] != "n2" for a in done), done
+
+
+POISONED_JOB = '''
+import re
+from dynamr.mapreduce import MRJob
+
+WORD = re.compile(r"[a-z0-9']+")
+
+class Poisoned(MRJob):
+    def mapper(self, key, line):
+        if "POISON" in line:
+            raise ValueError("cannot digest " + repr(line))
+        for word in WORD.findall(line.lower()):
+            yield word, 1
+    def reducer(self, word, counts):
+        yield word, sum(counts)
+'''
+
+
+def test_a_mapper_raising_on_one_record_fails_after_4_attempts_or_is_skipped(make_cluster: MakeCluster,
+                                                                           tmp_path: Path) -> None:
+    cluster = make_cluster(1, n=1, r=1, w=1, task_slots=2)
+    files = write_corpus(tmp_path / "in", UNEVEN)
+    clean = wordcount(files)
+    with files[1].open("a") as f:
+        f.write("\nthe POISON pill\n")
+    upload(cluster, files[0].parent)
+    job_file = tmp_path / "poisoned.py"
+    job_file.write_text(POISONED_JOB)
+
+    submit(cluster, "poisoned", job_file, ["/in"], "/out1", reducers=2, split_size=8000)
+    status = wait_for_job(cluster, "poisoned", 120)
+    assert status["state"] == "failed"
+    failing = status["error"]["task"]
+    assert [a["ok"] for a in status["attempts"] if a["task"] == failing] == [False] * 4
+    shown = " ".join(dynamr("status", "poisoned", "--dir", str(cluster.root), cwd=tmp_path, check=False).stderr.split())
+    assert "ValueError: cannot digest 'the POISON pill'" in shown and 'poisoned.py", line 10, in mapper' in shown
+
+    submit(cluster, "skipping", job_file, ["/in"], "/out2", reducers=2, split_size=8000, skip_bad_records=True)
+    status = wait_for_job(cluster, "skipping", 120)
+    assert status["state"] == "succeeded", status["error"]
+    assert ["dynamr", "skipped records", 1] in status["counters"]
+    assert store_output(cluster, "/out2") == clean, "everything but the skipped line is counted"

@@ -69,6 +69,8 @@ def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--split-size", default="64M", show_default=True, help="Bytes per map task's input split."),
         click.option("-D", "defines", multiple=True, metavar="KEY=VALUE", help="Option for the job (self.options)."),
         click.option("--job-class", default=None, help="Which MRJob class, when the file defines several."),
+        click.option("--skip-bad-records", is_flag=True, help="Skip mode: a record a map keeps failing on is "
+                     "skipped and counted instead of failing the job."),
     ]):
         func = option(func)
     return func
@@ -135,13 +137,14 @@ def new_job_name(job_file: Path) -> str:
 
 async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[str, ...], output: str, *,
                   local_paths: bool, reducers: int | None, split_size: int, options: dict[str, str],
-                  job_class: str | None, local_intermediate: str = "") -> dict[str, Any]:
+                  job_class: str | None, local_intermediate: str = "", skip_bad_records: bool = False
+                  ) -> dict[str, Any]:
     fs = FileSystem(client)
     jobs = JobClient(client)
     if local_paths:
         plan = await build_plan(fs, name, job_file, inputs, output, local=True, reducers=reducers,
                                 split_size=split_size, options=options, job_class=job_class,
-                                local_intermediate=local_intermediate)
+                                local_intermediate=local_intermediate, skip_bad_records=skip_bad_records)
     else:
         store_inputs = []
         for item in inputs:
@@ -162,7 +165,8 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
         if not output.startswith(STORE):
             check_output(Path(output))
         plan = await build_plan(fs, name, job_file, store_inputs, remote_output, local=False, reducers=reducers,
-                                split_size=split_size, options=options, job_class=job_class)
+                                split_size=split_size, options=options, job_class=job_class,
+                                skip_bad_records=skip_bad_records)
     await jobs.submit(name, plan)
     view = ProgressView()
     with view.progress:
@@ -190,7 +194,8 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
 def run(job_file: Path, inputs: tuple[str, ...], output: str, name: str | None, overwrite: bool,
         local_cluster: bool, slots: int,
         cluster: str | None, secret: str | None, secret_file: Path | None, root: Path, tls_ca: Path | None,
-        reducers: int | None, split_size: str, defines: tuple[str, ...], job_class: str | None) -> None:
+        reducers: int | None, split_size: str, defines: tuple[str, ...], job_class: str | None,
+        skip_bad_records: bool) -> None:
     """Run JOB_FILE over INPUT files or directories and write OUTPUT (one command does it all).
 
     With no --cluster and no --local-cluster, an embedded cluster is started for the job and stopped after.
@@ -204,9 +209,10 @@ def run(job_file: Path, inputs: tuple[str, ...], output: str, name: str | None, 
         target = resolve_target(cluster, secret, secret_file, root, tls_ca)
         status = _run(lambda: _with_client(target, lambda c: _run_on(
             c, name, job_file, inputs, output, local_paths=False, reducers=reducers, split_size=size,
-            options=options, job_class=job_class)))
+            options=options, job_class=job_class, skip_bad_records=skip_bad_records)))
     else:
-        status = _embedded(name, job_file, inputs, output, slots, reducers, size, options, job_class)
+        status = _embedded(name, job_file, inputs, output, slots, reducers, size, options, job_class,
+                           skip_bad_records)
     report(status)
     if status["state"] != "succeeded":
         raise SystemExit(1)
@@ -218,7 +224,8 @@ async def _with_client(target: Target, action: Callable[[AsyncClient], Awaitable
 
 
 def _embedded(name: str, job_file: Path, inputs: tuple[str, ...], output: str, slots: int,
-              reducers: int | None, split_size: int, options: dict[str, str], job_class: str | None) -> dict[str, Any]:
+              reducers: int | None, split_size: int, options: dict[str, str], job_class: str | None,
+              skip_bad_records: bool = False) -> dict[str, Any]:
     settings = StoreSettings(quorum=Quorum(n=1, r=1, w=1), fsync="never", task_slots=slots or os.cpu_count() or 1,
                              worker_heartbeat=0.1)
     with tempfile.TemporaryDirectory(prefix="dynamr-run-") as tmp:
@@ -231,7 +238,8 @@ def _embedded(name: str, job_file: Path, inputs: tuple[str, ...], output: str, s
                 async with AsyncClient(cluster.seeds, cluster.secret, timeout=60) as client:
                     return await _run_on(client, name, job_file, inputs, output, local_paths=True,
                                          reducers=reducers, split_size=split_size, options=options,
-                                         job_class=job_class, local_intermediate=str(Path(tmp) / "intermediate"))
+                                         job_class=job_class, local_intermediate=str(Path(tmp) / "intermediate"),
+                                         skip_bad_records=skip_bad_records)
 
             return _run(go)
         finally:
@@ -252,14 +260,14 @@ def job() -> None:
 @cluster_options
 @friendly_errors
 def create(name: str, job_file: Path, inputs: tuple[str, ...], output: str, reducers: int | None, split_size: str,
-           defines: tuple[str, ...], job_class: str | None, target: Target) -> None:
+           defines: tuple[str, ...], job_class: str | None, skip_bad_records: bool, target: Target) -> None:
     """Store JOB_FILE in the cluster and create a job NAME over store inputs (run it with 'dynamr job run')."""
 
     async def action(client: AsyncClient) -> dict[str, Any]:
         plan = await build_plan(FileSystem(client), name, job_file, [i.removeprefix(STORE) for i in inputs],
                                 output.removeprefix(STORE), local=False, reducers=reducers,
                                 split_size=parse_size(split_size), options=parse_options(defines),
-                                job_class=job_class)
+                                job_class=job_class, skip_bad_records=skip_bad_records)
         return await JobClient(client).submit(name, plan, run=False)
 
     status = _run(lambda: _with_client(target, action))

@@ -66,6 +66,10 @@ class MRJob:
     #: quantiles of a sample of map output keys taken before the job runs, so the outputs read in order
     #: are totally ordered (TeraSort). A ``partitioner`` method of your own overrides both.
     PARTITIONER: ClassVar[str] = "hash"
+    #: skip mode (off by default; also ``--skip-bad-records``): a map task that fails is retried while
+    #: tracking its records; the record it fails on is then skipped by later attempts and counted under
+    #: ("dynamr", "skipped records"), instead of failing the job
+    SKIP_BAD_RECORDS: ClassVar[bool] = False
 
     def __init__(self, options: dict[str, str] | None = None) -> None:
         self._counters: dict[tuple[str, str], int] = {}

@@ -147,8 +147,20 @@ class TaskRun:
             else:
                 path.unlink(missing_ok=True)
 
-        produced = run_map(job, step, self._input_records(job), int(self.spec["num_partitions"]),
-                           self.scratch / "spill", sink, int(self.spec.get("buffer_records", 1_000_000)))
+        records: Iterator[tuple[Any, Any]] = self._input_records(job)
+        tracker = None
+        if self.spec.get("track_records"):  # skip mode: know which record failed, skip known bad ones
+            tracker = RecordTracker(records, self.spec.get("skip_records") or [])
+            records = iter(tracker)
+        try:
+            produced = run_map(job, step, records, int(self.spec["num_partitions"]),
+                               self.scratch / "spill", sink, int(self.spec.get("buffer_records", 1_000_000)))
+        except Exception as exc:
+            if tracker is not None and tracker.current is not None:
+                exc.dynamr_bad_record = tracker.current  # type: ignore[attr-defined]
+            raise
+        if tracker is not None and tracker.skipped:
+            job.increment_counter("dynamr", "skipped records", tracker.skipped)
         if "output" in self.spec:  # a map-only step: partition 0 is the task's final output
             run_file = partitions.get(0)
             records = decode_run(_read(run_file)) if run_file is not None else iter(())
@@ -216,6 +228,27 @@ def user_traceback(exc: BaseException) -> str:
     return "".join(lines)
 
 
+class RecordTracker:
+    """Skip mode: remembers the key of the record being mapped, and drops records named bad by earlier
+    attempts (keys compared as JSON text). Costs a Python step per record, so only retries use it."""
+
+    def __init__(self, records: Iterator[tuple[Any, Any]], skip: list[str]) -> None:
+        self.records = records
+        self.skip = set(skip)
+        self.current: str | None = None
+        self.skipped = 0
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        for record in self.records:
+            key = json.dumps(record[0], sort_keys=True, default=str)
+            if key in self.skip:
+                self.skipped += 1
+                continue
+            self.current = key
+            yield record
+        self.current = None  # a failure after the input (mapper_final) is no record's fault
+
+
 def die_with_parent() -> None:
     """Linux: be SIGKILLed when the node process that started this task dies, so a crashed node leaves no
     user code running (the task runs in its own session, so signals to the node's group do not reach it)."""
@@ -243,7 +276,10 @@ def main() -> int:
         return 0
     except BaseException as exc:
         tb = user_traceback(exc)
-        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": tb}), flush=True)
+        failure = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": tb}
+        if getattr(exc, "dynamr_bad_record", None) is not None:
+            failure["bad_record"] = exc.dynamr_bad_record  # type: ignore[attr-defined]
+        print(json.dumps(failure), flush=True)
         return 1
     finally:
         if task is not None:

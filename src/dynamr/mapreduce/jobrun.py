@@ -49,6 +49,8 @@ class JobPlan:
     job_class: str | None = None
     chunk_size: int = 4 * 1024 * 1024
     buffer_records: int = 1_000_000
+    #: skip mode: a map that keeps failing on one record skips it (counted) instead of failing the job
+    skip_bad_records: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -88,6 +90,9 @@ class JobRun:
         #: set by the coordinator once an ended job's output is marked and its intermediate data deleted
         self.finalized = False
         self._attempt_nodes: dict[str, str] = {}
+        #: skip mode: map tasks retried with record tracking, and the records (keys as JSON) they skip
+        self._tracked: set[str] = set()
+        self._skips: dict[str, list[str]] = {}
         self._attempt_started: dict[str, float] = {}
 
     # --- ids -----------------------------------------------------------------------------------------
@@ -144,6 +149,9 @@ class JobRun:
                 "job_class": self.plan.job_class, "options": self.plan.options,
                 "partition_state": self.plan.partition_state, "chunk_size": self.plan.chunk_size,
                 "buffer_records": self.plan.buffer_records, "local_intermediate": self.plan.local_intermediate}
+        if assignment.task_id in self._tracked:
+            spec["track_records"] = True
+            spec["skip_records"] = self._skips.get(assignment.task_id, [])
         if info.kind == "reduce":
             maps = self._step_tasks("map", info.step)
             spec["commits"] = [asdict(self.commits[t]) for t in sorted(maps)]
@@ -164,6 +172,11 @@ class JobRun:
         """An attempt failed. True when this fails the whole job (the task used up its attempts)."""
         task_id = attempt.split("#")[0]
         self._record(task_id, attempt, False, now, result)
+        if self.plan.skip_bad_records and task_id in self.tasks and self.tasks[task_id].kind == "map":
+            self._tracked.add(task_id)  # the next attempt finds the failing record...
+            bad = result.get("bad_record")
+            if bad is not None and bad not in self._skips.setdefault(task_id, []):
+                self._skips[task_id].append(str(bad))  # ...and the one after skips it
         outcome = self.scheduler.failed(attempt, result.get("error", "failed"))
         if outcome.task_failed and self.state == "running":
             info = self.tasks.get(task_id)

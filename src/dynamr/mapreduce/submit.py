@@ -70,7 +70,8 @@ async def _sample(job: MRJob, fs: FileSystem, inputs: list[tuple[str, int]], loc
 async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence[str], output: str, *,
                      local: bool, reducers: int | None = None, split_size: int = 64 << 20,
                      options: dict[str, str] | None = None, job_class: str | None = None,
-                     chunk_size: int = DEFAULT_CHUNK_SIZE, local_intermediate: str = "") -> JobPlan:
+                     chunk_size: int = DEFAULT_CHUNK_SIZE, local_intermediate: str = "",
+                     skip_bad_records: bool = False) -> JobPlan:
     source = job_file.read_text()
     job = load_job_class(source, str(job_file), job_class)(options or {})
     check_formats(job)
@@ -91,7 +92,8 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
     return JobPlan(source=stored, source_name=str(job_file), inputs=sized, output=output, steps=plans,
                    input_format=job.INPUT_FORMAT, local_inputs=local, local_output=local,
                    split_size=split_size, options=dict(options or {}), partition_state=state,
-                   job_class=job_class, chunk_size=chunk_size, local_intermediate=local_intermediate)
+                   job_class=job_class, chunk_size=chunk_size, local_intermediate=local_intermediate,
+                   skip_bad_records=skip_bad_records or job.SKIP_BAD_RECORDS)
 
 
 class JobClient:
