@@ -6,11 +6,8 @@ Real coordinator, node and task processes on loopback; faults are real signals (
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,7 +17,7 @@ from dynamr.files.client import FileSystem
 from dynamr.localcluster import COORDINATOR, LocalCluster
 from dynamr.mapreduce.submit import JobClient, build_plan
 from dynamr.store.client import Client
-from tests.helpers import wait_until
+from tests.helpers import dynamr, wait_until
 from tests.integration.conftest import MakeCluster
 from tests.mrdata import write_corpus
 
@@ -67,14 +64,6 @@ class Loops(MRJob):
     def reducer(self, key, values):
         yield key, sum(values)
 '''
-
-
-def dynamr(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "dynamr", *args], cwd=cwd, capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "COLUMNS": "200"})
-    if check:
-        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    return result
 
 
 def alive(pid: int) -> bool:
@@ -182,13 +171,21 @@ def upload(cluster: LocalCluster, folder: Path) -> None:
         client.files().put_tree(folder, "/in")
 
 
-def test_coordinator_killed_at_half_the_maps_resumes_the_job(make_cluster: MakeCluster, tmp_path: Path) -> None:
-    cluster = make_cluster(2, n=2, r=1, w=2, task_slots=2)
-    files = write_corpus(tmp_path / "in", [20000, 20000, 120000, 20000, 20000])
+def start_slow_wordcount(cluster: LocalCluster, tmp_path: Path, name: str, sizes: list[int], *,
+                         map_seconds: float, reduce_seconds: float, **plan: Any) -> list[Path]:
+    """Upload a corpus and submit SLOW_WORDCOUNT over it as job ``name`` (output /out); returns the files."""
+    files = write_corpus(tmp_path / "in", sizes)
     upload(cluster, files[0].parent)
     job_file = tmp_path / "slowcount.py"
-    job_file.write_text(SLOW_WORDCOUNT.format(map_seconds=0.15, reduce_seconds=0))
-    submit(cluster, "wc-restart", job_file, ["/in"], "/out", reducers=3, split_size=5000)
+    job_file.write_text(SLOW_WORDCOUNT.format(map_seconds=map_seconds, reduce_seconds=reduce_seconds))
+    submit(cluster, name, job_file, ["/in"], "/out", **plan)
+    return files
+
+
+def test_coordinator_killed_at_half_the_maps_resumes_the_job(make_cluster: MakeCluster, tmp_path: Path) -> None:
+    cluster = make_cluster(2, n=2, r=1, w=2, task_slots=2)
+    files = start_slow_wordcount(cluster, tmp_path, "wc-restart", [20000, 20000, 120000, 20000, 20000],
+                                 map_seconds=0.15, reduce_seconds=0, reducers=3, split_size=5000)
     maps = job_status(cluster, "wc-restart")["maps"]
     assert maps >= 30
     wait_until(lambda: job_status(cluster, "wc-restart")["maps_done"] >= maps // 2, 60, "half of the maps")
@@ -208,11 +205,8 @@ def test_coordinator_killed_at_half_the_maps_resumes_the_job(make_cluster: MakeC
 
 def test_node_killed_during_the_reduces_reruns_no_committed_map(make_cluster: MakeCluster, tmp_path: Path) -> None:
     cluster = make_cluster(3, n=3, r=2, w=2, task_slots=2, worker_timeout=1.5)
-    files = write_corpus(tmp_path / "in", UNEVEN)
-    upload(cluster, files[0].parent)
-    job_file = tmp_path / "slowcount.py"
-    job_file.write_text(SLOW_WORDCOUNT.format(map_seconds=0, reduce_seconds=1.5))
-    submit(cluster, "wc-reduce-kill", job_file, ["/in"], "/out", reducers=6, split_size=8000)
+    files = start_slow_wordcount(cluster, tmp_path, "wc-reduce-kill", UNEVEN, map_seconds=0, reduce_seconds=1.5,
+                                 reducers=6, split_size=8000)
 
     def reduce_running_on_n3() -> bool:
         st = job_status(cluster, "wc-reduce-kill")
@@ -234,11 +228,8 @@ def test_node_killed_during_the_reduces_reruns_no_committed_map(make_cluster: Ma
 
 def test_a_paused_node_is_replaced_and_its_late_result_ignored(make_cluster: MakeCluster, tmp_path: Path) -> None:
     cluster = make_cluster(3, n=3, r=2, w=2, task_slots=1, worker_timeout=1.5)
-    files = write_corpus(tmp_path / "in", UNEVEN)
-    upload(cluster, files[0].parent)
-    job_file = tmp_path / "slowcount.py"
-    job_file.write_text(SLOW_WORDCOUNT.format(map_seconds=1.0, reduce_seconds=0))
-    submit(cluster, "wc-pause", job_file, ["/in"], "/out", reducers=2, split_size=8000)
+    files = start_slow_wordcount(cluster, tmp_path, "wc-pause", UNEVEN, map_seconds=1.0, reduce_seconds=0,
+                                 reducers=2, split_size=8000)
 
     def map_on_n2() -> list[dict[str, Any]]:
         return [a for a in job_status(cluster, "wc-pause")["running_attempts"] if a["node"] == "n2"]

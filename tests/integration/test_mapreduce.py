@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -17,19 +14,12 @@ from dynamr.files.client import FileSystem
 from dynamr.localcluster import LocalCluster
 from dynamr.mapreduce.submit import JobClient, build_plan
 from dynamr.store.client import AsyncClient
+from tests.helpers import dynamr
 from tests.integration.conftest import MakeCluster
 from tests.mrdata import EXAMPLES, read_json_parts, write_corpus, write_sort_records
 
 WORD = re.compile(r"[a-z0-9']+")
 UNEVEN = [3000, 3000, 60000, 3000, 500, 3000]  # one file 20x the others
-
-
-def dynamr(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "dynamr", *args], cwd=cwd, capture_output=True, text=True,
-                            timeout=180, env={**os.environ, "COLUMNS": "200"})
-    if check:
-        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    return result
 
 
 @pytest.fixture(scope="module")

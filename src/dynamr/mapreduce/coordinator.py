@@ -262,12 +262,9 @@ class Coordinator:
         kills = self._kills.setdefault(node, set())
         kills.difference_update(r["attempt"] for r in reports)
         for report in reports:
-            if not self.scheduler.knows(report["attempt"]):
-                self._adopt(report["attempt"], node, now)
+            self._adopt(report["attempt"], node, now)
         for attempt in msg.running:
-            if self.scheduler.is_running(attempt, node):
-                continue
-            if self.scheduler.knows(attempt) or not self._adopt(attempt, node, now):
+            if not self.scheduler.is_running(attempt, node) and not self._adopt(attempt, node, now):
                 kills.add(attempt)  # nobody wants it any more: its job ended, or it was written off with its node
         for report in reports:
             await self._report(report, now)
@@ -281,7 +278,10 @@ class Coordinator:
         return m.WorkerHeartbeatReply(assignments=tuple(specs), kills=tuple(sorted(kills)))
 
     def _adopt(self, attempt: str, node: str, now: float) -> bool:
-        """An attempt started before a restart, still wanted: it becomes a running attempt of its task."""
+        """An attempt this incarnation does not know (started before a restart) and still wanted becomes a
+        running attempt of its task. False for attempts already known, and for unwanted ones."""
+        if self.scheduler.knows(attempt):
+            return False
         job = self.jobs.get(attempt.split("/")[0])
         if job is None or job.state != "running" or not self.scheduler.adopt(attempt.split("#")[0], attempt, node):
             return False
