@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.splits import plan_splits
 from dynamr.store.client import Client
+from tests.helpers import wait_until
 from tests.integration.conftest import MakeCluster
 from tests.mrdata import EXAMPLES, read_json_parts, write_corpus
 
@@ -79,3 +81,33 @@ def test_a_failing_mapper_reports_the_users_traceback(make_cluster: MakeCluster,
     assert not result["ok"]
     assert "RuntimeError: cannot handle hello" in result["error"]
     assert 'File "/jobs/bad.py", line 4, in mapper' in result["traceback"]
+
+
+def test_a_task_process_dies_with_the_node_that_started_it(tmp_path: Path) -> None:
+    """The task's stdin stays open (this test holds it), so only the parent-death signal can end it."""
+    read_end, write_end = os.pipe()
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         "child = subprocess.Popen([sys.executable, '-m', 'dynamr.mapreduce.child'], stdin=int(sys.argv[1]),\n"
+         "                         start_new_session=True)\n"
+         "open(sys.argv[2], 'w').write(str(child.pid))\n"
+         "time.sleep(600)\n", str(read_end), str(pid_file)], pass_fds=(read_end,))
+    try:
+        child = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30, "the task process to start"))
+        wait_until(lambda: "pipe_read" in Path(f"/proc/{child}/wchan").read_text(), 30,
+                   "the task process to block reading its spec (after asking to die with its parent)")
+        parent.kill()
+        parent.wait(10)
+        wait_until(lambda: not alive(child), 10, "the task process to die with its parent")
+    finally:
+        parent.kill()
+        os.close(read_end)
+        os.close(write_end)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
