@@ -82,6 +82,13 @@ class StoreSettings:
     worker_timeout: float = 5.0
     #: attempts of a task that raises before its job fails
     max_attempts: int = 4
+    #: seconds a task attempt may go without progress (no input read, no counter touched) before it is
+    #: killed and retried (Hadoop's mapreduce.task.timeout)
+    task_timeout: float = 600.0
+    #: attempts of one job a task process runs before a fresh process replaces it (1: a process per attempt)
+    task_process_reuse: int = 20
+    #: a task process whose peak resident memory passed this many bytes is replaced after its attempt
+    task_process_max_rss: int = 512 << 20
     #: largest key accepted, bytes (LMDB keys are at most 511 bytes; hints add the owner's id to the key)
     max_key_bytes: int = 400
     #: largest value accepted, bytes; larger data belongs in files on the store
@@ -106,11 +113,13 @@ class StoreSettings:
             raise ConfigError(f"fsync must be one of {', '.join(FSYNC_POLICIES)} (got {self.fsync!r})")
         for name in ("heartbeat_interval", "failure_timeout", "request_timeout", "replica_timeout",
                      "handoff_interval", "tombstone_reap_interval", "fsync_interval", "gc_interval",
-                     "worker_heartbeat", "worker_timeout"):
+                     "worker_heartbeat", "worker_timeout", "task_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
         if self.task_slots < 0 or self.max_attempts < 1:
             raise ConfigError("task_slots must be 0 (one per core) or more, and max_attempts at least 1")
+        if self.task_process_reuse < 1 or self.task_process_max_rss < (16 << 20):
+            raise ConfigError("task_process_reuse must be at least 1 and task_process_max_rss at least 16 MiB")
         if self.worker_timeout <= self.worker_heartbeat:
             raise ConfigError(f"worker_timeout ({self.worker_timeout}s) must exceed worker_heartbeat "
                               f"({self.worker_heartbeat}s)")

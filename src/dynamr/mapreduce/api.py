@@ -73,6 +73,8 @@ class MRJob:
 
     def __init__(self, options: dict[str, str] | None = None) -> None:
         self._counters: dict[tuple[str, str], int] = {}
+        #: bumped by :meth:`report_progress` and by counters (the task's progress watchdog reads it)
+        self.progress_ticks = 0
         #: options given on the command line (``-D key=value``) or to the runner
         self.options: dict[str, str] = dict(options or {})
         #: path of the input file of the current map task's split (first step only)
@@ -143,6 +145,12 @@ class MRJob:
     def increment_counter(self, group: str, name: str, amount: int = 1) -> None:
         key = (group, name)
         self._counters[key] = self._counters.get(key, 0) + amount
+        self.progress_ticks += 1
+
+    def report_progress(self) -> None:
+        """Tell the cluster this task is alive. A task that reads no input, emits nothing and touches no
+        counter for ``task_timeout`` seconds is killed and retried; call this from long work on one record."""
+        self.progress_ticks += 1
 
     def counters(self) -> dict[tuple[str, str], int]:
         return dict(self._counters)

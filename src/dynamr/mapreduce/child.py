@@ -1,8 +1,11 @@
-"""A task attempt in its own process: ``python -m dynamr.mapreduce.child`` with a JSON spec on stdin.
+"""Task attempts in a task process: ``python -m dynamr.mapreduce.child``, one JSON spec per line on stdin.
 
-User code runs here, never in the node, so an infinite loop or a crash costs one killable process. The
-child talks to the store through a blocking :class:`~dynamr.store.client.Client` (its event loop runs on a
-background thread while user code runs on the main one):
+User code runs here, never in the node, so an infinite loop or a crash costs one killable process. A
+process runs the attempts its worker sends it one after the other (all of one job: the worker keeps a
+process to one job), keeping its store client and the job's loaded code between them, and exits at the end
+of stdin, after a failed attempt, after ``max_tasks`` attempts or once its memory has grown past
+``max_rss``. It talks to the store through a blocking :class:`~dynamr.store.client.Client` (its event loop
+runs on a background thread while user code runs on the main one):
 
 - a **map** attempt reads its split (from a file on the store, or in place from a local file when the
   cluster shares the file system), runs :func:`~dynamr.mapreduce.tasks.run_map`, writes each partition's
@@ -11,8 +14,10 @@ background thread while user code runs on the main one):
   :func:`~dynamr.mapreduce.tasks.run_reduce`, and writes the part file (to the store's output directory,
   or to a local output directory), or, between steps, an object for the next step's maps.
 
-The last line on stdout is a JSON result: ``{"ok": true, ...}`` with partitions, counters and record
-counts, or ``{"ok": false, "error": ..., "traceback": ...}`` where the traceback is the user's.
+Stdout carries JSON lines for the worker only (user code's prints go to stderr): ``{"progress": [bytes,
+total, ticks]}`` every second while an attempt runs, then its result, ``{"ok": true, ...}`` with
+partitions, counters and record counts, or ``{"ok": false, "error": ..., "traceback": ...}`` where the
+traceback is the user's; ``"retiring": true`` in a result says the process exits after it.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import resource
 import signal
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -39,6 +46,62 @@ from dynamr.mapreduce.tasks import format_output, run_map, run_reduce
 from dynamr.store.client import Client
 
 PIECE = 1 << 20
+#: seconds between progress lines
+PROGRESS_EVERY = 1.0
+
+
+class Progress:
+    """How far the running attempt is: input bytes consumed (of ``total`` when known, else 0)."""
+
+    def __init__(self, total: int = 0) -> None:
+        self.done = 0
+        self.total = total
+
+    def count(self, blocks: Iterator[bytes]) -> Iterator[bytes]:
+        for block in blocks:
+            self.done += len(block)
+            yield block
+
+
+class CountingSource:
+    """A :class:`~dynamr.mapreduce.splits.RangeSource` that adds what it reads to a :class:`Progress`."""
+
+    def __init__(self, source: Any, progress: Progress) -> None:
+        self.source, self.progress = source, progress
+
+    def read(self, offset: int, length: int) -> Iterator[bytes]:
+        return self.progress.count(self.source.read(offset, length))
+
+
+class Session:
+    """What a task process keeps from one attempt to the next: the store client and the loaded job classes."""
+
+    def __init__(self) -> None:
+        self._client: Client | None = None
+        self._client_key: tuple[Any, ...] = ()
+        self._classes: dict[tuple[str, str | None], type[MRJob]] = {}
+
+    def client(self, spec: dict[str, Any]) -> Client:
+        key = (tuple(tuple(s) for s in spec["seeds"]), spec.get("secret_file"), spec.get("timeout", 30.0))
+        if self._client is None or key != self._client_key:
+            self.close()
+            seeds = [(str(host), int(port)) for host, port in spec["seeds"]]
+            secret = load_secret(secret_file=Path(spec["secret_file"])) if spec.get("secret_file") else load_secret()
+            self._client = Client(seeds, secret, timeout=float(spec.get("timeout", 30.0)))
+            self._client_key = key
+        return self._client
+
+    def job_class(self, spec: dict[str, Any], client: Client, fs: FileSystem) -> type[MRJob]:
+        key = (spec["source"], spec.get("job_class"))
+        if key not in self._classes:
+            source = client.run(fs.read_bytes(spec["source"])).decode()
+            self._classes[key] = load_job_class(source, spec.get("source_name", spec["source"]), spec.get("job_class"))
+        return self._classes[key]
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 class StoreFile:
@@ -83,26 +146,24 @@ async def _file_pieces(path: Path) -> AsyncIterator[bytes]:
 
 
 class TaskRun:
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], session: Session | None = None) -> None:
         self.spec = spec
-        seeds = [(str(host), int(port)) for host, port in spec["seeds"]]
-        secret = load_secret(secret_file=Path(spec["secret_file"])) if spec.get("secret_file") else load_secret()
-        self.client = Client(seeds, secret, timeout=float(spec.get("timeout", 30.0)))
+        self.session = session or Session()
+        self.client = self.session.client(spec)
         self.fs = FileSystem(self.client.async_client, chunk_size=int(spec.get("chunk_size", 4 << 20)))
         self.job_name: str = spec["job"]
         self.attempt: str = spec["attempt"]
         self.scratch = Path(tempfile.mkdtemp(prefix="dynamr-task-", dir=spec.get("scratch_dir")))
+        self.progress = Progress()
+        self.job: MRJob | None = None
 
     def load_job(self) -> MRJob:
-        source_path = self.spec["source"]
-        source = self.client.run(self.fs.read_bytes(source_path)).decode()
-        job = load_job_class(source, self.spec.get("source_name", source_path), self.spec.get("job_class"))(
-            self.spec.get("options") or {})
+        job = self.session.job_class(self.spec, self.client, self.fs)(self.spec.get("options") or {})
         job.partition_state = self.spec.get("partition_state")
         return job
 
     def run(self) -> dict[str, Any]:
-        job = self.load_job()
+        job = self.job = self.load_job()
         step = job.steps()[int(self.spec["step"])]
         result = self.run_map(job, step) if self.spec["kind"] == "map" else self.run_reduce(job, step)
         result["counters"] = [[group, name, value] for (group, name), value in job.counters().items()]
@@ -116,12 +177,13 @@ class TaskRun:
             reader = READERS[job.INPUT_FORMAT]
             where = LocalFile(Path(split.path)) if source.get("local") else StoreFile(self.client, self.fs,
                                                                                         split.path)
-            return reader(where, split)
+            self.progress.total = split.length
+            return reader(CountingSource(where, self.progress), split)
         # the output of the previous step: encoded records in a local file, or an object in the store
         if source["kind"] == "file":
-            return decode_run(_read(Path(source["path"])))
+            return decode_run(self.progress.count(_read(Path(source["path"]))))
         key = source["key"].encode()
-        return decode_run(pull(self.client, self.fs.read_object(key)))
+        return decode_run(self.progress.count(pull(self.client, self.fs.read_object(key))))
 
     def _local_run(self, job_name: str, attempt: str, partition: int) -> Path:
         """Where a map attempt's partition lives when intermediate data stays on the local disk."""
@@ -177,10 +239,11 @@ class TaskRun:
         partition = int(self.spec["partition"])
         commits = [im.Commit(c["task_id"], c["attempt"], tuple(c["partitions"])) for c in self.spec["commits"]]
         if self.spec.get("local_intermediate"):
-            runs = [_read(self._local_run(self.spec["map_job"], c.attempt, partition))
+            runs = [self.progress.count(_read(self._local_run(self.spec["map_job"], c.attempt, partition)))
                     for c in commits if partition in c.partitions]
         else:
-            runs = [pull(self.client, im.read_partition(self.fs, self.spec["map_job"], c, partition))
+            runs = [self.progress.count(pull(self.client, im.read_partition(self.fs, self.spec["map_job"], c,
+                                                                            partition)))
                     for c in commits]
         count = self._write_output(job, run_reduce(step, runs), self.spec["output"])
         return {"records_out": count}
@@ -215,7 +278,10 @@ class TaskRun:
         import shutil
 
         shutil.rmtree(self.scratch, ignore_errors=True)
-        self.client.close()
+
+    def progress_line(self) -> list[int]:
+        ticks = self.job.progress_ticks if self.job is not None else 0
+        return [self.progress.done, self.progress.total, ticks]
 
 
 def user_traceback(exc: BaseException) -> str:
@@ -264,26 +330,85 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def main() -> int:
-    die_with_parent()
-    spec = json.loads(sys.stdin.read())
+class Channel:
+    """The worker's channel: specs in on the process's original stdin, progress and results out on its
+    original stdout (the latter shared by the progress thread and the task). User code gets neither: its
+    stdin is empty and its prints, and those of anything it starts, go to stderr."""
+
+    def __init__(self) -> None:
+        self._in = os.fdopen(os.dup(0), "r")
+        self._out = os.fdopen(os.dup(1), "w", buffering=1)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(2, 1)
+        self._lock = threading.Lock()
+
+    def receive(self) -> str:
+        return self._in.readline()
+
+    def send(self, message: dict[str, Any]) -> None:
+        line = json.dumps(message) + "\n"
+        with self._lock:
+            self._out.write(line)
+            self._out.flush()
+
+
+def report_progress(channel: Channel, task: TaskRun, stop: threading.Event) -> None:
+    while not stop.wait(PROGRESS_EVERY):
+        try:
+            channel.send({"progress": task.progress_line()})
+        except (OSError, ValueError):
+            return
+
+
+def run_one(spec: dict[str, Any], session: Session, channel: Channel) -> dict[str, Any]:
     task = None
+    stop = threading.Event()
     try:
-        task = TaskRun(spec)
+        task = TaskRun(spec, session)
+        threading.Thread(target=report_progress, args=(channel, task, stop), daemon=True).start()
         result = task.run()
         result["ok"] = True
-        print(json.dumps(result), flush=True)
-        return 0
+        return result
     except BaseException as exc:
-        tb = user_traceback(exc)
-        failure = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": tb}
+        failure = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": user_traceback(exc)}
         if getattr(exc, "dynamr_bad_record", None) is not None:
             failure["bad_record"] = exc.dynamr_bad_record  # type: ignore[attr-defined]
-        print(json.dumps(failure), flush=True)
-        return 1
+        return failure
     finally:
+        stop.set()
         if task is not None:
             task.close()
+
+
+def rss_bytes() -> int:
+    """Peak resident memory of this process (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def main() -> int:
+    die_with_parent()
+    channel = Channel()
+    session = Session()
+    served = 0
+    ok = True
+    try:
+        while line := channel.receive():
+            if not line.strip():
+                continue
+            spec = json.loads(line)
+            result = run_one(spec, session, channel)
+            served += 1
+            ok = bool(result["ok"])
+            retiring = (not ok or served >= int(spec.get("max_tasks", 1))
+                        or rss_bytes() > int(spec.get("max_rss", 512 << 20)))
+            channel.send({**result, "retiring": retiring})
+            if retiring:
+                break
+    finally:
+        session.close()
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 class Coordinator:
     def __init__(self, client: AsyncClient, *, max_attempts: int = 4, node_timeout: float = 5.0,
-                 data_dir: Path | None = None, recovery_grace: float = 1.0) -> None:
+                 data_dir: Path | None = None, recovery_grace: float = 1.0, task_timeout: float = 600.0) -> None:
         self.client = client
+        self.task_timeout = task_timeout
         self.fs = FileSystem(client)
         self.store = JobStore(data_dir)
         self.incarnation = self.store.next_incarnation()
@@ -268,7 +269,7 @@ class Coordinator:
                 kills.add(attempt)  # nobody wants it any more: its job ended, or it was written off with its node
         for report in reports:
             await self._report(report, now)
-        base = {"scratch_dir": None}
+        base = {"scratch_dir": None, "progress_timeout": self.task_timeout}
         specs = []
         if now >= self._assign_after:
             for assignment in self.scheduler.offer(node, msg.free_slots, now):

@@ -1,10 +1,13 @@
-"""A node's task slots: pull work from the coordinator and run each attempt in a child process.
+"""A node's task slots: pull work from the coordinator and run each attempt in a task process.
 
 Every ``interval`` seconds (and at once when an attempt ends) the worker sends a heartbeat with its free
-slots and the attempts that ended; the reply holds new task specs, each started as
-``python -m dynamr.mapreduce.child`` with the spec on stdin and the cluster secret in its environment
-(never in the spec). A child's last stdout line is its JSON result; a child that dies without one is
-reported as failed with its stderr. Kills named by the coordinator end the child's whole process group.
+slots, the attempts that ended and the progress of those running; the reply holds new task specs and the
+attempts to kill. Task processes (:mod:`~dynamr.mapreduce.taskprocess`) are reused: once a process has run
+an attempt of a job it waits for the next attempt of the same job, up to ``reuse`` attempts (a process
+never serves two jobs); a fresh spare per slot, imports done, waits for the first attempt of a new job.
+An attempt whose process reports no progress for the spec's ``progress_timeout`` is killed and reported
+failed. Kills named by the coordinator end the attempt's whole process group, and idle processes of that
+job with it.
 """
 
 from __future__ import annotations
@@ -13,21 +16,46 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import signal
-import sys
+import time
 from typing import Any
 
 from dynamr.errors import DynamrError
+from dynamr.mapreduce.taskprocess import TaskProcess
 from dynamr.rpc import messages as m
 from dynamr.rpc.transport import Address, Transport
 
 log = logging.getLogger(__name__)
 
+#: seconds an idle task process waits for another attempt of its job before it is let go
+IDLE_SECONDS = 20.0
+
+
+def job_of(attempt: str) -> str:
+    """The job an attempt id belongs to (ids are ``<job>/s<step>-<m|r><n>#<attempt>``)."""
+    return attempt.rsplit("/", 1)[0]
+
+
+class AttemptProgress:
+    """The last progress line of a running attempt, and when it last changed."""
+
+    def __init__(self, now: float) -> None:
+        self.line: list[int] = [0, 0, 0]
+        self.changed = now
+
+    def update(self, line: list[int], now: float) -> None:
+        if line != self.line:
+            self.line, self.changed = list(line), now
+
+    @property
+    def fraction(self) -> float:
+        done, total = self.line[0], self.line[1]
+        return min(1.0, done / total) if total > 0 else -1.0
+
 
 class Worker:
     def __init__(self, node_id: str, coordinator: Address, transport: Transport, *, slots: int,
-                 seeds: list[Address], secret: bytes, interval: float = 0.5, scratch_dir: str | None = None) -> None:
+                 seeds: list[Address], secret: bytes, interval: float = 0.5, scratch_dir: str | None = None,
+                 reuse: int = 20, max_rss: int = 512 << 20) -> None:
         self.node_id = node_id
         self.coordinator = coordinator
         self.transport = transport
@@ -36,13 +64,20 @@ class Worker:
         self.secret = secret
         self.interval = interval
         self.scratch_dir = scratch_dir
-        self.running: dict[str, asyncio.subprocess.Process] = {}
-        #: children started ahead of time, imports done, waiting for a spec on stdin
-        self._spares: list[asyncio.subprocess.Process] = []
+        self.reuse = max(1, reuse)
+        self.max_rss = max_rss
+        self.running: dict[str, TaskProcess] = {}
+        self.progress: dict[str, AttemptProgress] = {}
+        self._timeouts: dict[str, float] = {}
+        #: fresh processes, imports done, waiting for their first attempt
+        self._spares: list[TaskProcess] = []
+        #: processes that ran an attempt of their job and wait for another
+        self._idle: list[TaskProcess] = []
         self._reports: list[dict[str, Any]] = []
         #: attempts the coordinator wants killed that had not started here yet
         self._doomed: set[str] = set()
-        self._killed: set[str] = set()
+        #: attempts ended here on purpose, with the reason
+        self._killed: dict[str, str] = {}
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -51,11 +86,13 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.interval)
             self._wakeup.clear()
+            self._housekeeping()
             reports, self._reports = self._reports, []
+            running = tuple(self.running)
             try:
                 reply = await self.transport.call(self.coordinator, m.WorkerHeartbeat(
                     node_id=self.node_id, free_slots=self.slots - len(self.running), reports=json.dumps(reports),
-                    running=tuple(self.running)), 5.0)
+                    running=running, progress=tuple(self._fraction(a) for a in running)), 5.0)
             except DynamrError as exc:
                 self._reports = reports + self._reports  # resend them next time
                 log.debug("heartbeat to the coordinator failed: %s", exc)
@@ -64,89 +101,123 @@ class Worker:
             for attempt in reply.kills:
                 self.kill(attempt)
             for spec_text in reply.assignments:
-                spec = json.loads(spec_text)
-                task = asyncio.create_task(self._run_attempt(spec))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._run_attempt(json.loads(spec_text)))
 
-    async def _start_child(self) -> asyncio.subprocess.Process:
-        env = {**os.environ, "DYNAMR_SECRET": self.secret.decode()}
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dynamr.mapreduce.child", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
+    def _fraction(self, attempt: str) -> float:
+        progress = self.progress.get(attempt)
+        return progress.fraction if progress is not None else -1.0
 
-    async def _child(self) -> asyncio.subprocess.Process:
-        """A warm child if one is waiting, else a new one; a replacement is started in the background."""
-        while self._spares:
-            proc = self._spares.pop()
-            if proc.returncode is None:
-                break
-        else:
-            proc = await self._start_child()
-        task = asyncio.create_task(self._add_spare())
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _housekeeping(self) -> None:
+        """Kill attempts that stopped making progress; let long-idle processes go."""
+        now = time.monotonic()
+        for attempt, progress in list(self.progress.items()):
+            timeout = self._timeouts.get(attempt, 0.0)
+            if timeout > 0 and now - progress.changed > timeout and attempt in self.running:
+                log.warning("attempt %s made no progress for %.0f s: killing it", attempt, timeout)
+                self.kill(attempt, f"no progress for {timeout:g} s (read no input, emitted nothing, touched no "
+                                   "counter): killed; call self.report_progress() in long work on one record")
+        for proc in [p for p in self._idle if now - p.idle_since > IDLE_SECONDS or not p.alive]:
+            self._let_go(proc)
+
+    # --- task processes ------------------------------------------------------------------------------
+
+    async def _process_for(self, job: str) -> TaskProcess:
+        """An idle process of ``job``, else a warm spare (a replacement starts in the background), else a
+        new process."""
+        for proc in self._idle:
+            if proc.job == job and proc.alive:
+                self._idle.remove(proc)
+                return proc
+        while self._spares:
+            proc = self._spares.pop()
+            if proc.alive:
+                break
+        else:
+            proc = await TaskProcess.start(self.secret)
+        self._spawn(self._add_spare())
         return proc
 
     async def _add_spare(self) -> None:
         if len(self._spares) < self.slots:
             with contextlib.suppress(OSError):
-                self._spares.append(await self._start_child())
+                self._spares.append(await TaskProcess.start(self.secret))
+
+    def _keep(self, proc: TaskProcess) -> None:
+        self._idle.append(proc)
+        while len(self._idle) > self.slots:
+            self._let_go(self._idle[0])
+
+    def _let_go(self, proc: TaskProcess) -> None:
+        with contextlib.suppress(ValueError):
+            self._idle.remove(proc)
+        proc.kill()  # idle: no attempt to lose, and threads or processes user code left behind go too
+        self._spawn(proc.wait())
+
+    # --- attempts ------------------------------------------------------------------------------------
 
     async def _run_attempt(self, spec: dict[str, Any]) -> None:
         attempt = spec["attempt"]
-        spec = {**spec, "seeds": [list(s) for s in self.seeds], "scratch_dir": self.scratch_dir}
+        spec = {**spec, "seeds": [list(s) for s in self.seeds], "scratch_dir": self.scratch_dir,
+                "max_tasks": self.reuse, "max_rss": self.max_rss}
         try:
-            proc = await self._child()
+            proc = await self._process_for(spec["job"])
         except OSError as exc:
             self._report(attempt, False, {"error": f"could not start the task process: {exc}"})
             return
         self.running[attempt] = proc
+        self.progress[attempt] = progress = AttemptProgress(time.monotonic())
+        self._timeouts[attempt] = float(spec.get("progress_timeout", 0.0))
         if attempt in self._doomed:
             self._doomed.discard(attempt)
             self.kill(attempt)
         try:
-            stdout, stderr = await proc.communicate(json.dumps(spec).encode())
+            result = await proc.run(spec, lambda line: progress.update(line, time.monotonic()))
         finally:
             self.running.pop(attempt, None)
-        lines = stdout.decode(errors="replace").strip().splitlines()
-        try:
-            result = json.loads(lines[-1]) if lines else None
-        except ValueError:
-            result = None
-        if attempt in self._killed:
-            self._killed.discard(attempt)
-            result = {"ok": False, "error": "killed at the coordinator's request"}
-        elif not isinstance(result, dict):
-            tail = stderr.decode(errors="replace")[-2000:]
-            result = {"ok": False, "error": f"task process exited with code {proc.returncode} without a result",
-                      "traceback": tail}
+            self.progress.pop(attempt, None)
+            self._timeouts.pop(attempt, None)
+        reason = self._killed.pop(attempt, None)
+        if reason is not None:
+            result = {"ok": False, "error": reason}
+            self._let_go(proc)
+        elif result is None:
+            result = await proc.failure()
+        elif result.get("retiring") or not proc.alive:
+            self._spawn(proc.wait())
+        else:
+            self._keep(proc)
         self._report(attempt, bool(result.get("ok")), result)
 
     def _report(self, attempt: str, ok: bool, result: dict[str, Any]) -> None:
         self._reports.append({"attempt": attempt, "ok": ok, "result": result})
         self._wakeup.set()
 
-    def kill(self, attempt: str) -> None:
-        """SIGKILL the attempt's whole process group (user code and anything it started)."""
+    def kill(self, attempt: str, reason: str = "killed at the coordinator's request") -> None:
+        """SIGKILL the attempt's whole process group (user code and anything it started); idle processes
+        of its job go too."""
+        for idle in [p for p in self._idle if p.job == job_of(attempt)]:
+            self._let_go(idle)
         proc = self.running.get(attempt)
         if proc is None:
             self._doomed.add(attempt)
-        elif proc.returncode is None:
-            self._killed.add(attempt)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        elif proc.alive:
+            self._killed[attempt] = reason
+            proc.kill()
 
     async def stop(self) -> None:
         for attempt in list(self.running):
             self.kill(attempt)
-        for proc in self._spares:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        for proc in self._spares:
-            with contextlib.suppress(Exception):
-                await proc.wait()
+        for proc in self._spares + self._idle:
+            proc.kill()
+        for proc in self._spares + self._idle:
+            await proc.wait()
         self._spares.clear()
+        self._idle.clear()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

@@ -342,6 +342,8 @@ class WorkerHeartbeat(Message):
     #: JSON list of {"attempt": ..., "ok": bool, "result": {...}}
     reports: str = "[]"
     running: tuple[str, ...] = ()
+    #: for each running attempt, the fraction of its input consumed (-1: not known)
+    progress: tuple[float, ...] = ()
 
 
 @register(47)

@@ -110,7 +110,8 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
         worker = Worker(node_id, spec.coordinator.address, transport,
                         slots=settings.task_slots or os.cpu_count() or 1,
                         seeds=[me.address, *[n.address for n in spec.nodes if n.node_id != node_id]], secret=secret,
-                        interval=settings.worker_heartbeat, scratch_dir=str(data_dir / "tasks"))
+                        interval=settings.worker_heartbeat, scratch_dir=str(data_dir / "tasks"),
+                        reuse=settings.task_process_reuse, max_rss=settings.task_process_max_rss)
         (data_dir / "tasks").mkdir(parents=True, exist_ok=True)
         worker_task = asyncio.create_task(worker.run())
     log.info("node %s (epoch %s) listening on %s:%d", node_id, node.replica.epoch, me.host, server.port)
@@ -150,7 +151,8 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
     client = AsyncClient([n.address for n in spec.nodes], secret, timeout=settings.request_timeout * 2,
                          ssl_context=client_ssl)
     coordinator = Coordinator(client, max_attempts=settings.max_attempts, node_timeout=settings.worker_timeout,
-                              data_dir=data_dir, recovery_grace=max(1.0, 3 * settings.worker_heartbeat))
+                              data_dir=data_dir, recovery_grace=max(1.0, 3 * settings.worker_heartbeat),
+                              task_timeout=settings.task_timeout)
     if data_dir is None:
         log.warning("the coordinator has no --data-dir: job state will not survive a restart")
     await coordinator.recover()

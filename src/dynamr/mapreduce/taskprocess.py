@@ -1,0 +1,109 @@
+"""A task process as the worker sees it: start it, hand it attempts one at a time, follow its progress.
+
+The process is ``python -m dynamr.mapreduce.child`` in a session of its own (so a kill reaches everything
+user code started), with the cluster secret in its environment (never in a spec). Specs go to its stdin
+as JSON lines; its stdout brings back progress lines and one result line per attempt; its stderr (where
+user code's prints also land) is drained all the time into a bounded tail, the part written during the
+current attempt being what a failure report shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+#: bytes of stderr kept for a failure report
+STDERR_TAIL = 4000
+#: longest line the process may write (a result with a long traceback)
+LINE_LIMIT = 16 << 20
+
+ProgressCallback = Callable[[list[int]], None]
+
+
+class TaskProcess:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        #: the job whose attempts this process runs (None until its first attempt)
+        self.job: str | None = None
+        self.served = 0
+        self.idle_since = time.monotonic()
+        self._stderr = bytearray()
+        self._drain = asyncio.create_task(self._drain_stderr())
+
+    @classmethod
+    async def start(cls, secret: bytes) -> TaskProcess:
+        env = {**os.environ, "DYNAMR_SECRET": secret.decode()}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dynamr.mapreduce.child", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
+            limit=LINE_LIMIT)
+        return cls(proc)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    async def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        with contextlib.suppress(Exception):
+            while data := await self.proc.stderr.read(65536):
+                self._stderr += data
+                del self._stderr[:-STDERR_TAIL]
+
+    async def run(self, spec: dict[str, Any], on_progress: ProgressCallback) -> dict[str, Any] | None:
+        """Run one attempt; its result, or None when the process ended without one (see :meth:`failure`)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._stderr.clear()
+        self.job = spec["job"]
+        self.served += 1
+        try:
+            self.proc.stdin.write(json.dumps(spec).encode() + b"\n")
+            await self.proc.stdin.drain()
+            while line := await self.proc.stdout.readline():
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(message, dict):
+                    continue
+                if "progress" in message:
+                    on_progress(message["progress"])
+                    continue
+                self.idle_since = time.monotonic()
+                return message
+        except (OSError, ValueError):
+            pass  # the process is gone (its pipes broke)
+        await self.proc.wait()
+        return None
+
+    async def failure(self) -> dict[str, Any]:
+        """What to report for an attempt whose process ended without a result."""
+        await self.proc.wait()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._drain, 2.0)
+        return {"ok": False, "error": f"task process exited with code {self.proc.returncode} without a result",
+                "traceback": self._stderr.decode(errors="replace")}
+
+    def kill(self) -> None:
+        """SIGKILL the process's whole group (user code and anything it started)."""
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def retire(self) -> None:
+        """Let an idle process go: the end of its stdin makes it exit."""
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()
+
+    async def wait(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.proc.wait()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._drain, 2.0)
