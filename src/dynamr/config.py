@@ -85,6 +85,15 @@ class StoreSettings:
     #: seconds a task attempt may go without progress (no input read, no counter touched) before it is
     #: killed and retried (Hadoop's mapreduce.task.timeout)
     task_timeout: float = 600.0
+    #: backup attempts for stragglers near the end of a phase (at most ``speculative_share`` of a job's tasks)
+    speculative_execution: bool = True
+    speculative_share: float = 0.1
+    #: an attempt at least this many times slower than its phase's median speed may get a backup...
+    speculative_slow_factor: float = 2.0
+    #: ...once it has run this many seconds
+    speculative_after: float = 5.0
+    #: failed attempts of one job on one node before that node gets no more of the job's tasks
+    node_exclusion_failures: int = 3
     #: attempts of one job a task process runs before a fresh process replaces it (1: a process per attempt)
     task_process_reuse: int = 20
     #: a task process whose peak resident memory passed this many bytes is replaced after its attempt
@@ -113,11 +122,15 @@ class StoreSettings:
             raise ConfigError(f"fsync must be one of {', '.join(FSYNC_POLICIES)} (got {self.fsync!r})")
         for name in ("heartbeat_interval", "failure_timeout", "request_timeout", "replica_timeout",
                      "handoff_interval", "tombstone_reap_interval", "fsync_interval", "gc_interval",
-                     "worker_heartbeat", "worker_timeout", "task_timeout"):
+                     "worker_heartbeat", "worker_timeout", "task_timeout", "speculative_after"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
         if self.task_slots < 0 or self.max_attempts < 1:
             raise ConfigError("task_slots must be 0 (one per core) or more, and max_attempts at least 1")
+        if not 0.0 <= self.speculative_share <= 1.0 or self.speculative_slow_factor <= 1.0:
+            raise ConfigError("speculative_share must be between 0 and 1, and speculative_slow_factor above 1")
+        if self.node_exclusion_failures < 1:
+            raise ConfigError("node_exclusion_failures must be at least 1")
         if self.task_process_reuse < 1 or self.task_process_max_rss < (16 << 20):
             raise ConfigError("task_process_reuse must be at least 1 and task_process_max_rss at least 16 MiB")
         if self.worker_timeout <= self.worker_heartbeat:

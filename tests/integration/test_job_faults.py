@@ -5,46 +5,30 @@ Real coordinator, node and task processes on loopback; faults are real signals (
 
 from __future__ import annotations
 
-import asyncio
-import re
 import signal
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dynamr.files.client import FileSystem
-from dynamr.localcluster import COORDINATOR, LocalCluster
-from dynamr.mapreduce.submit import JobClient, build_plan
+from dynamr.localcluster import COORDINATOR
 from dynamr.store.client import Client
 from tests.helpers import dynamr, wait_until
 from tests.integration.conftest import MakeCluster
+from tests.integration.jobtools import (
+    alive,
+    job_status,
+    keys_of,
+    start_slow_wordcount,
+    store_output,
+    submit,
+    upload,
+    wait_for_job,
+    wordcount,
+)
 from tests.mrdata import write_corpus
 
 UNEVEN = [3000, 3000, 60000, 3000, 500, 3000]
-WORD = re.compile(r"[a-z0-9']+")
-
-#: word count whose maps and reduces take at least the given time (so faults land in the phase wanted)
-SLOW_WORDCOUNT = '''
-import re, time
-from dynamr.mapreduce import MRJob
-
-WORD = re.compile(r"[a-z0-9']+")
-
-class SlowCount(MRJob):
-    def mapper(self, key, line):
-        for word in WORD.findall(line.lower()):
-            yield word, 1
-    def mapper_final(self):
-        time.sleep({map_seconds})
-        return ()
-    def combiner(self, word, counts):
-        yield word, sum(counts)
-    def reducer_init(self):
-        time.sleep({reduce_seconds})
-    def reducer(self, word, counts):
-        yield word, sum(counts)
-'''
 
 LOOPING_JOB = '''
 import os, subprocess
@@ -66,32 +50,12 @@ class Loops(MRJob):
 '''
 
 
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def submit(cluster: LocalCluster, name: str, job_file: Path, inputs: list[str], output: str,
-           **kwargs: Any) -> None:
-    with Client(cluster.seeds, cluster.secret, timeout=30) as client:
-        plan = client.run(build_plan(FileSystem(client.async_client), name, job_file, inputs, output, local=False,
-                                     **kwargs))
-        client.run(JobClient(client.async_client).submit(name, plan))
 
 
-def job_status(cluster: LocalCluster, name: str) -> dict[str, Any]:
-    with Client(cluster.seeds, cluster.secret, timeout=30) as client:
-        status: dict[str, Any] = client.run(JobClient(client.async_client).status(name))
-        return status
 
 
-def keys_of(cluster: LocalCluster, name: str) -> dict[str, tuple[bytes, ...]]:
-    with Client(cluster.seeds, cluster.secret, timeout=30) as client:
-        return client.keys_on_nodes(f"mr:{name}/")
 
 
 def test_kill_stops_an_endless_mapper_and_deletes_the_jobs_data(make_cluster: MakeCluster, tmp_path: Path) -> None:
@@ -129,32 +93,10 @@ def test_kill_stops_an_endless_mapper_and_deletes_the_jobs_data(make_cluster: Ma
 
 
 
-def wordcount(files: list[Path]) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    for f in files:
-        for line in f.read_text().splitlines():
-            counts.update(WORD.findall(line.lower()))
-    return dict(counts)
 
 
-def store_output(cluster: LocalCluster, folder: str) -> dict[str, int]:
-    with Client(cluster.seeds, cluster.secret, timeout=30) as client:
-        fs = client.files()
-        names = [e.name for e in fs.ls(folder)]
-        assert "_SUCCESS" in names
-        text = b"".join(fs.read_bytes(f"{folder}/{n}") for n in sorted(names) if n.startswith("part-")).decode()
-    out = {}
-    for line in text.splitlines():
-        key, value = line.split("\t")
-        assert key.strip('"') not in out, f"{key} appears twice in the output"
-        out[key.strip('"')] = int(value)
-    return out
 
 
-def wait_for_job(cluster: LocalCluster, name: str, timeout: float) -> dict[str, Any]:
-    with Client(cluster.seeds, cluster.secret, timeout=30) as client:
-        status: dict[str, Any] = client.run(asyncio.wait_for(JobClient(client.async_client).wait(name), timeout))
-        return status
 
 
 def attempts_per_task(status: dict[str, Any], kind: str) -> Counter[str]:
@@ -166,20 +108,8 @@ def is_reduce(attempt: dict[str, Any]) -> bool:
     return bool(attempt["task"].split("/")[1].startswith("s0-r"))
 
 
-def upload(cluster: LocalCluster, folder: Path) -> None:
-    with Client(cluster.seeds, cluster.secret) as client:
-        client.files().put_tree(folder, "/in")
 
 
-def start_slow_wordcount(cluster: LocalCluster, tmp_path: Path, name: str, sizes: list[int], *,
-                         map_seconds: float, reduce_seconds: float, **plan: Any) -> list[Path]:
-    """Upload a corpus and submit SLOW_WORDCOUNT over it as job ``name`` (output /out); returns the files."""
-    files = write_corpus(tmp_path / "in", sizes)
-    upload(cluster, files[0].parent)
-    job_file = tmp_path / "slowcount.py"
-    job_file.write_text(SLOW_WORDCOUNT.format(map_seconds=map_seconds, reduce_seconds=reduce_seconds))
-    submit(cluster, name, job_file, ["/in"], "/out", **plan)
-    return files
 
 
 def test_coordinator_killed_at_half_the_maps_resumes_the_job(make_cluster: MakeCluster, tmp_path: Path) -> None:

@@ -312,14 +312,22 @@ def status(name: str, target: Target) -> None:
                   f"{st['maps_done']}/{st['maps']}, reduces {st['reduces_done']}/{st['reduces']}, "
                   f"{st['seconds']:.1f}s", highlight=False)
     table = Table("task", "attempt", "node", "result", title="attempts")
+
+    def attempt_id(attempt: dict[str, Any]) -> str:
+        return str(attempt["attempt"]).split("#")[1] + (" (backup)" if attempt.get("speculative") else "")
+
     for attempt in st["attempts"]:
-        table.add_row(attempt["task"].split("/", 1)[1], attempt["attempt"].split("#")[1], attempt["node"],
+        table.add_row(attempt["task"].split("/", 1)[1], attempt_id(attempt), attempt["node"],
                       "ok" if attempt["ok"] else f"[red]{attempt['error'][:80]}[/]")
     for attempt in st.get("running_attempts", []):
-        table.add_row(attempt["task"].split("/", 1)[1], attempt["attempt"].split("#")[1], attempt["node"],
-                      "[cyan]running[/]")
+        table.add_row(attempt["task"].split("/", 1)[1], attempt_id(attempt), attempt["node"], "[cyan]running[/]")
     if st["attempts"] or st.get("running_attempts"):
         console.print(table)
+    if st.get("speculative_attempts"):
+        console.print(f"{st['speculative_attempts']} backup attempt(s) of slow tasks started", highlight=False)
+    if st.get("excluded_nodes"):
+        console.print(f"[yellow]nodes excluded from this job after repeated failures: "
+                      f"{', '.join(st['excluded_nodes'])}[/]", highlight=False)
     if st["state"] in ("succeeded", "failed", "killed"):
         report(st)
 

@@ -56,6 +56,13 @@ class Progress:
     def __init__(self, total: int = 0) -> None:
         self.done = 0
         self.total = total
+        #: bumped while output is written (a task busy sorting, merging or uploading is not stuck)
+        self.ticks = 0
+
+    def tick(self, blocks: Iterator[bytes]) -> Iterator[bytes]:
+        for block in blocks:
+            self.ticks += 1
+            yield block
 
     def count(self, blocks: Iterator[bytes]) -> Iterator[bytes]:
         for block in blocks:
@@ -201,7 +208,7 @@ class TaskRun:
                 path = self.scratch / f"part-{partition}.run"
             size = 0
             with open(path, "wb") as out:
-                for block in blocks:
+                for block in self.progress.tick(blocks):
                     out.write(block)
                     size += len(block)
             if size:
@@ -262,7 +269,7 @@ class TaskRun:
         blocks = (encode_run(counted(records)) if output["kind"] in ("object", "file")
                   else format_output(counted(records), job.OUTPUT_FORMAT))
         with open(local, "wb") as out:
-            for block in blocks:
+            for block in self.progress.tick(blocks):
                 out.write(block)
         if output["kind"] == "object":
             self.client.run(self.fs.put_object(output["key"].encode(), _file_pieces(local)))
@@ -281,7 +288,7 @@ class TaskRun:
 
     def progress_line(self) -> list[int]:
         ticks = self.job.progress_ticks if self.job is not None else 0
-        return [self.progress.done, self.progress.total, ticks]
+        return [self.progress.done, self.progress.total, ticks + self.progress.ticks]
 
 
 def user_traceback(exc: BaseException) -> str:

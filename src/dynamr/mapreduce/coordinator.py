@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dynamr.config import StoreSettings
 from dynamr.errors import BadRequestError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
@@ -42,15 +43,23 @@ JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class Coordinator:
-    def __init__(self, client: AsyncClient, *, max_attempts: int = 4, node_timeout: float = 5.0,
-                 data_dir: Path | None = None, recovery_grace: float = 1.0, task_timeout: float = 600.0) -> None:
+    def __init__(self, client: AsyncClient, settings: StoreSettings | None = None, *,
+                 data_dir: Path | None = None) -> None:
+        settings = settings or StoreSettings()
         self.client = client
-        self.task_timeout = task_timeout
+        self.task_timeout = settings.task_timeout
         self.fs = FileSystem(client)
         self.store = JobStore(data_dir)
         self.incarnation = self.store.next_incarnation()
-        self.scheduler = Scheduler(max_attempts=max_attempts, node_timeout=node_timeout,
-                                   attempt_prefix="" if self.incarnation == 1 else f"{self.incarnation}.")
+        self.scheduler = Scheduler(max_attempts=settings.max_attempts, node_timeout=settings.worker_timeout,
+                                   attempt_prefix="" if self.incarnation == 1 else f"{self.incarnation}.",
+                                   exclude_after=settings.node_exclusion_failures,
+                                   speculative=settings.speculative_execution,
+                                   slow_factor=settings.speculative_slow_factor,
+                                   speculative_share=settings.speculative_share,
+                                   speculative_after=settings.speculative_after)
+        #: after a restart, no new assignments for this long: nodes first report what they still run
+        recovery_grace = max(1.0, 3 * settings.worker_heartbeat)
         self.jobs: dict[str, JobRun] = {}
         #: final status of jobs finished before this incarnation started
         self.finished: dict[str, dict[str, Any]] = {}
@@ -267,6 +276,8 @@ class Coordinator:
         for attempt in msg.running:
             if not self.scheduler.is_running(attempt, node) and not self._adopt(attempt, node, now):
                 kills.add(attempt)  # nobody wants it any more: its job ended, or it was written off with its node
+        for attempt, fraction in zip(msg.running, msg.progress, strict=False):
+            self.scheduler.progress(attempt, fraction)
         for report in reports:
             await self._report(report, now)
         base = {"scratch_dir": None, "progress_timeout": self.task_timeout}
@@ -275,6 +286,9 @@ class Coordinator:
             for assignment in self.scheduler.offer(node, msg.free_slots, now):
                 job = self.jobs[assignment.task_id.split("/")[0]]
                 specs.append(json.dumps(job.spec_for(assignment, base)))
+                if assignment.speculative:
+                    log.info("backup attempt %s of straggler %s on %s", assignment.attempt_id, assignment.task_id,
+                             node)
                 self.store.attempt_started(job.name, assignment.task_id, assignment.attempt_id, node, now)
         return m.WorkerHeartbeatReply(assignments=tuple(specs), kills=tuple(sorted(kills)))
 
@@ -284,7 +298,8 @@ class Coordinator:
         if self.scheduler.knows(attempt):
             return False
         job = self.jobs.get(attempt.split("/")[0])
-        if job is None or job.state != "running" or not self.scheduler.adopt(attempt.split("#")[0], attempt, node):
+        if job is None or job.state != "running" or not self.scheduler.adopt(attempt.split("#")[0], attempt, node,
+                                                                             now):
             return False
         job.adopted(attempt, node, now)
         self.store.attempt_started(job.name, attempt.split("#")[0], attempt, node, now)

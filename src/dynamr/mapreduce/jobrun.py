@@ -94,6 +94,10 @@ class JobRun:
         self._tracked: set[str] = set()
         self._skips: dict[str, list[str]] = {}
         self._attempt_started: dict[str, float] = {}
+        #: backup attempts started for stragglers
+        self._speculative: set[str] = set()
+        #: nodes that got no more of this job's tasks after repeated failures
+        self.excluded_nodes: set[str] = set()
 
     # --- ids -----------------------------------------------------------------------------------------
 
@@ -125,7 +129,9 @@ class JobRun:
         if plan.map_only:
             spec["output"] = self._output_for(step, index)
         self.tasks[task_id] = TaskInfo("map", step, index, spec)
-        self.scheduler.add(task_id, preferred)
+        split = source.get("split")
+        self.scheduler.add(task_id, preferred, job=self.name, phase=f"{self.name}/s{step}-m",
+                           weight=int(split["end"]) - int(split["start"]) if split else 1)
 
     def _output_for(self, step: int, number: int) -> dict[str, Any]:
         if step < len(self.plan.steps) - 1:
@@ -144,6 +150,8 @@ class JobRun:
         info = self.tasks[assignment.task_id]
         self._attempt_nodes[assignment.attempt_id] = assignment.node
         self._attempt_started[assignment.attempt_id] = time.time()
+        if assignment.speculative:
+            self._speculative.add(assignment.attempt_id)
         spec = {**base, **info.spec, "job": self.name, "attempt": assignment.attempt_id,
                 "source": self.plan.source, "source_name": self.plan.source_name,
                 "job_class": self.plan.job_class, "options": self.plan.options,
@@ -160,7 +168,7 @@ class JobRun:
 
     def on_success(self, attempt: str, result: dict[str, Any], now: float) -> im.Commit | None:
         """An attempt ended well. Returns the commit record to write when it won its task, else None."""
-        outcome = self.scheduler.succeeded(attempt)
+        outcome = self.scheduler.succeeded(attempt, now)
         task_id = attempt.split("#")[0]
         self._record(task_id, attempt, True, now, result)
         if not outcome.commit:
@@ -178,6 +186,7 @@ class JobRun:
             if bad is not None and bad not in self._skips.setdefault(task_id, []):
                 self._skips[task_id].append(str(bad))  # ...and the one after skips it
         outcome = self.scheduler.failed(attempt, result.get("error", "failed"))
+        self.excluded_nodes.update(self.scheduler.excluded_nodes(self.name))
         if outcome.task_failed and self.state == "running":
             info = self.tasks.get(task_id)
             self.state = "failed"
@@ -229,7 +238,7 @@ class JobRun:
     def _record(self, task_id: str, attempt: str, ok: bool, now: float, result: dict[str, Any]) -> None:
         self.history.append({"task": task_id, "attempt": attempt, "node": self._attempt_nodes.get(attempt, ""),
                              "ok": ok, "started": self._attempt_started.get(attempt, now), "ended": now,
-                             "error": result.get("error", "")})
+                             "error": result.get("error", ""), "speculative": attempt in self._speculative})
 
     def committed(self, record: im.Commit, now: float) -> None:
         """The commit record of a task is written: move the job forward when a phase completes."""
@@ -250,7 +259,7 @@ class JobRun:
                     self.tasks[task_id] = TaskInfo("reduce", info.step, partition, {
                         "kind": "reduce", "step": info.step, "partition": partition,
                         "output": self._output_for(info.step, partition)})
-                    self.scheduler.add(task_id)
+                    self.scheduler.add(task_id, job=self.name, phase=f"{self.name}/s{info.step}-r")
             return
         last_phase = maps if plan.map_only else self._step_tasks("reduce", info.step)
         if all(t in self.commits for t in last_phase):
@@ -289,6 +298,9 @@ class JobRun:
                 "error": self.error, "output": self.plan.output,
                 "seconds": (self.ended_at or time.time()) - self.started_at if self.started_at else 0.0,
                 "attempts": self.history[-200:],
-                "running_attempts": [{"task": t, "attempt": a, "node": n, "started": self._attempt_started.get(a, 0.0)}
+                "speculative_attempts": len(self._speculative),
+                "excluded_nodes": sorted(self.excluded_nodes),
+                "running_attempts": [{"task": t, "attempt": a, "node": n, "started": self._attempt_started.get(a, 0.0),
+                                      "speculative": a in self._speculative}
                                      for t in self.tasks if t in self.scheduler.tasks
                                      for a, n in self.scheduler.tasks[t].running.items()]}

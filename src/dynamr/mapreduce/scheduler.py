@@ -5,9 +5,20 @@ When a node offers free slots, each slot takes the best task: highest priority f
 input has a replica on that node (seed 000's locality), then the oldest. Every run of a task is an
 *attempt* with its own id; the first attempt to succeed is committed and any later success of another
 attempt is reported as a loser whose output must be cleaned up. A task that fails ``max_attempts`` times
-fails its job (an attempt lost with its node does not count).
+fails its job (an attempt lost with its node does not count); a node on which a job's attempts failed
+``exclude_after`` times gets no more tasks of that job (unless no other live node would take them).
 A node that stops heart-beating for ``node_timeout`` seconds is dead: its running attempts
 are lost and their tasks go back to the queue, one priority level up.
+
+Speculative execution (seeds 001 and 003, after Hadoop's LATE): once every task of a phase (a job's maps
+or reduces of one step) has started, a slot left free may take a backup attempt of a straggler. A running
+attempt is a straggler when, at the phase's median speed so far (input bytes per second of the attempts
+that succeeded), a fresh copy would finish before it does and it is ``slow_factor`` times slower than
+that median. Its estimated end comes from its progress (the fraction of its input consumed), or, when that
+is not known, from its elapsed time alone; an attempt is not judged before it has run
+``speculative_after`` seconds (a backup of a short task gains little and costs a process). Backups go to
+another node, at most one per task and at most ``speculative_share`` of a job's tasks; the first attempt
+to succeed wins and the other is killed.
 
 No I/O and no clock of its own: the coordinator feeds events in with the time and carries out what comes
 back.
@@ -16,6 +27,7 @@ back.
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -45,6 +57,15 @@ class Task:
     errors: int = 0
     committed: str | None = None
     order: int = 0
+    #: the job the task belongs to, and its phase (tasks compared with each other for speculation)
+    job: str = ""
+    phase: str = ""
+    #: how much input the task has (bytes; 1 when not known): speeds are compared per unit of it
+    weight: int = 1
+    started: dict[str, float] = field(default_factory=dict)  # attempt -> time it was assigned
+    #: attempt -> fraction of its input consumed, as last reported (absent: not known)
+    progress: dict[str, float] = field(default_factory=dict)
+    speculated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +74,7 @@ class Assignment:
     attempt_id: str
     node: str
     local: bool
+    speculative: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,25 +87,42 @@ class Outcome:
 
 
 class Scheduler:
-    def __init__(self, *, max_attempts: int = 4, node_timeout: float = 5.0, attempt_prefix: str = "") -> None:
+    def __init__(self, *, max_attempts: int = 4, node_timeout: float = 5.0, attempt_prefix: str = "",
+                 exclude_after: int = 3, speculative: bool = True, slow_factor: float = 2.0,
+                 speculative_share: float = 0.1, speculative_after: float = 5.0) -> None:
         self.max_attempts = max_attempts
         self.node_timeout = node_timeout
         #: put before each attempt number (a restarted coordinator's incarnation: ids never repeat)
         self.attempt_prefix = attempt_prefix
+        self.exclude_after = exclude_after
+        self.speculative = speculative
+        self.slow_factor = slow_factor
+        self.speculative_share = speculative_share
+        #: seconds an attempt runs before it may be judged (a backup of a short task gains little)
+        self.speculative_after = speculative_after
         self.tasks: dict[str, Task] = {}
         self._attempts: dict[str, str] = {}  # attempt -> task
         self._last_heard: dict[str, float] = {}
         self._order = itertools.count()
         self._ids = itertools.count(1)
+        #: phase -> speeds (weight per second) of the attempts that succeeded
+        self._speeds: dict[str, list[float]] = {}
+        #: job -> tasks, and backups started
+        self._job_tasks: dict[str, int] = {}
+        self._backups: dict[str, int] = {}
+        #: (job, node) -> attempts that failed there
+        self._node_failures: dict[tuple[str, str], int] = {}
 
     # --- tasks ---------------------------------------------------------------------------------------
 
-    def add(self, task_id: str, preferred: Iterable[str] = (), *, runnable: bool = True) -> Task:
+    def add(self, task_id: str, preferred: Iterable[str] = (), *, runnable: bool = True, job: str = "",
+            phase: str = "", weight: int = 1) -> Task:
         if task_id in self.tasks:
             raise ValueError(f"task {task_id} exists")
         task = Task(task_id, frozenset(preferred), state=TaskState.PENDING if runnable else TaskState.WAITING,
-                    order=next(self._order))
+                    order=next(self._order), job=job, phase=phase, weight=max(1, weight))
         self.tasks[task_id] = task
+        self._job_tasks[job] = self._job_tasks.get(job, 0) + 1
         return task
 
     def release(self, task_id: str) -> None:
@@ -102,6 +141,13 @@ class Scheduler:
             running.update(task.running)
             for attempt in task.attempts:
                 self._attempts.pop(attempt, None)
+            self._speeds.pop(task.phase, None)
+            self._job_tasks[task.job] = self._job_tasks.get(task.job, 1) - 1
+            if self._job_tasks[task.job] <= 0:
+                self._job_tasks.pop(task.job, None)
+                self._backups.pop(task.job, None)
+                for key in [k for k in self._node_failures if k[0] == task.job]:
+                    del self._node_failures[key]
         return running
 
     # --- nodes ---------------------------------------------------------------------------------------
@@ -110,19 +156,76 @@ class Scheduler:
         self._last_heard[node] = now
 
     def offer(self, node: str, free_slots: int, now: float) -> list[Assignment]:
-        """A node has ``free_slots``: hand it the best pending tasks."""
+        """A node has ``free_slots``: hand it the best pending tasks, then backups of stragglers."""
         self.heartbeat(node, now)
-        pending = [t for t in self.tasks.values() if t.state is TaskState.PENDING]
+        pending = [t for t in self.tasks.values() if t.state is TaskState.PENDING and not self.excluded(t.job, node)]
         pending.sort(key=lambda t: (-t.priority, node not in t.preferred, t.order))
-        out = []
-        for task in pending[:max(0, free_slots)]:
-            attempt = f"{task.task_id}#{self.attempt_prefix}{next(self._ids)}"
-            task.attempts.append(attempt)
-            task.running[attempt] = node
-            task.state = TaskState.RUNNING
-            self._attempts[attempt] = task.task_id
-            out.append(Assignment(task.task_id, attempt, node, node in task.preferred))
+        out = [self._start(task, node, now) for task in pending[:max(0, free_slots)]]
+        if self.speculative and len(out) < free_slots:
+            for task in self.stragglers(node, now):
+                if len(out) >= free_slots or not self._may_back_up(task.job):
+                    continue
+                task.speculated = True
+                self._backups[task.job] = self._backups.get(task.job, 0) + 1
+                out.append(self._start(task, node, now, speculative=True))
         return out
+
+    def _start(self, task: Task, node: str, now: float, speculative: bool = False) -> Assignment:
+        attempt = f"{task.task_id}#{self.attempt_prefix}{next(self._ids)}"
+        task.attempts.append(attempt)
+        task.running[attempt] = node
+        task.started[attempt] = now
+        task.state = TaskState.RUNNING
+        self._attempts[attempt] = task.task_id
+        return Assignment(task.task_id, attempt, node, node in task.preferred, speculative)
+
+    def progress(self, attempt: str, fraction: float) -> None:
+        """A worker reported how much of its input ``attempt`` has consumed (negative: not known)."""
+        task = self._task_of(attempt)
+        if task is not None and attempt in task.running and 0.0 <= fraction <= 1.0:
+            task.progress[attempt] = fraction
+
+    def stragglers(self, node: str, now: float) -> list[Task]:
+        """Running tasks worth a backup attempt on ``node``, the latest-finishing first (see the module)."""
+        open_phases = {t.phase for t in self.tasks.values() if t.state is TaskState.PENDING}
+        found: list[tuple[float, Task]] = []
+        for task in self.tasks.values():
+            if (task.state is not TaskState.RUNNING or task.speculated or len(task.running) != 1
+                    or task.phase in open_phases or node in task.running.values()
+                    or self.excluded(task.job, node) or not self._speeds.get(task.phase)
+                    or not self._may_back_up(task.job)):
+                continue
+            fresh = task.weight / statistics.median(self._speeds[task.phase])  # a new copy's expected time
+            attempt = next(iter(task.running))
+            elapsed = now - task.started.get(attempt, now)
+            if elapsed < self.speculative_after:
+                continue
+            fraction = task.progress.get(attempt)
+            if fraction is None or fraction >= 1.0:  # not known, or all input read but still busy
+                expected_end = elapsed  # a lower bound of its total time
+                remaining = float("inf") if elapsed > fresh else 0.0
+            elif fraction <= 0.0:
+                expected_end = remaining = float("inf") if elapsed > fresh else 0.0
+            else:
+                expected_end = elapsed / fraction
+                remaining = expected_end - elapsed
+            if expected_end > self.slow_factor * fresh and remaining > fresh:
+                found.append((remaining, task))
+        found.sort(key=lambda item: (-item[0], item[1].order))
+        return [task for _, task in found]
+
+    def _may_back_up(self, job: str) -> bool:
+        return self._backups.get(job, 0) + 1 <= self.speculative_share * self._job_tasks.get(job, 0)
+
+    def excluded_nodes(self, job: str) -> list[str]:
+        return sorted(node for (j, node) in self._node_failures if j == job and self.excluded(job, node))
+
+    def excluded(self, job: str, node: str) -> bool:
+        """Whether ``node`` had too many failed attempts of ``job`` (and another live node could take them)."""
+        if self._node_failures.get((job, node), 0) < self.exclude_after:
+            return False
+        return any(self._node_failures.get((job, other), 0) < self.exclude_after
+                   for other in self._last_heard if other != node)
 
     def alive(self, node: str) -> bool:
         return node in self._last_heard
@@ -142,6 +245,7 @@ class Scheduler:
             lost = [a for a, n in task.running.items() if n == node]
             for attempt in lost:
                 del task.running[attempt]
+                task.progress.pop(attempt, None)
                 task.failures.append(f"attempt {attempt} lost with node {node}")
             lost_attempts.extend(lost)
             if lost and task.state is TaskState.RUNNING and not task.running:
@@ -151,21 +255,29 @@ class Scheduler:
 
     # --- attempt results -----------------------------------------------------------------------------
 
-    def succeeded(self, attempt: str) -> Outcome:
+    def succeeded(self, attempt: str, now: float | None = None) -> Outcome:
         task = self._task_of(attempt)
         if task is None:
             return Outcome(commit=False)
         node = task.running.pop(attempt, None)
+        task.progress.pop(attempt, None)
         if task.committed is not None or task.state is TaskState.FAILED or node is None:
             return Outcome(commit=False)  # a loser, or an attempt already written off
         task.committed = attempt
         task.state = TaskState.SUCCEEDED
+        started = task.started.get(attempt)
+        if now is not None and started is not None:
+            self._speeds.setdefault(task.phase, []).append(task.weight / max(now - started, 1e-3))
         return Outcome(commit=True)
 
     def failed(self, attempt: str, error: str) -> Outcome:
         task = self._task_of(attempt)
-        if task is None or task.running.pop(attempt, None) is None:
+        node = task.running.pop(attempt, None) if task is not None else None
+        if task is None or node is None:
             return Outcome(commit=False)
+        task.progress.pop(attempt, None)
+        key = (task.job, node)
+        self._node_failures[key] = self._node_failures.get(key, 0) + 1
         task.failures.append(error)
         task.errors += 1
         if task.state is not TaskState.RUNNING or task.running:
@@ -195,7 +307,7 @@ class Scheduler:
     def knows(self, attempt: str) -> bool:
         return attempt in self._attempts
 
-    def adopt(self, task_id: str, attempt: str, node: str) -> bool:
+    def adopt(self, task_id: str, attempt: str, node: str, now: float | None = None) -> bool:
         """Take over an attempt this scheduler did not start (one started before a coordinator restart) as a
         running attempt of its task, if the task still needs it. True when adopted."""
         task = self.tasks.get(task_id)
@@ -203,6 +315,8 @@ class Scheduler:
             return False
         task.attempts.append(attempt)
         task.running[attempt] = node
+        if now is not None:
+            task.started[attempt] = now
         task.state = TaskState.RUNNING
         self._attempts[attempt] = task_id
         return True

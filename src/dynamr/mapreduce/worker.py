@@ -39,7 +39,7 @@ class AttemptProgress:
     """The last progress line of a running attempt, and when it last changed."""
 
     def __init__(self, now: float) -> None:
-        self.line: list[int] = [0, 0, 0]
+        self.line: list[int] | None = None
         self.changed = now
 
     def update(self, line: list[int], now: float) -> None:
@@ -48,6 +48,8 @@ class AttemptProgress:
 
     @property
     def fraction(self) -> float:
+        if self.line is None:
+            return -1.0
         done, total = self.line[0], self.line[1]
         return min(1.0, done / total) if total > 0 else -1.0
 

@@ -150,9 +150,7 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
     settings = spec.settings
     client = AsyncClient([n.address for n in spec.nodes], secret, timeout=settings.request_timeout * 2,
                          ssl_context=client_ssl)
-    coordinator = Coordinator(client, max_attempts=settings.max_attempts, node_timeout=settings.worker_timeout,
-                              data_dir=data_dir, recovery_grace=max(1.0, 3 * settings.worker_heartbeat),
-                              task_timeout=settings.task_timeout)
+    coordinator = Coordinator(client, settings, data_dir=data_dir)
     if data_dir is None:
         log.warning("the coordinator has no --data-dir: job state will not survive a restart")
     await coordinator.recover()
