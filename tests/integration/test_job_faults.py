@@ -217,9 +217,11 @@ def test_a_mapper_raising_on_one_record_fails_after_4_attempts_or_is_skipped(mak
     assert [a["ok"] for a in status["attempts"] if a["task"] == failing] == [False] * 4
     shown = " ".join(dynamr("status", "poisoned", "--dir", str(cluster.root), cwd=tmp_path, check=False).stderr.split())
     assert "ValueError: cannot digest 'the POISON pill'" in shown and 'poisoned.py", line 10, in mapper' in shown
+    assert keys_of(cluster, "poisoned") == {"n1": ()}, "a failed job leaves no intermediate key"
 
     submit(cluster, "skipping", job_file, ["/in"], "/out2", reducers=2, split_size=8000, skip_bad_records=True)
     status = wait_for_job(cluster, "skipping", 120)
     assert status["state"] == "succeeded", status["error"]
     assert ["dynamr", "skipped records", 1] in status["counters"]
     assert store_output(cluster, "/out2") == clean, "everything but the skipped line is counted"
+    assert keys_of(cluster, "skipping") == {"n1": ()}, "a job that succeeded leaves no intermediate key"
