@@ -153,9 +153,9 @@ async def _file_pieces(path: Path) -> AsyncIterator[bytes]:
 
 
 class TaskRun:
-    def __init__(self, spec: dict[str, Any], session: Session | None = None) -> None:
+    def __init__(self, spec: dict[str, Any], session: Session) -> None:
         self.spec = spec
-        self.session = session or Session()
+        self.session = session
         self.client = self.session.client(spec)
         self.fs = FileSystem(self.client.async_client, chunk_size=int(spec.get("chunk_size", 4 << 20)))
         self.job_name: str = spec["job"]

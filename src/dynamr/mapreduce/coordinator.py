@@ -29,7 +29,7 @@ from dynamr.config import StoreSettings
 from dynamr.errors import BadRequestError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
-from dynamr.mapreduce.jobrun import JobPlan, JobRun
+from dynamr.mapreduce.jobrun import JobPlan, JobRun, job_of, task_of
 from dynamr.mapreduce.jobstore import JobStore
 from dynamr.mapreduce.scheduler import Scheduler
 from dynamr.mapreduce.splits import Split
@@ -160,7 +160,7 @@ class Coordinator:
                 for attempt in lost:
                     error = f"lost with node {node} (no heartbeat for {self.scheduler.node_timeout:g}s)"
                     self.store.attempt_ended(attempt, False, error, now)
-                    job = self.jobs.get(attempt.split("/")[0])
+                    job = self.jobs.get(job_of(attempt))
                     if job is not None:
                         job.lost(attempt, error, now)
 
@@ -284,7 +284,7 @@ class Coordinator:
         specs = []
         if now >= self._assign_after:
             for assignment in self.scheduler.offer(node, msg.free_slots, now):
-                job = self.jobs[assignment.task_id.split("/")[0]]
+                job = self.jobs[job_of(assignment.task_id)]
                 specs.append(json.dumps(job.spec_for(assignment, base)))
                 if assignment.speculative:
                     log.info("backup attempt %s of straggler %s on %s", assignment.attempt_id, assignment.task_id,
@@ -297,12 +297,12 @@ class Coordinator:
         running attempt of its task. False for attempts already known, and for unwanted ones."""
         if self.scheduler.knows(attempt):
             return False
-        job = self.jobs.get(attempt.split("/")[0])
-        if job is None or job.state != "running" or not self.scheduler.adopt(attempt.split("#")[0], attempt, node,
+        job = self.jobs.get(job_of(attempt))
+        if job is None or job.state != "running" or not self.scheduler.adopt(task_of(attempt), attempt, node,
                                                                              now):
             return False
         job.adopted(attempt, node, now)
-        self.store.attempt_started(job.name, attempt.split("#")[0], attempt, node, now)
+        self.store.attempt_started(job.name, task_of(attempt), attempt, node, now)
         log.info("adopted attempt %s running on %s from before the restart", attempt, node)
         return True
 
@@ -321,7 +321,7 @@ class Coordinator:
 
     async def _report(self, report: dict[str, Any], now: float) -> None:
         attempt: str = report["attempt"]
-        job = self.jobs.get(attempt.split("/")[0])
+        job = self.jobs.get(job_of(attempt))
         if job is None:
             return
         result = report.get("result") or {}
@@ -329,7 +329,7 @@ class Coordinator:
         if not report.get("ok"):
             log.info("attempt %s failed: %s", attempt, result.get("error", "?"))
             if job.on_failure(attempt, result, now):
-                log.error("job %s failed: task %s used up its attempts", job.name, attempt.split("#")[0])
+                log.error("job %s failed: task %s used up its attempts", job.name, task_of(attempt))
                 self.store.job_ended(job.name, job.state, job.ended_at, job.error)
                 self._spawn(self._finish(job))
             return

@@ -71,6 +71,17 @@ class TaskInfo:
     spec: dict[str, Any]
 
 
+def job_of(task_or_attempt: str) -> str:
+    """The job a task or attempt id belongs to (ids are ``<job>/s<step>-<m|r><n>[#<attempt>]``; job names
+    hold no "/")."""
+    return task_or_attempt.split("/", 1)[0]
+
+
+def task_of(attempt: str) -> str:
+    """The task an attempt id belongs to."""
+    return attempt.split("#", 1)[0]
+
+
 class JobRun:
     def __init__(self, name: str, plan: JobPlan, scheduler: Scheduler,
                  locate: Callable[[Split], set[str]] | None = None) -> None:
@@ -169,7 +180,7 @@ class JobRun:
     def on_success(self, attempt: str, result: dict[str, Any], now: float) -> im.Commit | None:
         """An attempt ended well. Returns the commit record to write when it won its task, else None."""
         outcome = self.scheduler.succeeded(attempt, now)
-        task_id = attempt.split("#")[0]
+        task_id = task_of(attempt)
         self._record(task_id, attempt, True, now, result)
         if not outcome.commit:
             return None
@@ -178,7 +189,7 @@ class JobRun:
 
     def on_failure(self, attempt: str, result: dict[str, Any], now: float) -> bool:
         """An attempt failed. True when this fails the whole job (the task used up its attempts)."""
-        task_id = attempt.split("#")[0]
+        task_id = task_of(attempt)
         self._record(task_id, attempt, False, now, result)
         if self.plan.skip_bad_records and task_id in self.tasks and self.tasks[task_id].kind == "map":
             self._tracked.add(task_id)  # the next attempt finds the failing record...
@@ -208,12 +219,12 @@ class JobRun:
             self._attempt_nodes[attempt] = node
             self._attempt_started[attempt] = started
             if ended is not None:
-                self.history.append({"task": attempt.split("#")[0], "attempt": attempt, "node": node,
+                self.history.append({"task": task_of(attempt), "attempt": attempt, "node": node,
                                      "ok": bool(ok), "started": started, "ended": ended, "error": error})
 
     def lost(self, attempt: str, error: str, now: float) -> None:
         """An attempt was written off with its node (the scheduler has re-queued its task)."""
-        self._record(attempt.split("#")[0], attempt, False, now, {"error": error})
+        self._record(task_of(attempt), attempt, False, now, {"error": error})
 
     def kill(self, now: float) -> bool:
         """The user stops the job. False when it has already ended."""
@@ -230,7 +241,7 @@ class JobRun:
         """Every map attempt ever started, with the partitions it may have written (for cleanup)."""
         out = []
         for attempt in self._attempt_nodes:
-            info = self.tasks.get(attempt.split("#")[0])
+            info = self.tasks.get(task_of(attempt))
             if info is not None and info.kind == "map" and not self.plan.steps[info.step].map_only:
                 out.append((attempt, range(self.plan.steps[info.step].reducers)))
         return out

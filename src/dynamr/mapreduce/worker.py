@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from dynamr.errors import DynamrError
+from dynamr.mapreduce.jobrun import job_of
 from dynamr.mapreduce.taskprocess import TaskProcess
 from dynamr.rpc import messages as m
 from dynamr.rpc.transport import Address, Transport
@@ -28,11 +29,6 @@ log = logging.getLogger(__name__)
 
 #: seconds an idle task process waits for another attempt of its job before it is let go
 IDLE_SECONDS = 20.0
-
-
-def job_of(attempt: str) -> str:
-    """The job an attempt id belongs to (ids are ``<job>/s<step>-<m|r><n>#<attempt>``)."""
-    return attempt.rsplit("/", 1)[0]
 
 
 class AttemptProgress:
