@@ -49,3 +49,17 @@ def test_secret_sources(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # t
     monkeypatch.setenv("DYNAMR_SECRET", "env")
     assert load_secret() == b"env"
     assert load_secret("given") == b"given"
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("task_timeout", 0, "task_timeout must be positive"),
+    ("speculative_after", -1.0, "speculative_after must be positive"),
+    ("speculative_share", 1.5, "speculative_share must be between 0 and 1"),
+    ("speculative_slow_factor", 1.0, "speculative_slow_factor above 1"),
+    ("node_exclusion_failures", 0, "node_exclusion_failures must be at least 1"),
+    ("task_process_reuse", 0, "task_process_reuse must be at least 1"),
+    ("task_process_max_rss", 1 << 20, "task_process_max_rss at least 16 MiB"),
+])
+def test_task_settings_are_validated(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        StoreSettings(**{field: value})  # type: ignore[arg-type]
