@@ -114,6 +114,21 @@ class DataLostError(DynamrError):
     code = "data_lost"
 
 
+class InputLostError(DataLostError):
+    """A task could not read the committed output of an earlier task: every replica of it is gone.
+
+    Raised inside a task process; the coordinator runs the producing task again (``task``, ``attempt``
+    name it) and puts the reader back in the queue without counting the failure against it.
+    """
+
+    code = "input_lost"
+
+    def __init__(self, message: str, task: str = "", attempt: str = "") -> None:
+        super().__init__(message)
+        self.task = task
+        self.attempt = attempt
+
+
 class StorageError(DynamrError):
     """The node's storage engine failed: disk full, LMDB map full, or an I/O error."""
 
@@ -146,6 +161,7 @@ _BY_CODE: dict[str, type[DynamrError]] = {
         PathNotDirectoryError,
         CorruptDataError,
         DataLostError,
+        InputLostError,
         StorageError,
         RemoteError,
     )

@@ -56,6 +56,15 @@ def submit(cluster: LocalCluster, name: str, job_file: Path, inputs: list[str], 
         client.run(JobClient(client.async_client).submit(name, plan))
 
 
+def attempts_per_task(status: dict[str, Any], kind: str) -> Counter[str]:
+    """Ended attempts of each map (kind "m") or reduce ("r") task of step 0, from the job's task records."""
+    return Counter(a["task"] for a in status["attempts"] if a["task"].split("/")[1].startswith(f"s0-{kind}"))
+
+
+def is_reduce(attempt: dict[str, Any]) -> bool:
+    return bool(attempt["task"].split("/")[1].startswith("s0-r"))
+
+
 def job_status(cluster: LocalCluster, name: str) -> dict[str, Any]:
     with Client(cluster.seeds, cluster.secret, timeout=30) as client:
         status: dict[str, Any] = client.run(JobClient(client.async_client).status(name))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,8 @@ from tests.helpers import dynamr, wait_until
 from tests.integration.conftest import MakeCluster
 from tests.integration.jobtools import (
     alive,
+    attempts_per_task,
+    is_reduce,
     job_status,
     keys_of,
     start_slow_wordcount,
@@ -48,14 +49,6 @@ class Loops(MRJob):
     def reducer(self, key, values):
         yield key, sum(values)
 '''
-
-
-
-
-
-
-
-
 
 
 def test_kill_stops_an_endless_mapper_and_deletes_the_jobs_data(make_cluster: MakeCluster, tmp_path: Path) -> None:
@@ -90,26 +83,6 @@ def test_kill_stops_an_endless_mapper_and_deletes_the_jobs_data(make_cluster: Ma
     assert again.returncode == 1 and "already killed" in again.stderr
     missing = dynamr("kill", "nosuchjob", "--dir", str(cluster.root), cwd=tmp_path, check=False)
     assert missing.returncode == 1 and "no job named 'nosuchjob'" in missing.stderr
-
-
-
-
-
-
-
-
-
-def attempts_per_task(status: dict[str, Any], kind: str) -> Counter[str]:
-    """Ended attempts of each map (kind "m") or reduce ("r") task, from the job's task records."""
-    return Counter(a["task"] for a in status["attempts"] if a["task"].split("/")[1].startswith(f"s0-{kind}"))
-
-
-def is_reduce(attempt: dict[str, Any]) -> bool:
-    return bool(attempt["task"].split("/")[1].startswith("s0-r"))
-
-
-
-
 
 
 def test_coordinator_killed_at_half_the_maps_resumes_the_job(make_cluster: MakeCluster, tmp_path: Path) -> None:

@@ -37,5 +37,10 @@ async def test_attempt_outputs_commit_read_and_cleanup() -> None:
         assert not (await cluster.client.get(im.output_key("job1", "m0#2", 0))).found
         await im.delete_commit(cluster.client, "job1", "m0")
         assert await im.committed(cluster.client, "job1", "m0") is None
+        # a record naming an attempt whose output was lost is replaced by the next commit
+        await im.commit(cluster.client, "job1", im.Commit("m1", "m1#1", (0,)))
+        again = await im.commit(cluster.client, "job1", im.Commit("m1", "m1#5", (0,)), superseded={"m1#1"})
+        assert again == im.Commit("m1", "m1#5", (0,))
+        assert await im.committed(cluster.client, "job1", "m1") == again
     finally:
         await cluster.stop()

@@ -90,3 +90,102 @@ def test_embedded_jobs_keep_intermediate_data_in_local_files() -> None:
     assert all(s["local_intermediate"] == "/scratch/mr" for s in specs)
     assert specs[4]["output"] == {"kind": "file", "path": "/scratch/mr/j4/step0/0.run"}
     assert specs[6]["input"] == {"kind": "file", "path": "/scratch/mr/j4/step0/0.run"}
+
+
+def lost(task: str, attempt: str) -> dict[str, object]:
+    return {"error": f"InputLostError: the committed output of task {task} cannot be read",
+            "lost_input": {"task": task, "attempt": attempt}}
+
+
+def run_with_losses(run: JobRun, sched: Scheduler, losses: dict[str, list[str]]) -> list[dict[str, object]]:
+    """Drive a job; ``losses``: reader task -> producer tasks whose output its next attempts find lost (one
+    producer per attempt, in order). Every reader attempt sees the commit records of its spec."""
+    specs = []
+    now = 0.0
+    while run.state == "running":
+        assignments = [(a, run.spec_for(a, {"seeds": []})) for a in sched.offer("n1", 10, now)]
+        assert assignments, "the job is stuck"
+        for a, spec in assignments:
+            specs.append(spec)
+            if losses.get(a.task_id):
+                producer = losses[a.task_id].pop(0)
+                read = {c["task_id"]: c["attempt"] for c in spec.get("commits", [])}
+                read.update({spec["producer"]["task"]: spec["producer"]["attempt"]} if "producer" in spec else {})
+                run.on_input_lost(a.attempt_id, lost(producer, read[producer]), now)
+                continue
+            parts = list(range(spec.get("num_partitions", 0))) if spec["kind"] == "map" else []
+            record = run.on_success(a.attempt_id, {"partitions": parts, "counters": [["g", "n", 1]]}, now)
+            assert record is not None
+            run.committed(record, now)
+        now += 1
+    return specs
+
+
+def test_a_lost_map_output_runs_that_map_again_and_its_reader_is_not_charged() -> None:
+    sched = Scheduler(max_attempts=3)
+    run = JobRun("j5", plan(steps=[StepPlan(map_only=False, reducers=2)]), sched)
+    run.start(0)
+    specs = run_with_losses(run, sched, {"j5/s0-r0": ["j5/s0-m1", "j5/s0-m1"]})
+    assert run.state == "succeeded"
+    tasks = [s["attempt"].split("#")[0] for s in specs]
+    assert tasks.count("j5/s0-m1") == 3 and tasks.count("j5/s0-m0") == 1  # only the lost map runs again
+    assert tasks.count("j5/s0-r0") == 3
+    # each reduce attempt after a loss reads the new commit, never the lost one
+    m1_attempts = [s["attempt"] for s in specs if s["attempt"].startswith("j5/s0-m1#")]
+    r0_reads = [dict((c["task_id"], c["attempt"]) for c in s["commits"])["j5/s0-m1"]
+                for s in specs if s["attempt"].startswith("j5/s0-r0#")]
+    assert r0_reads == m1_attempts
+    assert set(run.superseded) == set(m1_attempts[:2])
+    assert sched.tasks["j5/s0-r0"].errors == 0  # the reader was not at fault (two failures, none counted)
+    assert run.status()["counters"] == [["g", "n", 6]]  # 4 maps + 2 reduces: a void commit's counters drop
+
+
+def test_two_readers_of_one_lost_output_run_it_again_once() -> None:
+    sched = Scheduler()
+    run = JobRun("j6", plan(steps=[StepPlan(map_only=False, reducers=2)]), sched)
+    run.start(0)
+    specs = run_with_losses(run, sched, {"j6/s0-r0": ["j6/s0-m2"], "j6/s0-r1": ["j6/s0-m2"]})
+    assert run.state == "succeeded"
+    tasks = [s["attempt"].split("#")[0] for s in specs]
+    assert tasks.count("j6/s0-m2") == 2
+
+
+def test_a_lost_step_output_runs_its_reduce_again_then_the_next_steps_map() -> None:
+    sched = Scheduler()
+    run = JobRun("j7", plan(), sched)
+    run.start(0)
+    specs = run_with_losses(run, sched, {"j7/s1-m1": ["j7/s0-r1"]})
+    assert run.state == "succeeded"
+    tasks = [s["attempt"].split("#")[0] for s in specs]
+    assert tasks.count("j7/s0-r1") == 2 and tasks.count("j7/s0-r0") == 1
+    assert tasks.count("j7/s1-m1") == 2 and tasks.count("j7/s1-m0") == 1
+    assert tasks.count("j7/s1-r0") == 1
+    # the reduce ran again after the map found its output lost, and before that map ran again
+    r1 = [i for i, t in enumerate(tasks) if t == "j7/s0-r1"]
+    m1 = [i for i, t in enumerate(tasks) if t == "j7/s1-m1"]
+    assert m1[0] < r1[1] < m1[1]
+
+
+def test_an_output_lost_again_and_again_fails_the_job_with_a_clear_error() -> None:
+    sched = Scheduler(max_attempts=2)
+    run = JobRun("j8", plan(steps=[StepPlan(map_only=False, reducers=1)]), sched)
+    run.start(0)
+    run_with_losses(run, sched, {"j8/s0-r0": ["j8/s0-m0", "j8/s0-m0"]})
+    assert run.state == "failed"
+    assert run.error is not None and run.error["task"] == "j8/s0-m0"
+    assert "was lost 2 times" in run.error["error"] and "run the job again" in run.error["error"]
+
+
+def test_a_stale_report_of_an_output_already_produced_again_changes_nothing() -> None:
+    sched = Scheduler()
+    run = JobRun("j9", plan(steps=[StepPlan(map_only=False, reducers=1)]), sched)
+    run.start(0)
+    for a in sched.offer("n1", 10, 0):
+        run.spec_for(a, {})
+        record = run.on_success(a.attempt_id, {"partitions": [0]}, 0)
+        assert record is not None
+        run.committed(record, 0)
+    (reduce,) = sched.offer("n1", 10, 1)
+    assert run.on_input_lost(reduce.attempt_id, lost("j9/s0-m0", "j9/s0-m0#999"), 1) is None
+    assert "j9/s0-m0" in run.commits and not run.superseded
+    assert sched.tasks["j9/s0-r0"].state.value == "pending"  # its inputs are all there: it runs again

@@ -17,7 +17,8 @@ runs on a background thread while user code runs on the main one):
 Stdout carries JSON lines for the worker only (user code's prints go to stderr): ``{"progress": [bytes,
 total, ticks]}`` every second while an attempt runs, then its result, ``{"ok": true, ...}`` with
 partitions, counters and record counts, or ``{"ok": false, "error": ..., "traceback": ...}`` where the
-traceback is the user's; ``"retiring": true`` in a result says the process exits after it.
+traceback is the user's (plus ``"lost_input": {"task", "attempt"}`` when an earlier task's committed
+output could not be read); ``"retiring": true`` in a result says the process exits after it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from dynamr.config import load_secret
+from dynamr.errors import DataLostError, InputLostError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.api import MRJob
@@ -140,6 +142,16 @@ def pull(client: Client, agen: AsyncIterator[bytes]) -> Iterator[bytes]:
             return
 
 
+def guarded(blocks: Iterator[bytes], task: str, attempt: str) -> Iterator[bytes]:
+    """The bytes of task ``task``'s committed output; its loss (no replica left of a manifest or a chunk)
+    is reported as :class:`InputLostError` naming the producer, so the coordinator can run it again."""
+    try:
+        yield from blocks
+    except (NotFoundError, DataLostError) as exc:
+        raise InputLostError(f"the committed output of task {task} (attempt {attempt}) cannot be read: {exc}; "
+                             f"the coordinator runs that task again", task, attempt) from exc
+
+
 def _read(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while data := f.read(PIECE):
@@ -190,7 +202,10 @@ class TaskRun:
         if source["kind"] == "file":
             return decode_run(self.progress.count(_read(Path(source["path"]))))
         key = source["key"].encode()
-        return decode_run(self.progress.count(pull(self.client, self.fs.read_object(key))))
+        producer = self.spec.get("producer") or {}
+        blocks = guarded(pull(self.client, self.fs.read_object(key)), producer.get("task", key.decode()),
+                         producer.get("attempt", ""))
+        return decode_run(self.progress.count(blocks))
 
     def _local_run(self, job_name: str, attempt: str, partition: int) -> Path:
         """Where a map attempt's partition lives when intermediate data stays on the local disk."""
@@ -249,8 +264,9 @@ class TaskRun:
             runs = [self.progress.count(_read(self._local_run(self.spec["map_job"], c.attempt, partition)))
                     for c in commits if partition in c.partitions]
         else:
-            runs = [self.progress.count(pull(self.client, im.read_partition(self.fs, self.spec["map_job"], c,
-                                                                            partition)))
+            runs = [self.progress.count(guarded(pull(self.client, im.read_partition(self.fs, self.spec["map_job"],
+                                                                                    c, partition)),
+                                                c.task_id, c.attempt))
                     for c in commits]
         count = self._write_output(job, run_reduce(step, runs), self.spec["output"])
         return {"records_out": count}
@@ -380,6 +396,8 @@ def run_one(spec: dict[str, Any], session: Session, channel: Channel) -> dict[st
         return result
     except BaseException as exc:
         failure = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": user_traceback(exc)}
+        if isinstance(exc, InputLostError):
+            failure["lost_input"] = {"task": exc.task, "attempt": exc.attempt}
         if getattr(exc, "dynamr_bad_record", None) is not None:
             failure["bad_record"] = exc.dynamr_bad_record  # type: ignore[attr-defined]
         return failure

@@ -326,6 +326,9 @@ class Coordinator:
             return
         result = report.get("result") or {}
         self.store.attempt_ended(attempt, bool(report.get("ok")), str(result.get("error", "")), now)
+        if not report.get("ok") and result.get("lost_input"):
+            await self._input_lost(job, attempt, result, now)
+            return
         if not report.get("ok"):
             log.info("attempt %s failed: %s", attempt, result.get("error", "?"))
             if job.on_failure(attempt, result, now):
@@ -344,10 +347,26 @@ class Coordinator:
                 self._spawn(im.delete_outputs(self.fs, job.name, attempt, result.get("partitions", [])))
             return
         self._kill_attempts(self.scheduler.other_attempts(attempt))  # backups that lost the race
-        in_force = await im.commit(self.client, job.name, record)
+        in_force = await im.commit(self.client, job.name, record, superseded=job.superseded)
         job.committed(in_force, now)
         if job.state != "running":
             self._spawn(self._finish(job))
+
+    async def _input_lost(self, job: JobRun, attempt: str, result: dict[str, Any], now: float) -> None:
+        """An attempt found an earlier task's committed output gone: that task runs again (its stale commit
+        record is deleted; should that fail, the record is still void for this job, see ``superseded``)."""
+        producer = job.on_input_lost(attempt, result, now)
+        log.warning("attempt %s could not read its input: %s", attempt, result.get("error", "?"))
+        if job.state != "running":
+            self.store.job_ended(job.name, job.state, job.ended_at, job.error)
+            self._spawn(self._finish(job))
+            return
+        if producer is not None:
+            log.warning("job %s: task %s runs again, its committed output is lost", job.name, producer)
+            try:
+                await im.delete_commit(self.client, job.name, producer)
+            except DynamrError as exc:
+                log.warning("job %s: the void commit record of %s stays for now: %s", job.name, producer, exc)
 
     async def _finish(self, job: JobRun) -> None:
         """A job ended: mark success, and delete its intermediate data."""
@@ -382,7 +401,7 @@ class Coordinator:
                     await im.delete_outputs(self.fs, job.name, attempt, partitions)
                 except DynamrError as exc:
                     log.warning("job %s: cleanup of %s postponed: %s", job.name, attempt, exc)
-        for task_id in list(job.commits):
+        for task_id in {*job.commits, *job.superseded.values()}:
             try:
                 await im.delete_commit(self.client, job.name, task_id)
             except DynamrError as exc:

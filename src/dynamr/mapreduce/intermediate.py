@@ -8,12 +8,13 @@ ever follows commit records, so keys are never listed and a late duplicate attem
 Its objects, and every object of a job once it ends, are deleted by :func:`delete_outputs`.
 
 Because outputs live in the store (replicated N times) rather than on the mapper's disk, a node that dies
-after its maps committed costs no re-execution (seed 003).
+after its maps committed costs no re-execution (seed 003). Only when every replica of a committed output
+is lost does its task run again: the reader reports it, and the coordinator voids the commit record.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 
 import msgpack
@@ -64,12 +65,14 @@ async def store_partition(fs: FileSystem, job: str, attempt: str, partition: int
     return manifest.size
 
 
-async def commit(client: AsyncClient, job: str, record: Commit) -> Commit:
-    """Write a task's commit record unless one exists; returns the record in force (first commit wins)."""
+async def commit(client: AsyncClient, job: str, record: Commit, *, superseded: Collection[str] = ()) -> Commit:
+    """Write a task's commit record unless one exists; returns the record in force (first commit wins).
+    A record naming a ``superseded`` attempt (one whose output was lost) does not count: it is replaced."""
     key = commit_key(job, record.task_id)
     current = await client.get(key)
-    if current.values:
-        return min((Commit.decode(v) for v in current.values), key=lambda c: c.attempt)
+    in_force = [c for c in (Commit.decode(v) for v in current.values) if c.attempt not in superseded]
+    if in_force:
+        return min(in_force, key=lambda c: c.attempt)
     await client.put(key, record.encode(), context=current.context)
     return record
 

@@ -109,6 +109,8 @@ class JobRun:
         self._speculative: set[str] = set()
         #: nodes that got no more of this job's tasks after repeated failures
         self.excluded_nodes: set[str] = set()
+        #: committed attempts whose output was lost (attempt -> task): their commit records are void
+        self.superseded: dict[str, str] = {}
 
     # --- ids -----------------------------------------------------------------------------------------
 
@@ -117,6 +119,20 @@ class JobRun:
 
     def _step_tasks(self, kind: str, step: int) -> list[str]:
         return [t for t, info in self.tasks.items() if info.kind == kind and info.step == step]
+
+    def producers(self, task_id: str) -> list[str]:
+        """The tasks whose committed output ``task_id`` reads: a reduce reads every map of its step, a map
+        of a later step reads one output of the step before."""
+        info = self.tasks[task_id]
+        if info.kind == "reduce":
+            return self._step_tasks("map", info.step)
+        if info.step == 0:
+            return []
+        before = info.step - 1
+        return [self.task_id("map" if self.plan.steps[before].map_only else "reduce", before, info.index)]
+
+    def consumers(self, task_id: str) -> list[str]:
+        return [t for t in self.tasks if task_id in self.producers(t)]
 
     # --- progress ------------------------------------------------------------------------------------
 
@@ -175,6 +191,9 @@ class JobRun:
             maps = self._step_tasks("map", info.step)
             spec["commits"] = [asdict(self.commits[t]) for t in sorted(maps)]
             spec["map_job"] = self.name
+        elif info.step > 0:
+            producer = self.producers(assignment.task_id)[0]
+            spec["producer"] = {"task": producer, "attempt": self.commits[producer].attempt}
         return spec
 
     def on_success(self, attempt: str, result: dict[str, Any], now: float) -> im.Commit | None:
@@ -207,6 +226,49 @@ class JobRun:
                           "input": (info.spec.get("input", {}).get("split") if info else None)}
             return True
         return False
+
+    def on_input_lost(self, attempt: str, result: dict[str, Any], now: float) -> str | None:
+        """An attempt could not read the committed output of an earlier task (``result["lost_input"]``):
+        every replica of it is gone. The attempt's task waits, uncharged, and the producer runs again
+        (its consumers wait for it). Returns the producer when it was reopened now (its commit record is
+        void: delete it), None when it already was (or the job has ended). The job fails when that output
+        was lost ``max_attempts`` times."""
+        task_id = task_of(attempt)
+        error = result.get("error", "an input was lost")
+        self._record(task_id, attempt, False, now, result)
+        self.scheduler.input_lost(attempt, error)
+        lost = result.get("lost_input") or {}
+        producer, producer_attempt = str(lost.get("task", "")), str(lost.get("attempt", ""))
+        record = self.commits.get(producer)
+        if self.state != "running" or record is None or record.attempt != producer_attempt:
+            self._release_ready()  # the producer has been run again already (or is being run)
+            return None
+        del self.commits[producer]
+        for group, name, value in record.counters:
+            self.counters[(group, name)] = self.counters.get((group, name), 0) - value
+        self.superseded[producer_attempt] = producer
+        if self.scheduler.reopen(producer, f"the output of attempt {producer_attempt} was lost"):
+            for consumer in self.consumers(producer):
+                self.scheduler.hold(consumer)
+            return producer
+        self.state = "failed"
+        self.ended_at = now
+        info = self.tasks[producer]
+        self.error = {"task": producer, "attempt": producer_attempt,
+                      "node": self._attempt_nodes.get(producer_attempt, ""),
+                      "error": f"the committed output of task {producer} was lost "
+                               f"{self.scheduler.max_attempts} times (every replica unreadable); check the "
+                               f"nodes' disks and logs, then run the job again. Last: {error}",
+                      "traceback": "", "input": info.spec.get("input", {}).get("split")}
+        return producer
+
+    def _release_ready(self) -> None:
+        """Tasks held back after an input was lost run again once all their inputs are committed."""
+        for task_id in self.tasks:
+            task = self.scheduler.tasks.get(task_id)
+            if (task is not None and task.state is TaskState.WAITING
+                    and all(p in self.commits for p in self.producers(task_id))):
+                self.scheduler.release(task_id)
 
     def adopted(self, attempt: str, node: str, now: float) -> None:
         """The scheduler took over an attempt started before a coordinator restart."""
@@ -261,6 +323,7 @@ class JobRun:
         info = self.tasks[record.task_id]
         if self.state != "running":
             return
+        self._release_ready()  # a task run again after its output was lost: its readers may go on
         plan = self.plan.steps[info.step]
         maps = self._step_tasks("map", info.step)
         if info.kind == "map" and not plan.map_only:
@@ -272,6 +335,8 @@ class JobRun:
                         "output": self._output_for(info.step, partition)})
                     self.scheduler.add(task_id, job=self.name, phase=f"{self.name}/s{info.step}-r")
             return
+        if info.step < self.step:
+            return  # an earlier step's output produced again: that step has finished already
         last_phase = maps if plan.map_only else self._step_tasks("reduce", info.step)
         if all(t in self.commits for t in last_phase):
             self._finish_step(now)

@@ -8,7 +8,9 @@ attempt is reported as a loser whose output must be cleaned up. A task that fail
 fails its job (an attempt lost with its node does not count); a node on which a job's attempts failed
 ``exclude_after`` times gets no more tasks of that job (unless no other live node would take them).
 A node that stops heart-beating for ``node_timeout`` seconds is dead: its running attempts
-are lost and their tasks go back to the queue, one priority level up.
+are lost and their tasks go back to the queue, one priority level up. A succeeded task whose committed
+output is lost (every replica gone) is *reopened* and runs again, while the tasks reading that output
+wait; an attempt that failed only because its input was lost is not counted against its task.
 
 Speculative execution (seeds 001 and 003, after Hadoop's LATE): once every task of a phase (a job's maps
 or reduces of one step) has started, a slot left free may take a backup attempt of a straggler. A running
@@ -55,6 +57,8 @@ class Task:
     failures: list[str] = field(default_factory=list)
     #: attempts that raised (attempts lost with a dead node do not count: the task is not at fault)
     errors: int = 0
+    #: times its committed output was lost and it had to run again
+    losses: int = 0
     committed: str | None = None
     order: int = 0
     #: the job the task belongs to, and its phase (tasks compared with each other for speculation)
@@ -130,6 +134,27 @@ class Scheduler:
         task = self.tasks[task_id]
         if task.state is TaskState.WAITING:
             task.state = TaskState.PENDING
+
+    def hold(self, task_id: str) -> None:
+        """A pending task's inputs are no longer all there (one is being produced again): it waits."""
+        task = self.tasks[task_id]
+        if task.state is TaskState.PENDING:
+            task.state = TaskState.WAITING
+
+    def reopen(self, task_id: str, reason: str) -> bool:
+        """A succeeded task's committed output was lost: run it again, one priority level up. False when its
+        output was lost ``max_attempts`` times (the task has failed: its job fails)."""
+        task = self.tasks[task_id]
+        task.committed = None
+        task.failures.append(reason)
+        task.losses += 1
+        if task.losses >= self.max_attempts:
+            task.state = TaskState.FAILED
+            return False
+        task.state = TaskState.PENDING
+        task.speculated = False
+        task.priority = min(MAX_PRIORITY, task.priority + 1)
+        return True
 
     def remove(self, task_ids: Iterable[str]) -> dict[str, str]:
         """Forget tasks (their job ended); returns the attempts still running (attempt -> node): kill them."""
@@ -288,6 +313,17 @@ class Scheduler:
         task.state = TaskState.PENDING
         task.priority = min(MAX_PRIORITY, task.priority + 1)
         return Outcome(commit=False, retry=True)
+
+    def input_lost(self, attempt: str, reason: str) -> None:
+        """``attempt`` ended because an input it needed was lost: no fault of its task or node (nothing is
+        counted); the task waits for that input to be produced again, unless another attempt still runs."""
+        task = self._task_of(attempt)
+        if task is None or task.running.pop(attempt, None) is None:
+            return
+        task.progress.pop(attempt, None)
+        task.failures.append(reason)
+        if task.state is TaskState.RUNNING and not task.running:
+            task.state = TaskState.WAITING
 
     def other_attempts(self, attempt: str) -> dict[str, str]:
         """Attempts of the same task still running besides ``attempt`` (attempt -> node)."""
