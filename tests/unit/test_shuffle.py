@@ -42,3 +42,35 @@ def test_range_partitioning_by_cutting_equals_calling_per_record(tmp_path_factor
     for p, part in fast.items():
         assert [k for k, _ in part] == sorted(k for k, _ in part)
         assert all(ranges(k, n) == p for k, _ in part)
+
+
+def _sum_combiner(key: int, values: Iterator[int]) -> Iterator[tuple[int, int]]:
+    yield key, sum(values)
+
+
+@settings(max_examples=100, deadline=None)
+@given(keys=st.lists(st.integers(0, 40), max_size=400), n=st.integers(1, 4), buffer=st.integers(1, 100))
+def test_combined_output_is_exact_whatever_the_buffer(tmp_path_factory, keys: list[int], n: int,  # type: ignore[no-untyped-def]
+                                                      buffer: int) -> None:
+    records = [(k, i) for i, k in enumerate(keys)]
+    out = _collect(tmp_path_factory.mktemp("c"), records, lambda k, m: k % m, n, buffer, _sum_combiner)
+    merged = {k: v for part in out.values() for k, v in part}
+    expected: dict[int, int] = {}
+    for k, v in records:
+        expected[k] = expected.get(k, 0) + v
+    assert merged == expected and sum(len(part) for part in out.values()) == len(expected)
+    for p, part in out.items():
+        assert [k for k, _ in part] == sorted(k for k, _ in part) and all(k % n == p for k, _ in part)
+
+
+def test_a_full_buffer_is_combined_in_memory_and_spills_only_when_that_does_not_pay(tmp_path: Path) -> None:
+    few = MapOutputCollector(2, lambda k, m: k % m, _sum_combiner, tmp_path / "few", 100)  # type: ignore[arg-type]
+    few.collect((i % 10, 1) for i in range(10_000))
+    assert few.spills == 0, "10 distinct keys: combining keeps the buffer small, nothing is spilled"
+
+    many = MapOutputCollector(2, lambda k, m: k % m, _sum_combiner, tmp_path / "many", 100)  # type: ignore[arg-type]
+    many.collect((i, 1) for i in range(10_000))
+    assert many.spills >= 90, "distinct keys: combining cannot shrink the buffer, so it spills"
+    out: dict[int, list[tuple[int, int]]] = {}
+    many.finish(lambda p, blocks: out.__setitem__(p, list(decode_run(blocks))))
+    assert sorted(k for part in out.values() for k, _ in part) == list(range(10_000))

@@ -1,10 +1,14 @@
 """The shuffle: map output partitioned, combined, sorted, spilled and merged; reduce input merged and grouped.
 
 Map side (seed 003's io.sort design): records go into an in-memory buffer of at most ``buffer_records``.
-With a combiner, the buffer is a dict of key -> values, so repeated keys cost one list append; when it is
-full, each key's values pass through the combiner, records are partitioned and sorted, and each partition
-is written as a sorted *run* to a local spill file. At the end the runs of each partition are merged
-(k-way, streaming), combined once more, and handed to a sink as the task's output for that partition.
+With a combiner, the buffer is a dict of key -> values, so repeated keys cost one list append. When it is
+full, each key's values first pass through the combiner *in memory* (the combined records go back into
+the buffer); only if that does not at least halve the buffer are records partitioned, sorted and written,
+a sorted *run* per partition, to a local spill file. Once combining in memory has failed to halve the
+buffer, later fills spill at once (the keys are too many for combining to pay). At the end the runs of
+each partition are merged (k-way, streaming), combined once more, and handed to a sink as the task's
+output for that partition. A combiner may thus see a key several times, its own output among the
+values: it must be associative, as in Hadoop.
 
 A run is a stream of msgpack-encoded batches of ``[key, value]`` pairs; decoding uses tuples. Reduce side:
 runs from every map are merged with :func:`heapq.merge` (memory: one batch per run) and grouped by key.
@@ -144,6 +148,8 @@ class MapOutputCollector:
         self._spills: list[_Spill] = []
         self.records_in = 0
         self.spills = 0
+        #: whether combining a full buffer in memory shrinks it enough to skip a spill (until it did not)
+        self._combine_pays = combiner is not None
 
     def collect(self, records: Iterable[Record]) -> None:
         """The map side's hot loop: take everything a mapper call yields (counted in ``records_in``).
@@ -171,9 +177,35 @@ class MapOutputCollector:
             self._buffered += len(batch)
             self.records_in += len(batch)
             if self._buffered >= self.buffer_records:
-                self.spill()
+                self._buffer_full()
             if len(batch) < step:
                 return
+
+    def _buffer_full(self) -> None:
+        if self._combine_pays:
+            self._combine_in_memory()
+            if self._buffered <= self.buffer_records // 2:
+                return
+            self._combine_pays = False
+        self.spill()
+
+    def _combine_in_memory(self) -> None:
+        """Replace the buffer's values with the combiner's output for each key."""
+        combiner = self.combiner
+        assert combiner is not None
+        groups, self._groups = self._groups, defaultdict(list)
+        combined = self._groups
+        count = 0
+        for key, values in groups.items():
+            for record in combiner(key, values):
+                if type(record) is not tuple or len(record) != 2:
+                    record = _as_pair(record)
+                try:
+                    combined[record[0]].append(record[1])
+                except TypeError as exc:
+                    raise ShuffleError(f"a combiner must yield hashable keys; it yielded {record!r}") from exc
+                count += 1
+        self._buffered = count
 
     def _drain_buffer(self) -> list[list[Record]]:
         """Partitioned, sorted records of the buffer (combined first when there is a combiner)."""
