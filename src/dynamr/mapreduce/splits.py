@@ -118,22 +118,26 @@ def line_batches(source: RangeSource, split: Split) -> Iterator[tuple[list[int],
 
 def read_lines(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]]:
     """(offset of the line's first byte, the line without its newline) for every line the split owns."""
-    for offsets, lines in line_batches(source, split):
-        yield from zip(offsets, lines, strict=True)
+    return itertools.chain.from_iterable(itertools.starmap(zip, line_batches(source, split)))
 
 
 def text_records(source: RangeSource, split: Split) -> Iterator[tuple[Any, Any]]:
     """(byte offset, line as str) for each line; a trailing carriage return is dropped.
 
     A batch of lines is decoded at once and split again (a newline byte never occurs inside a UTF-8
-    sequence, so this is the same as decoding line by line, with one call instead of one per line).
+    sequence, so this is the same as decoding line by line, with one call instead of one per line). The
+    records of a batch come out of ``zip`` through ``itertools.chain``: no Python step per line.
     """
+    return itertools.chain.from_iterable(_decoded_batches(source, split))
+
+
+def _decoded_batches(source: RangeSource, split: Split) -> Iterator[Iterator[tuple[int, str]]]:
     for offsets, lines in line_batches(source, split):
         text = b"\n".join(lines).decode("utf-8", "replace")
         strs = text.split("\n")
         if "\r" in text:
             strs = [line[:-1] if line.endswith("\r") else line for line in strs]
-        yield from zip(offsets, strs, strict=True)
+        yield zip(offsets, strs, strict=True)
 
 
 def json_records(source: RangeSource, split: Split) -> Iterator[tuple[Any, Any]]:
