@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.jobrun import JobPlan, JobRun, StepPlan
 from dynamr.mapreduce.scheduler import Scheduler
@@ -14,18 +16,29 @@ def plan(**changes: object) -> JobPlan:
     return base
 
 
-def drive(run: JobRun, sched: Scheduler, fail: set[str] = frozenset()) -> list[dict[str, object]]:  # type: ignore[assignment]
+def drive(run: JobRun, sched: Scheduler, fail: set[str] = frozenset(),  # type: ignore[assignment]
+          losses: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """Run a job on one node until it ends; returns every attempt's spec. Attempts of tasks in ``fail``
+    raise. ``losses``: reader task -> producer tasks whose output its next attempts find lost (one producer
+    per attempt, in order); a reader sees the commit records of its spec. Every spec of a round is built
+    before any result is reported, as the coordinator does."""
     specs = []
     now = 0.0
+    losses = losses or {}
     while run.state == "running":
-        assignments = sched.offer("n1", 10, now)
+        assignments = [(a, run.spec_for(a, {"seeds": []})) for a in sched.offer("n1", 10, now)]
         assert assignments, "the job is stuck"
-        for a in assignments:
-            spec = run.spec_for(a, {"seeds": []})
+        for a, spec in assignments:
             specs.append(spec)
             if a.task_id in fail:
                 if run.on_failure(a.attempt_id, {"error": "boom", "traceback": "tb"}, now):
                     return specs
+                continue
+            if losses.get(a.task_id):
+                producer = losses[a.task_id].pop(0)
+                read = {c["task_id"]: c["attempt"] for c in spec.get("commits", [])}
+                read.update({spec["producer"]["task"]: spec["producer"]["attempt"]} if "producer" in spec else {})
+                run.on_input_lost(a.attempt_id, lost(producer, read[producer]), now)
                 continue
             parts = list(range(spec.get("num_partitions", 0))) if spec["kind"] == "map" else []
             record = run.on_success(a.attempt_id, {"partitions": parts, "counters": [["g", "n", 1]]}, now)
@@ -33,6 +46,11 @@ def drive(run: JobRun, sched: Scheduler, fail: set[str] = frozenset()) -> list[d
             run.committed(record, now)
         now += 1
     return specs
+
+
+def lost(task: str, attempt: str) -> dict[str, object]:
+    return {"error": f"InputLostError: the committed output of task {task} cannot be read",
+            "lost_input": {"task": task, "attempt": attempt}}
 
 
 def test_two_step_job_runs_maps_then_reduces_then_next_step() -> None:
@@ -92,40 +110,12 @@ def test_embedded_jobs_keep_intermediate_data_in_local_files() -> None:
     assert specs[6]["input"] == {"kind": "file", "path": "/scratch/mr/j4/step0/0.run"}
 
 
-def lost(task: str, attempt: str) -> dict[str, object]:
-    return {"error": f"InputLostError: the committed output of task {task} cannot be read",
-            "lost_input": {"task": task, "attempt": attempt}}
-
-
-def run_with_losses(run: JobRun, sched: Scheduler, losses: dict[str, list[str]]) -> list[dict[str, object]]:
-    """Drive a job; ``losses``: reader task -> producer tasks whose output its next attempts find lost (one
-    producer per attempt, in order). Every reader attempt sees the commit records of its spec."""
-    specs = []
-    now = 0.0
-    while run.state == "running":
-        assignments = [(a, run.spec_for(a, {"seeds": []})) for a in sched.offer("n1", 10, now)]
-        assert assignments, "the job is stuck"
-        for a, spec in assignments:
-            specs.append(spec)
-            if losses.get(a.task_id):
-                producer = losses[a.task_id].pop(0)
-                read = {c["task_id"]: c["attempt"] for c in spec.get("commits", [])}
-                read.update({spec["producer"]["task"]: spec["producer"]["attempt"]} if "producer" in spec else {})
-                run.on_input_lost(a.attempt_id, lost(producer, read[producer]), now)
-                continue
-            parts = list(range(spec.get("num_partitions", 0))) if spec["kind"] == "map" else []
-            record = run.on_success(a.attempt_id, {"partitions": parts, "counters": [["g", "n", 1]]}, now)
-            assert record is not None
-            run.committed(record, now)
-        now += 1
-    return specs
-
 
 def test_a_lost_map_output_runs_that_map_again_and_its_reader_is_not_charged() -> None:
     sched = Scheduler(max_attempts=3)
     run = JobRun("j5", plan(steps=[StepPlan(map_only=False, reducers=2)]), sched)
     run.start(0)
-    specs = run_with_losses(run, sched, {"j5/s0-r0": ["j5/s0-m1", "j5/s0-m1"]})
+    specs = drive(run, sched, losses={"j5/s0-r0": ["j5/s0-m1", "j5/s0-m1"]})
     assert run.state == "succeeded"
     tasks = [s["attempt"].split("#")[0] for s in specs]
     assert tasks.count("j5/s0-m1") == 3 and tasks.count("j5/s0-m0") == 1  # only the lost map runs again
@@ -144,7 +134,7 @@ def test_two_readers_of_one_lost_output_run_it_again_once() -> None:
     sched = Scheduler()
     run = JobRun("j6", plan(steps=[StepPlan(map_only=False, reducers=2)]), sched)
     run.start(0)
-    specs = run_with_losses(run, sched, {"j6/s0-r0": ["j6/s0-m2"], "j6/s0-r1": ["j6/s0-m2"]})
+    specs = drive(run, sched, losses={"j6/s0-r0": ["j6/s0-m2"], "j6/s0-r1": ["j6/s0-m2"]})
     assert run.state == "succeeded"
     tasks = [s["attempt"].split("#")[0] for s in specs]
     assert tasks.count("j6/s0-m2") == 2
@@ -154,7 +144,7 @@ def test_a_lost_step_output_runs_its_reduce_again_then_the_next_steps_map() -> N
     sched = Scheduler()
     run = JobRun("j7", plan(), sched)
     run.start(0)
-    specs = run_with_losses(run, sched, {"j7/s1-m1": ["j7/s0-r1"]})
+    specs = drive(run, sched, losses={"j7/s1-m1": ["j7/s0-r1"]})
     assert run.state == "succeeded"
     tasks = [s["attempt"].split("#")[0] for s in specs]
     assert tasks.count("j7/s0-r1") == 2 and tasks.count("j7/s0-r0") == 1
@@ -170,7 +160,7 @@ def test_an_output_lost_again_and_again_fails_the_job_with_a_clear_error() -> No
     sched = Scheduler(max_attempts=2)
     run = JobRun("j8", plan(steps=[StepPlan(map_only=False, reducers=1)]), sched)
     run.start(0)
-    run_with_losses(run, sched, {"j8/s0-r0": ["j8/s0-m0", "j8/s0-m0"]})
+    drive(run, sched, losses={"j8/s0-r0": ["j8/s0-m0", "j8/s0-m0"]})
     assert run.state == "failed"
     assert run.error is not None and run.error["task"] == "j8/s0-m0"
     assert "was lost 2 times" in run.error["error"] and "run the job again" in run.error["error"]
