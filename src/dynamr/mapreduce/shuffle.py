@@ -191,21 +191,25 @@ class MapOutputCollector:
 
     def _combine_in_memory(self) -> None:
         """Replace the buffer's values with the combiner's output for each key."""
+        combined: defaultdict[Any, list[Any]] = defaultdict(list)
+        count = 0
+        for record in self._take_combined():
+            try:
+                combined[record[0]].append(record[1])
+            except TypeError as exc:
+                raise ShuffleError(f"a combiner must yield hashable keys; it yielded {record!r}") from exc
+            count += 1
+        self._groups = combined
+        self._buffered = count
+
+    def _take_combined(self) -> Iterator[Record]:
+        """Empty the buffer of key -> values through the combiner, checking that it yields pairs."""
+        groups, self._groups = self._groups, defaultdict(list)
         combiner = self.combiner
         assert combiner is not None
-        groups, self._groups = self._groups, defaultdict(list)
-        combined = self._groups
-        count = 0
         for key, values in groups.items():
             for record in combiner(key, values):
-                if type(record) is not tuple or len(record) != 2:
-                    record = _as_pair(record)
-                try:
-                    combined[record[0]].append(record[1])
-                except TypeError as exc:
-                    raise ShuffleError(f"a combiner must yield hashable keys; it yielded {record!r}") from exc
-                count += 1
-        self._buffered = count
+                yield record if type(record) is tuple and len(record) == 2 else _as_pair(record)
 
     def _drain_buffer(self) -> list[list[Record]]:
         """Partitioned, sorted records of the buffer (combined first when there is a combiner)."""
@@ -215,13 +219,8 @@ class MapOutputCollector:
         partition = self.partitioner
         n = self.num_partitions
         if self.combiner is not None:
-            groups, self._groups = self._groups, defaultdict(list)
-            combiner = self.combiner
-            for key, values in groups.items():
-                for record in combiner(key, values):
-                    if type(record) is not tuple or len(record) != 2:
-                        record = _as_pair(record)
-                    parts[partition(record[0], n) if n > 1 else 0].append(record)
+            for record in self._take_combined():
+                parts[partition(record[0], n) if n > 1 else 0].append(record)
         else:
             records, self._records = self._records, []
             if n == 1:
@@ -246,9 +245,7 @@ class MapOutputCollector:
     def _drain_by_ranges(self, ranges: RangePartitioner) -> list[list[Record]]:
         """Range partitioning without a call per record: sort everything once, cut at the boundaries."""
         if self.combiner is not None:
-            groups, self._groups = self._groups, defaultdict(list)
-            records = [r if type(r) is tuple and len(r) == 2 else _as_pair(r)
-                       for key, values in groups.items() for r in self.combiner(key, values)]
+            records = list(self._take_combined())
         else:
             records, self._records = self._records, []
         self._buffered = 0
