@@ -74,3 +74,16 @@ def test_a_full_buffer_is_combined_in_memory_and_spills_only_when_that_does_not_
     out: dict[int, list[tuple[int, int]]] = {}
     many.finish(lambda p, blocks: out.__setitem__(p, list(decode_run(blocks))))
     assert sorted(k for part in out.values() for k, _ in part) == list(range(10_000))
+
+
+def test_a_combiner_yielding_an_unhashable_key_gets_a_clear_error(tmp_path: Path) -> None:
+    import pytest
+
+    from dynamr.mapreduce.shuffle import ShuffleError
+
+    def listing(key: int, values: Iterator[int]) -> Iterator[tuple[list[int], int]]:
+        yield [key], sum(values)
+
+    collector = MapOutputCollector(1, lambda k, m: 0, listing, tmp_path, 10)  # type: ignore[arg-type]
+    with pytest.raises(ShuffleError, match="hashable keys"):
+        collector.collect((i % 3, 1) for i in range(100))
