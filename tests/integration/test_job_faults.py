@@ -198,3 +198,23 @@ def test_a_mapper_raising_on_one_record_fails_after_4_attempts_or_is_skipped(mak
     assert ["dynamr", "skipped records", 1] in status["counters"]
     assert store_output(cluster, "/out2") == clean, "everything but the skipped line is counted"
     assert keys_of(cluster, "skipping") == {"n1": ()}, "a job that succeeded leaves no intermediate key"
+
+
+def test_a_node_restarted_faster_than_the_timeout_gets_its_attempts_re_run(make_cluster: MakeCluster,
+                                                                           tmp_path: Path) -> None:
+    cluster = make_cluster(2, n=2, r=1, w=1, task_slots=2, worker_timeout=60, speculative_execution=False)
+    files = start_slow_wordcount(cluster, tmp_path, "wc-quick", [6000, 6000, 6000, 6000], map_seconds=2.0,
+                                 reduce_seconds=0, reducers=2, split_size=8000)
+
+    def maps_on_n2() -> list[dict[str, Any]]:
+        return [a for a in job_status(cluster, "wc-quick")["running_attempts"] if a["node"] == "n2"]
+
+    wait_until(maps_on_n2, 60, "a map running on n2")
+    cluster.kill_node("n2")
+    cluster.start_node("n2")
+    cluster.wait_ready(["n2"], 30)
+    status = wait_for_job(cluster, "wc-quick", 50)  # far less than the 60 s the heartbeat timeout would take
+    assert status["state"] == "succeeded", (status["error"], status["attempts"])
+    assert store_output(cluster, "/out") == wordcount(files)
+    lost = [a for a in status["attempts"] if not a["ok"]]
+    assert lost and all("lost with node n2 (it restarted)" in a["error"] for a in lost), lost

@@ -76,6 +76,8 @@ class Coordinator:
         self._watch: asyncio.Task[None] | None = None
         #: node -> attempts it must kill; an attempt stays here until its node reports it ended
         self._kills: dict[str, set[str]] = {}
+        #: node -> its worker process's incarnation, from its last heartbeat
+        self._incarnations: dict[str, str] = {}
 
     def start(self) -> None:
         self._watch = asyncio.create_task(self._watch_nodes())
@@ -157,12 +159,16 @@ class Coordinator:
             now = time.time()
             for node, lost in self.scheduler.dead_nodes(now).items():
                 log.warning("node %s stopped heart-beating; %d running attempt(s) re-queued", node, len(lost))
-                for attempt in lost:
-                    error = f"lost with node {node} (no heartbeat for {self.scheduler.node_timeout:g}s)"
-                    self.store.attempt_ended(attempt, False, error, now)
-                    job = self.jobs.get(job_of(attempt))
-                    if job is not None:
-                        job.lost(attempt, error, now)
+                self._written_off(lost, f"lost with node {node} (no heartbeat for {self.scheduler.node_timeout:g}s)",
+                                  now)
+
+    def _written_off(self, lost: list[str], error: str, now: float) -> None:
+        """Attempts lost with their node (the scheduler has re-queued their tasks) become task records."""
+        for attempt in lost:
+            self.store.attempt_ended(attempt, False, error, now)
+            job = self.jobs.get(job_of(attempt))
+            if job is not None:
+                job.lost(attempt, error, now)
 
     async def _on_ping(self, msg: m.Ping) -> m.Pong:
         return m.Pong(node_id="coordinator", epoch="")
@@ -267,6 +273,12 @@ class Coordinator:
     async def _on_heartbeat(self, msg: m.WorkerHeartbeat) -> m.WorkerHeartbeatReply:
         now = time.time()
         node = msg.node_id
+        known = self._incarnations.get(node)
+        if msg.incarnation and known is not None and known != msg.incarnation:
+            lost = self.scheduler.node_lost(node)  # it restarted faster than the timeout could notice
+            log.warning("node %s restarted; %d running attempt(s) re-queued", node, len(lost))
+            self._written_off(lost, f"lost with node {node} (it restarted)", now)
+        self._incarnations[node] = msg.incarnation
         self.scheduler.heartbeat(node, now)
         reports = json.loads(msg.reports)
         kills = self._kills.setdefault(node, set())

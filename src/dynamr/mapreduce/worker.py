@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -55,6 +56,8 @@ class Worker:
                  seeds: list[Address], secret: bytes, interval: float = 0.5, scratch_dir: str | None = None,
                  reuse: int = 20, max_rss: int = 512 << 20) -> None:
         self.node_id = node_id
+        #: tells the coordinator this process from an earlier one of the same node (a quick restart)
+        self.incarnation = os.urandom(8).hex()
         self.coordinator = coordinator
         self.transport = transport
         self.slots = max(1, slots)
@@ -90,7 +93,8 @@ class Worker:
             try:
                 reply = await self.transport.call(self.coordinator, m.WorkerHeartbeat(
                     node_id=self.node_id, free_slots=self.slots - len(self.running), reports=json.dumps(reports),
-                    running=running, progress=tuple(self._fraction(a) for a in running)), 5.0)
+                    running=running, progress=tuple(self._fraction(a) for a in running),
+                    incarnation=self.incarnation), 5.0)
             except DynamrError as exc:
                 self._reports = reports + self._reports  # resend them next time
                 log.debug("heartbeat to the coordinator failed: %s", exc)

@@ -344,6 +344,8 @@ class WorkerHeartbeat(Message):
     running: tuple[str, ...] = ()
     #: for each running attempt, the fraction of its input consumed (-1: not known)
     progress: tuple[float, ...] = ()
+    #: random per worker process: a new value means the node restarted and its earlier attempts are gone
+    incarnation: str = ""
 
 
 @register(47)
