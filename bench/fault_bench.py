@@ -46,7 +46,7 @@ def run(inputs: list[Path], out: Path, split_size: int, reducers: int, kill_at: 
                 plan = client.run(build_plan(FileSystem(client.async_client), "wc", ROOT / "examples" / "wordcount.py",
                                              [str(p) for p in inputs], str(out), local=True, reducers=reducers,
                                              split_size=split_size))
-                client.run(jobs.submit("wc", plan))
+                client.run(jobs.submit("wc", plan, (ROOT / "examples" / "wordcount.py").read_bytes()))
                 killed_at = None
                 while True:
                     status: dict[str, Any] = client.run(jobs.status("wc"))

@@ -126,8 +126,10 @@ class LocalCluster:
     def node_command(self, node_id: str) -> list[str]:
         extra = ["--exit-with-parent"] if self.ephemeral else []
         if node_id == COORDINATOR:
+            local = ["--local-jobs"] if self.ephemeral else []  # an embedded run reads and writes local paths
             return [sys.executable, "-m", "dynamr", "coordinator", "start", "--cluster-file", str(self.cluster_file),
-                    "--secret-file", str(self.secret_file), "--data-dir", str(self.data_dir(COORDINATOR)), *extra]
+                    "--secret-file", str(self.secret_file), "--data-dir", str(self.data_dir(COORDINATOR)), *extra,
+                    *local]
         return [sys.executable, "-m", "dynamr", "node", "start", "--cluster-file", str(self.cluster_file),
                 "--node-id", node_id, "--data-dir", str(self.data_dir(node_id)),
                 "--secret-file", str(self.secret_file), *extra]

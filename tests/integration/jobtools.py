@@ -53,7 +53,7 @@ def submit(cluster: LocalCluster, name: str, job_file: Path, inputs: list[str], 
     with Client(cluster.seeds, cluster.secret, timeout=30) as client:
         plan = client.run(build_plan(FileSystem(client.async_client), name, job_file, inputs, output, local=False,
                                      **kwargs))
-        client.run(JobClient(client.async_client).submit(name, plan))
+        client.run(JobClient(client.async_client).submit(name, plan, Path(job_file).read_bytes()))
 
 
 def attempts_per_task(status: dict[str, Any], kind: str) -> Counter[str]:

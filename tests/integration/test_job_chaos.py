@@ -76,5 +76,14 @@ def test_word_count_survives_nodes_crashing_and_pausing_in_a_loop(make_cluster: 
     assert len(chaos.events) >= 3, f"too few faults while the job ran to test anything: {chaos.events}"
     assert status["state"] == "succeeded", (chaos.events, status["error"])
     assert store_output(cluster, "/out") == wordcount(files), chaos.events
-    wait_until(lambda: not any(keys_of(cluster, "wc-chaos").values()), 30,
-               "no intermediate key of the job on any node (deletes missed by a node arrive as hints)")
+    left: dict[str, list[str]] = {}
+
+    def clean() -> bool:
+        left.clear()
+        left.update({node: keys for node, keys in keys_of(cluster, "wc-chaos").items() if keys})
+        return not left
+
+    try:
+        wait_until(clean, 30, "no intermediate key of the job on any node (deletes missed by a node arrive as hints)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; still there: {left}") from None

@@ -77,7 +77,7 @@ async def _run_job(cluster: LocalCluster, name: str, job_file: Path, inputs: lis
     async with AsyncClient(cluster.seeds, cluster.secret, timeout=60) as client:
         plan = await build_plan(FileSystem(client), name, job_file, inputs, output, local=False, **kwargs)
         jobs = JobClient(client)
-        await jobs.submit(name, plan)
+        await jobs.submit(name, plan, Path(job_file).read_bytes())
         return await jobs.wait(name)
 
 

@@ -5,6 +5,7 @@ from typing import Any
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.jobrun import JobPlan, JobRun, StepPlan
 from dynamr.mapreduce.scheduler import Scheduler
+from dynamr.rpc.messages import AttemptReport
 
 
 def plan(**changes: object) -> JobPlan:
@@ -26,31 +27,33 @@ def drive(run: JobRun, sched: Scheduler, fail: set[str] = frozenset(),  # type: 
     now = 0.0
     losses = losses or {}
     while run.state == "running":
-        assignments = [(a, run.spec_for(a, {"seeds": []})) for a in sched.offer("n1", 10, now)]
+        run.gate()  # as the coordinator's core does before every assignment
+        assignments = [(a, run.spec_for(a, {"seeds": []}, now)) for a in sched.offer("n1", 10, now)]
         assert assignments, "the job is stuck"
         for a, spec in assignments:
             specs.append(spec)
             if a.task_id in fail:
-                if run.on_failure(a.attempt_id, {"error": "boom", "traceback": "tb"}, now):
+                if run.on_failure(AttemptReport(attempt=a.attempt_id, ok=False, error="boom", traceback="tb"), now):
                     return specs
                 continue
             if losses.get(a.task_id):
                 producer = losses[a.task_id].pop(0)
                 read = {c["task_id"]: c["attempt"] for c in spec.get("commits", [])}
                 read.update({spec["producer"]["task"]: spec["producer"]["attempt"]} if "producer" in spec else {})
-                run.on_input_lost(a.attempt_id, lost(producer, read[producer]), now)
+                run.on_input_lost(lost(a.attempt_id, producer, read[producer]), now)
                 continue
             parts = list(range(spec.get("num_partitions", 0))) if spec["kind"] == "map" else []
-            record = run.on_success(a.attempt_id, {"partitions": parts, "counters": [["g", "n", 1]]}, now)
+            record = run.on_success(AttemptReport(attempt=a.attempt_id, ok=True, partitions=tuple(parts),
+                                                  counters=(("g", "n", 1),)), now)
             assert record is not None
             run.committed(record, now)
         now += 1
     return specs
 
 
-def lost(task: str, attempt: str) -> dict[str, object]:
-    return {"error": f"InputLostError: the committed output of task {task} cannot be read",
-            "lost_input": {"task": task, "attempt": attempt}}
+def lost(reader: str, task: str, attempt: str) -> AttemptReport:
+    return AttemptReport(attempt=reader, ok=False, cause="input_lost", lost_task=task, lost_attempt=attempt,
+                         error=f"InputLostError: the committed output of task {task} cannot be read")
 
 
 def test_two_step_job_runs_maps_then_reduces_then_next_step() -> None:
@@ -66,7 +69,7 @@ def test_two_step_job_runs_maps_then_reduces_then_next_step() -> None:
     assert specs[-1]["output"] == {"kind": "store", "path": "/out/part-00000"}
     assert specs[4]["output"] == {"kind": "object", "key": "mr:j1/step0/0"}
     assert len(specs[4]["commits"]) == 4
-    assert run.status()["counters"] == [["g", "n", 9]]
+    assert run.status(100)["counters"] == [["g", "n", 9]]
 
 
 def test_map_only_last_step_writes_parts_from_maps() -> None:
@@ -83,10 +86,10 @@ def test_a_task_that_keeps_failing_fails_the_job_with_its_traceback() -> None:
     run = JobRun("j3", plan(), sched)
     run.start(0)
     drive(run, sched, fail={"j3/s0-m1"})
-    status = run.status()
+    status = run.status(100)
     assert status["state"] == "finishing"  # until the coordinator has cleaned up
     run.finalized = True
-    status = run.status()
+    status = run.status(100)
     assert status["state"] == "failed"
     assert status["error"]["task"] == "j3/s0-m1" and status["error"]["traceback"] == "tb"
     assert status["error"]["input"]["path"] == "/in/a"
@@ -127,7 +130,7 @@ def test_a_lost_map_output_runs_that_map_again_and_its_reader_is_not_charged() -
     assert r0_reads == m1_attempts
     assert set(run.superseded) == set(m1_attempts[:2])
     assert sched.tasks["j5/s0-r0"].errors == 0  # the reader was not at fault (two failures, none counted)
-    assert run.status()["counters"] == [["g", "n", 6]]  # 4 maps + 2 reduces: a void commit's counters drop
+    assert run.status(100)["counters"] == [["g", "n", 6]]  # 4 maps + 2 reduces: a void commit's counters drop
 
 
 def test_two_readers_of_one_lost_output_run_it_again_once() -> None:
@@ -171,11 +174,11 @@ def test_a_stale_report_of_an_output_already_produced_again_changes_nothing() ->
     run = JobRun("j9", plan(steps=[StepPlan(map_only=False, reducers=1)]), sched)
     run.start(0)
     for a in sched.offer("n1", 10, 0):
-        run.spec_for(a, {})
-        record = run.on_success(a.attempt_id, {"partitions": [0]}, 0)
+        run.spec_for(a, {}, 0)
+        record = run.on_success(AttemptReport(attempt=a.attempt_id, ok=True, partitions=(0,)), 0)
         assert record is not None
         run.committed(record, 0)
     (reduce,) = sched.offer("n1", 10, 1)
-    assert run.on_input_lost(reduce.attempt_id, lost("j9/s0-m0", "j9/s0-m0#999"), 1) is None
+    assert run.on_input_lost(lost(reduce.attempt_id, "j9/s0-m0", "j9/s0-m0#999"), 1) is None
     assert "j9/s0-m0" in run.commits and not run.superseded
     assert sched.tasks["j9/s0-r0"].state.value == "pending"  # its inputs are all there: it runs again

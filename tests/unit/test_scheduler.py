@@ -46,7 +46,9 @@ def test_first_success_commits_and_a_late_duplicate_is_a_loser() -> None:
     (b,) = s.offer("y", 1, now=1)
     assert s.succeeded(b.attempt_id).commit
     assert not s.succeeded(a.attempt_id).commit  # x was only slow: its late result is ignored
-    assert s.tasks["m0"].committed == b.attempt_id
+    assert s.tasks["m0"].committing == b.attempt_id and s.tasks["m0"].committed is None
+    s.commit_written("m0", b.attempt_id)  # committed only once the record is confirmed written
+    assert s.tasks["m0"].committed == b.attempt_id and s.tasks["m0"].state.value == "succeeded"
 
 
 def test_attempts_lost_with_a_node_do_not_count_as_failures() -> None:

@@ -35,7 +35,7 @@ from dynamr.cli.common import (
 from dynamr.config import Quorum, StoreSettings
 from dynamr.errors import BadRequestError
 from dynamr.files.client import FileSystem
-from dynamr.localcluster import LocalCluster
+from dynamr.localcluster import COORDINATOR, LocalCluster
 from dynamr.mapreduce.inline import check_output
 from dynamr.mapreduce.submit import JobClient, build_plan
 from dynamr.store.client import AsyncClient
@@ -141,6 +141,7 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
                   ) -> dict[str, Any]:
     fs = FileSystem(client)
     jobs = JobClient(client)
+    await jobs.check_name(name)  # before anything is uploaded under that name
     if local_paths:
         plan = await build_plan(fs, name, job_file, inputs, output, local=True, reducers=reducers,
                                 split_size=split_size, options=options, job_class=job_class,
@@ -167,7 +168,7 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
         plan = await build_plan(fs, name, job_file, store_inputs, remote_output, local=False, reducers=reducers,
                                 split_size=split_size, options=options, job_class=job_class,
                                 skip_bad_records=skip_bad_records)
-    await jobs.submit(name, plan)
+    await jobs.submit(name, plan, job_file.read_bytes())
     view = ProgressView()
     with view.progress:
         status = await jobs.wait(name, view)
@@ -238,7 +239,9 @@ def _embedded(name: str, job_file: Path, inputs: tuple[str, ...], output: str, s
                 async with AsyncClient(cluster.seeds, cluster.secret, timeout=60) as client:
                     return await _run_on(client, name, job_file, inputs, output, local_paths=True,
                                          reducers=reducers, split_size=split_size, options=options,
-                                         job_class=job_class, local_intermediate=str(Path(tmp) / "intermediate"),
+                                         job_class=job_class,
+                                         local_intermediate=str(cluster.data_dir(COORDINATOR).resolve()
+                                                                / "intermediate"),
                                          skip_bad_records=skip_bad_records)
 
             return _run(go)
@@ -268,7 +271,7 @@ def create(name: str, job_file: Path, inputs: tuple[str, ...], output: str, redu
                                 output.removeprefix(STORE), local=False, reducers=reducers,
                                 split_size=parse_size(split_size), options=parse_options(defines),
                                 job_class=job_class, skip_bad_records=skip_bad_records)
-        return await JobClient(client).submit(name, plan, run=False)
+        return await JobClient(client).submit(name, plan, job_file.read_bytes(), run=False)
 
     status = _run(lambda: _with_client(target, action))
     console.print(f"created job {status['name']}: {status['steps']} step(s); run it with 'dynamr job run {name}'",

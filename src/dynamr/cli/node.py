@@ -63,13 +63,16 @@ def coordinator() -> None:
               help="Where job state is kept so a restart resumes jobs (without it, state is in memory only).")
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--exit-with-parent", is_flag=True, help="Stop when the process that started this one exits.")
+@click.option("--local-jobs", is_flag=True,
+              help="Accept jobs with local input and output paths (an embedded run on one machine).")
 @friendly_errors
 def start_coordinator(cluster_file: Path, secret: str | None, secret_file: Path | None, data_dir: Path | None,
-                      log_level: str, exit_with_parent: bool) -> None:
+                      log_level: str, exit_with_parent: bool, local_jobs: bool) -> None:
     """Start the coordinator in the foreground, on the address the cluster file gives it."""
     from dynamr.store.process import run_coordinator
 
     spec = ClusterSpec.load(cluster_file)
     secret_bytes = load_secret(secret, secret_file)
     setup_logging(log_level, "coordinator")
-    run_coordinator(spec, secret_bytes, data_dir=data_dir, exit_with_parent=exit_with_parent)
+    run_coordinator(spec, secret_bytes, data_dir=data_dir, exit_with_parent=exit_with_parent,
+                    local_jobs=local_jobs)

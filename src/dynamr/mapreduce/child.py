@@ -37,7 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from dynamr.config import load_secret
-from dynamr.errors import DataLostError, InputLostError, NotFoundError
+from dynamr.errors import (
+    DataLostError,
+    DeadlineExceededError,
+    InputLostError,
+    NotFoundError,
+    QuorumError,
+    UnavailableError,
+)
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.api import MRJob
@@ -128,6 +135,9 @@ class StoreFile:
                 return
             offset += len(data)
             yield data
+
+#: errors that mean the store could not be reached or could not reach a quorum (retried, not counted)
+STORE_OUTAGES = (QuorumError, UnavailableError, DeadlineExceededError)
 
 
 def pull(client: Client, agen: AsyncIterator[bytes]) -> Iterator[bytes]:
@@ -397,7 +407,10 @@ def run_one(spec: dict[str, Any], session: Session, channel: Channel) -> dict[st
     except BaseException as exc:
         failure = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": user_traceback(exc)}
         if isinstance(exc, InputLostError):
+            failure["cause"] = "input_lost"
             failure["lost_input"] = {"task": exc.task, "attempt": exc.attempt}
+        elif isinstance(exc, STORE_OUTAGES):  # dynamr's own reads or writes: not the task's fault
+            failure["cause"] = "store"
         if getattr(exc, "dynamr_bad_record", None) is not None:
             failure["bad_record"] = exc.dynamr_bad_record  # type: ignore[attr-defined]
         return failure

@@ -14,14 +14,22 @@ embedded mode, a directory on the store otherwise).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dynamr.errors import BadRequestError
 from dynamr.mapreduce import intermediate as im
-from dynamr.mapreduce.scheduler import Assignment, Scheduler, TaskState
+from dynamr.mapreduce.scheduler import Assignment, IllegalTransition, Scheduler, TaskState
 from dynamr.mapreduce.splits import Split, plan_splits
+from dynamr.rpc.messages import AttemptReport
+
+#: every legal move of a job's state, in one place
+JOB_TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
+    ("created", "running"), ("created", "killed"),
+    ("running", "succeeded"), ("running", "failed"), ("running", "killed"),
+})
+ENDED = frozenset({"succeeded", "failed", "killed"})
 
 
 @dataclass
@@ -57,10 +65,56 @@ class JobPlan:
 
     @classmethod
     def from_json(cls, text: str) -> JobPlan:
-        raw = json.loads(text)
-        raw["steps"] = [StepPlan(**s) for s in raw["steps"]]
-        raw["inputs"] = [tuple(i) for i in raw["inputs"]]
-        return cls(**raw)
+        """A plan from its JSON form, every field checked (:class:`BadRequestError` says what is wrong)."""
+        try:
+            raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise TypeError("not an object")
+            steps = raw.get("steps")
+            if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+                raise TypeError("steps must be a list of objects")
+            raw["steps"] = [StepPlan(**s) for s in steps]
+            inputs = raw.get("inputs")
+            if not isinstance(inputs, list) or not all(isinstance(i, list | tuple) and len(i) == 2 for i in inputs):
+                raise TypeError("inputs must be a list of [path, size] pairs")
+            raw["inputs"] = [tuple(i) for i in inputs]
+            plan = cls(**raw)
+        except (ValueError, TypeError) as exc:
+            raise BadRequestError(f"malformed job plan: {exc}") from exc
+        plan.check()
+        return plan
+
+    def check(self) -> None:
+        """Validate every field; a bad plan raises :class:`BadRequestError` saying what to fix."""
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise BadRequestError(message)
+
+        for name in ("source", "source_name", "output", "input_format", "local_intermediate"):
+            need(isinstance(getattr(self, name), str), f"job plan field {name} must be a string")
+        need(self.input_format in ("text", "json", "whole_file"),
+             f"unknown input format {self.input_format!r} (text, json or whole_file)")
+        need(bool(self.steps), "the job has no steps")
+        for number, step in enumerate(self.steps):
+            need(isinstance(step.map_only, bool) and type(step.reducers) is int,
+                 f"step {number}: map_only must be true or false and reducers a whole number")
+            need(step.reducers >= 0, f"step {number}: the number of reducers must be 0 or more (0: map only), "
+                                     f"not {step.reducers}")
+            need(step.map_only or step.reducers > 0, f"step {number} has a reducer but 0 reduce tasks; "
+                                                     "use -r 1 or more")
+        for item in self.inputs:
+            need(isinstance(item[0], str) and type(item[1]) is int and item[1] >= 0,
+                 "each input must be a path and a size in bytes")
+        for name in ("split_size", "chunk_size", "buffer_records"):
+            value = getattr(self, name)
+            need(type(value) is int and value > 0, f"{name.replace('_', ' ')} must be a positive whole number, "
+                                                   f"not {value!r}")
+        need(isinstance(self.options, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in self.options.items()),
+             "job options must map strings to strings")
+        need(self.job_class is None or isinstance(self.job_class, str), "job class must be a name")
+        for flag in ("local_inputs", "local_output", "skip_bad_records"):
+            need(isinstance(getattr(self, flag), bool), f"job plan field {flag} must be true or false")
 
 
 @dataclass
@@ -84,8 +138,10 @@ def task_of(attempt: str) -> str:
 
 class JobRun:
     def __init__(self, name: str, plan: JobPlan, scheduler: Scheduler,
-                 locate: Callable[[Split], set[str]] | None = None) -> None:
+                 locate: Callable[[Split], set[str]] | None = None, *, wall_offset: float = 0.0) -> None:
         self.name = name
+        #: every time here is monotonic; this is added for what users read
+        self.wall_offset = wall_offset
         self.plan = plan
         self.scheduler = scheduler
         self.locate = locate
@@ -111,6 +167,8 @@ class JobRun:
         self.excluded_nodes: set[str] = set()
         #: committed attempts whose output was lost (attempt -> task): their commit records are void
         self.superseded: dict[str, str] = {}
+        #: the tasks whose commits end the job (the last step's reduces, or its maps when it has none)
+        self._last_phase: list[str] = []
 
     # --- ids -----------------------------------------------------------------------------------------
 
@@ -136,8 +194,17 @@ class JobRun:
 
     # --- progress ------------------------------------------------------------------------------------
 
+    def move(self, new: str) -> None:
+        """Change the job's state; a move not in :data:`JOB_TRANSITIONS` is a bug."""
+        if (self.state, new) not in JOB_TRANSITIONS:
+            raise IllegalTransition(f"job {self.name}: {self.state} -> {new} is not a legal move")
+        self.state = new
+
     def start(self, now: float) -> None:
-        self.state = "running"
+        """Create every task of every step at once: step 0's maps queued, the rest waiting until their
+        inputs are committed (:meth:`gate`). Knowing every task from the start lets a restarted coordinator
+        find every commit record, and status show true totals."""
+        self.move("running")
         self.started_at = now
         splits = plan_splits(self.plan.inputs, self.plan.split_size,
                              whole_files=self.plan.input_format == "whole_file")
@@ -145,10 +212,26 @@ class JobRun:
             source = {"kind": "split", "local": self.plan.local_inputs, "split": asdict(split)}
             preferred = self.locate(split) if self.locate is not None else set()
             self._add_map(0, split.index, source, preferred)
-        if not splits:
-            self._finish_step(now)
+        maps = len(splits)
+        for step, plan in enumerate(self.plan.steps):
+            if step > 0:
+                for number in range(maps):
+                    self._add_map(step, number, self._step_output(step - 1, number), set(), runnable=False)
+            if not plan.map_only:
+                for partition in range(plan.reducers):
+                    task_id = self.task_id("reduce", step, partition)
+                    self.tasks[task_id] = TaskInfo("reduce", step, partition, {
+                        "kind": "reduce", "step": step, "partition": partition,
+                        "output": self._output_for(step, partition)})
+                    self.scheduler.add(task_id, job=self.name, phase=f"{self.name}/s{step}-r", runnable=False)
+                maps = plan.reducers
+        self._last_phase = [t for t, i in self.tasks.items() if i.step == len(self.plan.steps) - 1
+                            and (i.kind == "reduce" or self.plan.steps[i.step].map_only)]
+        self._advance(now)
+        self.gate()
 
-    def _add_map(self, step: int, index: int, source: dict[str, Any], preferred: set[str]) -> None:
+    def _add_map(self, step: int, index: int, source: dict[str, Any], preferred: set[str],
+                 runnable: bool = True) -> None:
         task_id = self.task_id("map", step, index)
         plan = self.plan.steps[step]
         spec: dict[str, Any] = {"kind": "map", "step": step, "input": source,
@@ -158,7 +241,7 @@ class JobRun:
         self.tasks[task_id] = TaskInfo("map", step, index, spec)
         split = source.get("split")
         self.scheduler.add(task_id, preferred, job=self.name, phase=f"{self.name}/s{step}-m",
-                           weight=int(split["end"]) - int(split["start"]) if split else 1)
+                           weight=int(split["end"]) - int(split["start"]) if split else 1, runnable=runnable)
 
     def _output_for(self, step: int, number: int) -> dict[str, Any]:
         if step < len(self.plan.steps) - 1:
@@ -172,11 +255,11 @@ class JobRun:
             return {"kind": "file", "path": f"{self.plan.local_intermediate}/{self.name}/step{step}/{number}.run"}
         return {"kind": "object", "key": f"{im.PREFIX}{self.name}/step{step}/{number}"}
 
-    def spec_for(self, assignment: Assignment, base: dict[str, Any]) -> dict[str, Any]:
+    def spec_for(self, assignment: Assignment, base: dict[str, Any], now: float) -> dict[str, Any]:
         """The full JSON spec of an assigned attempt (``base``: seeds, secret file, scratch dir)."""
         info = self.tasks[assignment.task_id]
         self._attempt_nodes[assignment.attempt_id] = assignment.node
-        self._attempt_started[assignment.attempt_id] = time.time()
+        self._attempt_started[assignment.attempt_id] = now
         if assignment.speculative:
             self._speculative.add(assignment.attempt_id)
         spec = {**base, **info.spec, "job": self.name, "attempt": assignment.attempt_id,
@@ -196,49 +279,56 @@ class JobRun:
             spec["producer"] = {"task": producer, "attempt": self.commits[producer].attempt}
         return spec
 
-    def on_success(self, attempt: str, result: dict[str, Any], now: float) -> im.Commit | None:
+    def on_success(self, report: AttemptReport, now: float) -> im.Commit | None:
         """An attempt ended well. Returns the commit record to write when it won its task, else None."""
+        attempt = report.attempt
         outcome = self.scheduler.succeeded(attempt, now)
         task_id = task_of(attempt)
-        self._record(task_id, attempt, True, now, result)
+        self._record(task_id, attempt, True, now, "")
         if not outcome.commit:
             return None
-        counters = tuple((str(g), str(n), int(v)) for g, n, v in result.get("counters", []))
-        return im.Commit(task_id, attempt, tuple(result.get("partitions", [])), counters)
+        return im.Commit(task_id, attempt, report.partitions, report.counters)
 
-    def on_failure(self, attempt: str, result: dict[str, Any], now: float) -> bool:
+    def on_failure(self, report: AttemptReport, now: float) -> bool:
         """An attempt failed. True when this fails the whole job (the task used up its attempts)."""
+        attempt = report.attempt
         task_id = task_of(attempt)
-        self._record(task_id, attempt, False, now, result)
+        self._record(task_id, attempt, False, now, report.error)
         if self.plan.skip_bad_records and task_id in self.tasks and self.tasks[task_id].kind == "map":
             self._tracked.add(task_id)  # the next attempt finds the failing record...
-            bad = result.get("bad_record")
+            bad = report.bad_record
             if bad is not None and bad not in self._skips.setdefault(task_id, []):
-                self._skips[task_id].append(str(bad))  # ...and the one after skips it
-        outcome = self.scheduler.failed(attempt, result.get("error", "failed"))
+                self._skips[task_id].append(bad)  # ...and the one after skips it
+        outcome = self.scheduler.failed(attempt, report.error or "failed")
         self.excluded_nodes.update(self.scheduler.excluded_nodes(self.name))
         if outcome.task_failed and self.state == "running":
             info = self.tasks.get(task_id)
-            self.state = "failed"
+            self.move("failed")
             self.ended_at = now
             self.error = {"task": task_id, "attempt": attempt, "node": self._attempt_nodes.get(attempt, ""),
-                          "error": result.get("error", ""), "traceback": result.get("traceback", ""),
+                          "error": report.error, "traceback": report.traceback,
                           "input": (info.spec.get("input", {}).get("split") if info else None)}
             return True
         return False
 
-    def on_input_lost(self, attempt: str, result: dict[str, Any], now: float) -> str | None:
-        """An attempt could not read the committed output of an earlier task (``result["lost_input"]``):
+    def on_uncounted(self, report: AttemptReport, now: float) -> None:
+        """An attempt failed for a reason that is neither its task's nor its node's fault (the store was
+        unavailable, or it was killed on request): its task runs again, nothing is counted."""
+        self._record(task_of(report.attempt), report.attempt, False, now, report.error)
+        self.scheduler.attempt_lost(report.attempt, report.error or "failed")
+
+    def on_input_lost(self, report: AttemptReport, now: float) -> str | None:
+        """An attempt could not read the committed output of an earlier task (``report.lost_task``):
         every replica of it is gone. The attempt's task waits, uncharged, and the producer runs again
         (its consumers wait for it). Returns the producer when it was reopened now (its commit record is
         void: delete it), None when it already was (or the job has ended). The job fails when that output
         was lost ``max_attempts`` times."""
+        attempt = report.attempt
         task_id = task_of(attempt)
-        error = result.get("error", "an input was lost")
-        self._record(task_id, attempt, False, now, result)
+        error = report.error or "an input was lost"
+        self._record(task_id, attempt, False, now, error)
         self.scheduler.input_lost(attempt, error)
-        lost = result.get("lost_input") or {}
-        producer, producer_attempt = str(lost.get("task", "")), str(lost.get("attempt", ""))
+        producer, producer_attempt = report.lost_task, report.lost_attempt
         record = self.commits.get(producer)
         if self.state != "running" or record is None or record.attempt != producer_attempt:
             self._release_ready()  # the producer has been run again already (or is being run)
@@ -251,7 +341,7 @@ class JobRun:
             for consumer in self.consumers(producer):
                 self.scheduler.hold(consumer)
             return producer
-        self.state = "failed"
+        self.move("failed")
         self.ended_at = now
         info = self.tasks[producer]
         self.error = {"task": producer, "attempt": producer_attempt,
@@ -263,12 +353,37 @@ class JobRun:
         return producer
 
     def _release_ready(self) -> None:
-        """Tasks held back after an input was lost run again once all their inputs are committed."""
-        for task_id in self.tasks:
+        self.gate()
+
+    def gate(self) -> None:
+        """Readiness as a function of the commits: a queued task whose inputs are not all committed (one is
+        being produced again) waits; a waiting task whose inputs are all committed is queued. Called before
+        every assignment, so no retry path can queue a task that would read a missing input."""
+        if self.state != "running":
+            return
+        maps_done: dict[int, bool] = {}
+        for task_id, info in self.tasks.items():
+            if info.kind == "map" and not maps_done.get(info.step, True):
+                continue
+            if info.kind == "map":
+                maps_done[info.step] = task_id in self.commits
+        for task_id, info in self.tasks.items():
             task = self.scheduler.tasks.get(task_id)
-            if (task is not None and task.state is TaskState.WAITING
-                    and all(p in self.commits for p in self.producers(task_id))):
+            if task is None or task.state not in (TaskState.PENDING, TaskState.WAITING, TaskState.RUNNING):
+                continue
+            if info.kind == "reduce":
+                ready = maps_done.get(info.step, True)
+            elif info.step == 0:
+                ready = True
+            else:
+                before = info.step - 1
+                ready = self.task_id("map" if self.plan.steps[before].map_only else "reduce", before,
+                                     info.index) in self.commits
+            task.blocked = not ready
+            if ready and task.state is TaskState.WAITING:
                 self.scheduler.release(task_id)
+            elif not ready and task.state is TaskState.PENDING:
+                self.scheduler.hold(task_id)
 
     def adopted(self, attempt: str, node: str, now: float) -> None:
         """The scheduler took over an attempt started before a coordinator restart."""
@@ -286,13 +401,13 @@ class JobRun:
 
     def lost(self, attempt: str, error: str, now: float) -> None:
         """An attempt was written off with its node (the scheduler has re-queued its task)."""
-        self._record(task_of(attempt), attempt, False, now, {"error": error})
+        self._record(task_of(attempt), attempt, False, now, error)
 
     def kill(self, now: float) -> bool:
         """The user stops the job. False when it has already ended."""
         if self.state not in ("created", "running"):
             return False
-        self.state = "killed"
+        self.move("killed")
         self.started_at = self.started_at or now
         self.ended_at = now
         self.error = {"task": "", "attempt": "", "node": "", "error": "killed by the user", "traceback": "",
@@ -308,54 +423,38 @@ class JobRun:
                 out.append((attempt, range(self.plan.steps[info.step].reducers)))
         return out
 
-    def _record(self, task_id: str, attempt: str, ok: bool, now: float, result: dict[str, Any]) -> None:
+    def _record(self, task_id: str, attempt: str, ok: bool, now: float, error: str) -> None:
         self.history.append({"task": task_id, "attempt": attempt, "node": self._attempt_nodes.get(attempt, ""),
                              "ok": ok, "started": self._attempt_started.get(attempt, now), "ended": now,
-                             "error": result.get("error", ""), "speculative": attempt in self._speculative})
+                             "error": error, "speculative": attempt in self._speculative})
 
     def committed(self, record: im.Commit, now: float) -> None:
-        """The commit record of a task is written: move the job forward when a phase completes."""
+        """The commit record of a task is written (confirmed by the store): move the job forward when a
+        phase completes."""
         if record.task_id in self.commits:
             return
+        if record.task_id in self.scheduler.tasks:
+            self.scheduler.commit_written(record.task_id, record.attempt)
         self.commits[record.task_id] = record
         for group, name, value in record.counters:
             self.counters[(group, name)] = self.counters.get((group, name), 0) + value
-        info = self.tasks[record.task_id]
-        if self.state != "running":
-            return
-        self._release_ready()  # a task run again after its output was lost: its readers may go on
-        plan = self.plan.steps[info.step]
-        maps = self._step_tasks("map", info.step)
-        if info.kind == "map" and not plan.map_only:
-            if all(t in self.commits for t in maps) and not self._step_tasks("reduce", info.step):
-                for partition in range(plan.reducers):
-                    task_id = self.task_id("reduce", info.step, partition)
-                    self.tasks[task_id] = TaskInfo("reduce", info.step, partition, {
-                        "kind": "reduce", "step": info.step, "partition": partition,
-                        "output": self._output_for(info.step, partition)})
-                    self.scheduler.add(task_id, job=self.name, phase=f"{self.name}/s{info.step}-r")
-            return
-        if info.step < self.step:
-            return  # an earlier step's output produced again: that step has finished already
-        last_phase = maps if plan.map_only else self._step_tasks("reduce", info.step)
-        if all(t in self.commits for t in last_phase):
-            self._finish_step(now)
+        if self.state == "running":
+            self._advance(now)
+            self.gate()  # the tasks that read this output may run
 
-    def _finish_step(self, now: float) -> None:
-        if self.step == len(self.plan.steps) - 1:
-            self.state = "succeeded"
+    def _advance(self, now: float) -> None:
+        """The job has succeeded once every task of its last phase is committed; ``step`` is the first step
+        with a task not committed (for status)."""
+        if all(t in self.commits for t in self._last_phase):
+            self.step = len(self.plan.steps) - 1
+            self.move("succeeded")
             self.ended_at = now
             return
-        outputs = (len(self._step_tasks("map", self.step)) if self.plan.steps[self.step].map_only
-                   else self.plan.steps[self.step].reducers)
-        finished = self.step
-        self.step += 1
-        for number in range(outputs):
-            self._add_map(self.step, number, self._step_output(finished, number), set())
+        self.step = min((i.step for t, i in self.tasks.items() if t not in self.commits), default=0)
 
     # --- reporting -----------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self, now: float) -> dict[str, Any]:
         def count(kind: str, state: TaskState | None = None) -> int:
             ids = [t for t, info in self.tasks.items() if info.kind == kind]
             if state is None:
@@ -372,11 +471,13 @@ class JobRun:
                 "running": count("map", TaskState.RUNNING) + count("reduce", TaskState.RUNNING),
                 "counters": [[g, n, v] for (g, n), v in sorted(self.counters.items())],
                 "error": self.error, "output": self.plan.output,
-                "seconds": (self.ended_at or time.time()) - self.started_at if self.started_at else 0.0,
-                "attempts": self.history[-200:],
+                "seconds": (self.ended_at or now) - self.started_at if self.started_at else 0.0,
+                "attempts": [{**h, "started": h["started"] + self.wall_offset, "ended": h["ended"] + self.wall_offset}
+                             for h in self.history[-200:]],
                 "speculative_attempts": len(self._speculative),
                 "excluded_nodes": sorted(self.excluded_nodes),
-                "running_attempts": [{"task": t, "attempt": a, "node": n, "started": self._attempt_started.get(a, 0.0),
+                "running_attempts": [{"task": t, "attempt": a, "node": n,
+                                      "started": self._attempt_started.get(a, 0.0) + self.wall_offset,
                                       "speculative": a in self._speculative}
                                      for t in self.tasks if t in self.scheduler.tasks
                                      for a, n in self.scheduler.tasks[t].running.items()]}

@@ -41,8 +41,36 @@ class TaskState(Enum):
     WAITING = "waiting"  # not runnable yet (its inputs are not ready)
     PENDING = "pending"
     RUNNING = "running"
-    SUCCEEDED = "succeeded"
+    COMMITTING = "committing"  # an attempt succeeded; its commit record is being written
+    SUCCEEDED = "succeeded"  # the commit record is written (confirmed)
     FAILED = "failed"
+
+
+_S = TaskState
+#: every legal move of a task, in one place (anything else is a bug: :class:`IllegalTransition`)
+TASK_TRANSITIONS: frozenset[tuple[TaskState, TaskState]] = frozenset({
+    (_S.WAITING, _S.PENDING), (_S.PENDING, _S.WAITING),  # inputs ready / an input is produced again
+    (_S.PENDING, _S.RUNNING), (_S.RUNNING, _S.RUNNING),  # assigned; a backup or an adopted attempt
+    (_S.WAITING, _S.RUNNING),  # an attempt adopted after a coordinator restart, before its inputs replayed
+    (_S.RUNNING, _S.PENDING),  # every attempt failed or was lost: retry
+    (_S.RUNNING, _S.WAITING),  # an attempt found an input lost: wait for it
+    (_S.RUNNING, _S.COMMITTING),  # an attempt succeeded: write the commit record
+    (_S.PENDING, _S.COMMITTING), (_S.WAITING, _S.COMMITTING),  # ...one written off before it reported
+    (_S.COMMITTING, _S.SUCCEEDED),  # the commit record is written
+    (_S.PENDING, _S.SUCCEEDED), (_S.WAITING, _S.SUCCEEDED), (_S.RUNNING, _S.SUCCEEDED),  # a record found
+    (_S.SUCCEEDED, _S.PENDING),  # its committed output was lost: run it again
+    (_S.RUNNING, _S.FAILED), (_S.SUCCEEDED, _S.FAILED),  # out of attempts
+})
+
+
+class IllegalTransition(RuntimeError):
+    """A state machine was asked for a move its transition table does not allow (a bug, never user error)."""
+
+
+def move(task: Task, new: TaskState) -> None:
+    if (task.state, new) not in TASK_TRANSITIONS:
+        raise IllegalTransition(f"task {task.task_id}: {task.state.value} -> {new.value} is not a legal move")
+    task.state = new
 
 
 @dataclass
@@ -60,6 +88,8 @@ class Task:
     #: times its committed output was lost and it had to run again
     losses: int = 0
     committed: str | None = None
+    #: the attempt whose commit record is being written (state COMMITTING)
+    committing: str | None = None
     order: int = 0
     #: the job the task belongs to, and its phase (tasks compared with each other for speculation)
     job: str = ""
@@ -70,6 +100,8 @@ class Task:
     #: attempt -> fraction of its input consumed, as last reported (absent: not known)
     progress: dict[str, float] = field(default_factory=dict)
     speculated: bool = False
+    #: an input of the task is being produced again: no new attempt (not even a backup) may start
+    blocked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +165,13 @@ class Scheduler:
         """A waiting task's inputs are ready: it may run."""
         task = self.tasks[task_id]
         if task.state is TaskState.WAITING:
-            task.state = TaskState.PENDING
+            move(task, TaskState.PENDING)
 
     def hold(self, task_id: str) -> None:
         """A pending task's inputs are no longer all there (one is being produced again): it waits."""
         task = self.tasks[task_id]
         if task.state is TaskState.PENDING:
-            task.state = TaskState.WAITING
+            move(task, TaskState.WAITING)
 
     def reopen(self, task_id: str, reason: str) -> bool:
         """A succeeded task's committed output was lost: run it again, one priority level up. False when its
@@ -149,9 +181,9 @@ class Scheduler:
         task.failures.append(reason)
         task.losses += 1
         if task.losses >= self.max_attempts:
-            task.state = TaskState.FAILED
+            move(task, TaskState.FAILED)
             return False
-        task.state = TaskState.PENDING
+        move(task, TaskState.PENDING)
         task.speculated = False
         task.priority = min(MAX_PRIORITY, task.priority + 1)
         return True
@@ -200,7 +232,7 @@ class Scheduler:
         task.attempts.append(attempt)
         task.running[attempt] = node
         task.started[attempt] = now
-        task.state = TaskState.RUNNING
+        move(task, TaskState.RUNNING)
         self._attempts[attempt] = task.task_id
         return Assignment(task.task_id, attempt, node, node in task.preferred, speculative)
 
@@ -215,7 +247,7 @@ class Scheduler:
         open_phases = {t.phase for t in self.tasks.values() if t.state is TaskState.PENDING}
         found: list[tuple[float, Task]] = []
         for task in self.tasks.values():
-            if (task.state is not TaskState.RUNNING or task.speculated or len(task.running) != 1
+            if (task.state is not TaskState.RUNNING or task.speculated or task.blocked or len(task.running) != 1
                     or task.phase in open_phases or node in task.running.values()
                     or self.excluded(task.job, node) or not self._speeds.get(task.phase)
                     or not self._may_back_up(task.job)):
@@ -255,6 +287,10 @@ class Scheduler:
     def alive(self, node: str) -> bool:
         return node in self._last_heard
 
+    def dead_nodes_at(self, now: float) -> list[str]:
+        """Nodes silent for longer than the timeout (nothing is changed: see :meth:`node_lost`)."""
+        return sorted(n for n, heard in self._last_heard.items() if now - heard > self.node_timeout)
+
     def dead_nodes(self, now: float) -> dict[str, list[str]]:
         """Nodes silent for longer than the timeout, each with the attempts it lost (their tasks are
         re-queued)."""
@@ -274,9 +310,22 @@ class Scheduler:
                 task.failures.append(f"attempt {attempt} lost with node {node}")
             lost_attempts.extend(lost)
             if lost and task.state is TaskState.RUNNING and not task.running:
-                task.state = TaskState.PENDING
+                move(task, TaskState.PENDING)
                 task.priority = min(MAX_PRIORITY, task.priority + 1)
         return lost_attempts
+
+    def attempt_lost(self, attempt: str, reason: str) -> bool:
+        """One attempt is gone without a result (its node never got it, or does not run it any more): its
+        task goes back to the queue unless another attempt runs; nothing is counted against the task or the
+        node. False when the attempt was not running."""
+        task = self._task_of(attempt)
+        if task is None or task.running.pop(attempt, None) is None:
+            return False
+        task.progress.pop(attempt, None)
+        task.failures.append(reason)
+        if task.state is TaskState.RUNNING and not task.running:
+            move(task, TaskState.PENDING)
+        return True
 
     # --- attempt results -----------------------------------------------------------------------------
 
@@ -284,12 +333,13 @@ class Scheduler:
         task = self._task_of(attempt)
         if task is None:
             return Outcome(commit=False)
-        node = task.running.pop(attempt, None)
+        task.running.pop(attempt, None)
         task.progress.pop(attempt, None)
-        if task.committed is not None or task.state is TaskState.FAILED or node is None:
-            return Outcome(commit=False)  # a loser, or an attempt already written off
-        task.committed = attempt
-        task.state = TaskState.SUCCEEDED
+        if task.state not in (TaskState.RUNNING, TaskState.PENDING, TaskState.WAITING):
+            return Outcome(commit=False)  # a loser (another attempt committed), or the task failed
+        # an attempt written off (its node seemed dead) that did finish is as good as any: it wins
+        task.committing = attempt
+        move(task, TaskState.COMMITTING)
         started = task.started.get(attempt)
         if now is not None and started is not None:
             self._speeds.setdefault(task.phase, []).append(task.weight / max(now - started, 1e-3))
@@ -308,9 +358,9 @@ class Scheduler:
         if task.state is not TaskState.RUNNING or task.running:
             return Outcome(commit=False)  # another attempt is still going, or the task is already done
         if task.errors >= self.max_attempts:
-            task.state = TaskState.FAILED
+            move(task, TaskState.FAILED)
             return Outcome(commit=False, task_failed=True)
-        task.state = TaskState.PENDING
+        move(task, TaskState.PENDING)
         task.priority = min(MAX_PRIORITY, task.priority + 1)
         return Outcome(commit=False, retry=True)
 
@@ -323,7 +373,7 @@ class Scheduler:
         task.progress.pop(attempt, None)
         task.failures.append(reason)
         if task.state is TaskState.RUNNING and not task.running:
-            task.state = TaskState.WAITING
+            move(task, TaskState.WAITING)
 
     def other_attempts(self, attempt: str) -> dict[str, str]:
         """Attempts of the same task still running besides ``attempt`` (attempt -> node)."""
@@ -336,9 +386,9 @@ class Scheduler:
         return task is not None and task.running.get(attempt) == node
 
     def committed_attempt(self, attempt: str) -> str | None:
-        """The attempt committed for ``attempt``'s task, if any."""
+        """The attempt committed (or being committed) for ``attempt``'s task, if any."""
         task = self._task_of(attempt)
-        return None if task is None else task.committed
+        return None if task is None else task.committed or task.committing
 
     def knows(self, attempt: str) -> bool:
         return attempt in self._attempts
@@ -347,22 +397,31 @@ class Scheduler:
         """Take over an attempt this scheduler did not start (one started before a coordinator restart) as a
         running attempt of its task, if the task still needs it. True when adopted."""
         task = self.tasks.get(task_id)
-        if task is None or task.committed is not None or task.state not in (TaskState.PENDING, TaskState.RUNNING):
+        if task is None or task.state not in (TaskState.PENDING, TaskState.RUNNING):
             return False
         task.attempts.append(attempt)
         task.running[attempt] = node
         if now is not None:
             task.started[attempt] = now
-        task.state = TaskState.RUNNING
+        move(task, TaskState.RUNNING)
         self._attempts[attempt] = task_id
         return True
 
-    def mark_committed(self, task_id: str, attempt: str) -> None:
-        """The task's commit record was found in the store (a restarted coordinator replaying its jobs)."""
+    def commit_written(self, task_id: str, attempt: str) -> None:
+        """The task's commit record, naming ``attempt``, is in the store (written now, or found there by a
+        restarted coordinator): the task has succeeded."""
         task = self.tasks[task_id]
+        if task.state is TaskState.SUCCEEDED and task.committed == attempt:
+            return
         task.committed = attempt
-        task.state = TaskState.SUCCEEDED
-        self._attempts[attempt] = task_id
+        task.committing = None
+        move(task, TaskState.SUCCEEDED)
+        self._attempts.setdefault(attempt, task_id)
+
+    def committing(self) -> list[tuple[str, str]]:
+        """(task, attempt) of every task whose commit record is being written."""
+        return [(t.task_id, t.committing) for t in self.tasks.values()
+                if t.state is TaskState.COMMITTING and t.committing is not None]
 
     def _task_of(self, attempt: str) -> Task | None:
         task_id = self._attempts.get(attempt)

@@ -9,14 +9,23 @@ that every task imports exactly the code that was submitted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from dynamr.errors import ClusterNotFoundError, DeadlineExceededError, NotFoundError, UnavailableError
+from dynamr.errors import (
+    BadRequestError,
+    ClusterNotFoundError,
+    DeadlineExceededError,
+    DynamrError,
+    NotFoundError,
+    UnavailableError,
+)
 from dynamr.files.client import FileSystem
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
 from dynamr.mapreduce.api import MRJob, check_formats
@@ -76,8 +85,13 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
     job = load_job_class(source, str(job_file), job_class)(options or {})
     check_formats(job)
     steps = job.steps()
-    plans = [StepPlan(map_only=s.map_only, reducers=0 if s.map_only else
-                      (s.num_reducers or reducers or job.NUM_REDUCERS or 1)) for s in steps]
+    if reducers is not None and reducers < 0:
+        raise BadRequestError(f"the number of reducers must be 0 or more (0: map only), not {reducers}")
+    plans = []
+    for s in steps:
+        count = (s.num_reducers if s.num_reducers is not None
+                 else reducers if reducers is not None else (job.NUM_REDUCERS or 1))
+        plans.append(StepPlan(map_only=s.map_only or count == 0, reducers=0 if s.map_only else count))
     if local:
         sized = [(str(p.resolve()), p.stat().st_size) for p in expand_inputs([Path(i) for i in inputs])]
         check_output(Path(output))
@@ -87,13 +101,15 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
     state = None
     if job.wants_sample():
         state = job.partition_sample(await _sample(job, fs, sized, local, split_size), plans[0].reducers or 1)
-    stored = f"/_jobs/{name}/{job_file.name}"
-    await fs.put_bytes(source.encode(), stored)
-    return JobPlan(source=stored, source_name=str(job_file), inputs=sized, output=output, steps=plans,
+    # a path of this submission's own: a refused one (the name is taken) cannot touch another job's source
+    stored = f"/_jobs/{name}/{secrets.token_hex(6)}/{job_file.name}"
+    plan = JobPlan(source=stored, source_name=str(job_file), inputs=sized, output=output, steps=plans,
                    input_format=job.INPUT_FORMAT, local_inputs=local, local_output=local,
                    split_size=split_size, options=dict(options or {}), partition_state=state,
                    job_class=job_class, chunk_size=chunk_size, local_intermediate=local_intermediate,
                    skip_bad_records=skip_bad_records or job.SKIP_BAD_RECORDS)
+    plan.check()
+    return plan
 
 
 class JobClient:
@@ -117,8 +133,22 @@ class JobClient:
         assert isinstance(reply, m.JobStatusReply)
         return json.loads(reply.status)
 
-    async def submit(self, name: str, plan: JobPlan, run: bool = True) -> dict[str, Any]:
-        status: dict[str, Any] = await self._ask(m.SubmitJob(name=name, plan=plan.to_json(), run=run))
+    async def check_name(self, name: str) -> None:
+        """Raise :class:`BadRequestError` if the coordinator would refuse a job of this name (before anything
+        is uploaded for it)."""
+        await self._ask(m.SubmitJob(name=name, plan="", run=False, check_only=True))
+
+    async def submit(self, name: str, plan: JobPlan, source: bytes, run: bool = True) -> dict[str, Any]:
+        """Create (and run) a job: the name is checked, the job's source stored at ``plan.source`` (a path of
+        this submission's own), then the plan submitted; a refused submission's source is removed again."""
+        await self.check_name(name)
+        await self.fs.put_bytes(source, plan.source)
+        try:
+            status: dict[str, Any] = await self._ask(m.SubmitJob(name=name, plan=plan.to_json(), run=run))
+        except BadRequestError:
+            with contextlib.suppress(DynamrError):
+                await self.fs.rm(plan.source.rsplit("/", 1)[0], recursive=True)
+            raise
         return status
 
     async def run(self, name: str) -> dict[str, Any]:

@@ -78,7 +78,13 @@ class TaskProcess:
                     continue
                 self.idle_since = time.monotonic()
                 return message
-        except (OSError, ValueError):
+        except ValueError:  # a line over LINE_LIMIT: the attempt cannot be reported, so it fails now
+            self.kill()
+            await self.proc.wait()
+            return {"ok": False, "error": f"the task process wrote a line longer than {LINE_LIMIT >> 20} MiB "
+                                          "(a huge traceback or counter name?); the attempt was stopped",
+                    "retiring": True}
+        except OSError:
             pass  # the process is gone (its pipes broke)
         await self.proc.wait()
         return None
@@ -96,6 +102,11 @@ class TaskProcess:
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def kill_group(self) -> None:
+        """SIGKILL whatever is left of the process's group once it has exited (what user code started)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
     def retire(self) -> None:
         """Let an idle process go: the end of its stdin makes it exit."""

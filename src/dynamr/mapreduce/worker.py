@@ -1,13 +1,16 @@
 """A node's task slots: pull work from the coordinator and run each attempt in a task process.
 
-Every ``interval`` seconds (and at once when an attempt ends) the worker sends a heartbeat with its free
-slots, the attempts that ended and the progress of those running; the reply holds new task specs and the
-attempts to kill. Task processes (:mod:`~dynamr.mapreduce.taskprocess`) are reused: once a process has run
-an attempt of a job it waits for the next attempt of the same job, up to ``reuse`` attempts (a process
-never serves two jobs); a fresh spare per slot, imports done, waits for the first attempt of a new job.
-An attempt whose process reports no progress for the spec's ``progress_timeout`` is killed and reported
-failed. Kills named by the coordinator end the attempt's whole process group, and idle processes of that
-job with it.
+The protocol with the coordinator is :class:`~dynamr.mapreduce.workerstate.WorkerState` (pure, proven in
+the simulator); this is its asyncio shell. Every ``interval`` seconds (and at once when an attempt ends)
+the worker polls with its free slots, the attempts it runs with their progress, and the reports not yet
+acknowledged; the reply holds new task specs, attempts to kill, and the reports handled.
+
+Task processes (:mod:`~dynamr.mapreduce.taskprocess`) are reused: once a process has run an attempt of a
+job it waits for the next attempt of the same job, up to ``reuse`` attempts (a process never serves two
+jobs); a fresh spare per slot, imports done, waits for the first attempt of a new job. An attempt whose
+process reports no progress for the spec's ``progress_timeout`` is killed and reported failed. Kills named
+by the coordinator end the attempt's whole process group, and idle processes of that job with it; a process
+that exits or dies has its group killed too (nothing user code started outlives it).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import json
 import logging
 import os
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from dynamr.errors import DynamrError
 from dynamr.mapreduce.jobrun import job_of
 from dynamr.mapreduce.taskprocess import TaskProcess
+from dynamr.mapreduce.workerstate import Kill, Start, WorkerState
 from dynamr.rpc import messages as m
 from dynamr.rpc.transport import Address, Transport
 
@@ -58,6 +63,7 @@ class Worker:
         self.node_id = node_id
         #: tells the coordinator this process from an earlier one of the same node (a quick restart)
         self.incarnation = os.urandom(8).hex()
+        self.state = WorkerState(node_id, self.incarnation, slots)
         self.coordinator = coordinator
         self.transport = transport
         self.slots = max(1, slots)
@@ -67,6 +73,7 @@ class Worker:
         self.scratch_dir = scratch_dir
         self.reuse = max(1, reuse)
         self.max_rss = max_rss
+        #: attempt -> its task process, once it has one
         self.running: dict[str, TaskProcess] = {}
         self.progress: dict[str, AttemptProgress] = {}
         self._timeouts: dict[str, float] = {}
@@ -74,45 +81,55 @@ class Worker:
         self._spares: list[TaskProcess] = []
         #: processes that ran an attempt of their job and wait for another
         self._idle: list[TaskProcess] = []
-        self._reports: list[dict[str, Any]] = []
-        #: attempts the coordinator wants killed that had not started here yet
+        #: attempts the coordinator wants killed that had no process yet
         self._doomed: set[str] = set()
-        #: attempts ended here on purpose, with the reason
-        self._killed: dict[str, str] = {}
+        #: attempts ended here on purpose: (reason, cause)
+        self._killed: dict[str, tuple[str, str]] = {}
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
+        """Poll forever; an unexpected error is logged with its traceback and polling goes on."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.interval)
             self._wakeup.clear()
-            self._housekeeping()
-            reports, self._reports = self._reports, []
-            running = tuple(self.running)
             try:
-                reply = await self.transport.call(self.coordinator, m.WorkerHeartbeat(
-                    node_id=self.node_id, free_slots=self.slots - len(self.running), reports=json.dumps(reports),
-                    running=running, progress=tuple(self._fraction(a) for a in running),
-                    incarnation=self.incarnation), 5.0)
-            except DynamrError as exc:
-                self._reports = reports + self._reports  # resend them next time
-                log.debug("heartbeat to the coordinator failed: %s", exc)
-                continue
-            assert isinstance(reply, m.WorkerHeartbeatReply)
-            for attempt in reply.kills:
-                self.kill(attempt)
-            for spec_text in reply.assignments:
-                self._spawn(self._run_attempt(json.loads(spec_text)))
+                await self._poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker %s: poll failed unexpectedly; polling goes on", self.node_id)
 
-    def _fraction(self, attempt: str) -> float:
-        progress = self.progress.get(attempt)
-        return progress.fraction if progress is not None else -1.0
+    async def _poll_once(self) -> None:
+        self._housekeeping()
+        msg = self.state.poll({a: p.fraction for a, p in self.progress.items()})
+        try:
+            reply = await self.transport.call(self.coordinator, msg, 5.0)
+        except DynamrError as exc:
+            self.state.poll_failed()  # the reports stay and go out again with the next poll
+            log.debug("poll of the coordinator failed: %s", exc)
+            return
+        if not isinstance(reply, m.WorkerHeartbeatReply):
+            self.state.poll_failed()
+            log.warning("the coordinator answered a poll with %s", type(reply).__name__)
+            return
+        specs = tuple(json.loads(text) for text in reply.assignments)
+        for action in self.state.replied(reply.seq, specs, reply.kills, reply.acked):
+            if isinstance(action, Kill):
+                self.kill(action.attempt)
+            elif isinstance(action, Start):
+                self._spawn(self._run_attempt(action.spec))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker %s: a background task failed", self.node_id, exc_info=task.exception())
 
     def _housekeeping(self) -> None:
         """Kill attempts that stopped making progress; let long-idle processes go."""
@@ -122,7 +139,8 @@ class Worker:
             if timeout > 0 and now - progress.changed > timeout and attempt in self.running:
                 log.warning("attempt %s made no progress for %.0f s: killing it", attempt, timeout)
                 self.kill(attempt, f"no progress for {timeout:g} s (read no input, emitted nothing, touched no "
-                                   "counter): killed; call self.report_progress() in long work on one record")
+                                   "counter): killed; call self.report_progress() in long work on one record",
+                          cause="")
         for proc in [p for p in self._idle if now - p.idle_since > IDLE_SECONDS or not p.alive]:
             self._let_go(proc)
 
@@ -160,6 +178,11 @@ class Worker:
         proc.kill()  # idle: no attempt to lose, and threads or processes user code left behind go too
         self._spawn(proc.wait())
 
+    async def _retire(self, proc: TaskProcess) -> None:
+        """A process that exits (or died) takes whatever user code started with it: its group is killed."""
+        await proc.wait()
+        proc.kill_group()
+
     # --- attempts ------------------------------------------------------------------------------------
 
     async def _run_attempt(self, spec: dict[str, Any]) -> None:
@@ -169,7 +192,7 @@ class Worker:
         try:
             proc = await self._process_for(spec["job"])
         except OSError as exc:
-            self._report(attempt, False, {"error": f"could not start the task process: {exc}"})
+            self._ended(m.AttemptReport(attempt=attempt, ok=False, error=f"could not start the task process: {exc}"))
             return
         self.running[attempt] = proc
         self.progress[attempt] = progress = AttemptProgress(time.monotonic())
@@ -183,23 +206,25 @@ class Worker:
             self.running.pop(attempt, None)
             self.progress.pop(attempt, None)
             self._timeouts.pop(attempt, None)
-        reason = self._killed.pop(attempt, None)
-        if reason is not None:
-            result = {"ok": False, "error": reason}
+        killed = self._killed.pop(attempt, None)
+        if killed is not None:
+            result = {"ok": False, "error": killed[0], "cause": killed[1]}
             self._let_go(proc)
+            self._spawn(self._retire(proc))
         elif result is None:
             result = await proc.failure()
+            proc.kill_group()
         elif result.get("retiring") or not proc.alive:
-            self._spawn(proc.wait())
+            self._spawn(self._retire(proc))
         else:
             self._keep(proc)
-        self._report(attempt, bool(result.get("ok")), result)
+        self._ended(report_of(attempt, result))
 
-    def _report(self, attempt: str, ok: bool, result: dict[str, Any]) -> None:
-        self._reports.append({"attempt": attempt, "ok": ok, "result": result})
+    def _ended(self, report: m.AttemptReport) -> None:
+        self.state.ended(report)
         self._wakeup.set()
 
-    def kill(self, attempt: str, reason: str = "killed at the coordinator's request") -> None:
+    def kill(self, attempt: str, reason: str = "killed at the coordinator's request", cause: str = "killed") -> None:
         """SIGKILL the attempt's whole process group (user code and anything it started); idle processes
         of its job go too."""
         for idle in [p for p in self._idle if p.job == job_of(attempt)]:
@@ -208,7 +233,7 @@ class Worker:
         if proc is None:
             self._doomed.add(attempt)
         elif proc.alive:
-            self._killed[attempt] = reason
+            self._killed[attempt] = (reason, cause)
             proc.kill()
 
     async def stop(self) -> None:
@@ -225,3 +250,20 @@ class Worker:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def report_of(attempt: str, result: dict[str, Any]) -> m.AttemptReport:
+    """The typed report of an attempt from its task process's result line (checked field by field)."""
+    lost = result.get("lost_input") if isinstance(result.get("lost_input"), dict) else {}
+    assert isinstance(lost, dict)
+    counters = result.get("counters") or []
+    bad = result.get("bad_record")
+    cause = str(result.get("cause", ""))
+    return m.AttemptReport(
+        attempt=attempt, ok=result.get("ok") is True,
+        partitions=tuple(int(x) for x in result.get("partitions") or ()),
+        counters=tuple((str(g), str(n), int(v)) for g, n, v in counters),
+        error=str(result.get("error", "")), traceback=str(result.get("traceback", "")),
+        cause=cause if cause in m.REPORT_CAUSES else "",
+        lost_task=str(lost.get("task", "")), lost_attempt=str(lost.get("attempt", "")),
+        bad_record=None if bad is None else str(bad))

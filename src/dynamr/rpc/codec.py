@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 
 from dynamr.errors import FrameTooLargeError, ProtocolError
-from dynamr.rpc.messages import MESSAGE_TYPES, Message
+from dynamr.rpc.messages import MESSAGE_TYPES, Message, Record
 
 HEADER = struct.Struct(">IB")
 FLAG_MORE = 1
@@ -46,8 +46,43 @@ def _pack(value: Any) -> bytes:
     return packed
 
 
+def _record_values(obj: Message | Record) -> list[Any]:
+    """The field values of a message or record, nested records as arrays of theirs."""
+    values = [getattr(obj, f) for f in obj.FIELDS]
+    if obj.NESTED:
+        for i, name in enumerate(obj.FIELDS):
+            nested = obj.NESTED.get(name)
+            if nested is not None:
+                value = values[i]
+                values[i] = [_record_values(v) for v in value] if nested[1] else _record_values(value)
+    return values
+
+
+def _build(cls: type[Any], values: tuple[Any, ...]) -> Any:
+    """An instance of a message or record class from its field values (nested records decoded too)."""
+    if len(values) > len(cls.FIELDS):
+        raise ProtocolError(f"{cls.__name__} has {len(cls.FIELDS)} fields, got {len(values)}")
+    fields = dict(zip(cls.FIELDS, values, strict=False))
+    for name, (inner, many) in cls.NESTED.items():
+        if name not in fields:
+            continue
+        value = fields[name]
+        if many:
+            if not isinstance(value, tuple) or not all(isinstance(v, tuple) for v in value):
+                raise ProtocolError(f"{cls.__name__}.{name} must be an array of {inner.__name__} records")
+            fields[name] = tuple(_build(inner, v) for v in value)
+        else:
+            if not isinstance(value, tuple):
+                raise ProtocolError(f"{cls.__name__}.{name} must be a {inner.__name__} record")
+            fields[name] = _build(inner, value)
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise ProtocolError(f"malformed {cls.__name__}: {exc}") from exc
+
+
 def encode_message(kind: int, request_id: int, msg: Message) -> bytes:
-    return _pack([kind, request_id, msg.TAG, *[getattr(msg, f) for f in msg.FIELDS]])
+    return _pack([kind, request_id, msg.TAG, *_record_values(msg)])
 
 
 def encode_error(request_id: int, code: str, text: str) -> bytes:
@@ -74,13 +109,7 @@ def decode_envelope(payload: bytes) -> Envelope:
     cls = MESSAGE_TYPES.get(items[2])
     if cls is None:
         raise ProtocolError(f"unknown message tag {items[2]!r}")
-    values = items[3:]
-    if len(values) > len(cls.FIELDS):
-        raise ProtocolError(f"{cls.__name__} has {len(cls.FIELDS)} fields, got {len(values)}")
-    try:
-        msg = cls(**dict(zip(cls.FIELDS, values, strict=False)))
-    except TypeError as exc:
-        raise ProtocolError(f"malformed {cls.__name__}: {exc}") from exc
+    msg: Message = _build(cls, items[3:])
     return Envelope(kind, request_id, message=msg)
 
 

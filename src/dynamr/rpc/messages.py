@@ -13,6 +13,7 @@ holding a key (``ReplicaRead``, ``ReplicaWrite``, ``ReplicaPurge``). Replica sta
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
@@ -20,14 +21,47 @@ from typing import ClassVar, TypeVar
 M = TypeVar("M", bound="Message")
 
 
+class Record:
+    """Base of records carried inside messages (a field typed ``R`` or ``tuple[R, ...]`` for a record class
+    ``R``): encoded as the array of their field values, like a message body. Declared with :func:`record`."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+    #: field name -> (record class, whether the field is a tuple of them), for records nested in this one
+    NESTED: ClassVar[dict[str, tuple[type[Record], bool]]] = {}
+
+
 class Message:
     """Base of all wire messages. Subclasses are registered with :func:`register`."""
 
     TAG: ClassVar[int] = -1
     FIELDS: ClassVar[tuple[str, ...]] = ()
+    NESTED: ClassVar[dict[str, tuple[type[Record], bool]]] = {}
 
 
 MESSAGE_TYPES: dict[int, type[Message]] = {}
+R = TypeVar("R", bound=Record)
+
+
+def _nested(cls: type) -> dict[str, tuple[type[Record], bool]]:
+    """The fields of a dataclass that hold records (``R`` or ``tuple[R, ...]``)."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, tuple[type[Record], bool]] = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        if isinstance(hint, type) and issubclass(hint, Record):
+            out[f.name] = (hint, False)
+        elif (typing.get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis
+              and isinstance(args[0], type) and issubclass(args[0], Record)):
+            out[f.name] = (args[0], True)
+    return out
+
+
+def record(cls: type[R]) -> type[R]:
+    """Class decorator (outside ``@dataclass``): make a dataclass a :class:`Record`."""
+    cls.FIELDS = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    cls.NESTED = _nested(cls)
+    return cls
 
 
 def register(tag: int) -> Callable[[type[M]], type[M]]:
@@ -38,6 +72,7 @@ def register(tag: int) -> Callable[[type[M]], type[M]]:
             raise ValueError(f"message tag {tag} used twice ({MESSAGE_TYPES[tag].__name__}, {cls.__name__})")
         cls.TAG = tag
         cls.FIELDS = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+        cls.NESTED = _nested(cls)
         MESSAGE_TYPES[tag] = cls
         return cls
 
@@ -297,6 +332,8 @@ class SubmitJob(Message):
     name: str
     plan: str
     run: bool = True
+    #: only check that the name is free (before the client uploads anything)
+    check_only: bool = False
 
 
 @register(41)
@@ -332,20 +369,52 @@ class ListJobsReply(Message):
     jobs: str
 
 
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptReport(Record):
+    """How one task attempt ended, as its node reports it (resent until the coordinator acknowledges it;
+    the coordinator handles each attempt's report once, so a duplicate changes nothing)."""
+
+    attempt: str
+    ok: bool
+    #: partitions the attempt wrote (a successful map)
+    partitions: tuple[int, ...] = ()
+    #: (group, name, value) of each counter
+    counters: tuple[tuple[str, str, int], ...] = ()
+    error: str = ""
+    traceback: str = ""
+    #: why a failed attempt failed: "" (the user's code or the node: counted against the task and the node),
+    #: "store" (dynamr's own store reads or writes were unavailable: retried, not counted), "input_lost"
+    #: (an earlier task's committed output is gone: that task runs again), "killed" (on request)
+    cause: str = ""
+    #: with cause "input_lost": the task, and its committed attempt, whose output could not be read
+    lost_task: str = ""
+    lost_attempt: str = ""
+    #: skip mode: the record (as JSON) a failing map attempt was working on, if known
+    bad_record: str | None = None
+
+
+#: the failure causes a report may give (see AttemptReport.cause)
+REPORT_CAUSES = frozenset({"", "store", "input_lost", "killed"})
+
+
 @register(46)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerHeartbeat(Message):
-    """A node's worker: its free task slots, and the attempts that ended since the last heartbeat."""
+    """A node's worker polls: its free task slots, what it runs, and the attempts that ended."""
 
     node_id: str
     free_slots: int
-    #: JSON list of {"attempt": ..., "ok": bool, "result": {...}}
-    reports: str = "[]"
+    #: ended attempts not yet acknowledged
+    reports: tuple[AttemptReport, ...] = ()
+    #: every attempt the worker has accepted and not yet reported ended
     running: tuple[str, ...] = ()
     #: for each running attempt, the fraction of its input consumed (-1: not known)
     progress: tuple[float, ...] = ()
     #: random per worker process: a new value means the node restarted and its earlier attempts are gone
     incarnation: str = ""
+    #: grows by one with each poll of this incarnation: an older or repeated poll is recognized
+    seq: int = 0
 
 
 @register(47)
@@ -355,6 +424,10 @@ class WorkerHeartbeatReply(Message):
     assignments: tuple[str, ...]
     #: attempts to kill
     kills: tuple[str, ...] = ()
+    #: attempts whose reports were handled: stop resending them
+    acked: tuple[str, ...] = ()
+    #: the poll this answers
+    seq: int = 0
 
 
 @register(48)

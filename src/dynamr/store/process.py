@@ -140,7 +140,7 @@ def run_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
 
 async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None = None,
                             server_ssl: ssl.SSLContext | None = None, client_ssl: ssl.SSLContext | None = None,
-                            exit_with_parent: bool = False) -> None:
+                            exit_with_parent: bool = False, local_jobs: bool = False) -> None:
     from dynamr.errors import ConfigError
     from dynamr.mapreduce.coordinator import Coordinator
     from dynamr.store.client import AsyncClient
@@ -150,7 +150,7 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
     settings = spec.settings
     client = AsyncClient([n.address for n in spec.nodes], secret, timeout=settings.request_timeout * 2,
                          ssl_context=client_ssl)
-    coordinator = Coordinator(client, settings, data_dir=data_dir)
+    coordinator = Coordinator(client, settings, data_dir=data_dir, local_jobs=local_jobs)
     if data_dir is None:
         log.warning("the coordinator has no --data-dir: job state will not survive a restart")
     await coordinator.recover()
@@ -169,6 +169,7 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
 
 
 def run_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None = None,
-                    exit_with_parent: bool = False) -> None:
+                    exit_with_parent: bool = False, local_jobs: bool = False) -> None:
     install_event_loop_policy()
-    asyncio.run(serve_coordinator(spec, secret, data_dir=data_dir, exit_with_parent=exit_with_parent))
+    asyncio.run(serve_coordinator(spec, secret, data_dir=data_dir, exit_with_parent=exit_with_parent,
+                                  local_jobs=local_jobs))

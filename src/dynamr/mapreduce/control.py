@@ -1,0 +1,484 @@
+"""The coordinator's core: one sans-I/O state machine for every job, task, attempt and worker.
+
+Events come in (:mod:`dynamr.mapreduce.protocol`: a job submitted, a worker's poll, a commit record written
+or not, a job's cleanup done or not, a kill requested, a tick), each with the current monotonic time, and
+instructions come out (write a commit record, delete outputs, finalize a job, persist a fact, reply to a
+worker). The asyncio shell (:mod:`dynamr.mapreduce.coordinator`) carries the instructions out and feeds
+their outcomes back as events; the simulator (``tests/sim``) does the same on a virtual clock and network.
+Nothing here reads a clock, sleeps or does I/O.
+
+The rules that make it safe (each has a named simulation test):
+
+- **State moves on confirmed effects.** A task is committed when the ``CommitWritten`` event arrives, not
+  when the write is sent (:data:`~dynamr.mapreduce.scheduler.TASK_TRANSITIONS`); a write that failed is
+  retried after ``commit_retry`` seconds while the job runs.
+- **Every exchange is idempotent or reconciled.** A worker resends each report until a reply acknowledges
+  it, and a report is handled once per attempt. Polls carry a sequence number: a repeated or older poll
+  assigns nothing. A node's running list is reconciled both ways against its assignments: an attempt it
+  runs that nobody wants is killed (until it stops listing it), and an attempt it was assigned but does not
+  list in a later poll (the reply was lost) is written off and its task re-queued.
+- **A job finalizes once.** Ending a job (success, failure, kill) kills its running attempts; it finalizes
+  (``_SUCCESS``, cleanup) when those are confirmed stopped (or ``stop_timeout`` passed) and no commit write
+  is in flight, in one transition of :data:`PHASES`; a failed cleanup is retried.
+- **Failures are attributed to their cause.** A store outage (``cause="store"``) or a kill does not count
+  against a task's attempts or its node.
+- **Late outputs are collected.** A report that arrives for a job already finalized (its node was paused or
+  cut off) gets its outputs deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from dynamr.errors import BadRequestError
+from dynamr.mapreduce import intermediate as im
+from dynamr.mapreduce import protocol as p
+from dynamr.mapreduce.jobrun import ENDED, JobRun, job_of, task_of
+from dynamr.mapreduce.scheduler import IllegalTransition, Scheduler
+from dynamr.rpc.messages import AttemptReport
+
+log = logging.getLogger(__name__)
+
+#: a job's life in the core after its JobRun ends: every legal move, in one place
+PHASES: frozenset[tuple[str, str]] = frozenset({
+    ("active", "ending"),  # it ended: its attempts are being stopped, its commit writes drained
+    ("ending", "finalizing"),  # the Finalize instruction is out (exactly once per incarnation)
+    ("finalizing", "ending"),  # the cleanup failed: try again later
+    ("finalizing", "finalized"),  # done: output marked, intermediate data deleted
+})
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    max_attempts: int = 4
+    #: a node silent this long is dead (its attempts are lost)
+    node_timeout: float = 5.0
+    exclude_after: int = 3
+    speculative: bool = True
+    slow_factor: float = 2.0
+    speculative_share: float = 0.1
+    speculative_after: float = 5.0
+    #: no-progress timeout handed to workers with each task
+    task_timeout: float = 600.0
+    #: after a restart, no new assignments for this long (nodes first report what they still run)
+    recovery_grace: float = 1.5
+    #: seconds before a failed commit write or cleanup is tried again
+    commit_retry: float = 0.5
+    #: how long a job that ended waits for its running attempts to be confirmed stopped
+    stop_timeout: float = 10.0
+
+
+@dataclass
+class NodeView:
+    incarnation: str
+    seq: int = -1
+
+
+@dataclass
+class JobCore:
+    """What the core keeps about one job beside its :class:`JobRun`."""
+
+    run: JobRun
+    phase: str = "active"
+    #: attempts still running when the job ended (attempt -> node): finalizing waits for them
+    stopping: dict[str, str] = field(default_factory=dict)
+    stop_deadline: float = 0.0
+    retry_at: float = 0.0
+    #: task -> the commit record being written (at most one write in flight per task)
+    writing: dict[str, im.Commit] = field(default_factory=dict)
+    #: task -> (record, when to write it again) after a failed write
+    rewrite: dict[str, tuple[im.Commit, float]] = field(default_factory=dict)
+    #: attempts whose report was handled
+    reported: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A finalized job, kept so a late report of one of its attempts can be cleaned up."""
+
+    reducers: int
+    local_intermediate: str
+
+
+class CoordinatorCore:
+    def __init__(self, settings: CoreSettings | None = None, *, incarnation: int = 1,
+                 wall_offset: float = 0.0, base_spec: dict[str, Any] | None = None) -> None:
+        self.settings = s = settings or CoreSettings()
+        self.incarnation = incarnation
+        #: added to monotonic times for what users read (history, status)
+        self.wall_offset = wall_offset
+        self.base_spec = {"scratch_dir": None, "progress_timeout": s.task_timeout, **(base_spec or {})}
+        self.scheduler = Scheduler(max_attempts=s.max_attempts, node_timeout=s.node_timeout,
+                                   attempt_prefix="" if incarnation == 1 else f"{incarnation}.",
+                                   exclude_after=s.exclude_after, speculative=s.speculative,
+                                   slow_factor=s.slow_factor, speculative_share=s.speculative_share,
+                                   speculative_after=s.speculative_after)
+        self.jobs: dict[str, JobCore] = {}
+        #: final status of jobs finalized (in this incarnation or before)
+        self.finished: dict[str, dict[str, Any]] = {}
+        self.tombstones: dict[str, Tombstone] = {}
+        self.nodes: dict[str, NodeView] = {}
+        #: attempt -> (node, seq of the poll whose reply assigned it), until the node lists it
+        self.unconfirmed: dict[str, tuple[str, int]] = {}
+        #: node -> attempts it must kill (kept until it no longer lists them)
+        self.kills: dict[str, set[str]] = {}
+        self.assign_after = 0.0
+        self._handlers: dict[type[Any], Callable[[Any, float], list[p.Instruction]]] = {
+            p.JobSubmitted: self._on_submitted, p.RunRequested: self._on_run, p.KillRequested: self._on_kill,
+            p.WorkerPolled: self._on_poll, p.CommitWritten: self._on_commit_written,
+            p.CommitFailed: self._on_commit_failed, p.FinalizeDone: self._on_finalized,
+            p.FinalizeFailed: self._on_finalize_failed, p.Tick: self._on_tick,
+        }
+
+    # --- entry point ---------------------------------------------------------------------------------
+
+    def handle(self, event: p.Event, now: float) -> list[p.Instruction]:
+        """Feed one event in at monotonic time ``now``; returns what to do, in order."""
+        return self._handlers[type(event)](event, now)
+
+    def wall(self, now: float) -> float:
+        return now + self.wall_offset
+
+    # --- jobs ----------------------------------------------------------------------------------------
+
+    def job(self, name: str) -> JobCore:
+        return self.jobs[name]
+
+    def _on_submitted(self, ev: p.JobSubmitted, now: float) -> list[p.Instruction]:
+        if ev.name in self.jobs or ev.name in self.finished:
+            return [p.Refused(ev.name, f"a job named {ev.name!r} already exists; choose another name")]
+        try:
+            ev.plan.check()
+        except BadRequestError as exc:
+            return [p.Refused(ev.name, str(exc))]
+        run = JobRun(ev.name, ev.plan, self.scheduler, ev.locate, wall_offset=self.wall_offset)
+        self.jobs[ev.name] = JobCore(run)
+        out: list[p.Instruction] = [p.PersistJob(ev.name, ev.plan, self.wall(now))]
+        if ev.run:
+            out += self._start(self.jobs[ev.name], now)
+        return out
+
+    def _on_run(self, ev: p.RunRequested, now: float) -> list[p.Instruction]:
+        jc = self.jobs.get(ev.name)
+        if jc is None or jc.run.state != "created":
+            state = jc.run.state if jc else self.finished.get(ev.name, {}).get("state", "unknown")
+            return [p.Refused(ev.name, f"job {ev.name!r} is already {state}")]
+        return self._start(jc, now)
+
+    def _start(self, jc: JobCore, now: float) -> list[p.Instruction]:
+        jc.run.start(now)
+        out: list[p.Instruction] = [p.PersistStarted(jc.run.name, self.wall(now))]
+        if jc.run.state in ENDED:  # no input at all
+            out += self._end(jc, now)
+        return out
+
+    def _on_kill(self, ev: p.KillRequested, now: float) -> list[p.Instruction]:
+        jc = self.jobs.get(ev.name)
+        if jc is None or not jc.run.kill(now):
+            state = jc.run.state if jc else self.finished.get(ev.name, {}).get("state", "unknown")
+            return [p.Refused(ev.name, f"job {ev.name!r} has already {state}; there is nothing to kill")]
+        return self._end(jc, now)
+
+    def _move(self, jc: JobCore, new: str) -> None:
+        if (jc.phase, new) not in PHASES:
+            raise IllegalTransition(f"job {jc.run.name}: phase {jc.phase} -> {new} is not a legal move")
+        jc.phase = new
+
+    def _end(self, jc: JobCore, now: float) -> list[p.Instruction]:
+        """The job's run ended (succeeded, failed or killed): stop its attempts, then finalize it."""
+        run = jc.run
+        self._move(jc, "ending")
+        running = self.scheduler.remove(list(run.tasks))
+        for attempt, node in running.items():
+            self.kills.setdefault(node, set()).add(attempt)
+            self.unconfirmed.pop(attempt, None)
+        jc.stopping = dict(running)
+        jc.stop_deadline = now + self.settings.stop_timeout
+        jc.rewrite.clear()  # no commit record is written for a job that has ended
+        out: list[p.Instruction] = []
+        if run.state != "succeeded":
+            out.append(p.PersistEnded(run.name, run.state, self.wall(run.ended_at), run.error))
+        log.info("job %s %s; %d attempt(s) to stop", run.name, run.state, len(running))
+        return out + self._maybe_finalize(jc, now)
+
+    def _maybe_finalize(self, jc: JobCore, now: float) -> list[p.Instruction]:
+        if jc.phase != "ending" or jc.writing or now < jc.retry_at:
+            return []
+        if jc.stopping and now < jc.stop_deadline:
+            return []
+        run = jc.run
+        self._move(jc, "finalizing")
+        return [p.Finalize(job=run.name, succeeded=run.state == "succeeded", plan=run.plan,
+                           attempts=tuple(run.map_attempt_outputs()), tasks=tuple(sorted(run.tasks)))]
+
+    def _on_finalized(self, ev: p.FinalizeDone, now: float) -> list[p.Instruction]:
+        jc = self.jobs.get(ev.job)
+        if jc is None or jc.phase != "finalizing":
+            return []
+        self._move(jc, "finalized")
+        jc.run.finalized = True
+        status = jc.run.status(now)
+        self.finished[ev.job] = status
+        plan = jc.run.plan
+        self.tombstones[ev.job] = Tombstone(max((s.reducers for s in plan.steps), default=0),
+                                            plan.local_intermediate)
+        del self.jobs[ev.job]
+        return [p.PersistFinalized(ev.job, jc.run.state, self.wall(jc.run.ended_at), status)]
+
+    def _on_finalize_failed(self, ev: p.FinalizeFailed, now: float) -> list[p.Instruction]:
+        jc = self.jobs.get(ev.job)
+        if jc is None or jc.phase != "finalizing":
+            return []
+        log.warning("job %s: cleanup failed, trying again: %s", ev.job, ev.error)
+        self._move(jc, "ending")
+        jc.retry_at = now + self.settings.commit_retry
+        return []
+
+    # --- commits -------------------------------------------------------------------------------------
+
+    def _write(self, jc: JobCore, record: im.Commit) -> p.WriteCommit:
+        jc.writing[record.task_id] = record
+        return p.WriteCommit(jc.run.name, record, frozenset(jc.run.superseded))
+
+    def _on_commit_written(self, ev: p.CommitWritten, now: float) -> list[p.Instruction]:
+        jc = self.jobs.get(ev.job)
+        if jc is None or jc.writing.get(ev.record.task_id) != ev.record:
+            return []
+        del jc.writing[ev.record.task_id]
+        run = jc.run
+        if jc.phase != "active":  # the job ended while the write was in flight: cleanup deletes it
+            return self._maybe_finalize(jc, now)
+        in_force = ev.in_force
+        if in_force.attempt in run.superseded:  # cannot happen (the write replaces void records): be safe
+            in_force = ev.record
+        run.committed(in_force, now)
+        out: list[p.Instruction] = []
+        if in_force.attempt != ev.record.attempt:  # an earlier incarnation's attempt had committed it
+            out.append(self._delete_outputs(run, ev.record.attempt, ev.record.partitions))
+        if run.state in ENDED:
+            out += self._end(jc, now)
+        return out
+
+    def _on_commit_failed(self, ev: p.CommitFailed, now: float) -> list[p.Instruction]:
+        jc = self.jobs.get(ev.job)
+        if jc is None or jc.writing.get(ev.record.task_id) != ev.record:
+            return []
+        del jc.writing[ev.record.task_id]
+        if jc.phase != "active":
+            return self._maybe_finalize(jc, now)
+        log.warning("job %s: commit record of %s not written (%s); trying again", ev.job, ev.record.task_id,
+                    ev.error)
+        jc.rewrite[ev.record.task_id] = (ev.record, now + self.settings.commit_retry)
+        return []
+
+    # --- workers -------------------------------------------------------------------------------------
+
+    def _on_poll(self, ev: p.WorkerPolled, now: float) -> list[p.Instruction]:
+        node = ev.node
+        out: list[p.Instruction] = []
+        view = self.nodes.get(node)
+        if view is None or view.incarnation != ev.incarnation:
+            if view is not None:  # it restarted faster than the timeout could notice
+                out += self._node_lost(node, f"lost with node {node} (it restarted)", now)
+            view = self.nodes[node] = NodeView(ev.incarnation)
+            self.kills.pop(node, None)
+        fresh = ev.seq > view.seq
+        self.scheduler.heartbeat(node, now)
+        acked = []
+        for report in ev.reports:
+            out += self._report(node, report, now)
+            acked.append(report.attempt)
+        if not fresh:  # a repeated or overtaken poll: its running list is stale, assign nothing
+            return [p.ReplyToWorker(node, ev.seq, (), (), tuple(acked)), *out]
+        view.seq = ev.seq
+        listed = set(ev.running)
+        kills = self.kills.setdefault(node, set())
+        kills.intersection_update(listed)  # what it no longer lists has stopped
+        for attempt in list(self.unconfirmed):
+            owner, seq = self.unconfirmed[attempt]
+            if owner != node:
+                continue
+            if attempt in listed:
+                del self.unconfirmed[attempt]
+            elif ev.seq > seq:  # the reply that carried it never arrived
+                del self.unconfirmed[attempt]
+                out += self._write_off(attempt, f"attempt {attempt} never reached node {node}", now)
+        for attempt in ev.running:
+            if not self.scheduler.is_running(attempt, node) and not self._adopt(attempt, node, now, out):
+                kills.add(attempt)  # nobody wants it: its job ended, or it was written off
+        for attempt in self.scheduler.running_on(node):
+            if attempt not in listed and attempt not in self.unconfirmed:
+                out += self._write_off(attempt, f"node {node} no longer runs attempt {attempt}", now)
+        for attempt, fraction in zip(ev.running, ev.progress, strict=False):
+            self.scheduler.progress(attempt, fraction)
+        for jc in list(self.jobs.values()):
+            for attempt in [a for a, n in jc.stopping.items() if n == node and a not in listed]:
+                del jc.stopping[attempt]
+            out += self._maybe_finalize(jc, now)
+        specs: list[dict[str, Any]] = []
+        if now >= self.assign_after:
+            for jc in self.jobs.values():
+                jc.run.gate()
+            for assignment in self.scheduler.offer(node, ev.free_slots, now):
+                jc = self.jobs[job_of(assignment.task_id)]
+                specs.append(jc.run.spec_for(assignment, self.base_spec, now))
+                self.unconfirmed[assignment.attempt_id] = (node, ev.seq)
+                out.append(p.PersistAttempt(jc.run.name, assignment.task_id, assignment.attempt_id, node,
+                                            self.wall(now)))
+        return [p.ReplyToWorker(node, ev.seq, tuple(specs), tuple(sorted(kills)), tuple(acked)), *out]
+
+    def _adopt(self, attempt: str, node: str, now: float, out: list[p.Instruction]) -> bool:
+        """An attempt this incarnation did not start (one from before a restart) that is still wanted becomes
+        a running attempt of its task."""
+        if self.scheduler.knows(attempt):
+            return False
+        jc = self.jobs.get(job_of(attempt))
+        if jc is None or jc.phase != "active" or jc.run.state != "running":
+            return False
+        if not self.scheduler.adopt(task_of(attempt), attempt, node, now):
+            return False
+        jc.run.adopted(attempt, node, now)
+        out.append(p.PersistAttempt(jc.run.name, task_of(attempt), attempt, node, self.wall(now)))
+        log.info("adopted attempt %s running on %s from before the restart", attempt, node)
+        return True
+
+    def _write_off(self, attempt: str, reason: str, now: float) -> list[p.Instruction]:
+        """One attempt is gone without a report: its task is re-queued (nothing counted)."""
+        if not self.scheduler.attempt_lost(attempt, reason):
+            return []
+        log.warning("%s; its task is re-queued", reason)
+        jc = self.jobs.get(job_of(attempt))
+        if jc is not None:
+            jc.run.lost(attempt, reason, now)
+        return [p.PersistAttemptEnded(attempt, False, reason, self.wall(now))]
+
+    def _node_lost(self, node: str, reason: str, now: float) -> list[p.Instruction]:
+        lost = self.scheduler.node_lost(node)
+        out: list[p.Instruction] = []
+        for attempt in lost:
+            self.unconfirmed.pop(attempt, None)
+            jc = self.jobs.get(job_of(attempt))
+            if jc is not None:
+                jc.run.lost(attempt, reason, now)
+            out.append(p.PersistAttemptEnded(attempt, False, reason, self.wall(now)))
+        if lost:
+            log.warning("node %s: %d running attempt(s) re-queued (%s)", node, len(lost), reason)
+        for attempt in [a for a, (n, _) in self.unconfirmed.items() if n == node]:
+            del self.unconfirmed[attempt]
+        return out
+
+    def _report(self, node: str, report: AttemptReport, now: float) -> list[p.Instruction]:
+        """Handle how an attempt ended, once per attempt (a repeated report only needs its ack)."""
+        name = job_of(report.attempt)
+        self.unconfirmed.pop(report.attempt, None)
+        jc = self.jobs.get(name)
+        if jc is None:
+            tomb = self.tombstones.get(name)
+            if tomb is not None and "-m" in task_of(report.attempt):
+                # a straggler of a job already cleaned up (its node was paused or cut off): whatever it wrote
+                # goes, every partition it may have started (a killed attempt reports none)
+                return [p.DeleteOutputs(name, report.attempt, tuple(range(tomb.reducers)), tomb.local_intermediate)]
+            return []
+        if report.attempt in jc.reported:
+            return []
+        jc.reported.add(report.attempt)
+        jc.stopping.pop(report.attempt, None)
+        run = jc.run
+        out: list[p.Instruction] = [p.PersistAttemptEnded(report.attempt, report.ok, report.error, self.wall(now))]
+        if jc.phase != "active":  # its outputs are deleted with the job's
+            return out + self._maybe_finalize(jc, now)
+        if report.ok:
+            if not self.scheduler.knows(report.attempt):  # ended before a restart, never acknowledged
+                self._adopt(report.attempt, node, now, out)
+            record = run.on_success(report, now)
+            if record is None:  # a loser, an attempt written off, or the committed attempt again
+                if self.scheduler.committed_attempt(report.attempt) != report.attempt:
+                    out.append(self._delete_outputs(run, report.attempt, report.partitions))
+                return out
+            for attempt, other in self.scheduler.other_attempts(report.attempt).items():
+                self.kills.setdefault(other, set()).add(attempt)  # backups that lost the race
+            return [*out, self._write(jc, record)]
+        if report.cause == "input_lost":
+            producer = run.on_input_lost(report, now)
+            if producer is not None:
+                out.append(p.DeleteCommit(name, producer))
+        elif report.cause in ("store", "killed"):
+            run.on_uncounted(report, now)
+        else:
+            run.on_failure(report, now)
+        if run.state in ENDED:
+            out += self._end(jc, now)
+        return out
+
+    def _delete_outputs(self, run: JobRun, attempt: str, partitions: tuple[int, ...]) -> p.DeleteOutputs:
+        return p.DeleteOutputs(run.name, attempt, partitions, run.plan.local_intermediate)
+
+    # --- time ----------------------------------------------------------------------------------------
+
+    def _on_tick(self, ev: p.Tick, now: float) -> list[p.Instruction]:
+        out: list[p.Instruction] = []
+        for node in self.scheduler.dead_nodes_at(now):
+            out += self._node_lost(node, f"lost with node {node} (no heartbeat for "
+                                         f"{self.settings.node_timeout:g}s)", now)
+            self.nodes.pop(node, None)
+            self.kills.pop(node, None)
+        for jc in list(self.jobs.values()):
+            if jc.phase == "active":
+                for task_id, (record, due) in list(jc.rewrite.items()):
+                    if now >= due and task_id not in jc.writing:
+                        del jc.rewrite[task_id]
+                        out.append(self._write(jc, record))
+            else:
+                out += self._maybe_finalize(jc, now)
+        return out
+
+    # --- restart -------------------------------------------------------------------------------------
+
+    def restore_job(self, stored: p.StoredJobView, locate: Any, now: float) -> list[str]:
+        """Rebuild a job of an earlier incarnation (before serving). Returns the tasks whose commit records to
+        look up (see :meth:`replayed`); none for a job that never started."""
+        if stored.final_status is not None:
+            self.finished[stored.name] = stored.final_status
+            self.tombstones[stored.name] = Tombstone(
+                max((s.reducers for s in stored.plan.steps), default=0), stored.plan.local_intermediate)
+            return []
+        run = JobRun(stored.name, stored.plan, self.scheduler, locate, wall_offset=self.wall_offset)
+        run.restore([(a, n, started - self.wall_offset, None if ended is None else ended - self.wall_offset, ok, err)
+                     for a, n, started, ended, ok, err in stored.attempts])
+        self.jobs[stored.name] = JobCore(run)
+        if stored.state == "created":
+            return []
+        run.start(stored.started - self.wall_offset)
+        self.assign_after = now + self.settings.recovery_grace
+        return sorted(run.tasks)
+
+    def replayed(self, name: str, found: dict[str, im.Commit | None], stored: p.StoredJobView,
+                 now: float) -> tuple[list[str], list[p.Instruction]]:
+        """Commit records looked up for a restored job (``None``: no record). Returns the tasks to look up next
+        (a phase that completed added new ones), and, once there are none, what to do."""
+        jc = self.jobs[name]
+        run = jc.run
+        for task_id, record in found.items():
+            if record is not None and task_id not in run.commits:
+                run.committed(record, now)
+        todo = [t for t in run.tasks if t not in run.commits and t not in found]
+        if todo and any(found.values()):
+            return todo, []
+        if stored.state in ("failed", "killed") and run.state == "running":
+            run.state, run.error, run.ended_at = stored.state, stored.error, stored.ended - self.wall_offset
+        if run.state in ENDED:
+            return [], self._end(jc, now)
+        return [], []
+
+
+def confined(path: str, root: str) -> bool:
+    """Whether ``path`` lies inside ``root`` (both absolute, no ``..``)."""
+    try:
+        PurePosixPath(path).relative_to(root)
+    except ValueError:
+        return False
+    return ".." not in PurePosixPath(path).parts

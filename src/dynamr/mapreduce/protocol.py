@@ -1,0 +1,218 @@
+"""The vocabulary of the coordinator's core (:mod:`dynamr.mapreduce.control`): events in, instructions out.
+
+Events are facts the shell observed (a request arrived, an effect completed or failed, time passed);
+instructions are effects the core asks for. Both are small frozen dataclasses; none carries a clock (the
+time comes in beside each event) and none does anything by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dynamr.mapreduce.intermediate import Commit
+from dynamr.mapreduce.jobrun import JobPlan
+from dynamr.mapreduce.splits import Split
+from dynamr.rpc.messages import AttemptReport
+
+# --- events --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobSubmitted:
+    name: str
+    plan: JobPlan
+    run: bool = True
+    #: which nodes hold each split's first chunk (the scheduler prefers them); None: no preference
+    locate: Callable[[Split], set[str]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequested:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class KillRequested:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPolled:
+    node: str
+    incarnation: str
+    seq: int
+    free_slots: int
+    running: tuple[str, ...] = ()
+    progress: tuple[float, ...] = ()
+    reports: tuple[AttemptReport, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CommitWritten:
+    """The commit record ``record`` was written, or one already there stays in force (``in_force``)."""
+
+    job: str
+    record: Commit
+    in_force: Commit
+
+
+@dataclass(frozen=True, slots=True)
+class CommitFailed:
+    """Writing ``record`` failed (it may or may not have been stored)."""
+
+    job: str
+    record: Commit
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizeDone:
+    job: str
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizeFailed:
+    job: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed (the shell ticks a few times a second)."""
+
+
+Event = (JobSubmitted | RunRequested | KillRequested | WorkerPolled | CommitWritten | CommitFailed | FinalizeDone
+         | FinalizeFailed | Tick)
+
+# --- instructions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyToWorker:
+    """The answer to a poll: tasks to start, attempts to kill, reports handled."""
+
+    node: str
+    seq: int
+    assignments: tuple[dict[str, Any], ...]
+    kills: tuple[str, ...]
+    acked: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A request cannot be done (the shell answers it with this message)."""
+
+    job: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCommit:
+    """Write the task's commit record unless one is in force (a record naming a ``superseded`` attempt is
+    void); answer with CommitWritten or CommitFailed."""
+
+    job: str
+    record: Commit
+    superseded: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOutputs:
+    """Delete one attempt's map outputs (best effort: a job's cleanup deletes every attempt's anyway)."""
+
+    job: str
+    attempt: str
+    partitions: tuple[int, ...]
+    local_intermediate: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCommit:
+    """Delete a void commit record (best effort: a record naming a superseded attempt is ignored anyway)."""
+
+    job: str
+    task: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finalize:
+    """The job ended and nothing of it runs: mark success (``_SUCCESS``) if it succeeded, then delete every
+    attempt's outputs, every commit record and every step output; answer FinalizeDone or FinalizeFailed."""
+
+    job: str
+    succeeded: bool
+    plan: JobPlan
+    #: every map attempt ever started, with the partitions it may have written
+    attempts: tuple[tuple[str, range], ...]
+    #: every task of the job (their commit records go)
+    tasks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PersistJob:
+    name: str
+    plan: JobPlan
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class PersistStarted:
+    name: str
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class PersistEnded:
+    """A job failed or was killed (kept before its cleanup, so a restart finishes the cleanup)."""
+
+    name: str
+    state: str
+    ended: float
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PersistFinalized:
+    name: str
+    state: str
+    ended: float
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PersistAttempt:
+    job: str
+    task: str
+    attempt: str
+    node: str
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class PersistAttemptEnded:
+    attempt: str
+    ok: bool
+    error: str
+    ended: float
+
+
+Instruction = (ReplyToWorker | Refused | WriteCommit | DeleteOutputs | DeleteCommit | Finalize | PersistJob
+               | PersistStarted | PersistEnded | PersistFinalized | PersistAttempt | PersistAttemptEnded)
+PERSIST = (PersistJob, PersistStarted, PersistEnded, PersistFinalized, PersistAttempt, PersistAttemptEnded)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJobView:
+    """A job as the coordinator's durable state holds it (what a restart starts from)."""
+
+    name: str
+    plan: JobPlan
+    state: str
+    started: float
+    ended: float
+    error: dict[str, Any] | None
+    final_status: dict[str, Any] | None
+    #: (attempt, node, started, ended, ok, error) of each attempt started
+    attempts: tuple[tuple[str, str, float, float | None, bool | None, str], ...] = ()

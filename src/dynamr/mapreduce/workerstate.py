@@ -1,0 +1,84 @@
+"""A worker's protocol with the coordinator as a pure state machine: polls, replies, attempts, reports.
+
+The asyncio worker (:mod:`dynamr.mapreduce.worker`) and the simulator's nodes both drive it. Each poll has a
+sequence number; only the reply to the poll in flight is applied (a late or repeated reply is dropped, so
+an assignment is started once). An attempt is *running* from the moment its assignment is accepted until
+it ends, and every poll lists it, so the coordinator can tell an assignment that never arrived. An ended
+attempt's report is resent with every poll until a reply acknowledges it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dynamr.rpc.messages import AttemptReport, WorkerHeartbeat
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    attempt: str
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    attempt: str
+
+
+class WorkerState:
+    def __init__(self, node_id: str, incarnation: str, slots: int) -> None:
+        self.node_id = node_id
+        self.incarnation = incarnation
+        self.slots = max(1, slots)
+        self.seq = 0
+        #: the seq of the poll whose reply is awaited (None: no poll in flight)
+        self.in_flight: int | None = None
+        #: attempt -> spec of every accepted attempt not yet ended
+        self.running: dict[str, dict[str, Any]] = {}
+        #: ended attempts whose reports are not acknowledged yet (in the order they ended)
+        self.reports: dict[str, AttemptReport] = {}
+        #: attempts asked to be killed (so a kill repeated in later replies is carried out once)
+        self.killing: set[str] = set()
+
+    def poll(self, progress: dict[str, float] | None = None) -> WorkerHeartbeat:
+        """The next poll to send (a poll still in flight is abandoned: its reply will be dropped)."""
+        self.seq += 1
+        self.in_flight = self.seq
+        running = tuple(self.running)
+        fractions = progress or {}
+        return WorkerHeartbeat(node_id=self.node_id, free_slots=max(0, self.slots - len(self.running)),
+                               reports=tuple(self.reports.values()), running=running,
+                               progress=tuple(fractions.get(a, -1.0) for a in running),
+                               incarnation=self.incarnation, seq=self.seq)
+
+    def poll_failed(self) -> None:
+        self.in_flight = None
+
+    def replied(self, seq: int, assignments: tuple[dict[str, Any], ...], kills: tuple[str, ...],
+                acked: tuple[str, ...]) -> list[Start | Kill]:
+        """Apply the reply to poll ``seq``; returns what to start and what to kill."""
+        if seq != self.in_flight:
+            return []  # late, repeated or unasked for
+        self.in_flight = None
+        for attempt in acked:
+            self.reports.pop(attempt, None)
+        out: list[Start | Kill] = []
+        for attempt in kills:
+            if attempt in self.running and attempt not in self.killing:
+                self.killing.add(attempt)
+                out.append(Kill(attempt))
+        for spec in assignments:
+            attempt = str(spec["attempt"])
+            if attempt in self.running or attempt in self.reports:
+                continue
+            self.running[attempt] = spec
+            out.append(Start(attempt, spec))
+        return out
+
+    def ended(self, report: AttemptReport) -> None:
+        """An attempt ended (its report goes out with the next polls until acknowledged)."""
+        if self.running.pop(report.attempt, None) is None:
+            return
+        self.killing.discard(report.attempt)
+        self.reports[report.attempt] = report

@@ -1,0 +1,38 @@
+"""Fault mixes for simulated runs: each profile turns a seed into a :class:`Scenario`."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from tests.sim.world import Faults, Scenario
+
+
+def quiet(seed: int) -> Scenario:
+    return Scenario()
+
+
+def network(seed: int) -> Scenario:
+    return Scenario(faults=Faults(drop=0.1, duplicate=0.1, slow=0.1))
+
+
+def chaos(seed: int) -> Scenario:
+    """Everything at once, at rates drawn from the seed (some seeds mild, some brutal)."""
+    rng = random.Random(seed * 7919 + 1)
+
+    def r(top: float) -> float:
+        return rng.choice([0.0, rng.uniform(0.0, top)])
+
+    return Scenario(nodes=rng.randint(1, 4), slots=rng.randint(1, 3), jobs=rng.randint(1, 3),
+                    faults=Faults(drop=r(0.15), duplicate=r(0.1), slow=r(0.1), store_fail=r(0.2),
+                                  store_timeout=r(0.1), user_fail=r(0.2), task_store_fail=r(0.15),
+                                  node_crash=r(0.03), node_pause=r(0.02), coord_crash=r(0.02),
+                                  output_loss=r(0.03), straggler=r(0.1)),
+                    kill_share=rng.choice([0.0, 0.0, 0.2]))
+
+
+PROFILES: dict[str, Callable[[int], Scenario]] = {"quiet": quiet, "network": network, "chaos": chaos}
+
+
+def scenario_for(profile: str, seed: int) -> Scenario:
+    return PROFILES[profile](seed)

@@ -1,0 +1,116 @@
+"""Named scenarios of the control plane, each a seeded simulation with one fault placed where it hurts.
+
+Each was a way the coordinator hung, lost or corrupted work before it became a state machine (issue 11);
+each fails when the rule that handles it is taken out of :mod:`dynamr.mapreduce.control` (checked by hand
+for each, see docs/design.md). Replay any of them with ``python -m tests.sim.run``-style tracing by calling
+``World(seed, scenario).run()`` and printing ``world.trace``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dynamr.mapreduce import protocol as p
+from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
+from dynamr.mapreduce.jobrun import JobPlan, StepPlan
+from tests.sim.world import Faults, Scenario, World
+
+SEED = 11
+
+
+def run(scenario: Scenario, seed: int = SEED) -> World:
+    world = World(seed, scenario).run()
+    world.check()
+    return world
+
+
+def lines(world: World, text: str) -> list[str]:
+    return [line for line in world.trace if text in line]
+
+
+def test_a_commit_write_that_fails_once_is_retried_and_the_job_ends() -> None:
+    world = run(Scenario(jobs=1, once={"commit_fail": 1}))
+    assert lines(world, "FAULT commit_fail")
+    assert lines(world, "FINALIZED j0 succeeded")
+    assert not world.reruns  # the task that had finished was not run again: its commit was retried
+
+
+def test_every_commit_write_failing_at_first_still_ends_every_job() -> None:
+    run(Scenario(jobs=3, once={"commit_fail": 25}))
+
+
+def test_a_lost_reply_that_carried_an_assignment_does_not_leave_a_phantom_attempt() -> None:
+    scenario = Scenario(jobs=1, once={"drop_assignment": 1},
+                        settings=CoreSettings(node_timeout=600.0, speculative=False), deadline=60.0)
+    world = run(scenario)  # a node that keeps polling is never timed out: only reconciliation can notice
+    assert lines(world, "FAULT drop_assignment")
+    assert lines(world, "FINALIZED j0 succeeded")
+
+
+def test_duplicated_reports_are_counted_once() -> None:
+    world = run(Scenario(jobs=2, faults=Faults(duplicate=1.0)))
+    assert lines(world, "FINALIZED j0 succeeded") and lines(world, "FINALIZED j1 succeeded")
+    # World.check compared the counters summed from the reports with the number of words in the input;
+    # and what 'dynamr status' shows lists each attempt once
+    for name in ("j0", "j1"):
+        attempts = [a["attempt"] for a in world.durable.jobs[name]["final"]["attempts"]]
+        assert len(attempts) == len(set(attempts)), attempts
+
+
+def test_a_kill_racing_a_commit_finalizes_the_job_once_and_leaves_nothing() -> None:
+    scenario = Scenario(jobs=1, once={"kill_on_commit": 1})
+    scenario_jobs_killed = dataclasses.replace(scenario)
+    world = World(SEED, scenario_jobs_killed)
+    world.jobs[0].kill_at = 1000.0  # expected to be killed (by the fault), not to succeed
+    world.run().check()
+    assert lines(world, "FINALIZED j0 killed")
+    assert world.finalized["j0"] == 1
+    assert not world.store.intermediate_keys()
+
+
+def test_a_coordinator_restarted_between_the_commit_write_and_its_acknowledgement() -> None:
+    world = run(Scenario(jobs=2, once={"commit_crash": 1}))
+    assert lines(world, "BOOT coordinator incarnation 2")
+    assert not world.reruns  # the restarted coordinator found the record: the task did not run again
+    assert world.finalized == {"j0": 1, "j1": 1}
+
+
+def test_a_node_restarted_faster_than_the_heartbeat_timeout_gets_its_attempts_rerun() -> None:
+    scenario = Scenario(jobs=1, nodes=2, settings=CoreSettings(node_timeout=120.0, speculative=False),
+                        deadline=60.0, script=[(3.2, "crash_node", ("n1", 0.2)), (3.3, "crash_node", ("n2", 0.2))])
+    world = run(scenario)  # done long before the 120 s timeout could have noticed
+    assert lines(world, "CRASH node n1")
+
+
+def test_a_negative_reducer_count_is_refused_with_a_clear_error() -> None:
+    core = CoordinatorCore()
+    plan = JobPlan(source="/_jobs/j/x/job.py", source_name="job.py", inputs=[("/in/a", 10)], output="/out",
+                   steps=[StepPlan(map_only=False, reducers=-1)])
+    out = core.handle(p.JobSubmitted("j", plan), 0.0)
+    assert out == [p.Refused("j", "step 0: the number of reducers must be 0 or more (0: map only), not -1")]
+    assert "j" not in core.jobs  # nothing was kept or persisted
+
+
+def test_a_refused_duplicate_submission_leaves_the_existing_job_untouched() -> None:
+    world = World(SEED, Scenario(jobs=1))
+    first = world.jobs[0]
+    second = dataclasses.replace(first, plan=dataclasses.replace(first.plan, source="/_jobs/j0/other/job.py"),
+                                 submit_at=first.submit_at + 0.5)
+    world.jobs.append(second)
+    world.run()
+    world.jobs.pop()
+    world.check()
+    assert lines(world, "REFUSED j0: a job named 'j0' already exists")
+    assert world.durable.jobs["j0"]["plan"].source == first.plan.source
+
+
+def test_two_thousand_seeds_of_chaos_break_no_invariant() -> None:
+    from tests.sim.run import main
+
+    assert main(["--seeds", "0:2000", "--profile", "chaos"]) == 0
+
+
+def test_network_faults_alone_break_no_invariant() -> None:
+    from tests.sim.run import main
+
+    assert main(["--seeds", "0:300", "--profile", "network"]) == 0
