@@ -30,6 +30,8 @@ JOB_TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
     ("running", "succeeded"), ("running", "failed"), ("running", "killed"),
 })
 ENDED = frozenset({"succeeded", "failed", "killed"})
+#: a task may fail this many times per counted attempt because the store was unavailable
+STORE_RETRIES_PER_ATTEMPT = 5
 
 
 @dataclass
@@ -169,6 +171,8 @@ class JobRun:
         self.superseded: dict[str, str] = {}
         #: the tasks whose commits end the job (the last step's reduces, or its maps when it has none)
         self._last_phase: list[str] = []
+        #: task -> attempts that failed because the store was unavailable
+        self._store_failures: dict[str, int] = {}
 
     # --- ids -----------------------------------------------------------------------------------------
 
@@ -311,11 +315,28 @@ class JobRun:
             return True
         return False
 
-    def on_uncounted(self, report: AttemptReport, now: float) -> None:
+    def on_uncounted(self, report: AttemptReport, now: float) -> bool:
         """An attempt failed for a reason that is neither its task's nor its node's fault (the store was
-        unavailable, or it was killed on request): its task runs again, nothing is counted."""
-        self._record(task_of(report.attempt), report.attempt, False, now, report.error)
-        self.scheduler.attempt_lost(report.attempt, report.error or "failed")
+        unavailable, or it was killed on request): its task runs again, nothing is counted against it or
+        its node. A store that stays unavailable through ``STORE_RETRIES_PER_ATTEMPT * max_attempts``
+        attempts of one task fails the job (True), so an outage cannot retry forever."""
+        task_id = task_of(report.attempt)
+        self._record(task_id, report.attempt, False, now, report.error)
+        if not self.scheduler.attempt_lost(report.attempt, report.error or "failed") or report.cause != "store":
+            return False
+        self._store_failures[task_id] = self._store_failures.get(task_id, 0) + 1
+        if self._store_failures[task_id] < STORE_RETRIES_PER_ATTEMPT * self.scheduler.max_attempts:
+            return False
+        self.move("failed")
+        self.ended_at = now
+        info = self.tasks.get(task_id)
+        self.error = {"task": task_id, "attempt": report.attempt, "node": self._attempt_nodes.get(report.attempt, ""),
+                      "error": f"the store was unavailable to task {task_id} in "
+                               f"{self._store_failures[task_id]} attempts in a row; check that enough nodes are "
+                               f"up ('dynamr cluster status'), then run the job again. Last: {report.error}",
+                      "traceback": report.traceback,
+                      "input": info.spec.get("input", {}).get("split") if info else None}
+        return True
 
     def on_input_lost(self, report: AttemptReport, now: float) -> str | None:
         """An attempt could not read the committed output of an earlier task (``report.lost_task``):

@@ -268,6 +268,21 @@ class StoreNode:
         machine = WriteQuorum(self.ring.walk(key), quorum.n, quorum.w, self.detector)
         done = asyncio.Event()
         replica_timeout = min(self.settings.replica_timeout, timeout)
+        hinted: set[str] = set()
+
+        async def hint_here(owner: str) -> None:
+            """No fallback node is left to stand in for ``owner`` (a cluster of N nodes): this node keeps the
+            hint itself, so the owner gets the write when it is back instead of only on a later read."""
+            try:
+                await local(owner)
+            except DynamrError as exc:
+                log.warning("%s: could not keep a hint for %s: %s", what, owner, exc)
+
+        def hint_unplaced() -> None:
+            for owner in machine.unplaced:
+                if owner != self.node_id and owner not in hinted:
+                    hinted.add(owner)
+                    self._spawn(hint_here(owner))
 
         async def send(target: Send) -> None:
             try:
@@ -280,11 +295,13 @@ class StoreNode:
                 log.debug("%s to %s failed: %s", what, target.node, exc)
                 for retry in machine.on_failure(target.node):
                     self._spawn(send(retry))
+                hint_unplaced()
             if machine.outcome is not Outcome.PENDING:
                 done.set()
 
         for target in machine.start():
             self._spawn(send(target))
+        hint_unplaced()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout)
         if machine.outcome is not Outcome.SUCCEEDED:

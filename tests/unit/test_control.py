@@ -1,0 +1,109 @@
+"""The coordinator's core driven directly: failure attribution, plan checks, acknowledgements, refusals."""
+
+from __future__ import annotations
+
+from dynamr.mapreduce import protocol as p
+from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
+from dynamr.mapreduce.jobrun import JobPlan, StepPlan
+from dynamr.rpc.messages import AttemptReport
+
+
+def plan(**changes: object) -> JobPlan:
+    base = JobPlan(source="/_jobs/j/1/j.py", source_name="j.py", inputs=[("/in/a", 100)], output="/out",
+                   steps=[StepPlan(map_only=True, reducers=0)], split_size=100)
+    for key, value in changes.items():
+        setattr(base, key, value)
+    return base
+
+
+class Driver:
+    """One node polling a core: each step reports how the previous assignment ended."""
+
+    def __init__(self, core: CoordinatorCore, node: str = "n1") -> None:
+        self.core = core
+        self.node = node
+        self.seq = 0
+        self.now = 0.0
+
+    def poll(self, running: tuple[str, ...] = (), reports: tuple[AttemptReport, ...] = ()) -> p.ReplyToWorker:
+        self.seq += 1
+        self.now += 0.5
+        out = self.core.handle(p.WorkerPolled(self.node, "inc", self.seq, 2, running, (), reports), self.now)
+        reply = next(i for i in out if isinstance(i, p.ReplyToWorker))
+        while out:  # the store writes every commit record, and cleans up, at once
+            ins = out.pop(0)
+            if isinstance(ins, p.WriteCommit):
+                out += self.core.handle(p.CommitWritten(ins.job, ins.record, ins.record), self.now)
+            elif isinstance(ins, p.Finalize):
+                out += self.core.handle(p.FinalizeDone(ins.job), self.now)
+        return reply
+
+
+def fail_then_succeed(core: CoordinatorCore, failures: int, cause: str) -> Driver:
+    core.handle(p.JobSubmitted("j", plan()), 0.0)
+    drive = Driver(core)
+    reply = drive.poll()
+    for _ in range(failures):
+        if "j" not in core.jobs:
+            break
+        (spec,) = reply.assignments
+        reply = drive.poll(reports=(AttemptReport(attempt=spec["attempt"], ok=False, cause=cause,
+                                                  error="QuorumError: 1 of 2 replicas answered"),))
+    if "j" in core.jobs and reply.assignments:
+        (spec,) = reply.assignments
+        drive.poll(reports=(AttemptReport(attempt=spec["attempt"], ok=True, partitions=(0,)),))
+    return drive
+
+
+def test_store_outages_count_against_neither_the_task_nor_the_node() -> None:
+    core = CoordinatorCore(CoreSettings(max_attempts=4, exclude_after=3))
+    fail_then_succeed(core, 10, "store")
+    assert core.finished["j"]["state"] == "succeeded"
+    assert core.finished["j"]["excluded_nodes"] == []
+
+
+def test_user_code_failures_count() -> None:
+    core = CoordinatorCore(CoreSettings(max_attempts=4))
+    fail_then_succeed(core, 4, "")
+    status = core.finished["j"]
+    assert status["state"] == "failed" and "QuorumError" in status["error"]["error"]
+
+
+def test_a_store_that_never_comes_back_fails_the_job_with_advice() -> None:
+    core = CoordinatorCore(CoreSettings(max_attempts=2))
+    fail_then_succeed(core, 50, "store")
+    status = core.finished["j"]
+    assert status["state"] == "failed"
+    assert "store was unavailable to task j/s0-m0 in 10 attempts" in status["error"]["error"]
+    assert "dynamr cluster status" in status["error"]["error"]
+
+
+def test_reports_are_acknowledged_and_a_repeat_is_acknowledged_again_without_effect() -> None:
+    core = CoordinatorCore()
+    core.handle(p.JobSubmitted("j", plan(split_size=50)), 0.0)
+    drive = Driver(core)
+    first, second = drive.poll().assignments
+    done = AttemptReport(attempt=first["attempt"], ok=True, partitions=(0,), counters=(("g", "n", 5),))
+    assert drive.poll(running=(second["attempt"],), reports=(done,)).acked == (first["attempt"],)
+    assert drive.poll(running=(second["attempt"],), reports=(done,)).acked == (first["attempt"],)
+    assert core.jobs["j"].run.counters == {("g", "n"): 5}
+
+
+def test_a_stale_poll_assigns_nothing() -> None:
+    core = CoordinatorCore()
+    core.handle(p.JobSubmitted("j", plan()), 0.0)
+    out = core.handle(p.WorkerPolled("n1", "inc", 5, 2), 1.0)
+    assert next(i for i in out if isinstance(i, p.ReplyToWorker)).assignments
+    out = core.handle(p.WorkerPolled("n1", "inc", 4, 2), 1.1)  # older than the last: a duplicate or late one
+    assert next(i for i in out if isinstance(i, p.ReplyToWorker)).assignments == ()
+
+
+def test_malformed_plans_are_refused_with_what_to_fix() -> None:
+    core = CoordinatorCore()
+    for bad, words in ((plan(split_size=0), "split size must be a positive whole number"),
+                       (plan(steps=[]), "the job has no steps"),
+                       (plan(steps=[StepPlan(map_only=False, reducers=0)]), "use -r 1 or more"),
+                       (plan(input_format="xml"), "unknown input format")):
+        (refused,) = core.handle(p.JobSubmitted("j", bad), 0.0)
+        assert isinstance(refused, p.Refused) and words in refused.message, refused
+    assert not core.jobs
