@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 from dynamr.config import Quorum, StoreSettings
+from dynamr.daemons import install_event_loop_policy
 from dynamr.files import FileSystem
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
 from dynamr.localcluster import LocalCluster
 from dynamr.store.client import AsyncClient
-from dynamr.store.process import install_event_loop_policy
 
 
 def memory_mib(pid: int) -> dict[str, float]:

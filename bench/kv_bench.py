@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from dynamr.config import Quorum, StoreSettings
+from dynamr.daemons import install_event_loop_policy
 from dynamr.localcluster import LocalCluster
 from dynamr.store.client import AsyncClient
-from dynamr.store.process import install_event_loop_policy
 from dynamr.store.ring import key_hash
 
 WORKLOADS = {"A": 0.50, "B": 0.95, "C": 1.00}  # read fraction

@@ -3,8 +3,9 @@
 The store's client API is re-exported here: :class:`Client` (blocking) and :class:`AsyncClient`.
 """
 
+from dynamr.client import Client
 from dynamr.errors import DynamrError
-from dynamr.store.client import AsyncClient, Client, GetResult
+from dynamr.store.client import AsyncClient, GetResult
 
 __version__ = "0.1.0"
 __all__ = ["AsyncClient", "Client", "DynamrError", "GetResult", "__version__"]

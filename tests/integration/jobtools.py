@@ -8,10 +8,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from dynamr.client import Client
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import LocalCluster
 from dynamr.mapreduce.submit import JobClient, build_plan
-from dynamr.store.client import Client
 from tests.mrdata import write_corpus
 
 WORD = re.compile(r"[a-z0-9']+")

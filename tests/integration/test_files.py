@@ -10,9 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
+from dynamr.client import Client
 from dynamr.files import FileSystem
 from dynamr.localcluster import LocalCluster
-from dynamr.store.client import AsyncClient, Client
+from dynamr.store.client import AsyncClient
 from dynamr.store.ring import Ring
 from tests.integration.conftest import MakeCluster
 

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dynamr.client import Client
 from dynamr.localcluster import COORDINATOR
-from dynamr.store.client import Client
 from tests.helpers import dynamr, wait_until
 from tests.integration.conftest import MakeCluster
 from tests.integration.jobtools import (

@@ -11,9 +11,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from dynamr.client import Client
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.splits import plan_splits
-from dynamr.store.client import Client
 from tests.helpers import wait_until
 from tests.integration.conftest import MakeCluster
 from tests.mrdata import EXAMPLES, read_json_parts, write_corpus

@@ -18,7 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0:200", help="a range start:end of seeds to run")
     parser.add_argument("--profile", default="chaos", choices=sorted(PROFILES))
     args = parser.parse_args(argv)
-    logging.disable(logging.CRITICAL)
+    logging.disable(logging.CRITICAL)  # the core logs every fault it handles: millions of lines
+    try:
+        return _run(args)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         world = World(args.seed, scenario_for(args.profile, args.seed))
         try:

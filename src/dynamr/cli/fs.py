@@ -14,9 +14,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from dynamr.cli.common import Target, cluster_options, console, friendly_errors
+from dynamr.daemons import install_event_loop_policy
 from dynamr.files import FileSystem, paths
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
-from dynamr.store.process import install_event_loop_policy
 
 T = TypeVar("T")
 #: below this many bytes no progress bar is drawn

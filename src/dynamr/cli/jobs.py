@@ -33,13 +33,13 @@ from dynamr.cli.common import (
     resolve_target,
 )
 from dynamr.config import Quorum, StoreSettings
+from dynamr.daemons import install_event_loop_policy
 from dynamr.errors import BadRequestError
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import COORDINATOR, LocalCluster
 from dynamr.mapreduce.inline import check_output
 from dynamr.mapreduce.submit import JobClient, build_plan
 from dynamr.store.client import AsyncClient
-from dynamr.store.process import install_event_loop_policy
 
 T = TypeVar("T")
 STORE = "store:"

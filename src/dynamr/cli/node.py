@@ -8,9 +8,9 @@ import click
 
 from dynamr.cli.common import friendly_errors
 from dynamr.config import ClusterSpec, load_secret
+from dynamr.daemons import run_node, setup_logging
 from dynamr.errors import ConfigError
 from dynamr.rpc import tls
-from dynamr.store.process import run_node, setup_logging
 
 
 @click.group()
@@ -69,7 +69,7 @@ def coordinator() -> None:
 def start_coordinator(cluster_file: Path, secret: str | None, secret_file: Path | None, data_dir: Path | None,
                       log_level: str, exit_with_parent: bool, local_jobs: bool) -> None:
     """Start the coordinator in the foreground, on the address the cluster file gives it."""
-    from dynamr.store.process import run_coordinator
+    from dynamr.daemons import run_coordinator
 
     spec = ClusterSpec.load(cluster_file)
     secret_bytes = load_secret(secret, secret_file)

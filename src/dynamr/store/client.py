@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -361,30 +361,6 @@ class Client:
 
     def keys_on_nodes(self, prefix: Key = b"", limit: int = 10000) -> dict[str, tuple[bytes, ...]]:
         return self._run(self._async.keys_on_nodes(prefix, limit))
-
-    def files(self, **options: Any) -> SyncFileSystem:
-        """The file system on this cluster, with blocking methods (see :class:`dynamr.files.FileSystem`)."""
-        from dynamr.files.client import FileSystem
-
-        return SyncFileSystem(self, FileSystem(self._async, **options))
-
-
-class SyncFileSystem:
-    """Blocking wrapper of :class:`dynamr.files.FileSystem`; each method runs on the client's loop."""
-
-    def __init__(self, client: Client, fs: Any) -> None:
-        self._client = client
-        self.fs = fs
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self.fs, name)
-        if name in ("read", "walk_manifests"):
-            raise AttributeError(f"{name} streams; use dynamr.files.FileSystem with AsyncClient for it")
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._client._run(method(*args, **kwargs))
-
-        return call
 
 
 __all__ = ["AsyncClient", "Client", "GetResult", "describe"]

@@ -1,8 +1,11 @@
-"""Running a store node as an OS process: engine on disk, TCP server, signals, logging.
+"""The processes dynamr runs, composed from its layers: a node and the coordinator.
 
-:func:`run_node` is what ``dynamr node start`` calls. It opens the LMDB engine in this process (never
-across a fork), listens only on the address the cluster file gives this node, and stops cleanly on
-SIGTERM or SIGINT (a clean stop is recorded so the next start keeps the node's epoch).
+A node (:func:`run_node`, what ``dynamr node start`` calls) is a store member (LMDB engine on disk, TCP
+server), the file layer's chunk collector, and, when the cluster has a coordinator, a MapReduce worker. The
+coordinator (:func:`run_coordinator`) is the MapReduce master over a store client. This module sits above
+``store/``, ``files/`` and ``mapreduce/`` so that none of them imports another's daemons. A node opens its
+engine in its own process (never across a fork), listens only on the address the cluster file gives it,
+and stops cleanly on SIGTERM or SIGINT (a clean stop is recorded so the next start keeps the node's epoch).
 """
 
 from __future__ import annotations
