@@ -8,12 +8,15 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from dynamr.client import Client
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.splits import plan_splits
+from dynamr.rpc.codec import SPEC_HEADER, pack_record
+from dynamr.rpc.messages import CommitRef, SplitRef, TaskInput, TaskOutput, TaskSpec
 from tests.helpers import wait_until
 from tests.integration.conftest import MakeCluster
 from tests.mrdata import EXAMPLES, read_json_parts, write_corpus
@@ -21,19 +24,22 @@ from tests.mrdata import EXAMPLES, read_json_parts, write_corpus
 WORD = re.compile(r"[a-z0-9']+")
 
 
-def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "dynamr.mapreduce.child"], input=json.dumps(spec),
-                          capture_output=True, text=True, timeout=120)
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert (proc.returncode == 0) == result["ok"], proc.stderr
+def run_child(spec: TaskSpec) -> dict[str, Any]:
+    payload = pack_record(spec)
+    proc = subprocess.run([sys.executable, "-m", "dynamr.mapreduce.child"],
+                          input=SPEC_HEADER.pack(len(payload)) + payload, capture_output=True, timeout=120)
+    proc_stdout, proc_stderr = proc.stdout.decode(), proc.stderr.decode()
+    result: dict[str, Any] = json.loads(proc_stdout.strip().splitlines()[-1])
+    assert (proc.returncode == 0) == result["ok"], proc_stderr
     return result
 
 
 def test_map_and_reduce_attempts_in_child_processes(make_cluster: MakeCluster, tmp_path: Path) -> None:
     cluster = make_cluster(3)
     files = write_corpus(tmp_path / "in", [4000, 30000, 4000])
-    base = {"seeds": cluster.seeds, "secret_file": str(cluster.secret_file), "job": "wc-1",
-            "source": "/jobs/wordcount.py", "chunk_size": 8192}
+    base = TaskSpec(seeds=tuple(cluster.seeds), secret_file=str(cluster.secret_file), job="wc-1",
+                    source="/jobs/wordcount.py", source_name="wordcount.py", chunk_size=8192, kind="map", step=0,
+                    attempt="")
     with Client(cluster.seeds, cluster.secret) as client:
         fs = client.files(chunk_size=8192)
         fs.put_file(EXAMPLES / "wordcount.py", "/jobs/wordcount.py")
@@ -45,19 +51,17 @@ def test_map_and_reduce_attempts_in_child_processes(make_cluster: MakeCluster, t
         commits = []
         for split in splits:
             task_id, attempt = f"m{split.index}", f"m{split.index}#1"
-            result = run_child({**base, "kind": "map", "step": 0, "attempt": attempt, "num_partitions": 3,
-                                "input": {"kind": "split", "split": {
-                                    "index": split.index, "path": split.path, "start": split.start,
-                                    "end": split.end, "file_size": split.file_size}}})
+            result = run_child(replace(base, attempt=attempt, num_partitions=3, input=TaskInput(
+                kind="split", split=SplitRef(index=split.index, path=split.path, start=split.start, end=split.end,
+                                             file_size=split.file_size))))
             assert result["ok"], result
             record = client.run(im.commit(client.async_client, "wc-1",
                                           im.Commit(task_id, attempt, tuple(result["partitions"]))))
-            commits.append({"task_id": record.task_id, "attempt": record.attempt,
-                            "partitions": list(record.partitions)})
+            commits.append(CommitRef(task_id=record.task_id, attempt=record.attempt, partitions=record.partitions))
         for partition in range(3):
-            result = run_child({**base, "kind": "reduce", "step": 0, "attempt": f"r{partition}#1",
-                                "partition": partition, "map_job": "wc-1", "commits": commits,
-                                "output": {"kind": "local", "path": str(tmp_path / "out" / f"part-{partition:05d}")}})
+            result = run_child(replace(base, kind="reduce", attempt=f"r{partition}#1", partition=partition,
+                                       map_job="wc-1", commits=tuple(commits), output=TaskOutput(
+                                           kind="local", path=str(tmp_path / "out" / f"part-{partition:05d}"))))
             assert result["ok"], result
     expected = Counter(w for f in files for line in f.read_text().splitlines() for w in WORD.findall(line.lower()))
     assert dict(read_json_parts(tmp_path / "out")) == dict(expected)
@@ -74,13 +78,13 @@ def test_a_failing_mapper_reports_the_users_traceback(make_cluster: MakeCluster,
         fs = client.files()
         fs.put_bytes(source.encode(), "/jobs/bad.py")
         fs.put_bytes(b"hello world\n", "/in/a.txt")
-    result = run_child({"seeds": cluster.seeds, "secret_file": str(cluster.secret_file), "job": "bad-1",
-                        "source": "/jobs/bad.py", "kind": "map", "step": 0, "attempt": "m0#1", "num_partitions": 1,
-                        "input": {"kind": "split", "split": {"index": 0, "path": "/in/a.txt", "start": 0,
-                                                             "end": 12, "file_size": 12}}})
+    result = run_child(TaskSpec(seeds=tuple(cluster.seeds), secret_file=str(cluster.secret_file), job="bad-1",
+                                source="/jobs/bad.py", source_name="bad.py", kind="map", step=0, attempt="m0#1",
+                                input=TaskInput(kind="split", split=SplitRef(index=0, path="/in/a.txt", start=0,
+                                                                             end=12, file_size=12))))
     assert not result["ok"]
     assert "RuntimeError: cannot handle hello" in result["error"]
-    assert 'File "/jobs/bad.py", line 4, in mapper' in result["traceback"]
+    assert 'File "bad.py", line 4, in mapper' in result["traceback"]  # the name the user knows it by
 
 
 def test_a_task_process_dies_with_the_node_that_started_it(tmp_path: Path) -> None:

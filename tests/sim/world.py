@@ -29,7 +29,7 @@ from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
 from dynamr.mapreduce.jobrun import JobPlan, StepPlan, task_of
 from dynamr.mapreduce.workerstate import Kill, Start, WorkerState
-from dynamr.rpc.messages import AttemptReport, WorkerHeartbeat
+from dynamr.rpc.messages import AttemptReport, TaskSpec, WorkerHeartbeat
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu",
          "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"]
@@ -428,11 +428,11 @@ class SimCoordinator:
             w.log(f"drop reply {ins.seq} to {ins.node} (it carried {len(ins.assignments)} assignment(s))")
             return
         for spec in ins.assignments:
-            task = task_of(spec["attempt"])
-            record = w.store.data.get(f"commit/{spec['job']}/{task}")
+            task = task_of(spec.attempt)
+            record = w.store.data.get(f"commit/{spec.job}/{task}")
             if isinstance(record, im.Commit) and task not in w.lost_outputs:
-                w.reruns.append(f"{spec['attempt']} (committed {record.attempt})")
-            w.log(f"ASSIGN {spec['attempt']} -> {ins.node}")
+                w.reruns.append(f"{spec.attempt} (committed {record.attempt})")
+            w.log(f"ASSIGN {spec.attempt} -> {ins.node}")
         node = w.nodes[ins.node]
         w.send(lambda: node.receive_reply(ins), f"reply {ins.seq} to {ins.node}")
 
@@ -496,9 +496,15 @@ class SimCoordinator:
             self._store_call(lambda: self._apply_commit(ins), lambda r: p.CommitWritten(ins.job, ins.record, r),
                              lambda e: p.CommitFailed(ins.job, ins.record, e), f"commit {ins.record.attempt}")
         elif isinstance(ins, p.DeleteOutputs):
-            if w.rng.random() >= w.sc.faults.store_fail:
+            def delete() -> None:
                 for part in ins.partitions:
                     data.pop(f"out/{ins.job}/{ins.attempt}/{part}", None)
+
+            if ins.confirm:
+                self._store_call(delete, lambda _: p.OutputsDeleted(ins.job, ins.attempt),
+                                 lambda e: p.DeleteFailed(ins.job, ins.attempt, e), f"delete {ins.attempt}")
+            elif w.rng.random() >= w.sc.faults.store_fail:
+                delete()
         elif isinstance(ins, p.DeleteCommit):
             if w.rng.random() >= w.sc.faults.store_fail:
                 data.pop(f"commit/{ins.job}/{ins.task}", None)
@@ -593,7 +599,7 @@ class SimNode:
 
     # --- attempts --------------------------------------------------------------------------------
 
-    def _start(self, attempt: str, spec: dict[str, Any]) -> None:
+    def _start(self, attempt: str, spec: TaskSpec) -> None:
         w = self.w
         duration = w.rng.uniform(0.2, 3.0)
         if w.rng.random() < w.sc.faults.straggler:
@@ -602,7 +608,7 @@ class SimNode:
         w.log(f"START {attempt} on {self.name} ({duration:.2f}s)")
         w.at(duration, lambda: self._finish(attempt, spec, self.generation))
 
-    def _finish(self, attempt: str, spec: dict[str, Any], generation: int) -> None:
+    def _finish(self, attempt: str, spec: TaskSpec, generation: int) -> None:
         if generation != self.generation or self.attempts.pop(attempt, None) is None:
             return  # the node crashed, or the attempt was killed
         report = Runner(self.w, spec).run()
@@ -614,11 +620,11 @@ class SimNode:
 class Runner:
     """One attempt's work, as the child process would do it, against the simulated store."""
 
-    def __init__(self, world: World, spec: dict[str, Any]) -> None:
+    def __init__(self, world: World, spec: TaskSpec) -> None:
         self.w = world
         self.spec = spec
-        self.job = spec["job"]
-        self.attempt = spec["attempt"]
+        self.job = spec.job
+        self.attempt = spec.attempt
 
     def run(self) -> AttemptReport:
         w, f = self.w, self.w.sc.faults
@@ -634,50 +640,54 @@ class Runner:
         except LostInput as lost:
             return AttemptReport(attempt=self.attempt, ok=False, cause="input_lost", lost_task=lost.task,
                                  lost_attempt=lost.attempt, error=f"InputLostError: {lost.task}")
-        if self.spec["kind"] == "map":
+        if self.spec.kind == "map":
             return self._write_map(counts)
-        target = self.spec["output"]
-        key = (f"part/{self.job}/{target['path'].rsplit('-', 1)[1]}" if target["kind"] in ("store", "local")
-               else f"step/{self.job}/{target['key'].rsplit('/', 2)[1]}/{target['key'].rsplit('/', 1)[1]}")
+        target = self.spec.output
+        assert target is not None
+        key = (f"part/{self.job}/{target.path.rsplit('-', 1)[1]}" if target.kind in ("store", "local")
+               else f"step/{self.job}/{target.key.rsplit('/', 2)[1]}/{target.key.rsplit('/', 1)[1]}")
         w.store.data[key] = counts
         return AttemptReport(attempt=self.attempt, ok=True)
 
     def _read(self) -> Counter[str]:
         data = self.w.store.data
         spec = self.spec
-        if spec["kind"] == "reduce":
+        if spec.kind == "reduce":
             total: Counter[str] = Counter()
-            for c in spec["commits"]:
-                if spec["partition"] not in c["partitions"]:
+            for c in spec.commits:
+                if spec.partition not in c.partitions:
                     continue
-                part = data.get(f"out/{self.job}/{c['attempt']}/{spec['partition']}")
+                part = data.get(f"out/{self.job}/{c.attempt}/{spec.partition}")
                 if part is None:
-                    raise LostInput(c["task_id"], c["attempt"])
+                    raise LostInput(c.task_id, c.attempt)
                 total.update(part)
             return total
-        source = spec["input"]
-        if source.get("kind") == "split":
-            split = source["split"]
+        source = spec.input
+        assert source is not None
+        if source.kind == "split":
+            split = source.split
+            assert split is not None
             counts: Counter[str] = Counter()
             offset = 0
-            for line in self.w.files[split["path"]]:
-                if split["start"] <= offset < split["end"]:
+            for line in self.w.files[split.path]:
+                if split.start <= offset < split.end:
                     counts.update(line.split())
                 offset += len(line) + 1
             return counts
-        step, number = source["key"].rsplit("/", 2)[1:]
+        step, number = source.key.rsplit("/", 2)[1:]
         value = data.get(f"step/{self.job}/{step}/{number}")
         if value is None:
-            raise LostInput(spec["producer"]["task"], spec["producer"]["attempt"])
+            assert spec.producer is not None
+            raise LostInput(spec.producer.task_id, spec.producer.attempt)
         return Counter(value)
 
     def _write_map(self, counts: Counter[str]) -> AttemptReport:
         parts: dict[int, Counter[str]] = {}
         for word, n in counts.items():
-            parts.setdefault(zlib.crc32(word.encode()) % self.spec["num_partitions"], Counter())[word] += n
+            parts.setdefault(zlib.crc32(word.encode()) % self.spec.num_partitions, Counter())[word] += n
         for part, value in parts.items():
             self.w.store.data[f"out/{self.job}/{self.attempt}/{part}"] = value
-        words = sum(counts.values()) if self.spec["step"] == 0 else 0
+        words = sum(counts.values()) if self.spec.step == 0 else 0
         return AttemptReport(attempt=self.attempt, ok=True, partitions=tuple(sorted(parts)),
                              counters=(("sim", "words", words),))
 

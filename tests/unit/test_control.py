@@ -47,11 +47,11 @@ def fail_then_succeed(core: CoordinatorCore, failures: int, cause: str) -> Drive
         if "j" not in core.jobs:
             break
         (spec,) = reply.assignments
-        reply = drive.poll(reports=(AttemptReport(attempt=spec["attempt"], ok=False, cause=cause,
+        reply = drive.poll(reports=(AttemptReport(attempt=spec.attempt, ok=False, cause=cause,
                                                   error="QuorumError: 1 of 2 replicas answered"),))
     if "j" in core.jobs and reply.assignments:
         (spec,) = reply.assignments
-        drive.poll(reports=(AttemptReport(attempt=spec["attempt"], ok=True, partitions=(0,)),))
+        drive.poll(reports=(AttemptReport(attempt=spec.attempt, ok=True, partitions=(0,)),))
     return drive
 
 
@@ -83,9 +83,9 @@ def test_reports_are_acknowledged_and_a_repeat_is_acknowledged_again_without_eff
     core.handle(p.JobSubmitted("j", plan(split_size=50)), 0.0)
     drive = Driver(core)
     first, second = drive.poll().assignments
-    done = AttemptReport(attempt=first["attempt"], ok=True, partitions=(0,), counters=(("g", "n", 5),))
-    assert drive.poll(running=(second["attempt"],), reports=(done,)).acked == (first["attempt"],)
-    assert drive.poll(running=(second["attempt"],), reports=(done,)).acked == (first["attempt"],)
+    done = AttemptReport(attempt=first.attempt, ok=True, partitions=(0,), counters=(("g", "n", 5),))
+    assert drive.poll(running=(second.attempt,), reports=(done,)).acked == (first.attempt,)
+    assert drive.poll(running=(second.attempt,), reports=(done,)).acked == (first.attempt,)
     assert core.jobs["j"].run.counters == {("g", "n"): 5}
 
 

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from typing import Any
-
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.jobrun import JobPlan, JobRun, StepPlan
 from dynamr.mapreduce.scheduler import Scheduler
-from dynamr.rpc.messages import AttemptReport
+from dynamr.rpc.messages import AttemptReport, TaskInput, TaskOutput, TaskSpec
 
 
 def plan(**changes: object) -> JobPlan:
@@ -18,7 +16,7 @@ def plan(**changes: object) -> JobPlan:
 
 
 def drive(run: JobRun, sched: Scheduler, fail: set[str] = frozenset(),  # type: ignore[assignment]
-          losses: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+          losses: dict[str, list[str]] | None = None) -> list[TaskSpec]:
     """Run a job on one node until it ends; returns every attempt's spec. Attempts of tasks in ``fail``
     raise. ``losses``: reader task -> producer tasks whose output its next attempts find lost (one producer
     per attempt, in order); a reader sees the commit records of its spec. Every spec of a round is built
@@ -28,7 +26,7 @@ def drive(run: JobRun, sched: Scheduler, fail: set[str] = frozenset(),  # type: 
     losses = losses or {}
     while run.state == "running":
         run.gate()  # as the coordinator's core does before every assignment
-        assignments = [(a, run.spec_for(a, {"seeds": []}, now)) for a in sched.offer("n1", 10, now)]
+        assignments = [(a, run.spec_for(a, now)) for a in sched.offer("n1", 10, now)]
         assert assignments, "the job is stuck"
         for a, spec in assignments:
             specs.append(spec)
@@ -38,11 +36,11 @@ def drive(run: JobRun, sched: Scheduler, fail: set[str] = frozenset(),  # type: 
                 continue
             if losses.get(a.task_id):
                 producer = losses[a.task_id].pop(0)
-                read = {c["task_id"]: c["attempt"] for c in spec.get("commits", [])}
-                read.update({spec["producer"]["task"]: spec["producer"]["attempt"]} if "producer" in spec else {})
+                read = {c.task_id: c.attempt for c in spec.commits}
+                read.update({spec.producer.task_id: spec.producer.attempt} if spec.producer else {})
                 run.on_input_lost(lost(a.attempt_id, producer, read[producer]), now)
                 continue
-            parts = list(range(spec.get("num_partitions", 0))) if spec["kind"] == "map" else []
+            parts = list(range(spec.num_partitions)) if spec.kind == "map" else []
             record = run.on_success(AttemptReport(attempt=a.attempt_id, ok=True, partitions=tuple(parts),
                                                   counters=(("g", "n", 1),)), now)
             assert record is not None
@@ -62,13 +60,13 @@ def test_two_step_job_runs_maps_then_reduces_then_next_step() -> None:
     run.start(0)
     specs = drive(run, sched)
     assert run.state == "succeeded"
-    kinds = [(s["kind"], s["step"]) for s in specs]
+    kinds = [(s.kind, s.step) for s in specs]
     # 250 bytes -> 3 splits, 50 -> 1 split; then 2 reduces; then 2 maps over the reduce outputs; then 1 reduce
     assert kinds == [("map", 0)] * 4 + [("reduce", 0)] * 2 + [("map", 1)] * 2 + [("reduce", 1)]
-    assert specs[6]["input"] == {"kind": "object", "key": "mr:j1/step0/0"}
-    assert specs[-1]["output"] == {"kind": "store", "path": "/out/part-00000"}
-    assert specs[4]["output"] == {"kind": "object", "key": "mr:j1/step0/0"}
-    assert len(specs[4]["commits"]) == 4
+    assert specs[6].input == TaskInput(kind="object", key="mr:j1/step0/0")
+    assert specs[-1].output == TaskOutput(kind="store", path="/out/part-00000")
+    assert specs[4].output == TaskOutput(kind="object", key="mr:j1/step0/0")
+    assert len(specs[4].commits) == 4
     assert run.status(100)["counters"] == [["g", "n", 9]]
 
 
@@ -78,7 +76,7 @@ def test_map_only_last_step_writes_parts_from_maps() -> None:
     run.start(0)
     specs = drive(run, sched)
     assert run.state == "succeeded"
-    assert [s["output"] for s in specs] == [{"kind": "local", "path": f"/out/part-{i:05d}"} for i in range(4)]
+    assert [s.output for s in specs] == [TaskOutput(kind="local", path=f"/out/part-{i:05d}") for i in range(4)]
 
 
 def test_a_task_that_keeps_failing_fails_the_job_with_its_traceback() -> None:
@@ -108,9 +106,9 @@ def test_embedded_jobs_keep_intermediate_data_in_local_files() -> None:
     run.start(0)
     specs = drive(run, sched)
     assert run.state == "succeeded"
-    assert all(s["local_intermediate"] == "/scratch/mr" for s in specs)
-    assert specs[4]["output"] == {"kind": "file", "path": "/scratch/mr/j4/step0/0.run"}
-    assert specs[6]["input"] == {"kind": "file", "path": "/scratch/mr/j4/step0/0.run"}
+    assert all(s.local_intermediate == "/scratch/mr" for s in specs)
+    assert specs[4].output == TaskOutput(kind="file", path="/scratch/mr/j4/step0/0.run")
+    assert specs[6].input == TaskInput(kind="file", path="/scratch/mr/j4/step0/0.run")
 
 
 
@@ -120,13 +118,13 @@ def test_a_lost_map_output_runs_that_map_again_and_its_reader_is_not_charged() -
     run.start(0)
     specs = drive(run, sched, losses={"j5/s0-r0": ["j5/s0-m1", "j5/s0-m1"]})
     assert run.state == "succeeded"
-    tasks = [s["attempt"].split("#")[0] for s in specs]
+    tasks = [s.attempt.split("#")[0] for s in specs]
     assert tasks.count("j5/s0-m1") == 3 and tasks.count("j5/s0-m0") == 1  # only the lost map runs again
     assert tasks.count("j5/s0-r0") == 3
     # each reduce attempt after a loss reads the new commit, never the lost one
-    m1_attempts = [s["attempt"] for s in specs if s["attempt"].startswith("j5/s0-m1#")]
-    r0_reads = [dict((c["task_id"], c["attempt"]) for c in s["commits"])["j5/s0-m1"]
-                for s in specs if s["attempt"].startswith("j5/s0-r0#")]
+    m1_attempts = [s.attempt for s in specs if s.attempt.startswith("j5/s0-m1#")]
+    r0_reads = [{c.task_id: c.attempt for c in s.commits}["j5/s0-m1"]
+                for s in specs if s.attempt.startswith("j5/s0-r0#")]
     assert r0_reads == m1_attempts
     assert set(run.superseded) == set(m1_attempts[:2])
     assert sched.tasks["j5/s0-r0"].errors == 0  # the reader was not at fault (two failures, none counted)
@@ -139,7 +137,7 @@ def test_two_readers_of_one_lost_output_run_it_again_once() -> None:
     run.start(0)
     specs = drive(run, sched, losses={"j6/s0-r0": ["j6/s0-m2"], "j6/s0-r1": ["j6/s0-m2"]})
     assert run.state == "succeeded"
-    tasks = [s["attempt"].split("#")[0] for s in specs]
+    tasks = [s.attempt.split("#")[0] for s in specs]
     assert tasks.count("j6/s0-m2") == 2
 
 
@@ -149,7 +147,7 @@ def test_a_lost_step_output_runs_its_reduce_again_then_the_next_steps_map() -> N
     run.start(0)
     specs = drive(run, sched, losses={"j7/s1-m1": ["j7/s0-r1"]})
     assert run.state == "succeeded"
-    tasks = [s["attempt"].split("#")[0] for s in specs]
+    tasks = [s.attempt.split("#")[0] for s in specs]
     assert tasks.count("j7/s0-r1") == 2 and tasks.count("j7/s0-r0") == 1
     assert tasks.count("j7/s1-m1") == 2 and tasks.count("j7/s1-m0") == 1
     assert tasks.count("j7/s1-r0") == 1
@@ -174,7 +172,7 @@ def test_a_stale_report_of_an_output_already_produced_again_changes_nothing() ->
     run = JobRun("j9", plan(steps=[StepPlan(map_only=False, reducers=1)]), sched)
     run.start(0)
     for a in sched.offer("n1", 10, 0):
-        run.spec_for(a, {}, 0)
+        run.spec_for(a, 0)
         record = run.on_success(AttemptReport(attempt=a.attempt_id, ok=True, partitions=(0,)), 0)
         assert record is not None
         run.committed(record, 0)

@@ -1,4 +1,6 @@
-"""Task attempts in a task process: ``python -m dynamr.mapreduce.child``, one JSON spec per line on stdin.
+"""Task attempts in a task process: ``python -m dynamr.mapreduce.child``, typed specs on stdin.
+
+Each spec is a :class:`~dynamr.rpc.messages.TaskSpec`, framed as a 4-byte big-endian length and msgpack.
 
 User code runs here, never in the node, so an infinite loop or a crash costs one killable process. A
 process runs the attempts its worker sends it one after the other (all of one job: the worker keeps a
@@ -36,6 +38,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from dynamr.config import load_secret
 from dynamr.errors import (
     DataLostError,
@@ -52,6 +56,8 @@ from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.shuffle import decode_run, encode_run
 from dynamr.mapreduce.splits import READERS, LocalFile, Split
 from dynamr.mapreduce.tasks import format_output, run_map, run_reduce
+from dynamr.rpc.codec import SPEC_HEADER, unpack_record
+from dynamr.rpc.messages import TaskOutput, TaskSpec
 from dynamr.store.client import Client
 
 PIECE = 1 << 20
@@ -97,21 +103,20 @@ class Session:
         self._client_key: tuple[Any, ...] = ()
         self._classes: dict[tuple[str, str | None], type[MRJob]] = {}
 
-    def client(self, spec: dict[str, Any]) -> Client:
-        key = (tuple(tuple(s) for s in spec["seeds"]), spec.get("secret_file"), spec.get("timeout", 30.0))
+    def client(self, spec: TaskSpec) -> Client:
+        key = (spec.seeds, spec.secret_file, spec.timeout)
         if self._client is None or key != self._client_key:
             self.close()
-            seeds = [(str(host), int(port)) for host, port in spec["seeds"]]
-            secret = load_secret(secret_file=Path(spec["secret_file"])) if spec.get("secret_file") else load_secret()
-            self._client = Client(seeds, secret, timeout=float(spec.get("timeout", 30.0)))
+            secret = load_secret(secret_file=Path(spec.secret_file)) if spec.secret_file else load_secret()
+            self._client = Client(list(spec.seeds), secret, timeout=spec.timeout)
             self._client_key = key
         return self._client
 
-    def job_class(self, spec: dict[str, Any], client: Client, fs: FileSystem) -> type[MRJob]:
-        key = (spec["source"], spec.get("job_class"))
+    def job_class(self, spec: TaskSpec, client: Client, fs: FileSystem) -> type[MRJob]:
+        key = (spec.source, spec.job_class)
         if key not in self._classes:
-            source = client.run(fs.read_bytes(spec["source"])).decode()
-            self._classes[key] = load_job_class(source, spec.get("source_name", spec["source"]), spec.get("job_class"))
+            source = client.run(fs.read_bytes(spec.source)).decode()
+            self._classes[key] = load_job_class(source, spec.source_name or spec.source, spec.job_class)
         return self._classes[key]
 
     def close(self) -> None:
@@ -175,55 +180,58 @@ async def _file_pieces(path: Path) -> AsyncIterator[bytes]:
 
 
 class TaskRun:
-    def __init__(self, spec: dict[str, Any], session: Session) -> None:
+    def __init__(self, spec: TaskSpec, session: Session) -> None:
         self.spec = spec
         self.session = session
         self.client = self.session.client(spec)
-        self.fs = FileSystem(self.client.async_client, chunk_size=int(spec.get("chunk_size", 4 << 20)))
-        self.job_name: str = spec["job"]
-        self.attempt: str = spec["attempt"]
-        self.scratch = Path(tempfile.mkdtemp(prefix="dynamr-task-", dir=spec.get("scratch_dir")))
+        self.fs = FileSystem(self.client.async_client, chunk_size=spec.chunk_size)
+        self.job_name = spec.job
+        self.attempt = spec.attempt
+        self.scratch = Path(tempfile.mkdtemp(prefix="dynamr-task-", dir=spec.scratch_dir or None))
         self.progress = Progress()
         self.job: MRJob | None = None
 
     def load_job(self) -> MRJob:
-        job = self.session.job_class(self.spec, self.client, self.fs)(self.spec.get("options") or {})
-        job.partition_state = self.spec.get("partition_state")
+        job = self.session.job_class(self.spec, self.client, self.fs)(dict(self.spec.options))
+        if self.spec.partition_state:
+            job.partition_state = msgpack.unpackb(self.spec.partition_state, raw=False)
         return job
 
     def run(self) -> dict[str, Any]:
         job = self.job = self.load_job()
-        step = job.steps()[int(self.spec["step"])]
-        result = self.run_map(job, step) if self.spec["kind"] == "map" else self.run_reduce(job, step)
+        step = job.steps()[self.spec.step]
+        result = self.run_map(job, step) if self.spec.kind == "map" else self.run_reduce(job, step)
         result["counters"] = [[group, name, value] for (group, name), value in job.counters().items()]
         return result
 
     def _input_records(self, job: MRJob) -> Iterator[tuple[Any, Any]]:
-        source = self.spec["input"]
-        if source["kind"] == "split":
-            split = Split(**source["split"])
+        source = self.spec.input
+        if source is None:
+            raise ValueError(f"map attempt {self.attempt} has no input")
+        if source.kind == "split" and source.split is not None:
+            ref = source.split
+            split = Split(index=ref.index, path=ref.path, start=ref.start, end=ref.end, file_size=ref.file_size)
             job.input_path = split.path
             reader = READERS[job.INPUT_FORMAT]
-            where = LocalFile(Path(split.path)) if source.get("local") else StoreFile(self.client, self.fs,
-                                                                                        split.path)
+            where = LocalFile(Path(split.path)) if source.local else StoreFile(self.client, self.fs, split.path)
             self.progress.total = split.length
             return reader(CountingSource(where, self.progress), split)
         # the output of the previous step: encoded records in a local file, or an object in the store
-        if source["kind"] == "file":
-            return decode_run(self.progress.count(_read(Path(source["path"]))))
-        key = source["key"].encode()
-        producer = self.spec.get("producer") or {}
-        blocks = guarded(pull(self.client, self.fs.read_object(key)), producer.get("task", key.decode()),
-                         producer.get("attempt", ""))
+        if source.kind == "file":
+            return decode_run(self.progress.count(_read(Path(source.path))))
+        key = source.key.encode()
+        producer = self.spec.producer
+        blocks = guarded(pull(self.client, self.fs.read_object(key)),
+                         producer.task_id if producer else source.key, producer.attempt if producer else "")
         return decode_run(self.progress.count(blocks))
 
     def _local_run(self, job_name: str, attempt: str, partition: int) -> Path:
         """Where a map attempt's partition lives when intermediate data stays on the local disk."""
-        return Path(self.spec["local_intermediate"]) / job_name / attempt.replace("/", "_") / f"{partition}.run"
+        return Path(self.spec.local_intermediate) / job_name / attempt.replace("/", "_") / f"{partition}.run"
 
     def run_map(self, job: MRJob, step: Any) -> dict[str, Any]:
         partitions: dict[int, Path] = {}
-        local = bool(self.spec.get("local_intermediate")) and "output" not in self.spec
+        local = bool(self.spec.local_intermediate) and self.spec.output is None
 
         def sink(partition: int, blocks: Iterator[bytes]) -> None:
             if local:
@@ -243,22 +251,22 @@ class TaskRun:
 
         records: Iterator[tuple[Any, Any]] = self._input_records(job)
         tracker = None
-        if self.spec.get("track_records"):  # skip mode: know which record failed, skip known bad ones
-            tracker = RecordTracker(records, self.spec.get("skip_records") or [])
+        if self.spec.track_records:  # skip mode: know which record failed, skip known bad ones
+            tracker = RecordTracker(records, list(self.spec.skip_records))
             records = iter(tracker)
         try:
-            produced = run_map(job, step, records, int(self.spec["num_partitions"]),
-                               self.scratch / "spill", sink, int(self.spec.get("buffer_records", 1_000_000)))
+            produced = run_map(job, step, records, self.spec.num_partitions, self.scratch / "spill", sink,
+                               self.spec.buffer_records)
         except Exception as exc:
             if tracker is not None and tracker.current is not None:
                 exc.dynamr_bad_record = tracker.current  # type: ignore[attr-defined]
             raise
         if tracker is not None and tracker.skipped:
             job.increment_counter("dynamr", "skipped records", tracker.skipped)
-        if "output" in self.spec:  # a map-only step: partition 0 is the task's final output
+        if self.spec.output is not None:  # a map-only step: partition 0 is the task's final output
             run_file = partitions.get(0)
             records = decode_run(_read(run_file)) if run_file is not None else iter(())
-            self._write_output(job, records, self.spec["output"])
+            self._write_output(job, records, self.spec.output)
             return {"partitions": [], "records_out": produced}
         if local:
             return {"partitions": sorted(partitions), "records_out": produced}
@@ -268,20 +276,22 @@ class TaskRun:
         return {"partitions": sorted(partitions), "records_out": produced}
 
     def run_reduce(self, job: MRJob, step: Any) -> dict[str, Any]:
-        partition = int(self.spec["partition"])
-        commits = [im.Commit(c["task_id"], c["attempt"], tuple(c["partitions"])) for c in self.spec["commits"]]
-        if self.spec.get("local_intermediate"):
-            runs = [self.progress.count(_read(self._local_run(self.spec["map_job"], c.attempt, partition)))
+        partition = self.spec.partition
+        commits = [im.Commit(c.task_id, c.attempt, c.partitions) for c in self.spec.commits]
+        map_job = self.spec.map_job
+        if self.spec.local_intermediate:
+            runs = [self.progress.count(_read(self._local_run(map_job, c.attempt, partition)))
                     for c in commits if partition in c.partitions]
         else:
-            runs = [self.progress.count(guarded(pull(self.client, im.read_partition(self.fs, self.spec["map_job"],
-                                                                                    c, partition)),
+            runs = [self.progress.count(guarded(pull(self.client, im.read_partition(self.fs, map_job, c, partition)),
                                                 c.task_id, c.attempt))
                     for c in commits]
-        count = self._write_output(job, run_reduce(step, runs), self.spec["output"])
+        if self.spec.output is None:
+            raise ValueError(f"reduce attempt {self.attempt} has no output")
+        count = self._write_output(job, run_reduce(step, runs), self.spec.output)
         return {"records_out": count}
 
-    def _write_output(self, job: MRJob, records: Iterator[tuple[Any, Any]], output: dict[str, Any]) -> int:
+    def _write_output(self, job: MRJob, records: Iterator[tuple[Any, Any]], output: TaskOutput) -> int:
         """Write records as the next step's object, or as a part file (local or on the store)."""
         local = self.scratch / "out"
         count = 0
@@ -292,19 +302,19 @@ class TaskRun:
                 count += 1
                 yield record
 
-        blocks = (encode_run(counted(records)) if output["kind"] in ("object", "file")
+        blocks = (encode_run(counted(records)) if output.kind in ("object", "file")
                   else format_output(counted(records), job.OUTPUT_FORMAT))
         with open(local, "wb") as out:
             for block in self.progress.tick(blocks):
                 out.write(block)
-        if output["kind"] == "object":
-            self.client.run(self.fs.put_object(output["key"].encode(), _file_pieces(local)))
-        elif output["kind"] in ("local", "file"):
-            target = Path(output["path"])
+        if output.kind == "object":
+            self.client.run(self.fs.put_object(output.key.encode(), _file_pieces(local)))
+        elif output.kind in ("local", "file"):
+            target = Path(output.path)
             target.parent.mkdir(parents=True, exist_ok=True)
             local.replace(target)
         else:
-            self.client.run(self.fs.put_file(local, output["path"]))
+            self.client.run(self.fs.put_file(local, output.path))
         return count
 
     def close(self) -> None:
@@ -369,7 +379,7 @@ class Channel:
     stdin is empty and its prints, and those of anything it starts, go to stderr."""
 
     def __init__(self) -> None:
-        self._in = os.fdopen(os.dup(0), "r")
+        self._in = os.fdopen(os.dup(0), "rb")
         self._out = os.fdopen(os.dup(1), "w", buffering=1)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
@@ -377,8 +387,16 @@ class Channel:
         os.dup2(2, 1)
         self._lock = threading.Lock()
 
-    def receive(self) -> str:
-        return self._in.readline()
+    def receive(self) -> TaskSpec | None:
+        """The next spec, or None at the end of stdin (the worker let this process go)."""
+        header = self._in.read(SPEC_HEADER.size)
+        if len(header) < SPEC_HEADER.size:
+            return None
+        (size,) = SPEC_HEADER.unpack(header)
+        payload = self._in.read(size)
+        if len(payload) < size:
+            return None
+        return unpack_record(TaskSpec, payload)
 
     def send(self, message: dict[str, Any]) -> None:
         line = json.dumps(message) + "\n"
@@ -395,7 +413,7 @@ def report_progress(channel: Channel, task: TaskRun, stop: threading.Event) -> N
             return
 
 
-def run_one(spec: dict[str, Any], session: Session, channel: Channel) -> dict[str, Any]:
+def run_one(spec: TaskSpec, session: Session, channel: Channel) -> dict[str, Any]:
     task = None
     stop = threading.Event()
     try:
@@ -432,15 +450,11 @@ def main() -> int:
     served = 0
     ok = True
     try:
-        while line := channel.receive():
-            if not line.strip():
-                continue
-            spec = json.loads(line)
+        while (spec := channel.receive()) is not None:
             result = run_one(spec, session, channel)
             served += 1
             ok = bool(result["ok"])
-            retiring = (not ok or served >= int(spec.get("max_tasks", 1))
-                        or rss_bytes() > int(spec.get("max_rss", 512 << 20)))
+            retiring = not ok or served >= spec.max_tasks or rss_bytes() > spec.max_rss
             channel.send({**result, "retiring": retiring})
             if retiring:
                 break

@@ -39,7 +39,7 @@ from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.jobrun import ENDED, JobRun, job_of, task_of
 from dynamr.mapreduce.scheduler import IllegalTransition, Scheduler
-from dynamr.rpc.messages import AttemptReport
+from dynamr.rpc.messages import AttemptReport, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,11 @@ class Tombstone:
 
 class CoordinatorCore:
     def __init__(self, settings: CoreSettings | None = None, *, incarnation: int = 1,
-                 wall_offset: float = 0.0, base_spec: dict[str, Any] | None = None) -> None:
+                 wall_offset: float = 0.0) -> None:
         self.settings = s = settings or CoreSettings()
         self.incarnation = incarnation
         #: added to monotonic times for what users read (history, status)
         self.wall_offset = wall_offset
-        self.base_spec = {"scratch_dir": None, "progress_timeout": s.task_timeout, **(base_spec or {})}
         self.scheduler = Scheduler(max_attempts=s.max_attempts, node_timeout=s.node_timeout,
                                    attempt_prefix="" if incarnation == 1 else f"{incarnation}.",
                                    exclude_after=s.exclude_after, speculative=s.speculative,
@@ -127,11 +126,16 @@ class CoordinatorCore:
         #: node -> attempts it must kill (kept until it no longer lists them)
         self.kills: dict[str, set[str]] = {}
         self.assign_after = 0.0
+        #: attempts of finalized jobs whose end was never confirmed (their node was cut off): attempt -> node
+        self.stragglers: dict[str, str] = {}
+        #: outputs of finalized jobs to delete, until the store confirms it: attempt -> (instruction, retry at)
+        self.garbage: dict[str, tuple[p.DeleteOutputs, float]] = {}
         self._handlers: dict[type[Any], Callable[[Any, float], list[p.Instruction]]] = {
             p.JobSubmitted: self._on_submitted, p.RunRequested: self._on_run, p.KillRequested: self._on_kill,
             p.WorkerPolled: self._on_poll, p.CommitWritten: self._on_commit_written,
             p.CommitFailed: self._on_commit_failed, p.FinalizeDone: self._on_finalized,
             p.FinalizeFailed: self._on_finalize_failed, p.Tick: self._on_tick,
+            p.OutputsDeleted: self._on_outputs_deleted, p.DeleteFailed: self._on_delete_failed,
         }
 
     # --- entry point ---------------------------------------------------------------------------------
@@ -224,8 +228,11 @@ class CoordinatorCore:
         status = jc.run.status(now)
         self.finished[ev.job] = status
         plan = jc.run.plan
-        self.tombstones[ev.job] = Tombstone(max((s.reducers for s in plan.steps), default=0),
+        self.tombstones[ev.job] = Tombstone(max((s.reducers for s in plan.steps), default=1) or 1,
                                             plan.local_intermediate)
+        for attempt, node in jc.stopping.items():  # still running somewhere: collected when it ends
+            if "-m" in task_of(attempt):
+                self.stragglers[attempt] = node
         del self.jobs[ev.job]
         return [p.PersistFinalized(ev.job, jc.run.state, self.wall(jc.run.ended_at), status)]
 
@@ -284,6 +291,8 @@ class CoordinatorCore:
         if view is None or view.incarnation != ev.incarnation:
             if view is not None:  # it restarted faster than the timeout could notice
                 out += self._node_lost(node, f"lost with node {node} (it restarted)", now)
+            for attempt in [a for a, n in self.stragglers.items() if n == node]:
+                out += self._collect(attempt, now)  # a new process: the old one's attempts are gone
             view = self.nodes[node] = NodeView(ev.incarnation)
             self.kills.pop(node, None)
         fresh = ev.seq > view.seq
@@ -319,13 +328,15 @@ class CoordinatorCore:
             for attempt in [a for a, n in jc.stopping.items() if n == node and a not in listed]:
                 del jc.stopping[attempt]
             out += self._maybe_finalize(jc, now)
-        specs: list[dict[str, Any]] = []
+        for attempt in [a for a, n in self.stragglers.items() if n == node and a not in listed]:
+            out += self._collect(attempt, now)
+        specs: list[TaskSpec] = []
         if now >= self.assign_after:
             for jc in self.jobs.values():
                 jc.run.gate()
             for assignment in self.scheduler.offer(node, ev.free_slots, now):
                 jc = self.jobs[job_of(assignment.task_id)]
-                specs.append(jc.run.spec_for(assignment, self.base_spec, now))
+                specs.append(jc.run.spec_for(assignment, now, progress_timeout=self.settings.task_timeout))
                 self.unconfirmed[assignment.attempt_id] = (node, ev.seq)
                 out.append(p.PersistAttempt(jc.run.name, assignment.task_id, assignment.attempt_id, node,
                                             self.wall(now)))
@@ -377,12 +388,7 @@ class CoordinatorCore:
         self.unconfirmed.pop(report.attempt, None)
         jc = self.jobs.get(name)
         if jc is None:
-            tomb = self.tombstones.get(name)
-            if tomb is not None and "-m" in task_of(report.attempt):
-                # a straggler of a job already cleaned up (its node was paused or cut off): whatever it wrote
-                # goes, every partition it may have started (a killed attempt reports none)
-                return [p.DeleteOutputs(name, report.attempt, tuple(range(tomb.reducers)), tomb.local_intermediate)]
-            return []
+            return self._collect(report.attempt, now)
         if report.attempt in jc.reported:
             return []
         jc.reported.add(report.attempt)
@@ -414,6 +420,27 @@ class CoordinatorCore:
             out += self._end(jc, now)
         return out
 
+    def _collect(self, attempt: str, now: float) -> list[p.Instruction]:
+        """A map attempt of a job already cleaned up has ended (reported, or its node lost it): whatever it
+        wrote goes, every partition it may have started (a killed attempt reports none), until confirmed."""
+        self.stragglers.pop(attempt, None)
+        tomb = self.tombstones.get(job_of(attempt))
+        if tomb is None or "-m" not in task_of(attempt) or attempt in self.garbage:
+            return []
+        ins = p.DeleteOutputs(job_of(attempt), attempt, tuple(range(tomb.reducers)), tomb.local_intermediate,
+                              confirm=True)
+        self.garbage[attempt] = (ins, float("inf"))  # in flight
+        return [ins]
+
+    def _on_outputs_deleted(self, ev: p.OutputsDeleted, now: float) -> list[p.Instruction]:
+        self.garbage.pop(ev.attempt, None)
+        return []
+
+    def _on_delete_failed(self, ev: p.DeleteFailed, now: float) -> list[p.Instruction]:
+        if ev.attempt in self.garbage:
+            self.garbage[ev.attempt] = (self.garbage[ev.attempt][0], now + self.settings.commit_retry)
+        return []
+
     def _delete_outputs(self, run: JobRun, attempt: str, partitions: tuple[int, ...]) -> p.DeleteOutputs:
         return p.DeleteOutputs(run.name, attempt, partitions, run.plan.local_intermediate)
 
@@ -426,6 +453,10 @@ class CoordinatorCore:
                                          f"{self.settings.node_timeout:g}s)", now)
             self.nodes.pop(node, None)
             self.kills.pop(node, None)
+        for attempt, (ins, due) in list(self.garbage.items()):
+            if now >= due:
+                self.garbage[attempt] = (ins, float("inf"))
+                out.append(ins)
         for jc in list(self.jobs.values()):
             if jc.phase == "active":
                 for task_id, (record, due) in list(jc.rewrite.items()):

@@ -156,14 +156,19 @@ class Coordinator:
             self.feed(p.CommitWritten(ins.job, ins.record, in_force))
 
     async def _delete_outputs(self, ins: p.DeleteOutputs) -> None:
-        if ins.local_intermediate:
-            shutil.rmtree(Path(ins.local_intermediate) / ins.job / ins.attempt.replace("/", "_"),
-                          ignore_errors=True)
-            return
         try:
-            await im.delete_outputs(self.fs, ins.job, ins.attempt, ins.partitions)
-        except DynamrError as exc:  # the job's cleanup deletes them anyway
-            log.info("job %s: outputs of %s stay until cleanup: %s", ins.job, ins.attempt, exc)
+            if ins.local_intermediate:
+                shutil.rmtree(Path(ins.local_intermediate) / ins.job / ins.attempt.replace("/", "_"),
+                              ignore_errors=True)
+            else:
+                await im.delete_outputs(self.fs, ins.job, ins.attempt, ins.partitions)
+        except DynamrError as exc:
+            log.info("job %s: outputs of %s not deleted yet: %s", ins.job, ins.attempt, exc)
+            if ins.confirm:
+                self.feed(p.DeleteFailed(ins.job, ins.attempt, str(exc)))
+        else:
+            if ins.confirm:
+                self.feed(p.OutputsDeleted(ins.job, ins.attempt))
 
     async def _delete_commit(self, ins: p.DeleteCommit) -> None:
         try:
@@ -347,5 +352,5 @@ class Coordinator:
         instructions = self.feed(p.WorkerPolled(msg.node_id, msg.incarnation, msg.seq, msg.free_slots, msg.running,
                                                 msg.progress, msg.reports))
         reply = next(i for i in instructions if isinstance(i, p.ReplyToWorker))
-        return m.WorkerHeartbeatReply(assignments=tuple(json.dumps(s) for s in reply.assignments),
-                                      kills=reply.kills, acked=reply.acked, seq=reply.seq)
+        return m.WorkerHeartbeatReply(assignments=reply.assignments, kills=reply.kills, acked=reply.acked,
+                                      seq=reply.seq)

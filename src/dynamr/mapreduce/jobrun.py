@@ -22,6 +22,8 @@ from dynamr.errors import BadRequestError
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.scheduler import Assignment, IllegalTransition, Scheduler, TaskState
 from dynamr.mapreduce.splits import Split, plan_splits
+from dynamr.rpc import messages as m
+from dynamr.rpc.codec import pack_any
 from dynamr.rpc.messages import AttemptReport
 
 #: every legal move of a job's state, in one place
@@ -124,7 +126,15 @@ class TaskInfo:
     kind: str  # "map" or "reduce"
     step: int
     index: int
-    spec: dict[str, Any]
+    input: m.TaskInput | None = None
+    output: m.TaskOutput | None = None
+    num_partitions: int = 1
+
+    def split(self) -> dict[str, Any] | None:
+        """The input byte range of a map of step 0 (what a failure report shows)."""
+        if self.input is None or self.input.split is None:
+            return None
+        return asdict(self.input.split)
 
 
 def job_of(task_or_attempt: str) -> str:
@@ -152,7 +162,9 @@ class JobRun:
         self.tasks: dict[str, TaskInfo] = {}
         self.commits: dict[str, im.Commit] = {}
         self.error: dict[str, Any] | None = None
-        self.counters: dict[tuple[str, str], int] = {}
+        #: task -> the counters of its latest commit (a task run again replaces them when it commits again;
+        #: until then the output its readers used is the one counted)
+        self._task_counters: dict[str, tuple[tuple[str, str, int], ...]] = {}
         self.history: list[dict[str, Any]] = []  # every ended attempt: task, attempt, node, ok, seconds
         self.started_at = 0.0
         self.ended_at = 0.0
@@ -198,6 +210,15 @@ class JobRun:
 
     # --- progress ------------------------------------------------------------------------------------
 
+    @property
+    def counters(self) -> dict[tuple[str, str], int]:
+        """The job's counters: the sum over its tasks of their latest committed attempt's."""
+        total: dict[tuple[str, str], int] = {}
+        for counters in self._task_counters.values():
+            for group, name, value in counters:
+                total[(group, name)] = total.get((group, name), 0) + value
+        return total
+
     def move(self, new: str) -> None:
         """Change the job's state; a move not in :data:`JOB_TRANSITIONS` is a bug."""
         if (self.state, new) not in JOB_TRANSITIONS:
@@ -213,7 +234,8 @@ class JobRun:
         splits = plan_splits(self.plan.inputs, self.plan.split_size,
                              whole_files=self.plan.input_format == "whole_file")
         for split in splits:
-            source = {"kind": "split", "local": self.plan.local_inputs, "split": asdict(split)}
+            source = m.TaskInput(kind="split", local=self.plan.local_inputs, split=m.SplitRef(
+                index=split.index, path=split.path, start=split.start, end=split.end, file_size=split.file_size))
             preferred = self.locate(split) if self.locate is not None else set()
             self._add_map(0, split.index, source, preferred)
         maps = len(splits)
@@ -224,9 +246,8 @@ class JobRun:
             if not plan.map_only:
                 for partition in range(plan.reducers):
                     task_id = self.task_id("reduce", step, partition)
-                    self.tasks[task_id] = TaskInfo("reduce", step, partition, {
-                        "kind": "reduce", "step": step, "partition": partition,
-                        "output": self._output_for(step, partition)})
+                    self.tasks[task_id] = TaskInfo("reduce", step, partition,
+                                                   output=self._output_for(step, partition))
                     self.scheduler.add(task_id, job=self.name, phase=f"{self.name}/s{step}-r", runnable=False)
                 maps = plan.reducers
         self._last_phase = [t for t, i in self.tasks.items() if i.step == len(self.plan.steps) - 1
@@ -234,54 +255,56 @@ class JobRun:
         self._advance(now)
         self.gate()
 
-    def _add_map(self, step: int, index: int, source: dict[str, Any], preferred: set[str],
+    def _add_map(self, step: int, index: int, source: m.TaskInput, preferred: set[str],
                  runnable: bool = True) -> None:
         task_id = self.task_id("map", step, index)
         plan = self.plan.steps[step]
-        spec: dict[str, Any] = {"kind": "map", "step": step, "input": source,
-                                "num_partitions": 1 if plan.map_only else plan.reducers}
-        if plan.map_only:
-            spec["output"] = self._output_for(step, index)
-        self.tasks[task_id] = TaskInfo("map", step, index, spec)
-        split = source.get("split")
+        self.tasks[task_id] = TaskInfo("map", step, index, input=source,
+                                       output=self._output_for(step, index) if plan.map_only else None,
+                                       num_partitions=1 if plan.map_only else plan.reducers)
+        split = source.split
         self.scheduler.add(task_id, preferred, job=self.name, phase=f"{self.name}/s{step}-m",
-                           weight=int(split["end"]) - int(split["start"]) if split else 1, runnable=runnable)
+                           weight=split.end - split.start if split else 1, runnable=runnable)
 
-    def _output_for(self, step: int, number: int) -> dict[str, Any]:
+    def _output_for(self, step: int, number: int) -> m.TaskOutput:
         if step < len(self.plan.steps) - 1:
-            return self._step_output(step, number)
+            out = self._step_output(step, number)
+            return m.TaskOutput(kind=out.kind, key=out.key, path=out.path)
         part = f"{self.plan.output.rstrip('/')}/part-{number:05d}"
-        return {"kind": "local" if self.plan.local_output else "store", "path": part}
+        return m.TaskOutput(kind="local" if self.plan.local_output else "store", path=part)
 
-    def _step_output(self, step: int, number: int) -> dict[str, Any]:
+    def _step_output(self, step: int, number: int) -> m.TaskInput:
         """Where output ``number`` of a non-final step goes (and where the next step's map reads it)."""
         if self.plan.local_intermediate:
-            return {"kind": "file", "path": f"{self.plan.local_intermediate}/{self.name}/step{step}/{number}.run"}
-        return {"kind": "object", "key": f"{im.PREFIX}{self.name}/step{step}/{number}"}
+            return m.TaskInput(kind="file", path=f"{self.plan.local_intermediate}/{self.name}/step{step}/{number}.run")
+        return m.TaskInput(kind="object", key=f"{im.PREFIX}{self.name}/step{step}/{number}")
 
-    def spec_for(self, assignment: Assignment, base: dict[str, Any], now: float) -> dict[str, Any]:
-        """The full JSON spec of an assigned attempt (``base``: seeds, secret file, scratch dir)."""
+    def spec_for(self, assignment: Assignment, now: float, *, progress_timeout: float = 0.0) -> m.TaskSpec:
+        """The spec of an assigned attempt (the worker adds its node's part)."""
         info = self.tasks[assignment.task_id]
         self._attempt_nodes[assignment.attempt_id] = assignment.node
         self._attempt_started[assignment.attempt_id] = now
         if assignment.speculative:
             self._speculative.add(assignment.attempt_id)
-        spec = {**base, **info.spec, "job": self.name, "attempt": assignment.attempt_id,
-                "source": self.plan.source, "source_name": self.plan.source_name,
-                "job_class": self.plan.job_class, "options": self.plan.options,
-                "partition_state": self.plan.partition_state, "chunk_size": self.plan.chunk_size,
-                "buffer_records": self.plan.buffer_records, "local_intermediate": self.plan.local_intermediate}
-        if assignment.task_id in self._tracked:
-            spec["track_records"] = True
-            spec["skip_records"] = self._skips.get(assignment.task_id, [])
+        plan = self.plan
+        commits: tuple[m.CommitRef, ...] = ()
+        producer = None
         if info.kind == "reduce":
-            maps = self._step_tasks("map", info.step)
-            spec["commits"] = [asdict(self.commits[t]) for t in sorted(maps)]
-            spec["map_job"] = self.name
+            commits = tuple(m.CommitRef(task_id=c.task_id, attempt=c.attempt, partitions=c.partitions)
+                            for c in (self.commits[t] for t in sorted(self._step_tasks("map", info.step))))
         elif info.step > 0:
-            producer = self.producers(assignment.task_id)[0]
-            spec["producer"] = {"task": producer, "attempt": self.commits[producer].attempt}
-        return spec
+            task = self.producers(assignment.task_id)[0]
+            producer = m.CommitRef(task_id=task, attempt=self.commits[task].attempt)
+        return m.TaskSpec(
+            job=self.name, attempt=assignment.attempt_id, kind=info.kind, step=info.step, source=plan.source,
+            source_name=plan.source_name, job_class=plan.job_class, options=tuple(sorted(plan.options.items())),
+            partition_state=b"" if plan.partition_state is None else pack_any(plan.partition_state),
+            chunk_size=plan.chunk_size, buffer_records=plan.buffer_records,
+            local_intermediate=plan.local_intermediate, input=info.input, output=info.output,
+            num_partitions=info.num_partitions, partition=info.index if info.kind == "reduce" else 0,
+            map_job=self.name if info.kind == "reduce" else "", commits=commits, producer=producer,
+            track_records=assignment.task_id in self._tracked,
+            skip_records=tuple(self._skips.get(assignment.task_id, ())), progress_timeout=progress_timeout)
 
     def on_success(self, report: AttemptReport, now: float) -> im.Commit | None:
         """An attempt ended well. Returns the commit record to write when it won its task, else None."""
@@ -311,7 +334,7 @@ class JobRun:
             self.ended_at = now
             self.error = {"task": task_id, "attempt": attempt, "node": self._attempt_nodes.get(attempt, ""),
                           "error": report.error, "traceback": report.traceback,
-                          "input": (info.spec.get("input", {}).get("split") if info else None)}
+                          "input": info.split() if info else None}
             return True
         return False
 
@@ -335,7 +358,7 @@ class JobRun:
                                f"{self._store_failures[task_id]} attempts in a row; check that enough nodes are "
                                f"up ('dynamr cluster status'), then run the job again. Last: {report.error}",
                       "traceback": report.traceback,
-                      "input": info.spec.get("input", {}).get("split") if info else None}
+                      "input": info.split() if info else None}
         return True
 
     def on_input_lost(self, report: AttemptReport, now: float) -> str | None:
@@ -355,8 +378,6 @@ class JobRun:
             self._release_ready()  # the producer has been run again already (or is being run)
             return None
         del self.commits[producer]
-        for group, name, value in record.counters:
-            self.counters[(group, name)] = self.counters.get((group, name), 0) - value
         self.superseded[producer_attempt] = producer
         if self.scheduler.reopen(producer, f"the output of attempt {producer_attempt} was lost"):
             for consumer in self.consumers(producer):
@@ -370,7 +391,7 @@ class JobRun:
                       "error": f"the committed output of task {producer} was lost "
                                f"{self.scheduler.max_attempts} times (every replica unreadable); check the "
                                f"nodes' disks and logs, then run the job again. Last: {error}",
-                      "traceback": "", "input": info.spec.get("input", {}).get("split")}
+                      "traceback": "", "input": info.split()}
         return producer
 
     def _release_ready(self) -> None:
@@ -457,8 +478,7 @@ class JobRun:
         if record.task_id in self.scheduler.tasks:
             self.scheduler.commit_written(record.task_id, record.attempt)
         self.commits[record.task_id] = record
-        for group, name, value in record.counters:
-            self.counters[(group, name)] = self.counters.get((group, name), 0) + value
+        self._task_counters[record.task_id] = record.counters
         if self.state == "running":
             self._advance(now)
             self.gate()  # the tasks that read this output may run

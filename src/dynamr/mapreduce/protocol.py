@@ -14,7 +14,7 @@ from typing import Any
 from dynamr.mapreduce.intermediate import Commit
 from dynamr.mapreduce.jobrun import JobPlan
 from dynamr.mapreduce.splits import Split
-from dynamr.rpc.messages import AttemptReport
+from dynamr.rpc.messages import AttemptReport, TaskSpec
 
 # --- events --------------------------------------------------------------------------------------
 
@@ -79,12 +79,27 @@ class FinalizeFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputsDeleted:
+    """A confirmed :class:`DeleteOutputs` is done."""
+
+    job: str
+    attempt: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFailed:
+    job: str
+    attempt: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed (the shell ticks a few times a second)."""
 
 
 Event = (JobSubmitted | RunRequested | KillRequested | WorkerPolled | CommitWritten | CommitFailed | FinalizeDone
-         | FinalizeFailed | Tick)
+         | FinalizeFailed | OutputsDeleted | DeleteFailed | Tick)
 
 # --- instructions --------------------------------------------------------------------------------
 
@@ -95,7 +110,7 @@ class ReplyToWorker:
 
     node: str
     seq: int
-    assignments: tuple[dict[str, Any], ...]
+    assignments: tuple[TaskSpec, ...]
     kills: tuple[str, ...]
     acked: tuple[str, ...]
 
@@ -120,12 +135,14 @@ class WriteCommit:
 
 @dataclass(frozen=True, slots=True)
 class DeleteOutputs:
-    """Delete one attempt's map outputs (best effort: a job's cleanup deletes every attempt's anyway)."""
+    """Delete one attempt's map outputs. Best effort while its job runs (the job's cleanup deletes every
+    attempt's anyway); with ``confirm`` (its job is already cleaned up) answer OutputsDeleted or DeleteFailed."""
 
     job: str
     attempt: str
     partitions: tuple[int, ...]
     local_intermediate: str
+    confirm: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,10 @@
 
 The process is ``python -m dynamr.mapreduce.child`` in a session of its own (so a kill reaches everything
 user code started), with the cluster secret in its environment (never in a spec). Specs go to its stdin
-as JSON lines; its stdout brings back progress lines and one result line per attempt; its stderr (where
-user code's prints also land) is drained all the time into a bounded tail, the part written during the
-current attempt being what a failure report shows.
+as typed records (:class:`~dynamr.rpc.messages.TaskSpec`, each a 4-byte length and msgpack); its stdout
+brings back progress lines and one result line per attempt; its stderr (where user code's prints also
+land) is drained all the time into a bounded tail, the part written during the current attempt being what
+a failure report shows.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from dynamr.rpc.codec import SPEC_HEADER, pack_record
+from dynamr.rpc.messages import TaskSpec
 
 #: bytes of stderr kept for a failure report
 STDERR_TAIL = 4000
@@ -57,14 +61,15 @@ class TaskProcess:
                 self._stderr += data
                 del self._stderr[:-STDERR_TAIL]
 
-    async def run(self, spec: dict[str, Any], on_progress: ProgressCallback) -> dict[str, Any] | None:
+    async def run(self, spec: TaskSpec, on_progress: ProgressCallback) -> dict[str, Any] | None:
         """Run one attempt; its result, or None when the process ended without one (see :meth:`failure`)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._stderr.clear()
-        self.job = spec["job"]
+        self.job = spec.job
         self.served += 1
         try:
-            self.proc.stdin.write(json.dumps(spec).encode() + b"\n")
+            payload = pack_record(spec)
+            self.proc.stdin.write(SPEC_HEADER.pack(len(payload)) + payload)
             await self.proc.stdin.drain()
             while line := await self.proc.stdout.readline():
                 try:

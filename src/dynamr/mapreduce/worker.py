@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import dataclasses
 import logging
 import os
 import time
@@ -114,8 +114,7 @@ class Worker:
             self.state.poll_failed()
             log.warning("the coordinator answered a poll with %s", type(reply).__name__)
             return
-        specs = tuple(json.loads(text) for text in reply.assignments)
-        for action in self.state.replied(reply.seq, specs, reply.kills, reply.acked):
+        for action in self.state.replied(reply.seq, reply.assignments, reply.kills, reply.acked):
             if isinstance(action, Kill):
                 self.kill(action.attempt)
             elif isinstance(action, Start):
@@ -185,18 +184,18 @@ class Worker:
 
     # --- attempts ------------------------------------------------------------------------------------
 
-    async def _run_attempt(self, spec: dict[str, Any]) -> None:
-        attempt = spec["attempt"]
-        spec = {**spec, "seeds": [list(s) for s in self.seeds], "scratch_dir": self.scratch_dir,
-                "max_tasks": self.reuse, "max_rss": self.max_rss}
+    async def _run_attempt(self, spec: m.TaskSpec) -> None:
+        attempt = spec.attempt
+        spec = dataclasses.replace(spec, seeds=tuple((str(h), int(p)) for h, p in self.seeds),
+                                   scratch_dir=self.scratch_dir or "", max_tasks=self.reuse, max_rss=self.max_rss)
         try:
-            proc = await self._process_for(spec["job"])
+            proc = await self._process_for(spec.job)
         except OSError as exc:
             self._ended(m.AttemptReport(attempt=attempt, ok=False, error=f"could not start the task process: {exc}"))
             return
         self.running[attempt] = proc
         self.progress[attempt] = progress = AttemptProgress(time.monotonic())
-        self._timeouts[attempt] = float(spec.get("progress_timeout", 0.0))
+        self._timeouts[attempt] = spec.progress_timeout
         if attempt in self._doomed:
             self._doomed.discard(attempt)
             self.kill(attempt)

@@ -10,15 +10,14 @@ attempt's report is resent with every poll until a reply acknowledges it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from dynamr.rpc.messages import AttemptReport, WorkerHeartbeat
+from dynamr.rpc.messages import AttemptReport, TaskSpec, WorkerHeartbeat
 
 
 @dataclass(frozen=True, slots=True)
 class Start:
     attempt: str
-    spec: dict[str, Any]
+    spec: TaskSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +34,7 @@ class WorkerState:
         #: the seq of the poll whose reply is awaited (None: no poll in flight)
         self.in_flight: int | None = None
         #: attempt -> spec of every accepted attempt not yet ended
-        self.running: dict[str, dict[str, Any]] = {}
+        self.running: dict[str, TaskSpec] = {}
         #: ended attempts whose reports are not acknowledged yet (in the order they ended)
         self.reports: dict[str, AttemptReport] = {}
         #: attempts asked to be killed (so a kill repeated in later replies is carried out once)
@@ -55,7 +54,7 @@ class WorkerState:
     def poll_failed(self) -> None:
         self.in_flight = None
 
-    def replied(self, seq: int, assignments: tuple[dict[str, Any], ...], kills: tuple[str, ...],
+    def replied(self, seq: int, assignments: tuple[TaskSpec, ...], kills: tuple[str, ...],
                 acked: tuple[str, ...]) -> list[Start | Kill]:
         """Apply the reply to poll ``seq``; returns what to start and what to kill."""
         if seq != self.in_flight:
@@ -69,7 +68,7 @@ class WorkerState:
                 self.killing.add(attempt)
                 out.append(Kill(attempt))
         for spec in assignments:
-            attempt = str(spec["attempt"])
+            attempt = spec.attempt
             if attempt in self.running or attempt in self.reports:
                 continue
             self.running[attempt] = spec

@@ -15,14 +15,18 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
 from dynamr.errors import FrameTooLargeError, ProtocolError
 from dynamr.rpc.messages import MESSAGE_TYPES, Message, Record
 
+R = TypeVar("R", bound=Record)
+
 HEADER = struct.Struct(">IB")
+#: a record sent on its own (a task spec to a task process): a 4-byte big-endian length, then msgpack
+SPEC_HEADER = struct.Struct(">I")
 FLAG_MORE = 1
 
 REQUEST = 0
@@ -46,16 +50,32 @@ def _pack(value: Any) -> bytes:
     return packed
 
 
-def _record_values(obj: Message | Record) -> list[Any]:
-    """The field values of a message or record, nested records as arrays of theirs."""
+def record_values(obj: Message | Record) -> list[Any]:
+    """The field values of a message or record, nested records as arrays of theirs (None stays None)."""
     values = [getattr(obj, f) for f in obj.FIELDS]
     if obj.NESTED:
         for i, name in enumerate(obj.FIELDS):
             nested = obj.NESTED.get(name)
-            if nested is not None:
-                value = values[i]
-                values[i] = [_record_values(v) for v in value] if nested[1] else _record_values(value)
+            value = values[i]
+            if nested is not None and value is not None:
+                values[i] = [record_values(v) for v in value] if nested[1] else record_values(value)
     return values
+
+
+def pack_record(obj: Record) -> bytes:
+    """A record on its own as msgpack bytes (what a task process gets)."""
+    return _pack(record_values(obj))
+
+
+def unpack_record(cls: type[R], data: bytes) -> R:
+    try:
+        values = msgpack.unpackb(data, use_list=False, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise ProtocolError(f"undecodable {cls.__name__}: {exc}") from exc
+    if not isinstance(values, tuple):
+        raise ProtocolError(f"a {cls.__name__} must be an array")
+    built: R = _build(cls, values)
+    return built
 
 
 def _build(cls: type[Any], values: tuple[Any, ...]) -> Any:
@@ -67,6 +87,8 @@ def _build(cls: type[Any], values: tuple[Any, ...]) -> Any:
         if name not in fields:
             continue
         value = fields[name]
+        if value is None:
+            continue
         if many:
             if not isinstance(value, tuple) or not all(isinstance(v, tuple) for v in value):
                 raise ProtocolError(f"{cls.__name__}.{name} must be an array of {inner.__name__} records")
@@ -82,7 +104,7 @@ def _build(cls: type[Any], values: tuple[Any, ...]) -> Any:
 
 
 def encode_message(kind: int, request_id: int, msg: Message) -> bytes:
-    return _pack([kind, request_id, msg.TAG, *_record_values(msg)])
+    return _pack([kind, request_id, msg.TAG, *record_values(msg)])
 
 
 def encode_error(request_id: int, code: str, text: str) -> bytes:

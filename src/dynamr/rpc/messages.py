@@ -13,6 +13,7 @@ holding a key (``ReplicaRead``, ``ReplicaWrite``, ``ReplicaPurge``). Replica sta
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ def _nested(cls: type) -> dict[str, tuple[type[Record], bool]]:
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         args = typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args and len(args) == 2:
+            hint = next(a for a in args if a is not type(None))  # an optional record: None stays None
+            args = typing.get_args(hint)
         if isinstance(hint, type) and issubclass(hint, Record):
             out[f.name] = (hint, False)
         elif (typing.get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis
@@ -398,6 +402,95 @@ class AttemptReport(Record):
 REPORT_CAUSES = frozenset({"", "store", "input_lost", "killed"})
 
 
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SplitRef(Record):
+    """A byte range of an input file (see dynamr.mapreduce.splits.Split)."""
+
+    index: int
+    path: str
+    start: int
+    end: int
+    file_size: int
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskInput(Record):
+    """What a map reads: a split of an input file ("split": in the store, or ``local``), or the output of
+    the previous step (an object in the store at ``key``, or a local ``file`` in embedded mode)."""
+
+    kind: str
+    local: bool = False
+    split: SplitRef | None = None
+    key: str = ""
+    path: str = ""
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskOutput(Record):
+    """Where a task's final records go: a part file ("store" or "local" ``path``), or the next step's
+    input (an "object" at ``key`` in the store, or a local "file" at ``path``)."""
+
+    kind: str
+    path: str = ""
+    key: str = ""
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommitRef(Record):
+    """A committed attempt whose output a task reads."""
+
+    task_id: str
+    attempt: str
+    partitions: tuple[int, ...] = ()
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSpec(Record):
+    """Everything a task process needs to run one attempt. The coordinator fills the job's part; the worker
+    adds its node's (seeds, scratch directory, process limits) before handing it to the task process."""
+
+    job: str
+    attempt: str
+    kind: str  # "map" or "reduce"
+    step: int
+    source: str
+    source_name: str
+    job_class: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+    #: the job's sampled partition state, msgpack-encoded (empty: none)
+    partition_state: bytes = b""
+    chunk_size: int = 4 << 20
+    buffer_records: int = 1_000_000
+    local_intermediate: str = ""
+    input: TaskInput | None = None
+    output: TaskOutput | None = None
+    #: a map: how many partitions its output has
+    num_partitions: int = 1
+    #: a reduce: its partition, the job whose maps it reads, and their commits
+    partition: int = 0
+    map_job: str = ""
+    commits: tuple[CommitRef, ...] = ()
+    #: a later step's map: the committed attempt whose output it reads
+    producer: CommitRef | None = None
+    #: skip mode
+    track_records: bool = False
+    skip_records: tuple[str, ...] = ()
+    #: seconds without progress before the worker kills the attempt (0: never)
+    progress_timeout: float = 0.0
+    # --- the node's part ---
+    seeds: tuple[tuple[str, int], ...] = ()
+    secret_file: str = ""
+    scratch_dir: str = ""
+    max_tasks: int = 1
+    max_rss: int = 512 << 20
+    timeout: float = 30.0
+
+
 @register(46)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerHeartbeat(Message):
@@ -420,8 +513,8 @@ class WorkerHeartbeat(Message):
 @register(47)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerHeartbeatReply(Message):
-    #: JSON task specs to start
-    assignments: tuple[str, ...]
+    #: attempts to start
+    assignments: tuple[TaskSpec, ...]
     #: attempts to kill
     kills: tuple[str, ...] = ()
     #: attempts whose reports were handled: stop resending them
