@@ -19,10 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dynamr.config import StoreSettings  # noqa: E402
-from dynamr.localcluster import LocalCluster  # noqa: E402
-from tests.integration.conftest import FAST  # noqa: E402
-from tests.integration.crashloop import crash_run  # noqa: E402
+from tests.integration.conftest import FAST
+from tests.integration.crashloop import crash_run
+
+from dynamr.config import StoreSettings
+from dynamr.localcluster import LocalCluster
 
 
 def main() -> int:

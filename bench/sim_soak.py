@@ -17,8 +17,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.sim.scenarios import PROFILES, scenario_for  # noqa: E402
-from tests.sim.world import World  # noqa: E402
+from tests.sim.scenarios import PROFILES, scenario_for
+from tests.sim.world import World
 
 
 def run_range(args: tuple[str, int, int]) -> list[tuple[int, str]]:
