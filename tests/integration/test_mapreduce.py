@@ -158,10 +158,25 @@ def test_named_jobs_on_a_local_cluster(corpus: list[Path], tmp_path: Path) -> No
         created = dynamr("job", "create", "wc1", str(EXAMPLES / "wordcount.py"), "--input", "/in", "--output",
                          "/wc1", "-r", "2", cwd=tmp_path).stdout
         assert "created job wc1" in created
-        again = dynamr("job", "create", "wc1", str(EXAMPLES / "wordcount.py"), "--input", "/in", "--output", "/x",
+        impostor = tmp_path / "other" / "wordcount.py"  # same file name, other code: must not replace wc1's
+        impostor.parent.mkdir()
+        impostor.write_text("from dynamr.mapreduce import MRJob\n"
+                            "class Shout(MRJob):\n"
+                            "    def mapper(self, key, line):\n"
+                            "        yield 'SHOUT', 1\n"
+                            "    def reducer(self, key, values):\n"
+                            "        yield key, sum(values)\n")
+        again = dynamr("job", "create", "wc1", str(impostor), "--input", "/in", "--output", "/x",
                        cwd=tmp_path, check=False)
         assert again.returncode == 1 and "already exists" in again.stderr
+        negative = dynamr("job", "create", "wc2", str(EXAMPLES / "wordcount.py"), "--input", "/in", "--output",
+                          "/wc2", "-r", "-1", cwd=tmp_path, check=False)
+        assert negative.returncode == 1 and "reducers must be 0 or more" in negative.stderr
+        assert "Traceback" not in negative.stderr and len(negative.stderr.strip().splitlines()) == 1
         assert "succeeded" in dynamr("job", "run", "wc1", cwd=tmp_path).stdout
+        dynamr("fs", "get", "/wc1", str(tmp_path / "wc1-out"), cwd=tmp_path)
+        assert dict(read_json_parts(tmp_path / "wc1-out")) == dict(words(corpus))  # wc1's own code ran
+        assert "wc2" not in dynamr("fs", "ls", "/_jobs", cwd=tmp_path).stdout  # a refused job uploaded nothing
         assert "succeeded" in dynamr("status", "wc1", cwd=tmp_path).stdout
         assert "wc1" in dynamr("jobs", cwd=tmp_path).stdout
         out = dynamr("run", str(EXAMPLES / "wordcount.py"), str(corpus[0].parent), "-o", str(tmp_path / "local-out"),
