@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -29,12 +28,14 @@ from dynamr.config import Quorum, StoreSettings
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import LocalCluster
 from dynamr.mapreduce.submit import JobClient, build_plan
+from dynamr.rpc.messages import JobStatusView
 from dynamr.store.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(inputs: list[Path], out: Path, split_size: int, reducers: int, kill_at: float | None) -> dict[str, Any]:
+def run(inputs: list[Path], out: Path, split_size: int, reducers: int,
+        kill_at: float | None) -> tuple[JobStatusView, float | None]:
     """One job on a fresh 3-node cluster; with ``kill_at``, SIGKILL n3 once the job has run that many seconds."""
     settings = StoreSettings(quorum=Quorum(n=3, r=2, w=2), fsync="never")
     with tempfile.TemporaryDirectory(prefix="dynamr-fault-bench-") as tmp:
@@ -49,16 +50,14 @@ def run(inputs: list[Path], out: Path, split_size: int, reducers: int, kill_at: 
                 client.run(jobs.submit("wc", plan, (ROOT / "examples" / "wordcount.py").read_bytes()))
                 killed_at = None
                 while True:
-                    status: dict[str, Any] = client.run(jobs.status("wc"))
-                    if status["state"] not in ("created", "running"):
+                    status = client.run(jobs.status("wc"))
+                    if status.state not in ("created", "running"):
                         break
-                    if kill_at is not None and killed_at is None and status["seconds"] >= kill_at:
+                    if kill_at is not None and killed_at is None and status.seconds >= kill_at:
                         cluster.kill_node("n3")
-                        killed_at = status["seconds"]
+                        killed_at = status.seconds
                     time.sleep(0.1)
-                status = client.run(jobs.wait("wc"))
-                status["killed_at"] = killed_at
-                return status
+                return client.run(jobs.wait("wc")), killed_at
         finally:
             cluster.stop()
 
@@ -85,15 +84,15 @@ def main() -> None:
         kill_at = seconds["undisturbed"] / 2 if seconds else None
         out = args.data / f"out-fault-{'killed' if kill_at else 'clean'}"
         shutil.rmtree(out, ignore_errors=True)
-        status = run(text, out, split, args.reducers, kill_at)
-        if status["state"] != "succeeded":
-            raise SystemExit(f"{label}: the job {status['state']}: {status['error']}")
-        lost = [a for a in status["attempts"] if not a["ok"]]
-        seconds[label] = status["seconds"]
+        status, killed_at = run(text, out, split, args.reducers, kill_at)
+        if status.state != "succeeded":
+            raise SystemExit(f"{label}: the job {status.state}: {status.error}")
+        lost = [a for a in status.attempts if not a.ok]
+        seconds[label] = status.seconds
         outputs[label] = read_output(out)
-        extra = f", n3 killed at {status['killed_at']:.1f}s, {len(lost)} attempt(s) lost" if kill_at else ""
-        print(f"{label:<24} {status['seconds']:7.2f}s  ({status['maps']} maps, "
-              f"{status['speculative_attempts']} backup attempt(s){extra})")
+        extra = f", n3 killed at {killed_at or 0:.1f}s, {len(lost)} attempt(s) lost" if kill_at else ""
+        print(f"{label:<24} {status.seconds:7.2f}s  ({status.maps} maps, "
+              f"{status.speculative_attempts} backup attempt(s){extra})")
     same = outputs["undisturbed"] == outputs["n3 killed at half time"]
     ratio = seconds["n3 killed at half time"] / seconds["undisturbed"]
     print(f"ratio disturbed / undisturbed: {ratio:.2f}x (goal: at most 1.3x); outputs identical: {same}")

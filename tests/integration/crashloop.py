@@ -104,5 +104,5 @@ def crash_run(cluster: LocalCluster, tmp_path: Path, name: str = "crash", crash:
             cluster.start_node(node)
     cluster.wait_ready(NODES, 60)
     return {"status": status, "restarts": restarter.restarts, "error": restarter.error,
-            "output_ok": status["state"] == "succeeded" and store_output(cluster, "/out") == wordcount(files),
+            "output_ok": status.state == "succeeded" and store_output(cluster, "/out") == wordcount(files),
             "keys": lambda: keys_of(cluster, name)}

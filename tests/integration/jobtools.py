@@ -12,6 +12,7 @@ from dynamr.client import Client
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import LocalCluster
 from dynamr.mapreduce.submit import JobClient, build_plan
+from dynamr.rpc.messages import AttemptView, JobStatusView, RunningAttemptView
 from tests.mrdata import write_corpus
 
 WORD = re.compile(r"[a-z0-9']+")
@@ -56,18 +57,18 @@ def submit(cluster: LocalCluster, name: str, job_file: Path, inputs: list[str], 
         client.run(JobClient(client.async_client).submit(name, plan, Path(job_file).read_bytes()))
 
 
-def attempts_per_task(status: dict[str, Any], kind: str) -> Counter[str]:
+def attempts_per_task(status: JobStatusView, kind: str) -> Counter[str]:
     """Ended attempts of each map (kind "m") or reduce ("r") task of step 0, from the job's task records."""
-    return Counter(a["task"] for a in status["attempts"] if a["task"].split("/")[1].startswith(f"s0-{kind}"))
+    return Counter(a.task for a in status.attempts if a.task.split("/")[1].startswith(f"s0-{kind}"))
 
 
-def is_reduce(attempt: dict[str, Any]) -> bool:
-    return bool(attempt["task"].split("/")[1].startswith("s0-r"))
+def is_reduce(attempt: AttemptView | RunningAttemptView) -> bool:
+    return bool(attempt.task.split("/")[1].startswith("s0-r"))
 
 
-def job_status(cluster: LocalCluster, name: str) -> dict[str, Any]:
+def job_status(cluster: LocalCluster, name: str) -> JobStatusView:
     with Client(cluster.seeds, cluster.secret, timeout=30) as client:
-        status: dict[str, Any] = client.run(JobClient(client.async_client).status(name))
+        status: JobStatusView = client.run(JobClient(client.async_client).status(name))
         return status
 
 
@@ -98,9 +99,9 @@ def store_output(cluster: LocalCluster, folder: str) -> dict[str, int]:
     return out
 
 
-def wait_for_job(cluster: LocalCluster, name: str, timeout: float) -> dict[str, Any]:
+def wait_for_job(cluster: LocalCluster, name: str, timeout: float) -> JobStatusView:
     with Client(cluster.seeds, cluster.secret, timeout=30) as client:
-        status: dict[str, Any] = client.run(asyncio.wait_for(JobClient(client.async_client).wait(name), timeout))
+        status: JobStatusView = client.run(asyncio.wait_for(JobClient(client.async_client).wait(name), timeout))
         return status
 
 

@@ -74,7 +74,7 @@ def test_word_count_survives_nodes_crashing_and_pausing_in_a_loop(make_cluster: 
         chaos.stop()
     assert chaos.error is None, f"the fault schedule itself failed: {chaos.error!r}"
     assert len(chaos.events) >= 3, f"too few faults while the job ran to test anything: {chaos.events}"
-    assert status["state"] == "succeeded", (chaos.events, status["error"])
+    assert status.state == "succeeded", (chaos.events, status.error)
     assert store_output(cluster, "/out") == wordcount(files), chaos.events
     left: dict[str, list[str]] = {}
 

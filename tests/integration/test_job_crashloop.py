@@ -15,6 +15,6 @@ def test_nodes_killed_from_inside_map_and_reduce_calls_still_give_the_right_outp
     result = crash_run(cluster, tmp_path)
     assert result["error"] is None, f"the restart loop failed: {result['error']!r}"
     assert result["restarts"] >= 1, "no node crashed: the test tested nothing"
-    assert result["status"]["state"] == "succeeded", result["status"]["error"]
+    assert result["status"].state == "succeeded", result["status"].error
     assert result["output_ok"]
     wait_until(lambda: not any(result["keys"]().values()), 60, "no intermediate key of the job on any node")

@@ -63,7 +63,7 @@ def test_kill_stops_an_endless_mapper_and_deletes_the_jobs_data(make_cluster: Ma
     with Client(cluster.seeds, cluster.secret) as client:
         client.files().put_tree(files[0].parent, "/in")
     submit(cluster, "loops", job_file, ["/in"], "/out", reducers=3, split_size=4000, options={"pids": str(pids)})
-    wait_until(lambda: list(pids.iterdir()) and job_status(cluster, "loops")["maps_done"] >= 3, 60,
+    wait_until(lambda: list(pids.iterdir()) and job_status(cluster, "loops").maps_done >= 3, 60,
                "the looping mapper to start while other maps commit")
     assert any(keys_of(cluster, "loops").values()), "committed map output is in the store before the kill"
 
@@ -76,7 +76,7 @@ def test_kill_stops_an_endless_mapper_and_deletes_the_jobs_data(make_cluster: Ma
     print(f"kill stopped the endless mapper in {time.monotonic() - started:.2f}s")
     assert said.returncode == 0 and "killed" in said.stderr, said.stderr
     status = job_status(cluster, "loops")
-    assert status["state"] == "killed"
+    assert status.state == "killed"
     assert "killed" in dynamr("status", "loops", "--dir", str(cluster.root), cwd=tmp_path).stdout
     assert keys_of(cluster, "loops") == {"n1": (), "n2": ()}, "no intermediate key of the job remains"
     again = dynamr("kill", "loops", "--dir", str(cluster.root), cwd=tmp_path, check=False)
@@ -89,14 +89,14 @@ def test_coordinator_killed_at_half_the_maps_resumes_the_job(make_cluster: MakeC
     cluster = make_cluster(2, n=2, r=1, w=2, task_slots=2)
     files = start_slow_wordcount(cluster, tmp_path, "wc-restart", [20000, 20000, 120000, 20000, 20000],
                                  map_seconds=0.15, reduce_seconds=0, reducers=3, split_size=5000)
-    maps = job_status(cluster, "wc-restart")["maps"]
+    maps = job_status(cluster, "wc-restart").maps
     assert maps >= 30
-    wait_until(lambda: job_status(cluster, "wc-restart")["maps_done"] >= maps // 2, 60, "half of the maps")
+    wait_until(lambda: job_status(cluster, "wc-restart").maps_done >= maps // 2, 60, "half of the maps")
     cluster.kill_node(COORDINATOR)
     cluster.start_node(COORDINATOR)
     cluster.wait_ready([COORDINATOR], 30)
     status = wait_for_job(cluster, "wc-restart", 120)
-    assert status["state"] == "succeeded", (status["error"]["traceback"], status["attempts"])
+    assert status.state == "succeeded", (status.error.traceback, status.attempts)
     assert store_output(cluster, "/out") == wordcount(files)
     per_task = attempts_per_task(status, "m")
     assert set(per_task) == {f"wc-restart/s0-m{i}" for i in range(maps)}
@@ -113,20 +113,20 @@ def test_node_killed_during_the_reduces_reruns_no_committed_map(make_cluster: Ma
 
     def reduce_running_on_n3() -> bool:
         st = job_status(cluster, "wc-reduce-kill")
-        return any(is_reduce(a) and a["node"] == "n3" for a in st["running_attempts"])
+        return any(is_reduce(a) and a.node == "n3" for a in st.running_attempts)
 
     wait_until(reduce_running_on_n3, 60, "a reduce task running on n3")
     cluster.kill_node("n3")
     status = wait_for_job(cluster, "wc-reduce-kill", 120)
-    assert status["state"] == "succeeded", (status["error"]["traceback"], status["attempts"])
+    assert status.state == "succeeded", (status.error.traceback, status.attempts)
     assert store_output(cluster, "/out") == wordcount(files)
     maps = attempts_per_task(status, "m")
-    assert len(maps) == status["maps"] and all(n == 1 for n in maps.values()), \
-        f"committed maps ran again after the node died: {[a for a in status['attempts'] if '-m' in a['task']]}"
-    lost = [a for a in status["attempts"] if a["node"] == "n3" and is_reduce(a) and not a["ok"]]
-    assert lost and all("lost with node n3" in a["error"] for a in lost)
+    assert len(maps) == status.maps and all(n == 1 for n in maps.values()), \
+        f"committed maps ran again after the node died: {[a for a in status.attempts if '-m' in a.task]}"
+    lost = [a for a in status.attempts if a.node == "n3" and is_reduce(a) and not a.ok]
+    assert lost and all("lost with node n3" in a.error for a in lost)
     again = attempts_per_task(status, "r")
-    assert all(again[a["task"]] == 2 for a in lost), "each reduce lost with n3 ran again elsewhere"
+    assert all(again[a.task] == 2 for a in lost), "each reduce lost with n3 ran again elsewhere"
 
 
 def test_a_paused_node_is_replaced_and_its_late_result_ignored(make_cluster: MakeCluster, tmp_path: Path) -> None:
@@ -135,24 +135,24 @@ def test_a_paused_node_is_replaced_and_its_late_result_ignored(make_cluster: Mak
                                  reducers=2, split_size=8000)
 
     def map_on_n2() -> list[dict[str, Any]]:
-        return [a for a in job_status(cluster, "wc-pause")["running_attempts"] if a["node"] == "n2"]
+        return [a for a in job_status(cluster, "wc-pause").running_attempts if a.node == "n2"]
 
     (paused,) = wait_until(map_on_n2, 60, "a map running on n2")
     cluster.signal_node("n2", signal.SIGSTOP)
     try:
         def backup() -> bool:
             st = job_status(cluster, "wc-pause")
-            return any(a["task"] == paused["task"] and a["node"] != "n2"
-                       for a in st["running_attempts"] + st["attempts"])
+            return any(a.task == paused.task and a.node != "n2"
+                       for a in st.running_attempts + st.attempts)
 
         wait_until(backup, 30, "a backup attempt of the paused node's task")
     finally:
         cluster.signal_node("n2", signal.SIGCONT)
     status = wait_for_job(cluster, "wc-pause", 120)
-    assert status["state"] == "succeeded", (status["error"]["traceback"], status["attempts"])
+    assert status.state == "succeeded", (status.error.traceback, status.attempts)
     assert store_output(cluster, "/out") == wordcount(files)
-    done = [a for a in status["attempts"] if a["task"] == paused["task"]]
-    assert any(a["ok"] and a["node"] != "n2" for a in done), done
+    done = [a for a in status.attempts if a.task == paused.task]
+    assert any(a.ok and a.node != "n2" for a in done), done
 
 
 POISONED_JOB = '''
@@ -185,17 +185,17 @@ def test_a_mapper_raising_on_one_record_fails_after_4_attempts_or_is_skipped(mak
 
     submit(cluster, "poisoned", job_file, ["/in"], "/out1", reducers=2, split_size=8000)
     status = wait_for_job(cluster, "poisoned", 120)
-    assert status["state"] == "failed"
-    failing = status["error"]["task"]
-    assert [a["ok"] for a in status["attempts"] if a["task"] == failing] == [False] * 4
+    assert status.state == "failed"
+    failing = status.error.task
+    assert [a.ok for a in status.attempts if a.task == failing] == [False] * 4
     shown = " ".join(dynamr("status", "poisoned", "--dir", str(cluster.root), cwd=tmp_path, check=False).stderr.split())
     assert "ValueError: cannot digest 'the POISON pill'" in shown and 'poisoned.py", line 10, in mapper' in shown
     assert keys_of(cluster, "poisoned") == {"n1": ()}, "a failed job leaves no intermediate key"
 
     submit(cluster, "skipping", job_file, ["/in"], "/out2", reducers=2, split_size=8000, skip_bad_records=True)
     status = wait_for_job(cluster, "skipping", 120)
-    assert status["state"] == "succeeded", status["error"]
-    assert ["dynamr", "skipped records", 1] in status["counters"]
+    assert status.state == "succeeded", status.error
+    assert ("dynamr", "skipped records", 1) in status.counters
     assert store_output(cluster, "/out2") == clean, "everything but the skipped line is counted"
     assert keys_of(cluster, "skipping") == {"n1": ()}, "a job that succeeded leaves no intermediate key"
 
@@ -207,14 +207,14 @@ def test_a_node_restarted_faster_than_the_timeout_gets_its_attempts_re_run(make_
                                  reduce_seconds=0, reducers=2, split_size=8000)
 
     def maps_on_n2() -> list[dict[str, Any]]:
-        return [a for a in job_status(cluster, "wc-quick")["running_attempts"] if a["node"] == "n2"]
+        return [a for a in job_status(cluster, "wc-quick").running_attempts if a.node == "n2"]
 
     wait_until(maps_on_n2, 60, "a map running on n2")
     cluster.kill_node("n2")
     cluster.start_node("n2")
     cluster.wait_ready(["n2"], 30)
     status = wait_for_job(cluster, "wc-quick", 50)  # far less than the 60 s the heartbeat timeout would take
-    assert status["state"] == "succeeded", (status["error"], status["attempts"])
+    assert status.state == "succeeded", (status.error, status.attempts)
     assert store_output(cluster, "/out") == wordcount(files)
-    lost = [a for a in status["attempts"] if not a["ok"]]
-    assert lost and all("lost with node n2 (it restarted)" in a["error"] for a in lost), lost
+    lost = [a for a in status.attempts if not a.ok]
+    assert lost and all("lost with node n2 (it restarted)" in a.error for a in lost), lost

@@ -36,24 +36,24 @@ def test_a_lost_map_output_is_produced_again_and_the_job_completes(make_cluster:
                                  reduce_seconds=2.0, reducers=REDUCERS, split_size=8000)
 
     def reduces_running() -> bool:
-        return sum(1 for a in job_status(cluster, name)["running_attempts"] if is_reduce(a)) == REDUCERS
+        return sum(1 for a in job_status(cluster, name).running_attempts if is_reduce(a)) == REDUCERS
 
     wait_until(reduces_running, 60, "both reduces running (every map committed)")
     victim = f"{name}/s0-m1"
-    (committed,) = [a["attempt"] for a in job_status(cluster, name)["attempts"] if a["task"] == victim and a["ok"]]
+    (committed,) = [a.attempt for a in job_status(cluster, name).attempts if a.task == victim and a.ok]
     with Client(cluster.seeds, cluster.secret, timeout=30) as client:
         fs = FileSystem(client.async_client)
         deleted = client.run(im.delete_outputs(fs, name, committed, range(REDUCERS)))
     assert deleted == REDUCERS, "the map wrote both partitions"
 
     status = wait_for_job(cluster, name, 120)
-    assert status["state"] == "succeeded", (status["error"], status["attempts"])
+    assert status.state == "succeeded", (status.error, status.attempts)
     assert store_output(cluster, "/out") == wordcount(files)
     maps = attempts_per_task(status, "m")
     assert maps[victim] == 2, "the map whose output was lost ran again"
     assert all(n == 1 for task, n in maps.items() if task != victim), "no other committed map ran again"
-    failed = [a for a in status["attempts"] if is_reduce(a) and not a["ok"]]
-    assert failed and all(f"committed output of task {victim}" in a["error"] for a in failed)
+    failed = [a for a in status.attempts if is_reduce(a) and not a.ok]
+    assert failed and all(f"committed output of task {victim}" in a.error for a in failed)
     reduces = attempts_per_task(status, "r")
-    assert all(reduces[a["task"]] == 2 for a in failed), "each reduce that found the loss ran once more"
+    assert all(reduces[a.task] == 2 for a in failed), "each reduce that found the loss ran once more"
     assert not any(nodes for nodes in keys_of(cluster, name).values()), "no intermediate key is left"

@@ -66,15 +66,15 @@ def test_a_straggler_gets_a_backup_on_another_node_and_the_first_commit_wins(mak
     files, marker = straggling_job(cluster, tmp_path, "straggle", seconds=120)
     started = time.monotonic()
     status = wait_for_job(cluster, "straggle", 60)
-    assert status["state"] == "succeeded", status["error"]
+    assert status.state == "succeeded", status.error
     assert time.monotonic() - started < 60, "the backup, not the sleeping attempt, finished the task"
     assert store_output(cluster, "/out") == wordcount(files)
-    backups = [a for a in status["attempts"] if a["speculative"]]
-    assert status["speculative_attempts"] == 1 and len(backups) == 1 and backups[0]["ok"], status["attempts"]
-    task = backups[0]["task"]
-    (original,) = [a for a in status["attempts"] if a["task"] == task and not a["speculative"]]
-    assert original["node"] != backups[0]["node"]
-    assert not original["ok"] and "killed at the coordinator's request" in original["error"]
+    backups = [a for a in status.attempts if a.speculative]
+    assert status.speculative_attempts == 1 and len(backups) == 1 and backups[0].ok, status.attempts
+    task = backups[0].task
+    (original,) = [a for a in status.attempts if a.task == task and not a.speculative]
+    assert original.node != backups[0].node
+    assert not original.ok and "killed at the coordinator's request" in original.error
     sleeper = int(marker.read_text())
     wait_until(lambda: not alive(sleeper), 10, "the losing attempt's process to be killed")
     shown = dynamr("status", "straggle", "--dir", str(cluster.root), cwd=tmp_path).stdout
@@ -86,22 +86,22 @@ def test_without_slow_tasks_no_backup_starts_and_each_task_runs_once(make_cluste
     cluster = make_cluster(2, n=2, r=1, w=2, task_slots=2, speculative_after=3.0)
     files, _ = straggling_job(cluster, tmp_path, "steady", seconds=0)
     status = wait_for_job(cluster, "steady", 60)
-    assert status["state"] == "succeeded", status["error"]
+    assert status.state == "succeeded", status.error
     assert store_output(cluster, "/out") == wordcount(files)
-    assert status["speculative_attempts"] == 0
-    tasks = [a["task"] for a in status["attempts"]]
-    assert len(tasks) == len(set(tasks)) == status["maps"] + status["reduces"]
+    assert status.speculative_attempts == 0
+    tasks = [a.task for a in status.attempts]
+    assert len(tasks) == len(set(tasks)) == status.maps + status.reduces
 
 
 def test_a_task_without_progress_is_killed_and_retried(make_cluster: MakeCluster, tmp_path: Path) -> None:
     cluster = make_cluster(2, n=2, r=1, w=2, task_slots=2, task_timeout=3.0, speculative_execution=False)
     files, marker = straggling_job(cluster, tmp_path, "stuck", seconds=300)
     status = wait_for_job(cluster, "stuck", 60)
-    assert status["state"] == "succeeded", status["error"]
+    assert status.state == "succeeded", status.error
     assert store_output(cluster, "/out") == wordcount(files)
-    (timed_out,) = [a for a in status["attempts"] if not a["ok"]]
-    assert "no progress for 3 s" in timed_out["error"]
-    assert sum(1 for a in status["attempts"] if a["task"] == timed_out["task"] and a["ok"]) == 1
+    (timed_out,) = [a for a in status.attempts if not a.ok]
+    assert "no progress for 3 s" in timed_out.error
+    assert sum(1 for a in status.attempts if a.task == timed_out.task and a.ok) == 1
     assert not alive(int(marker.read_text()))
 
 
@@ -136,11 +136,11 @@ def test_a_node_that_keeps_failing_a_job_is_excluded_from_it(make_cluster: MakeC
     submit(cluster, "flaky-node", job_file, ["/in"], "/out", reducers=2, split_size=1 << 20,
            options={"bad_node": str(bad)})
     status = wait_for_job(cluster, "flaky-node", 90)
-    assert status["state"] == "succeeded", status["error"]
+    assert status.state == "succeeded", status.error
     assert store_output(cluster, "/out") == wordcount(files)
-    on_bad = [a for a in status["attempts"] if a["node"] == "n1" and "-m" in a["task"]]
-    assert [a["ok"] for a in on_bad] == [False] * 3, "n1 got no map after its third failure"
-    assert status["excluded_nodes"] == ["n1"]
+    on_bad = [a for a in status.attempts if a.node == "n1" and "-m" in a.task]
+    assert [a.ok for a in on_bad] == [False] * 3, "n1 got no map after its third failure"
+    assert status.excluded_nodes == ("n1",)
     assert "excluded from this job" in dynamr("status", "flaky-node", "--dir", str(cluster.root), cwd=tmp_path).stdout
 
 
@@ -148,9 +148,9 @@ def test_a_node_that_joins_during_a_job_gets_work(make_cluster: MakeCluster, tmp
     cluster = make_cluster(3, n=3, r=2, w=2, task_slots=1)
     cluster.stop_node("n3")
     files, _ = straggling_job(cluster, tmp_path, "joining", seconds=0, files=30, per_map=0.4)
-    wait_until(lambda: job_status(cluster, "joining")["maps_done"] >= 2, 60, "the job to be under way")
+    wait_until(lambda: job_status(cluster, "joining").maps_done >= 2, 60, "the job to be under way")
     cluster.start_node("n3")
     status = wait_for_job(cluster, "joining", 120)
-    assert status["state"] == "succeeded", status["error"]
+    assert status.state == "succeeded", status.error
     assert store_output(cluster, "/out") == wordcount(files)
-    assert any(a["node"] == "n3" and a["ok"] for a in status["attempts"]), "the new node ran tasks"
+    assert any(a.node == "n3" and a.ok for a in status.attempts), "the new node ran tasks"

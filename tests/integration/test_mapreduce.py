@@ -83,7 +83,7 @@ async def _run_job(cluster: LocalCluster, name: str, job_file: Path, inputs: lis
 
 def overlapping(attempts: list[dict[str, Any]], a: str, b: str) -> bool:
     """Some attempt on node a and some attempt on node b ran during a common interval (from task records)."""
-    return any(x["node"] == a and y["node"] == b and x["started"] < y["ended"] and y["started"] < x["ended"]
+    return any(x.node == a and y.node == b and x.started < y.ended and y.started < x.ended
                for x in attempts for y in attempts)
 
 
@@ -96,14 +96,14 @@ def test_two_nodes_run_maps_and_reduces_at_the_same_time(make_cluster: MakeClust
     asyncio.run(upload())
     status = asyncio.run(_run_job(cluster, "wc-two", EXAMPLES / "wordcount.py", ["/in"], "/out", reducers=8,
                                   split_size=4000))
-    assert status["state"] == "succeeded", status
-    maps = [a for a in status["attempts"] if "-m" in a["task"]]
-    reduces = [a for a in status["attempts"] if "-r" in a["task"]]
+    assert status.state == "succeeded", status
+    maps = [a for a in status.attempts if "-m" in a.task]
+    reduces = [a for a in status.attempts if "-r" in a.task]
     assert overlapping(maps, "n1", "n2"), "map tasks ran on both nodes at the same time"
     assert overlapping(reduces, "n1", "n2"), "reduce tasks ran on both nodes at the same time"
-    assert len(maps) == status["maps"] and len({a["task"] for a in maps}) == status["maps"], \
+    assert len(maps) == status.maps and len({a.task for a in maps}) == status.maps, \
         "with no failures each map task runs exactly once"
-    assert all(a["ok"] for a in status["attempts"])
+    assert all(a.ok for a in status.attempts)
 
     async def output() -> dict[str, int]:
         async with AsyncClient(cluster.seeds, cluster.secret) as client:

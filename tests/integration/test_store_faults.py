@@ -102,7 +102,7 @@ def statuses_alive(client: Client, dead: str) -> dict[str, m.NodeStatusReply]:
 
 
 def test_read_repair_heals_a_replica_made_stale(make_cluster: MakeCluster) -> None:
-    cluster = make_cluster(3)
+    cluster = make_cluster(3, handoff_interval=3600.0)  # no handoff: only the read can repair n3
     with Client(cluster.seeds, cluster.secret) as client:
         client.put("doc", b"old", w=3)
         cluster.kill_node("n3")
@@ -111,6 +111,21 @@ def test_read_repair_heals_a_replica_made_stale(make_cluster: MakeCluster) -> No
         assert replica_values(client, "n3", b"doc") == (b"old",)
         assert client.get("doc", r=3).values == (b"new",)
         wait_until(lambda: replica_values(client, "n3", b"doc") == (b"new",), 10, "read repair of n3")
+
+
+def test_a_write_that_missed_a_node_of_a_cluster_of_n_nodes_reaches_it_without_a_read(
+        make_cluster: MakeCluster) -> None:
+    """N=3 on three nodes leaves no fallback node to hold a hint: the coordinating node keeps it itself."""
+    cluster = make_cluster(3)
+    with Client(cluster.seeds, cluster.secret) as client:
+        client.put("doc", b"old", w=3)
+        gone = client.put("gone", b"x", w=3)
+        cluster.kill_node("n3")
+        client.put("doc", b"new", context=client.get("doc").context, w=2)
+        client.delete("gone", context=gone)
+        cluster.start(["n3"])
+        wait_until(lambda: replica_values(client, "n3", b"doc") == (b"new",), 30, "the hint to reach n3")
+        wait_until(lambda: client.keys_on_nodes(b"gone")["n3"] == (), 30, "the delete to reach n3")
 
 
 def test_concurrent_writes_become_siblings_and_a_context_resolves_them(make_cluster: MakeCluster) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -10,13 +9,14 @@ import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+
+import msgpack
 
 from dynamr.client import Client
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.splits import plan_splits
-from dynamr.rpc.codec import SPEC_HEADER, pack_record
-from dynamr.rpc.messages import CommitRef, SplitRef, TaskInput, TaskOutput, TaskSpec
+from dynamr.rpc.codec import SPEC_HEADER, build_record, pack_record
+from dynamr.rpc.messages import AttemptReport, CommitRef, SplitRef, TaskInput, TaskOutput, TaskSpec
 from tests.helpers import wait_until
 from tests.integration.conftest import MakeCluster
 from tests.mrdata import EXAMPLES, read_json_parts, write_corpus
@@ -24,14 +24,21 @@ from tests.mrdata import EXAMPLES, read_json_parts, write_corpus
 WORD = re.compile(r"[a-z0-9']+")
 
 
-def run_child(spec: TaskSpec) -> dict[str, Any]:
+def run_child(spec: TaskSpec) -> AttemptReport:
+    """Run one attempt in a task process, as the worker does: a spec frame in, frames out; its report."""
     payload = pack_record(spec)
     proc = subprocess.run([sys.executable, "-m", "dynamr.mapreduce.child"],
                           input=SPEC_HEADER.pack(len(payload)) + payload, capture_output=True, timeout=120)
-    proc_stdout, proc_stderr = proc.stdout.decode(), proc.stderr.decode()
-    result: dict[str, Any] = json.loads(proc_stdout.strip().splitlines()[-1])
-    assert (proc.returncode == 0) == result["ok"], proc_stderr
-    return result
+    out, report = proc.stdout, None
+    while out:
+        (size,) = SPEC_HEADER.unpack(out[:SPEC_HEADER.size])
+        frame = msgpack.unpackb(out[SPEC_HEADER.size:SPEC_HEADER.size + size], use_list=False, raw=False)
+        out = out[SPEC_HEADER.size + size:]
+        if frame[0] == 1:
+            report = build_record(AttemptReport, frame[1])
+    assert report is not None, proc.stderr.decode()
+    assert (proc.returncode == 0) == report.ok, proc.stderr.decode()
+    return report
 
 
 def test_map_and_reduce_attempts_in_child_processes(make_cluster: MakeCluster, tmp_path: Path) -> None:
@@ -54,15 +61,14 @@ def test_map_and_reduce_attempts_in_child_processes(make_cluster: MakeCluster, t
             result = run_child(replace(base, attempt=attempt, num_partitions=3, input=TaskInput(
                 kind="split", split=SplitRef(index=split.index, path=split.path, start=split.start, end=split.end,
                                              file_size=split.file_size))))
-            assert result["ok"], result
-            record = client.run(im.commit(client.async_client, "wc-1",
-                                          im.Commit(task_id, attempt, tuple(result["partitions"]))))
+            assert result.ok, result
+            record = client.run(im.commit(client.async_client, "wc-1", im.Commit(task_id, attempt, result.partitions)))
             commits.append(CommitRef(task_id=record.task_id, attempt=record.attempt, partitions=record.partitions))
         for partition in range(3):
             result = run_child(replace(base, kind="reduce", attempt=f"r{partition}#1", partition=partition,
                                        map_job="wc-1", commits=tuple(commits), output=TaskOutput(
                                            kind="local", path=str(tmp_path / "out" / f"part-{partition:05d}"))))
-            assert result["ok"], result
+            assert result.ok, result
     expected = Counter(w for f in files for line in f.read_text().splitlines() for w in WORD.findall(line.lower()))
     assert dict(read_json_parts(tmp_path / "out")) == dict(expected)
 
@@ -82,9 +88,9 @@ def test_a_failing_mapper_reports_the_users_traceback(make_cluster: MakeCluster,
                                 source="/jobs/bad.py", source_name="bad.py", kind="map", step=0, attempt="m0#1",
                                 input=TaskInput(kind="split", split=SplitRef(index=0, path="/in/a.txt", start=0,
                                                                              end=12, file_size=12))))
-    assert not result["ok"]
-    assert "RuntimeError: cannot handle hello" in result["error"]
-    assert 'File "bad.py", line 4, in mapper' in result["traceback"]  # the name the user knows it by
+    assert not result.ok and result.cause == ""  # the user's code failed: counted against the task
+    assert "RuntimeError: cannot handle hello" in result.error
+    assert 'File "bad.py", line 4, in mapper' in result.traceback  # the name the user knows it by
 
 
 def test_a_task_process_dies_with_the_node_that_started_it(tmp_path: Path) -> None:

@@ -31,14 +31,14 @@ def test_a_task_process_runs_several_attempts_of_one_job_and_no_other_job(make_c
     job_file = tmp_path / "pids.py"
     job_file.write_text(PIDS)
     submit(cluster, "pids-1", job_file, ["/in"], "/out1", reducers=1, split_size=1 << 20)
-    assert wait_for_job(cluster, "pids-1", 60)["state"] == "succeeded"
+    assert wait_for_job(cluster, "pids-1", 60).state == "succeeded"
     first = store_output(cluster, "/out1")
     assert sum(first.values()) == 16, "every map task counted once"
     assert max(first.values()) <= 5, "no process runs more than task_process_reuse attempts"
     assert len(first) < 16, f"processes were reused: {first}"
 
     submit(cluster, "pids-2", job_file, ["/in"], "/out2", reducers=1, split_size=1 << 20)
-    assert wait_for_job(cluster, "pids-2", 60)["state"] == "succeeded"
+    assert wait_for_job(cluster, "pids-2", 60).state == "succeeded"
     second = store_output(cluster, "/out2")
     assert sum(second.values()) == 16
     assert not set(first) & set(second), "a process that served one job never serves another"
@@ -91,7 +91,7 @@ def test_a_task_process_retires_after_a_failure_and_above_its_memory_cap(make_cl
     submit(cluster, "retiring", job_file, ["/in"], "/out", reducers=1, split_size=1 << 20,
            options={"log": str(log)})
     status = wait_for_job(cluster, "retiring", 60)
-    assert status["state"] == "succeeded", status["error"]
+    assert status.state == "succeeded", status.error
     assert store_output(cluster, "/out") == {"maps": 12}
 
     runs: dict[str, list[tuple[int, str]]] = {}

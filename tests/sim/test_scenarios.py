@@ -53,7 +53,7 @@ def test_duplicated_reports_are_counted_once() -> None:
     # World.check compared the counters summed from the reports with the number of words in the input;
     # and what 'dynamr status' shows lists each attempt once
     for name in ("j0", "j1"):
-        attempts = [a["attempt"] for a in world.durable.jobs[name]["final"]["attempts"]]
+        attempts = [a.attempt for a in world.durable.jobs[name]["final"].attempts]
         assert len(attempts) == len(set(attempts)), attempts
 
 
@@ -84,8 +84,8 @@ def test_a_node_restarted_faster_than_the_heartbeat_timeout_gets_its_attempts_re
 
 def test_a_negative_reducer_count_is_refused_with_a_clear_error() -> None:
     core = CoordinatorCore()
-    plan = JobPlan(source="/_jobs/j/x/job.py", source_name="job.py", inputs=[("/in/a", 10)], output="/out",
-                   steps=[StepPlan(map_only=False, reducers=-1)])
+    plan = JobPlan(source="/_jobs/j/x/job.py", source_name="job.py", inputs=(("/in/a", 10),), output="/out",
+                   steps=(StepPlan(map_only=False, reducers=-1),))
     out = core.handle(p.JobSubmitted("j", plan), 0.0)
     assert out == [p.Refused("j", "step 0: the number of reducers must be 0 or more (0: map only), not -1")]
     assert "j" not in core.jobs  # nothing was kept or persisted

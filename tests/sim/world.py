@@ -250,8 +250,8 @@ class World:
         steps = [StepPlan(map_only=False, reducers=rng.randint(1, 3))]
         if self.sc.two_steps and rng.random() < 0.5:
             steps.append(StepPlan(map_only=False, reducers=rng.randint(1, 2)))
-        plan = JobPlan(source=f"/_jobs/j{index}/job.py", source_name="job.py", inputs=inputs,
-                       output=f"/out/j{index}", steps=steps, split_size=rng.choice([40, 80, 200]))
+        plan = JobPlan(source=f"/_jobs/j{index}/job.py", source_name="job.py", inputs=tuple(inputs),
+                       output=f"/out/j{index}", steps=tuple(steps), split_size=rng.choice([40, 80, 200]))
         kill_at = rng.uniform(0.5, 20.0) if rng.random() < self.sc.kill_share else None
         return SimJob(f"j{index}", plan, reference, submit_at=rng.uniform(0.0, 3.0), kill_at=kill_at)
 
@@ -273,17 +273,18 @@ class World:
             if job.name not in finished:
                 problems.append(f"job {job.name} did not end within {self.sc.deadline:g}s")
                 continue
-            state = self.durable.jobs[job.name]["final"]["state"]
+            final = self.durable.jobs[job.name]["final"]
+            state = final.state
             if job.kill_at is not None:
                 if state not in ("killed", "succeeded"):
                     problems.append(f"job {job.name} ended {state}, expected killed")
                 continue
             if state != "succeeded":
-                problems.append(f"job {job.name} ended {state}: {self.durable.jobs[job.name]['final']['error']}")
+                problems.append(f"job {job.name} ended {state}: {final.error}")
                 continue
             if self.output_of(job) != job.reference:
                 problems.append(f"job {job.name}: output differs from the reference")
-            counters = {(g, n): v for g, n, v in self.durable.jobs[job.name]["final"]["counters"]}
+            counters = {(g, n): v for g, n, v in final.counters}
             if counters.get(("sim", "words"), 0) != sum(job.reference.values()):
                 problems.append(f"job {job.name}: counted {counters.get(('sim', 'words'), 0)} words, "
                                 f"not {sum(job.reference.values())} (a report counted twice or lost?)")

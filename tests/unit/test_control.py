@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
 from dynamr.mapreduce.jobrun import JobPlan, StepPlan
 from dynamr.rpc.messages import AttemptReport
 
 
-def plan(**changes: object) -> JobPlan:
-    base = JobPlan(source="/_jobs/j/1/j.py", source_name="j.py", inputs=[("/in/a", 100)], output="/out",
-                   steps=[StepPlan(map_only=True, reducers=0)], split_size=100)
-    for key, value in changes.items():
-        setattr(base, key, value)
-    return base
+def plan(**changes: Any) -> JobPlan:
+    base = JobPlan(source="/_jobs/j/1/j.py", source_name="j.py", inputs=(("/in/a", 100),), output="/out",
+                   steps=(StepPlan(map_only=True, reducers=0),), split_size=100)
+    return dataclasses.replace(base, **changes)
 
 
 class Driver:
@@ -58,24 +59,24 @@ def fail_then_succeed(core: CoordinatorCore, failures: int, cause: str) -> Drive
 def test_store_outages_count_against_neither_the_task_nor_the_node() -> None:
     core = CoordinatorCore(CoreSettings(max_attempts=4, exclude_after=3))
     fail_then_succeed(core, 10, "store")
-    assert core.finished["j"]["state"] == "succeeded"
-    assert core.finished["j"]["excluded_nodes"] == []
+    assert core.finished["j"].state == "succeeded"
+    assert core.finished["j"].excluded_nodes == ()
 
 
 def test_user_code_failures_count() -> None:
     core = CoordinatorCore(CoreSettings(max_attempts=4))
     fail_then_succeed(core, 4, "")
     status = core.finished["j"]
-    assert status["state"] == "failed" and "QuorumError" in status["error"]["error"]
+    assert status.state == "failed" and "QuorumError" in status.error.error
 
 
 def test_a_store_that_never_comes_back_fails_the_job_with_advice() -> None:
     core = CoordinatorCore(CoreSettings(max_attempts=2))
     fail_then_succeed(core, 50, "store")
     status = core.finished["j"]
-    assert status["state"] == "failed"
-    assert "store was unavailable to task j/s0-m0 in 10 attempts" in status["error"]["error"]
-    assert "dynamr cluster status" in status["error"]["error"]
+    assert status.state == "failed"
+    assert "store was unavailable to task j/s0-m0 in 10 attempts" in status.error.error
+    assert "dynamr cluster status" in status.error.error
 
 
 def test_reports_are_acknowledged_and_a_repeat_is_acknowledged_again_without_effect() -> None:
@@ -101,8 +102,8 @@ def test_a_stale_poll_assigns_nothing() -> None:
 def test_malformed_plans_are_refused_with_what_to_fix() -> None:
     core = CoordinatorCore()
     for bad, words in ((plan(split_size=0), "split size must be a positive whole number"),
-                       (plan(steps=[]), "the job has no steps"),
-                       (plan(steps=[StepPlan(map_only=False, reducers=0)]), "use -r 1 or more"),
+                       (plan(steps=()), "the job has no steps"),
+                       (plan(steps=(StepPlan(map_only=False, reducers=0),)), "use -r 1 or more"),
                        (plan(input_format="xml"), "unknown input format")):
         (refused,) = core.handle(p.JobSubmitted("j", bad), 0.0)
         assert isinstance(refused, p.Refused) and words in refused.message, refused

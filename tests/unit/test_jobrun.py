@@ -1,18 +1,20 @@
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from dynamr.mapreduce import intermediate as im
-from dynamr.mapreduce.jobrun import JobPlan, JobRun, StepPlan
+from dynamr.mapreduce.jobrun import JobPlan, JobRun, StepPlan, dump_plan, load_plan
 from dynamr.mapreduce.scheduler import Scheduler
+from dynamr.rpc.codec import pack_any
 from dynamr.rpc.messages import AttemptReport, TaskInput, TaskOutput, TaskSpec
 
 
-def plan(**changes: object) -> JobPlan:
-    base = JobPlan(source="/jobs/j.py", source_name="j.py", inputs=[("/in/a", 250), ("/in/b", 50)],
-                   output="/out", steps=[StepPlan(map_only=False, reducers=2), StepPlan(map_only=False, reducers=1)],
+def plan(**changes: Any) -> JobPlan:
+    base = JobPlan(source="/jobs/j.py", source_name="j.py", inputs=(("/in/a", 250), ("/in/b", 50)),
+                   output="/out", steps=(StepPlan(map_only=False, reducers=2), StepPlan(map_only=False, reducers=1)),
                    split_size=100)
-    for key, value in changes.items():
-        setattr(base, key, value)
-    return base
+    return dataclasses.replace(base, **changes)
 
 
 def drive(run: JobRun, sched: Scheduler, fail: set[str] = frozenset(),  # type: ignore[assignment]
@@ -67,12 +69,12 @@ def test_two_step_job_runs_maps_then_reduces_then_next_step() -> None:
     assert specs[-1].output == TaskOutput(kind="store", path="/out/part-00000")
     assert specs[4].output == TaskOutput(kind="object", key="mr:j1/step0/0")
     assert len(specs[4].commits) == 4
-    assert run.status(100)["counters"] == [["g", "n", 9]]
+    assert run.status(100).counters == (("g", "n", 9),)
 
 
 def test_map_only_last_step_writes_parts_from_maps() -> None:
     sched = Scheduler()
-    run = JobRun("j2", plan(steps=[StepPlan(map_only=True, reducers=0)], local_output=True), sched)
+    run = JobRun("j2", plan(steps=(StepPlan(map_only=True, reducers=0),), local_output=True), sched)
     run.start(0)
     specs = drive(run, sched)
     assert run.state == "succeeded"
@@ -85,18 +87,22 @@ def test_a_task_that_keeps_failing_fails_the_job_with_its_traceback() -> None:
     run.start(0)
     drive(run, sched, fail={"j3/s0-m1"})
     status = run.status(100)
-    assert status["state"] == "finishing"  # until the coordinator has cleaned up
+    assert status.state == "finishing"  # until the coordinator has cleaned up
     run.finalized = True
     status = run.status(100)
-    assert status["state"] == "failed"
-    assert status["error"]["task"] == "j3/s0-m1" and status["error"]["traceback"] == "tb"
-    assert status["error"]["input"]["path"] == "/in/a"
-    assert sum(1 for a in status["attempts"] if a["task"] == "j3/s0-m1" and not a["ok"]) == 4
+    assert status.state == "failed"
+    assert status.error.task == "j3/s0-m1" and status.error.traceback == "tb"
+    assert status.error.input.path == "/in/a"
+    assert sum(1 for a in status.attempts if a.task == "j3/s0-m1" and not a.ok) == 4
 
 
-def test_plan_round_trips_as_json() -> None:
-    p = plan(options={"pattern": "x"}, partition_state=["m", "t"])
-    assert JobPlan.from_json(p.to_json()) == p
+def test_plan_round_trips_as_kept_and_old_json_plans_still_load() -> None:
+    p = plan(options=(("pattern", "x"),), partition_state=pack_any(["m", "t"]))
+    assert load_plan(dump_plan(p)) == p
+    old = ('{"source": "/jobs/j.py", "source_name": "j.py", "inputs": [["/in/a", 250], ["/in/b", 50]], '
+           '"output": "/out", "steps": [{"map_only": false, "reducers": 2}, {"map_only": false, "reducers": 1}], '
+           '"split_size": 100, "options": {"pattern": "x"}, "partition_state": ["m", "t"]}')
+    assert load_plan(old) == p
     assert im.Commit("t", "t#1", (0, 2)) == im.Commit.decode(im.Commit("t", "t#1", (0, 2)).encode())
 
 
@@ -114,7 +120,7 @@ def test_embedded_jobs_keep_intermediate_data_in_local_files() -> None:
 
 def test_a_lost_map_output_runs_that_map_again_and_its_reader_is_not_charged() -> None:
     sched = Scheduler(max_attempts=3)
-    run = JobRun("j5", plan(steps=[StepPlan(map_only=False, reducers=2)]), sched)
+    run = JobRun("j5", plan(steps=(StepPlan(map_only=False, reducers=2),)), sched)
     run.start(0)
     specs = drive(run, sched, losses={"j5/s0-r0": ["j5/s0-m1", "j5/s0-m1"]})
     assert run.state == "succeeded"
@@ -128,12 +134,12 @@ def test_a_lost_map_output_runs_that_map_again_and_its_reader_is_not_charged() -
     assert r0_reads == m1_attempts
     assert set(run.superseded) == set(m1_attempts[:2])
     assert sched.tasks["j5/s0-r0"].errors == 0  # the reader was not at fault (two failures, none counted)
-    assert run.status(100)["counters"] == [["g", "n", 6]]  # 4 maps + 2 reduces: a void commit's counters drop
+    assert run.status(100).counters == (("g", "n", 6),)  # 4 maps + 2 reduces: a void commit's counters drop
 
 
 def test_two_readers_of_one_lost_output_run_it_again_once() -> None:
     sched = Scheduler()
-    run = JobRun("j6", plan(steps=[StepPlan(map_only=False, reducers=2)]), sched)
+    run = JobRun("j6", plan(steps=(StepPlan(map_only=False, reducers=2),)), sched)
     run.start(0)
     specs = drive(run, sched, losses={"j6/s0-r0": ["j6/s0-m2"], "j6/s0-r1": ["j6/s0-m2"]})
     assert run.state == "succeeded"
@@ -159,17 +165,17 @@ def test_a_lost_step_output_runs_its_reduce_again_then_the_next_steps_map() -> N
 
 def test_an_output_lost_again_and_again_fails_the_job_with_a_clear_error() -> None:
     sched = Scheduler(max_attempts=2)
-    run = JobRun("j8", plan(steps=[StepPlan(map_only=False, reducers=1)]), sched)
+    run = JobRun("j8", plan(steps=(StepPlan(map_only=False, reducers=1),)), sched)
     run.start(0)
     drive(run, sched, losses={"j8/s0-r0": ["j8/s0-m0", "j8/s0-m0"]})
     assert run.state == "failed"
-    assert run.error is not None and run.error["task"] == "j8/s0-m0"
-    assert "was lost 2 times" in run.error["error"] and "run the job again" in run.error["error"]
+    assert run.error is not None and run.error.task == "j8/s0-m0"
+    assert "was lost 2 times" in run.error.error and "run the job again" in run.error.error
 
 
 def test_a_stale_report_of_an_output_already_produced_again_changes_nothing() -> None:
     sched = Scheduler()
-    run = JobRun("j9", plan(steps=[StepPlan(map_only=False, reducers=1)]), sched)
+    run = JobRun("j9", plan(steps=(StepPlan(map_only=False, reducers=1),)), sched)
     run.start(0)
     for a in sched.offer("n1", 10, 0):
         run.spec_for(a, 0)

@@ -10,6 +10,7 @@ written ``store:/path`` stay on the store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import shutil
@@ -39,6 +40,7 @@ from dynamr.files.client import FileSystem
 from dynamr.localcluster import COORDINATOR, LocalCluster
 from dynamr.mapreduce.inline import check_output
 from dynamr.mapreduce.submit import JobClient, build_plan
+from dynamr.rpc import messages as m
 from dynamr.store.client import AsyncClient
 
 T = TypeVar("T")
@@ -91,35 +93,36 @@ class ProgressView:
                                  TimeElapsedColumn(), console=console, disable=not console.is_terminal)
         self.tasks: dict[str, TaskID] = {}
 
-    def __call__(self, status: dict[str, Any]) -> None:
+    def __call__(self, status: m.JobStatusView) -> None:
         for kind in ("maps", "reduces"):
-            if status[kind] and kind not in self.tasks:
-                self.tasks[kind] = self.progress.add_task(kind[:-1], total=status[kind])
+            total = getattr(status, kind)
+            if total and kind not in self.tasks:
+                self.tasks[kind] = self.progress.add_task(kind[:-1], total=total)
             if kind in self.tasks:
-                self.progress.update(self.tasks[kind], total=status[kind], completed=status[f"{kind}_done"],
-                                     description=f"step {status['step'] + 1}/{status['steps']} {kind[:-1]}")
+                self.progress.update(self.tasks[kind], total=total, completed=getattr(status, f"{kind}_done"),
+                                     description=f"step {status.step + 1}/{status.steps} {kind[:-1]}")
 
 
-def report(status: dict[str, Any]) -> None:
-    if status["state"] == "succeeded":
-        console.print(f"[green]job {status['name']} succeeded[/] in {status['seconds']:.2f}s: {status['maps']} "
-                      f"map and {status['reduces']} reduce task(s); output in {status['output']}", highlight=False)
-        if status["counters"]:
+def report(status: m.JobStatusView) -> None:
+    if status.state == "succeeded":
+        console.print(f"[green]job {status.name} succeeded[/] in {status.seconds:.2f}s: {status.maps} "
+                      f"map and {status.reduces} reduce task(s); output in {status.output}", highlight=False)
+        if status.counters:
             table = Table("group", "counter", "value", title="counters")
-            for group, name, value in status["counters"]:
+            for group, name, value in status.counters:
                 table.add_row(group, name, f"{value:,}")
             console.print(table)
         return
-    if status["state"] == "killed":
-        err_console.print(f"[bold red]job {status['name']} killed[/] after {status['seconds']:.1f}s: its tasks are "
+    if status.state == "killed":
+        err_console.print(f"[bold red]job {status.name} killed[/] after {status.seconds:.1f}s: its tasks are "
                           "stopped and its intermediate data deleted", highlight=False)
         return
-    error = status.get("error") or {}
-    split = error.get("input") or {}
-    where = f" on {split['path']} bytes {split['start']}-{split['end']}" if split else ""
-    err_console.print(f"[bold red]job {status['name']} {status['state']}[/]: task {error.get('task', '?')}"
-                      f"{where}, attempt {error.get('attempt', '?')} on node {error.get('node', '?')}:\n"
-                      f"{error.get('traceback') or error.get('error', '')}", highlight=False)
+    error = status.error or m.JobFailure()
+    split = error.input
+    where = f" on {split.path} bytes {split.start}-{split.end}" if split else ""
+    err_console.print(f"[bold red]job {status.name} {status.state}[/]: task {error.task or '?'}"
+                      f"{where}, attempt {error.attempt or '?'} on node {error.node or '?'}:\n"
+                      f"{error.traceback or error.error}", highlight=False)
 
 
 def _remove_output(path: Path) -> None:
@@ -138,7 +141,7 @@ def new_job_name(job_file: Path) -> str:
 async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[str, ...], output: str, *,
                   local_paths: bool, reducers: int | None, split_size: int, options: dict[str, str],
                   job_class: str | None, local_intermediate: str = "", skip_bad_records: bool = False
-                  ) -> dict[str, Any]:
+                  ) -> m.JobStatusView:
     fs = FileSystem(client)
     jobs = JobClient(client)
     await jobs.check_name(name)  # before anything is uploaded under that name
@@ -172,11 +175,11 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
     view = ProgressView()
     with view.progress:
         status = await jobs.wait(name, view)
-    if status["state"] == "succeeded" and not local_paths and not output.startswith(STORE):
+    if status.state == "succeeded" and not local_paths and not output.startswith(STORE):
         Path(output).mkdir(parents=True, exist_ok=True)
         async for path, _ in fs.walk_manifests(plan.output):
             await fs.get_file(path, Path(output) / path.rsplit("/", 1)[1])
-        status["output"] = output
+        status = dataclasses.replace(status, output=output)
     return status
 
 
@@ -215,7 +218,7 @@ def run(job_file: Path, inputs: tuple[str, ...], output: str, name: str | None, 
         status = _embedded(name, job_file, inputs, output, slots, reducers, size, options, job_class,
                            skip_bad_records)
     report(status)
-    if status["state"] != "succeeded":
+    if status.state != "succeeded":
         raise SystemExit(1)
 
 
@@ -226,7 +229,7 @@ async def _with_client(target: Target, action: Callable[[AsyncClient], Awaitable
 
 def _embedded(name: str, job_file: Path, inputs: tuple[str, ...], output: str, slots: int,
               reducers: int | None, split_size: int, options: dict[str, str], job_class: str | None,
-              skip_bad_records: bool = False) -> dict[str, Any]:
+              skip_bad_records: bool = False) -> m.JobStatusView:
     settings = StoreSettings(quorum=Quorum(n=1, r=1, w=1), fsync="never", task_slots=slots or os.cpu_count() or 1,
                              worker_heartbeat=0.1)
     with tempfile.TemporaryDirectory(prefix="dynamr-run-") as tmp:
@@ -235,7 +238,7 @@ def _embedded(name: str, job_file: Path, inputs: tuple[str, ...], output: str, s
             with console.status("starting an embedded cluster..."):
                 cluster.start()
 
-            async def go() -> dict[str, Any]:
+            async def go() -> m.JobStatusView:
                 async with AsyncClient(cluster.seeds, cluster.secret, timeout=60) as client:
                     return await _run_on(client, name, job_file, inputs, output, local_paths=True,
                                          reducers=reducers, split_size=split_size, options=options,
@@ -266,7 +269,7 @@ def create(name: str, job_file: Path, inputs: tuple[str, ...], output: str, redu
            defines: tuple[str, ...], job_class: str | None, skip_bad_records: bool, target: Target) -> None:
     """Store JOB_FILE in the cluster and create a job NAME over store inputs (run it with 'dynamr job run')."""
 
-    async def action(client: AsyncClient) -> dict[str, Any]:
+    async def action(client: AsyncClient) -> m.JobStatusView:
         plan = await build_plan(FileSystem(client), name, job_file, [i.removeprefix(STORE) for i in inputs],
                                 output.removeprefix(STORE), local=False, reducers=reducers,
                                 split_size=parse_size(split_size), options=parse_options(defines),
@@ -274,7 +277,7 @@ def create(name: str, job_file: Path, inputs: tuple[str, ...], output: str, redu
         return await JobClient(client).submit(name, plan, job_file.read_bytes(), run=False)
 
     status = _run(lambda: _with_client(target, action))
-    console.print(f"created job {status['name']}: {status['steps']} step(s); run it with 'dynamr job run {name}'",
+    console.print(f"created job {status.name}: {status.steps} step(s); run it with 'dynamr job run {name}'",
                   highlight=False)
 
 
@@ -286,7 +289,7 @@ def create(name: str, job_file: Path, inputs: tuple[str, ...], output: str, redu
 def run_named(name: str, wait: bool, target: Target) -> None:
     """Run a created job."""
 
-    async def action(client: AsyncClient) -> dict[str, Any]:
+    async def action(client: AsyncClient) -> m.JobStatusView:
         jobs = JobClient(client)
         status = await jobs.run(name)
         if not wait:
@@ -298,10 +301,10 @@ def run_named(name: str, wait: bool, target: Target) -> None:
     status = _run(lambda: _with_client(target, action))
     if wait:
         report(status)
-        if status["state"] != "succeeded":
+        if status.state != "succeeded":
             raise SystemExit(1)
     else:
-        console.print(f"job {name} is {status['state']}")
+        console.print(f"job {name} is {status.state}")
 
 
 @click.command("status")
@@ -311,27 +314,27 @@ def run_named(name: str, wait: bool, target: Target) -> None:
 def status(name: str, target: Target) -> None:
     """Show a job's state, progress, counters, and failures with tracebacks."""
     st = _run(lambda: _with_client(target, lambda c: JobClient(c).status(name)))
-    console.print(f"job {st['name']}: [bold]{st['state']}[/], step {st['step'] + 1}/{st['steps']}, maps "
-                  f"{st['maps_done']}/{st['maps']}, reduces {st['reduces_done']}/{st['reduces']}, "
-                  f"{st['seconds']:.1f}s", highlight=False)
+    console.print(f"job {st.name}: [bold]{st.state}[/], step {st.step + 1}/{st.steps}, maps "
+                  f"{st.maps_done}/{st.maps}, reduces {st.reduces_done}/{st.reduces}, "
+                  f"{st.seconds:.1f}s", highlight=False)
     table = Table("task", "attempt", "node", "result", title="attempts")
 
-    def attempt_id(attempt: dict[str, Any]) -> str:
-        return str(attempt["attempt"]).split("#")[1] + (" (backup)" if attempt.get("speculative") else "")
+    def attempt_id(attempt: m.AttemptView | m.RunningAttemptView) -> str:
+        return attempt.attempt.split("#")[1] + (" (backup)" if attempt.speculative else "")
 
-    for attempt in st["attempts"]:
-        table.add_row(attempt["task"].split("/", 1)[1], attempt_id(attempt), attempt["node"],
-                      "ok" if attempt["ok"] else f"[red]{attempt['error'][:80]}[/]")
-    for attempt in st.get("running_attempts", []):
-        table.add_row(attempt["task"].split("/", 1)[1], attempt_id(attempt), attempt["node"], "[cyan]running[/]")
-    if st["attempts"] or st.get("running_attempts"):
+    for attempt in st.attempts:
+        table.add_row(attempt.task.split("/", 1)[1], attempt_id(attempt), attempt.node,
+                      "ok" if attempt.ok else f"[red]{attempt.error[:80]}[/]")
+    for running in st.running_attempts:
+        table.add_row(running.task.split("/", 1)[1], attempt_id(running), running.node, "[cyan]running[/]")
+    if st.attempts or st.running_attempts:
         console.print(table)
-    if st.get("speculative_attempts"):
-        console.print(f"{st['speculative_attempts']} backup attempt(s) of slow tasks started", highlight=False)
-    if st.get("excluded_nodes"):
+    if st.speculative_attempts:
+        console.print(f"{st.speculative_attempts} backup attempt(s) of slow tasks started", highlight=False)
+    if st.excluded_nodes:
         console.print(f"[yellow]nodes excluded from this job after repeated failures: "
-                      f"{', '.join(st['excluded_nodes'])}[/]", highlight=False)
-    if st["state"] in ("succeeded", "failed", "killed"):
+                      f"{', '.join(st.excluded_nodes)}[/]", highlight=False)
+    if st.state in ("succeeded", "failed", "killed"):
         report(st)
 
 
@@ -342,7 +345,7 @@ def status(name: str, target: Target) -> None:
 def kill(name: str, target: Target) -> None:
     """Stop every task of job NAME (user code included) and delete its intermediate data."""
 
-    async def action(client: AsyncClient) -> dict[str, Any]:
+    async def action(client: AsyncClient) -> m.JobStatusView:
         jobs = JobClient(client)
         await jobs.kill(name)
         return await jobs.wait(name, interval=0.05)
@@ -358,6 +361,6 @@ def jobs(target: Target) -> None:
     rows = _run(lambda: _with_client(target, lambda c: JobClient(c).jobs()))
     table = Table("name", "state", "maps", "reduces", "seconds", "output")
     for row in rows:
-        table.add_row(row["name"], row["state"], f"{row['maps_done']}/{row['maps']}",
-                      f"{row['reduces_done']}/{row['reduces']}", f"{row['seconds']:.1f}", row["output"])
+        table.add_row(row.name, row.state, f"{row.maps_done}/{row.maps}",
+                      f"{row.reduces_done}/{row.reduces}", f"{row.seconds:.1f}", row.output)
     console.print(table)

@@ -16,11 +16,10 @@ runs on a background thread while user code runs on the main one):
   :func:`~dynamr.mapreduce.tasks.run_reduce`, and writes the part file (to the store's output directory,
   or to a local output directory), or, between steps, an object for the next step's maps.
 
-Stdout carries JSON lines for the worker only (user code's prints go to stderr): ``{"progress": [bytes,
-total, ticks]}`` every second while an attempt runs, then its result, ``{"ok": true, ...}`` with
-partitions, counters and record counts, or ``{"ok": false, "error": ..., "traceback": ...}`` where the
-traceback is the user's (plus ``"lost_input": {"task", "attempt"}`` when an earlier task's committed
-output could not be read); ``"retiring": true`` in a result says the process exits after it.
+Stdout carries frames for the worker only (user code's prints go to stderr), each a 4-byte length and
+msgpack: ``[0, bytes, total, ticks]`` every second while an attempt runs, then ``[1, report, retiring]``,
+the attempt's :class:`~dynamr.rpc.messages.AttemptReport` (partitions and counters, or the error, the
+user's traceback and its cause) and whether the process exits after it.
 """
 
 from __future__ import annotations
@@ -56,11 +55,13 @@ from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.shuffle import decode_run, encode_run
 from dynamr.mapreduce.splits import READERS, LocalFile, Split
 from dynamr.mapreduce.tasks import format_output, run_map, run_reduce
-from dynamr.rpc.codec import SPEC_HEADER, unpack_record
-from dynamr.rpc.messages import TaskOutput, TaskSpec
+from dynamr.rpc.codec import SPEC_HEADER, pack_frame, record_values, unpack_record
+from dynamr.rpc.messages import AttemptReport, TaskOutput, TaskSpec
 from dynamr.store.client import Client
 
 PIECE = 1 << 20
+#: the kinds of frame a task process writes on its stdout
+PROGRESS, RESULT = 0, 1
 #: seconds between progress lines
 PROGRESS_EVERY = 1.0
 
@@ -197,12 +198,14 @@ class TaskRun:
             job.partition_state = msgpack.unpackb(self.spec.partition_state, raw=False)
         return job
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> tuple[int, ...]:
+        """Run the attempt; returns the partitions a map wrote (nothing for a reduce)."""
         job = self.job = self.load_job()
         step = job.steps()[self.spec.step]
-        result = self.run_map(job, step) if self.spec.kind == "map" else self.run_reduce(job, step)
-        result["counters"] = [[group, name, value] for (group, name), value in job.counters().items()]
-        return result
+        if self.spec.kind == "map":
+            return self.run_map(job, step)
+        self.run_reduce(job, step)
+        return ()
 
     def _input_records(self, job: MRJob) -> Iterator[tuple[Any, Any]]:
         source = self.spec.input
@@ -229,7 +232,7 @@ class TaskRun:
         """Where a map attempt's partition lives when intermediate data stays on the local disk."""
         return Path(self.spec.local_intermediate) / job_name / attempt.replace("/", "_") / f"{partition}.run"
 
-    def run_map(self, job: MRJob, step: Any) -> dict[str, Any]:
+    def run_map(self, job: MRJob, step: Any) -> tuple[int, ...]:
         partitions: dict[int, Path] = {}
         local = bool(self.spec.local_intermediate) and self.spec.output is None
 
@@ -255,8 +258,8 @@ class TaskRun:
             tracker = RecordTracker(records, list(self.spec.skip_records))
             records = iter(tracker)
         try:
-            produced = run_map(job, step, records, self.spec.num_partitions, self.scratch / "spill", sink,
-                               self.spec.buffer_records)
+            run_map(job, step, records, self.spec.num_partitions, self.scratch / "spill", sink,
+                    self.spec.buffer_records)
         except Exception as exc:
             if tracker is not None and tracker.current is not None:
                 exc.dynamr_bad_record = tracker.current  # type: ignore[attr-defined]
@@ -267,15 +270,16 @@ class TaskRun:
             run_file = partitions.get(0)
             records = decode_run(_read(run_file)) if run_file is not None else iter(())
             self._write_output(job, records, self.spec.output)
-            return {"partitions": [], "records_out": produced}
+            return ()
         if local:
-            return {"partitions": sorted(partitions), "records_out": produced}
+            return tuple(sorted(partitions))
         for partition, path in sorted(partitions.items()):
             self.client.run(im.store_partition(self.fs, self.job_name, self.attempt, partition,
                                                _file_pieces(path)))
-        return {"partitions": sorted(partitions), "records_out": produced}
+        return tuple(sorted(partitions))
 
-    def run_reduce(self, job: MRJob, step: Any) -> dict[str, Any]:
+    def run_reduce(self, job: MRJob, step: Any) -> int:
+        """Run the reduce; returns how many records it wrote."""
         partition = self.spec.partition
         commits = [im.Commit(c.task_id, c.attempt, c.partitions) for c in self.spec.commits]
         map_job = self.spec.map_job
@@ -289,7 +293,7 @@ class TaskRun:
         if self.spec.output is None:
             raise ValueError(f"reduce attempt {self.attempt} has no output")
         count = self._write_output(job, run_reduce(step, runs), self.spec.output)
-        return {"records_out": count}
+        return count
 
     def _write_output(self, job: MRJob, records: Iterator[tuple[Any, Any]], output: TaskOutput) -> int:
         """Write records as the next step's object, or as a part file (local or on the store)."""
@@ -380,7 +384,7 @@ class Channel:
 
     def __init__(self) -> None:
         self._in = os.fdopen(os.dup(0), "rb")
-        self._out = os.fdopen(os.dup(1), "w", buffering=1)
+        self._out = os.fdopen(os.dup(1), "wb")
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
@@ -398,40 +402,46 @@ class Channel:
             return None
         return unpack_record(TaskSpec, payload)
 
-    def send(self, message: dict[str, Any]) -> None:
-        line = json.dumps(message) + "\n"
+    def send(self, frame: list[Any]) -> None:
+        data = pack_frame(frame)
         with self._lock:
-            self._out.write(line)
+            self._out.write(data)
             self._out.flush()
+
+    def send_progress(self, line: list[int]) -> None:
+        self.send([PROGRESS, *line])
+
+    def send_result(self, report: AttemptReport, retiring: bool) -> None:
+        self.send([RESULT, record_values(report), retiring])
 
 
 def report_progress(channel: Channel, task: TaskRun, stop: threading.Event) -> None:
     while not stop.wait(PROGRESS_EVERY):
         try:
-            channel.send({"progress": task.progress_line()})
+            channel.send_progress(task.progress_line())
         except (OSError, ValueError):
             return
 
 
-def run_one(spec: TaskSpec, session: Session, channel: Channel) -> dict[str, Any]:
+def run_one(spec: TaskSpec, session: Session, channel: Channel) -> AttemptReport:
     task = None
     stop = threading.Event()
     try:
         task = TaskRun(spec, session)
         threading.Thread(target=report_progress, args=(channel, task, stop), daemon=True).start()
-        result = task.run()
-        result["ok"] = True
-        return result
+        partitions = task.run()
+        assert task.job is not None
+        counters = tuple((group, name, value) for (group, name), value in task.job.counters().items())
+        return AttemptReport(attempt=spec.attempt, ok=True, partitions=partitions, counters=counters)
     except BaseException as exc:
-        failure = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": user_traceback(exc)}
-        if isinstance(exc, InputLostError):
-            failure["cause"] = "input_lost"
-            failure["lost_input"] = {"task": exc.task, "attempt": exc.attempt}
-        elif isinstance(exc, STORE_OUTAGES):  # dynamr's own reads or writes: not the task's fault
-            failure["cause"] = "store"
-        if getattr(exc, "dynamr_bad_record", None) is not None:
-            failure["bad_record"] = exc.dynamr_bad_record  # type: ignore[attr-defined]
-        return failure
+        lost = exc if isinstance(exc, InputLostError) else None
+        bad = getattr(exc, "dynamr_bad_record", None)
+        return AttemptReport(
+            attempt=spec.attempt, ok=False, error=f"{type(exc).__name__}: {exc}", traceback=user_traceback(exc),
+            # dynamr's own reads or writes that could not reach the store are not the task's fault
+            cause="input_lost" if lost else "store" if isinstance(exc, STORE_OUTAGES) else "",
+            lost_task=lost.task if lost else "", lost_attempt=lost.attempt if lost else "",
+            bad_record=None if bad is None else str(bad))
     finally:
         stop.set()
         if task is not None:
@@ -451,11 +461,11 @@ def main() -> int:
     ok = True
     try:
         while (spec := channel.receive()) is not None:
-            result = run_one(spec, session, channel)
+            report = run_one(spec, session, channel)
             served += 1
-            ok = bool(result["ok"])
+            ok = report.ok
             retiring = not ok or served >= spec.max_tasks or rss_bytes() > spec.max_rss
-            channel.send({**result, "retiring": retiring})
+            channel.send_result(report, retiring)
             if retiring:
                 break
     finally:

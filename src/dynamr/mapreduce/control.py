@@ -37,9 +37,9 @@ from typing import Any
 from dynamr.errors import BadRequestError
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
-from dynamr.mapreduce.jobrun import ENDED, JobRun, job_of, task_of
+from dynamr.mapreduce.jobrun import ENDED, JobRun, check_plan, job_of, task_of
 from dynamr.mapreduce.scheduler import IllegalTransition, Scheduler
-from dynamr.rpc.messages import AttemptReport, TaskSpec
+from dynamr.rpc.messages import AttemptReport, JobStatusView, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class CoordinatorCore:
                                    speculative_after=s.speculative_after)
         self.jobs: dict[str, JobCore] = {}
         #: final status of jobs finalized (in this incarnation or before)
-        self.finished: dict[str, dict[str, Any]] = {}
+        self.finished: dict[str, JobStatusView] = {}
         self.tombstones: dict[str, Tombstone] = {}
         self.nodes: dict[str, NodeView] = {}
         #: attempt -> (node, seq of the poll whose reply assigned it), until the node lists it
@@ -156,7 +156,7 @@ class CoordinatorCore:
         if ev.name in self.jobs or ev.name in self.finished:
             return [p.Refused(ev.name, f"a job named {ev.name!r} already exists; choose another name")]
         try:
-            ev.plan.check()
+            check_plan(ev.plan)
         except BadRequestError as exc:
             return [p.Refused(ev.name, str(exc))]
         run = JobRun(ev.name, ev.plan, self.scheduler, ev.locate, wall_offset=self.wall_offset)
@@ -169,8 +169,7 @@ class CoordinatorCore:
     def _on_run(self, ev: p.RunRequested, now: float) -> list[p.Instruction]:
         jc = self.jobs.get(ev.name)
         if jc is None or jc.run.state != "created":
-            state = jc.run.state if jc else self.finished.get(ev.name, {}).get("state", "unknown")
-            return [p.Refused(ev.name, f"job {ev.name!r} is already {state}")]
+            return [p.Refused(ev.name, f"job {ev.name!r} is already {self._state(ev.name)}")]
         return self._start(jc, now)
 
     def _start(self, jc: JobCore, now: float) -> list[p.Instruction]:
@@ -183,9 +182,15 @@ class CoordinatorCore:
     def _on_kill(self, ev: p.KillRequested, now: float) -> list[p.Instruction]:
         jc = self.jobs.get(ev.name)
         if jc is None or not jc.run.kill(now):
-            state = jc.run.state if jc else self.finished.get(ev.name, {}).get("state", "unknown")
-            return [p.Refused(ev.name, f"job {ev.name!r} has already {state}; there is nothing to kill")]
+            return [p.Refused(ev.name, f"job {ev.name!r} has already {self._state(ev.name)}; there is nothing to "
+                                       "kill")]
         return self._end(jc, now)
+
+    def _state(self, name: str) -> str:
+        jc = self.jobs.get(name)
+        if jc is not None:
+            return jc.run.state
+        return self.finished[name].state if name in self.finished else "unknown"
 
     def _move(self, jc: JobCore, new: str) -> None:
         if (jc.phase, new) not in PHASES:

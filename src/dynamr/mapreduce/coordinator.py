@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import re
 import shutil
@@ -36,7 +35,7 @@ from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore, CoreSettings, confined
-from dynamr.mapreduce.jobrun import JobPlan
+from dynamr.mapreduce.jobrun import JobPlan, check_plan, dump_plan, load_plan, summary_of
 from dynamr.mapreduce.jobstore import JobStore
 from dynamr.mapreduce.splits import Split, plan_splits
 from dynamr.rpc import messages as m
@@ -82,7 +81,7 @@ class Coordinator:
         self._ticker: asyncio.Task[None] | None = None
         #: the effect carried out for each kind of instruction (persisting is synchronous)
         self._effects: dict[type[Any], Callable[[Any], None]] = {
-            p.PersistJob: lambda i: self.store.add_job(i.name, i.plan.to_json(), "created", i.created),
+            p.PersistJob: lambda i: self.store.add_job(i.name, dump_plan(i.plan), "created", i.created),
             p.PersistStarted: lambda i: self.store.job_started(i.name, i.started),
             p.PersistEnded: lambda i: self.store.job_ended(i.name, i.state, i.ended, i.error),
             p.PersistFinalized: self._persist_finalized,
@@ -145,7 +144,7 @@ class Coordinator:
 
     def _persist_finalized(self, ins: p.PersistFinalized) -> None:
         self.store.job_finalized(ins.name, ins.state, ins.ended, ins.status)
-        log.info("job %s %s in %.1fs", ins.name, ins.state, ins.status.get("seconds", 0.0))
+        log.info("job %s %s in %.1fs", ins.name, ins.state, ins.status.seconds)
 
     async def _write_commit(self, ins: p.WriteCommit) -> None:
         try:
@@ -214,7 +213,7 @@ class Coordinator:
         now = time.monotonic()
         resumed = 0
         for stored in self.store.jobs():
-            plan = JobPlan.from_json(stored.plan)
+            plan = load_plan(stored.plan)
             view = p.StoredJobView(stored.name, plan, stored.state, stored.started, stored.ended, stored.error,
                                    stored.final_status,
                                    tuple((a.attempt, a.node, a.started, a.ended, a.ok, a.error)
@@ -252,7 +251,7 @@ class Coordinator:
     async def _on_ping(self, msg: m.Ping) -> m.Pong:
         return m.Pong(node_id="coordinator", epoch="")
 
-    def _status(self, name: str) -> dict[str, Any]:
+    def _status(self, name: str) -> m.JobStatusView:
         if name in self.core.finished:
             return self.core.finished[name]
         jc = self.core.jobs.get(name)
@@ -264,15 +263,18 @@ class Coordinator:
         for ins in instructions:
             if isinstance(ins, p.Refused):
                 raise BadRequestError(ins.message)
-        return m.JobStatusReply(status=json.dumps(self._status(name)))
+        return m.JobStatusReply(status=self._status(name))
 
     async def _on_submit(self, msg: m.SubmitJob) -> m.JobStatusReply:
         check_job_name(msg.name)
         if msg.name in self.core.jobs or msg.name in self.core.finished:
             raise BadRequestError(f"a job named {msg.name!r} already exists; choose another name")
         if msg.check_only:
-            return m.JobStatusReply(status=json.dumps({"name": msg.name, "state": "unknown"}))
-        plan = JobPlan.from_json(msg.plan)
+            return m.JobStatusReply(status=m.JobStatusView(name=msg.name, state="unknown"))
+        plan = msg.plan
+        if plan is None:
+            raise BadRequestError("a job submission must carry its plan")
+        check_plan(plan)
         self._check_paths(plan)
         await self._check_io(plan)
         locate = await self._locator(plan)
@@ -336,14 +338,12 @@ class Coordinator:
         return self._reply(msg.name, instructions)
 
     async def _on_status(self, msg: m.JobStatus) -> m.JobStatusReply:
-        return m.JobStatusReply(status=json.dumps(self._status(msg.name)))
+        return m.JobStatusReply(status=self._status(msg.name))
 
     async def _on_list(self, msg: m.ListJobs) -> m.ListJobsReply:
         now = time.monotonic()
         statuses = [*self.core.finished.values(), *(jc.run.status(now) for jc in self.core.jobs.values())]
-        rows = [{k: status[k] for k in ("name", "state", "maps", "maps_done", "reduces", "reduces_done", "seconds",
-                                        "output")} for status in statuses]
-        return m.ListJobsReply(jobs=json.dumps(rows))
+        return m.ListJobsReply(jobs=tuple(summary_of(status) for status in statuses))
 
     async def _on_heartbeat(self, msg: m.WorkerHeartbeat) -> m.WorkerHeartbeatReply:
         for report in msg.reports:

@@ -13,18 +13,20 @@ embedded mode, a directory on the store otherwise).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from dynamr.errors import BadRequestError
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.scheduler import Assignment, IllegalTransition, Scheduler, TaskState
 from dynamr.mapreduce.splits import Split, plan_splits
 from dynamr.rpc import messages as m
-from dynamr.rpc.codec import pack_any
-from dynamr.rpc.messages import AttemptReport
+from dynamr.rpc.codec import pack_any, pack_record, unpack_record
+from dynamr.rpc.messages import AttemptReport, JobPlan, StepPlan
+
+__all__ = ["JobPlan", "JobRun", "StepPlan", "check_plan", "dump_plan", "job_of", "load_plan", "task_of"]
 
 #: every legal move of a job's state, in one place
 JOB_TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
@@ -36,89 +38,64 @@ ENDED = frozenset({"succeeded", "failed", "killed"})
 STORE_RETRIES_PER_ATTEMPT = 5
 
 
-@dataclass
-class StepPlan:
-    map_only: bool
-    reducers: int
+def check_plan(plan: JobPlan) -> None:
+    """Validate every field of a plan; a bad plan raises :class:`BadRequestError` saying what to fix."""
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise BadRequestError(message)
+
+    for name in ("source", "source_name", "output", "input_format", "local_intermediate"):
+        need(isinstance(getattr(plan, name), str), f"job plan field {name} must be a string")
+    need(plan.input_format in ("text", "json", "whole_file"),
+         f"unknown input format {plan.input_format!r} (text, json or whole_file)")
+    need(isinstance(plan.steps, tuple) and bool(plan.steps), "the job has no steps")
+    for number, step in enumerate(plan.steps):
+        need(isinstance(step, StepPlan) and isinstance(step.map_only, bool) and type(step.reducers) is int,
+             f"step {number}: map_only must be true or false and reducers a whole number")
+        need(step.reducers >= 0, f"step {number}: the number of reducers must be 0 or more (0: map only), "
+                                 f"not {step.reducers}")
+        need(step.map_only or step.reducers > 0, f"step {number} has a reducer but 0 reduce tasks; use -r 1 or more")
+    need(isinstance(plan.inputs, tuple), "inputs must be a list of [path, size] pairs")
+    for item in plan.inputs:
+        need(isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and type(item[1]) is int
+             and item[1] >= 0, "each input must be a path and a size in bytes")
+    for name in ("split_size", "chunk_size", "buffer_records"):
+        value = getattr(plan, name)
+        need(type(value) is int and value > 0, f"{name.replace('_', ' ')} must be a positive whole number, "
+                                               f"not {value!r}")
+    need(isinstance(plan.options, tuple) and all(isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str)
+                                                 and isinstance(o[1], str) for o in plan.options),
+         "job options must map strings to strings")
+    need(isinstance(plan.partition_state, bytes), "partition state must be bytes")
+    need(plan.job_class is None or isinstance(plan.job_class, str), "job class must be a name")
+    for flag in ("local_inputs", "local_output", "skip_bad_records"):
+        need(isinstance(getattr(plan, flag), bool), f"job plan field {flag} must be true or false")
 
 
-@dataclass
-class JobPlan:
-    source: str
-    source_name: str
-    inputs: list[tuple[str, int]]
-    output: str
-    steps: list[StepPlan]
-    input_format: str = "text"
-    local_inputs: bool = False
-    local_output: bool = False
-    #: a directory shared by every task (embedded mode): intermediate data goes there as plain files
-    #: instead of the replicated store; empty: the store
-    local_intermediate: str = ""
-    split_size: int = 64 * 1024 * 1024
-    options: dict[str, str] = field(default_factory=dict)
-    partition_state: Any = None
-    job_class: str | None = None
-    chunk_size: int = 4 * 1024 * 1024
-    buffer_records: int = 1_000_000
-    #: skip mode: a map that keeps failing on one record skips it (counted) instead of failing the job
-    skip_bad_records: bool = False
+def summary_of(status: m.JobStatusView) -> m.JobSummary:
+    return m.JobSummary(name=status.name, state=status.state, maps=status.maps, maps_done=status.maps_done,
+                        reduces=status.reduces, reduces_done=status.reduces_done, seconds=status.seconds,
+                        output=status.output)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
 
-    @classmethod
-    def from_json(cls, text: str) -> JobPlan:
-        """A plan from its JSON form, every field checked (:class:`BadRequestError` says what is wrong)."""
-        try:
-            raw = json.loads(text)
-            if not isinstance(raw, dict):
-                raise TypeError("not an object")
-            steps = raw.get("steps")
-            if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
-                raise TypeError("steps must be a list of objects")
-            raw["steps"] = [StepPlan(**s) for s in steps]
-            inputs = raw.get("inputs")
-            if not isinstance(inputs, list) or not all(isinstance(i, list | tuple) and len(i) == 2 for i in inputs):
-                raise TypeError("inputs must be a list of [path, size] pairs")
-            raw["inputs"] = [tuple(i) for i in inputs]
-            plan = cls(**raw)
-        except (ValueError, TypeError) as exc:
-            raise BadRequestError(f"malformed job plan: {exc}") from exc
-        plan.check()
-        return plan
+def dump_plan(plan: JobPlan) -> bytes:
+    """A plan as the coordinator keeps it (msgpack of the record)."""
+    return pack_record(plan)
 
-    def check(self) -> None:
-        """Validate every field; a bad plan raises :class:`BadRequestError` saying what to fix."""
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise BadRequestError(message)
 
-        for name in ("source", "source_name", "output", "input_format", "local_intermediate"):
-            need(isinstance(getattr(self, name), str), f"job plan field {name} must be a string")
-        need(self.input_format in ("text", "json", "whole_file"),
-             f"unknown input format {self.input_format!r} (text, json or whole_file)")
-        need(bool(self.steps), "the job has no steps")
-        for number, step in enumerate(self.steps):
-            need(isinstance(step.map_only, bool) and type(step.reducers) is int,
-                 f"step {number}: map_only must be true or false and reducers a whole number")
-            need(step.reducers >= 0, f"step {number}: the number of reducers must be 0 or more (0: map only), "
-                                     f"not {step.reducers}")
-            need(step.map_only or step.reducers > 0, f"step {number} has a reducer but 0 reduce tasks; "
-                                                     "use -r 1 or more")
-        for item in self.inputs:
-            need(isinstance(item[0], str) and type(item[1]) is int and item[1] >= 0,
-                 "each input must be a path and a size in bytes")
-        for name in ("split_size", "chunk_size", "buffer_records"):
-            value = getattr(self, name)
-            need(type(value) is int and value > 0, f"{name.replace('_', ' ')} must be a positive whole number, "
-                                                   f"not {value!r}")
-        need(isinstance(self.options, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                                    for k, v in self.options.items()),
-             "job options must map strings to strings")
-        need(self.job_class is None or isinstance(self.job_class, str), "job class must be a name")
-        for flag in ("local_inputs", "local_output", "skip_bad_records"):
-            need(isinstance(getattr(self, flag), bool), f"job plan field {flag} must be true or false")
+def load_plan(stored: bytes | str) -> JobPlan:
+    """A kept plan, checked (also the JSON form earlier versions kept)."""
+    if isinstance(stored, str):  # written before plans were records
+        raw = json.loads(stored)
+        raw["steps"] = tuple(StepPlan(**s) for s in raw["steps"])
+        raw["inputs"] = tuple(tuple(i) for i in raw["inputs"])
+        raw["options"] = tuple(sorted(raw.get("options", {}).items()))
+        state = raw.pop("partition_state", None)
+        plan = JobPlan(**raw, partition_state=b"" if state is None else pack_any(state))
+    else:
+        plan = unpack_record(JobPlan, stored)
+    check_plan(plan)
+    return plan
 
 
 @dataclass
@@ -130,11 +107,9 @@ class TaskInfo:
     output: m.TaskOutput | None = None
     num_partitions: int = 1
 
-    def split(self) -> dict[str, Any] | None:
+    def split(self) -> m.SplitRef | None:
         """The input byte range of a map of step 0 (what a failure report shows)."""
-        if self.input is None or self.input.split is None:
-            return None
-        return asdict(self.input.split)
+        return None if self.input is None else self.input.split
 
 
 def job_of(task_or_attempt: str) -> str:
@@ -161,11 +136,12 @@ class JobRun:
         self.step = 0
         self.tasks: dict[str, TaskInfo] = {}
         self.commits: dict[str, im.Commit] = {}
-        self.error: dict[str, Any] | None = None
+        self.error: m.JobFailure | None = None
         #: task -> the counters of its latest commit (a task run again replaces them when it commits again;
         #: until then the output its readers used is the one counted)
         self._task_counters: dict[str, tuple[tuple[str, str, int], ...]] = {}
-        self.history: list[dict[str, Any]] = []  # every ended attempt: task, attempt, node, ok, seconds
+        #: every attempt that ended (monotonic times)
+        self.history: list[m.AttemptView] = []
         self.started_at = 0.0
         self.ended_at = 0.0
         #: set by the coordinator once an ended job's output is marked and its intermediate data deleted
@@ -297,8 +273,8 @@ class JobRun:
             producer = m.CommitRef(task_id=task, attempt=self.commits[task].attempt)
         return m.TaskSpec(
             job=self.name, attempt=assignment.attempt_id, kind=info.kind, step=info.step, source=plan.source,
-            source_name=plan.source_name, job_class=plan.job_class, options=tuple(sorted(plan.options.items())),
-            partition_state=b"" if plan.partition_state is None else pack_any(plan.partition_state),
+            source_name=plan.source_name, job_class=plan.job_class, options=plan.options,
+            partition_state=plan.partition_state,
             chunk_size=plan.chunk_size, buffer_records=plan.buffer_records,
             local_intermediate=plan.local_intermediate, input=info.input, output=info.output,
             num_partitions=info.num_partitions, partition=info.index if info.kind == "reduce" else 0,
@@ -332,9 +308,9 @@ class JobRun:
             info = self.tasks.get(task_id)
             self.move("failed")
             self.ended_at = now
-            self.error = {"task": task_id, "attempt": attempt, "node": self._attempt_nodes.get(attempt, ""),
-                          "error": report.error, "traceback": report.traceback,
-                          "input": info.split() if info else None}
+            self.error = m.JobFailure(task=task_id, attempt=attempt, node=self._attempt_nodes.get(attempt, ""),
+                                      error=report.error, traceback=report.traceback,
+                                      input=info.split() if info else None)
             return True
         return False
 
@@ -353,12 +329,12 @@ class JobRun:
         self.move("failed")
         self.ended_at = now
         info = self.tasks.get(task_id)
-        self.error = {"task": task_id, "attempt": report.attempt, "node": self._attempt_nodes.get(report.attempt, ""),
-                      "error": f"the store was unavailable to task {task_id} in "
-                               f"{self._store_failures[task_id]} attempts in a row; check that enough nodes are "
-                               f"up ('dynamr cluster status'), then run the job again. Last: {report.error}",
-                      "traceback": report.traceback,
-                      "input": info.split() if info else None}
+        self.error = m.JobFailure(
+            task=task_id, attempt=report.attempt, node=self._attempt_nodes.get(report.attempt, ""),
+            error=f"the store was unavailable to task {task_id} in {self._store_failures[task_id]} attempts in a "
+                  f"row; check that enough nodes are up ('dynamr cluster status'), then run the job again. "
+                  f"Last: {report.error}",
+            traceback=report.traceback, input=info.split() if info else None)
         return True
 
     def on_input_lost(self, report: AttemptReport, now: float) -> str | None:
@@ -386,12 +362,11 @@ class JobRun:
         self.move("failed")
         self.ended_at = now
         info = self.tasks[producer]
-        self.error = {"task": producer, "attempt": producer_attempt,
-                      "node": self._attempt_nodes.get(producer_attempt, ""),
-                      "error": f"the committed output of task {producer} was lost "
-                               f"{self.scheduler.max_attempts} times (every replica unreadable); check the "
-                               f"nodes' disks and logs, then run the job again. Last: {error}",
-                      "traceback": "", "input": info.split()}
+        self.error = m.JobFailure(
+            task=producer, attempt=producer_attempt, node=self._attempt_nodes.get(producer_attempt, ""),
+            error=f"the committed output of task {producer} was lost {self.scheduler.max_attempts} times (every "
+                  f"replica unreadable); check the nodes' disks and logs, then run the job again. Last: {error}",
+            input=info.split())
         return producer
 
     def _release_ready(self) -> None:
@@ -438,8 +413,8 @@ class JobRun:
             self._attempt_nodes[attempt] = node
             self._attempt_started[attempt] = started
             if ended is not None:
-                self.history.append({"task": task_of(attempt), "attempt": attempt, "node": node,
-                                     "ok": bool(ok), "started": started, "ended": ended, "error": error})
+                self.history.append(m.AttemptView(task=task_of(attempt), attempt=attempt, node=node, ok=bool(ok),
+                                                  started=started, ended=ended, error=error))
 
     def lost(self, attempt: str, error: str, now: float) -> None:
         """An attempt was written off with its node (the scheduler has re-queued its task)."""
@@ -452,8 +427,7 @@ class JobRun:
         self.move("killed")
         self.started_at = self.started_at or now
         self.ended_at = now
-        self.error = {"task": "", "attempt": "", "node": "", "error": "killed by the user", "traceback": "",
-                      "input": None}
+        self.error = m.JobFailure(error="killed by the user")
         return True
 
     def map_attempt_outputs(self) -> list[tuple[str, range]]:
@@ -466,9 +440,9 @@ class JobRun:
         return out
 
     def _record(self, task_id: str, attempt: str, ok: bool, now: float, error: str) -> None:
-        self.history.append({"task": task_id, "attempt": attempt, "node": self._attempt_nodes.get(attempt, ""),
-                             "ok": ok, "started": self._attempt_started.get(attempt, now), "ended": now,
-                             "error": error, "speculative": attempt in self._speculative})
+        self.history.append(m.AttemptView(task=task_id, attempt=attempt, node=self._attempt_nodes.get(attempt, ""),
+                                          ok=ok, started=self._attempt_started.get(attempt, now), ended=now,
+                                          error=error, speculative=attempt in self._speculative))
 
     def committed(self, record: im.Commit, now: float) -> None:
         """The commit record of a task is written (confirmed by the store): move the job forward when a
@@ -495,30 +469,32 @@ class JobRun:
 
     # --- reporting -----------------------------------------------------------------------------------
 
-    def status(self, now: float) -> dict[str, Any]:
+    def status(self, now: float) -> m.JobStatusView:
         def count(kind: str, state: TaskState | None = None) -> int:
             ids = [t for t, info in self.tasks.items() if info.kind == kind]
             if state is None:
                 return len(ids)
             return sum(1 for t in ids if t in self.scheduler.tasks and self.scheduler.tasks[t].state is state)
 
-        ended = self.state in ("succeeded", "failed", "killed")
-        return {"name": self.name, "state": "finishing" if ended and not self.finalized else self.state,
-                "step": self.step, "steps": len(self.plan.steps),
-                "maps": count("map"), "maps_done": sum(1 for t, i in self.tasks.items()
-                                                       if i.kind == "map" and t in self.commits),
-                "reduces": count("reduce"), "reduces_done": sum(1 for t, i in self.tasks.items()
-                                                                if i.kind == "reduce" and t in self.commits),
-                "running": count("map", TaskState.RUNNING) + count("reduce", TaskState.RUNNING),
-                "counters": [[g, n, v] for (g, n), v in sorted(self.counters.items())],
-                "error": self.error, "output": self.plan.output,
-                "seconds": (self.ended_at or now) - self.started_at if self.started_at else 0.0,
-                "attempts": [{**h, "started": h["started"] + self.wall_offset, "ended": h["ended"] + self.wall_offset}
-                             for h in self.history[-200:]],
-                "speculative_attempts": len(self._speculative),
-                "excluded_nodes": sorted(self.excluded_nodes),
-                "running_attempts": [{"task": t, "attempt": a, "node": n,
-                                      "started": self._attempt_started.get(a, 0.0) + self.wall_offset,
-                                      "speculative": a in self._speculative}
-                                     for t in self.tasks if t in self.scheduler.tasks
-                                     for a, n in self.scheduler.tasks[t].running.items()]}
+        wall = self.wall_offset
+        ended = self.state in ENDED
+        return m.JobStatusView(
+            name=self.name, state="finishing" if ended and not self.finalized else self.state,
+            step=self.step, steps=len(self.plan.steps), maps=count("map"),
+            maps_done=sum(1 for t, i in self.tasks.items() if i.kind == "map" and t in self.commits),
+            reduces=count("reduce"),
+            reduces_done=sum(1 for t, i in self.tasks.items() if i.kind == "reduce" and t in self.commits),
+            running=count("map", TaskState.RUNNING) + count("reduce", TaskState.RUNNING),
+            counters=tuple((g, n, v) for (g, n), v in sorted(self.counters.items())),
+            error=self.error, output=self.plan.output,
+            seconds=(self.ended_at or now) - self.started_at if self.started_at else 0.0,
+            attempts=tuple(dataclasses.replace(h, started=h.started + wall, ended=h.ended + wall)
+                           for h in self.history[-200:]),
+            speculative_attempts=len(self._speculative), excluded_nodes=tuple(sorted(self.excluded_nodes)),
+            running_attempts=tuple(
+                m.RunningAttemptView(task=t, attempt=a, node=n, started=self._attempt_started.get(a, 0.0) + wall,
+                                     speculative=a in self._speculative)
+                for t in self.tasks if t in self.scheduler.tasks for a, n in self.scheduler.tasks[t].running.items()))
+
+    def summary(self, now: float) -> m.JobSummary:
+        return summary_of(self.status(now))

@@ -3,7 +3,7 @@
 What is kept, and why it is enough (see :meth:`Coordinator.recover`):
 
 - ``jobs``: each job's plan and lifecycle (created, running, failed, killed; succeeded once finalized), its
-  error, and once it is finalized, its final status as JSON (so ``dynamr status`` still answers after a
+  error, and once it is finalized, its final status (so ``dynamr status`` still answers after a
   restart). Task progress is *not* kept here: the commit records in the replicated store are the truth, and a
   restarted coordinator re-reads them (task ids are deterministic), so a crash between writing a commit
   record and noting it here loses nothing.
@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dynamr.rpc import messages as m
+from dynamr.rpc.codec import pack_record, unpack_record
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -40,13 +43,14 @@ CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts (job);
 @dataclass
 class StoredJob:
     name: str
-    plan: str
+    #: the plan as kept (see dynamr.mapreduce.jobrun.dump_plan; text: the JSON of earlier versions)
+    plan: bytes | str
     state: str
     created: float
     started: float
     ended: float
-    error: dict[str, Any] | None
-    final_status: dict[str, Any] | None
+    error: m.JobFailure | None
+    final_status: m.JobStatusView | None
 
 
 @dataclass
@@ -85,29 +89,29 @@ class JobStore:
 
     # --- jobs ----------------------------------------------------------------------------------------
 
-    def add_job(self, name: str, plan: str, state: str, now: float) -> None:
+    def add_job(self, name: str, plan: bytes, state: str, now: float) -> None:
         self._db.execute("INSERT INTO jobs (name, plan, state, created) VALUES (?, ?, ?, ?)",
                          (name, plan, state, now))
 
     def job_started(self, name: str, now: float) -> None:
         self._db.execute("UPDATE jobs SET state = 'running', started = ? WHERE name = ?", (now, name))
 
-    def job_ended(self, name: str, state: str, ended: float, error: dict[str, Any] | None) -> None:
+    def job_ended(self, name: str, state: str, ended: float, error: m.JobFailure | None) -> None:
         """A job failed or was killed (recorded before its cleanup, so a restart finishes the cleanup)."""
         self._db.execute("UPDATE jobs SET state = ?, ended = ?, error = ? WHERE name = ?",
-                         (state, ended, json.dumps(error) if error else None, name))
+                         (state, ended, pack_record(error) if error else None, name))
 
-    def job_finalized(self, name: str, state: str, ended: float, status: dict[str, Any]) -> None:
+    def job_finalized(self, name: str, state: str, ended: float, status: m.JobStatusView) -> None:
         """A job ended and is cleaned up: keep its final status; its attempts are no longer needed."""
         self._db.execute("UPDATE jobs SET state = ?, ended = ?, final_status = ? WHERE name = ?",
-                         (state, ended, json.dumps(status), name))
+                         (state, ended, pack_record(status), name))
         self._db.execute("DELETE FROM attempts WHERE job = ?", (name,))
 
     def jobs(self) -> list[StoredJob]:
         rows = self._db.execute("SELECT name, plan, state, created, started, ended, error, final_status "
                                 "FROM jobs ORDER BY created").fetchall()
-        return [StoredJob(name, plan, state, created, started, ended, json.loads(error) if error else None,
-                          json.loads(final) if final else None)
+        return [StoredJob(name, plan, state, created, started, ended, _failure(error) if error else None,
+                          _status(final) if final else None)
                 for name, plan, state, created, started, ended, error, final in rows]
 
     # --- attempts ------------------------------------------------------------------------------------
@@ -125,3 +129,34 @@ class JobStore:
                                 "WHERE job = ? ORDER BY started", (job,)).fetchall()
         return [StoredAttempt(a, t, n, s, e, None if ok is None else bool(ok), err or "")
                 for a, t, n, s, e, ok, err in rows]
+
+
+def _failure(raw: bytes | str | dict[str, Any]) -> m.JobFailure:
+    """A kept failure (msgpack; JSON in earlier versions)."""
+    if isinstance(raw, bytes):
+        return unpack_record(m.JobFailure, raw)
+    data = json.loads(raw) if isinstance(raw, str) else raw
+    split = data.get("input")
+    return m.JobFailure(task=str(data.get("task", "")), attempt=str(data.get("attempt", "")),
+                        node=str(data.get("node", "")), error=str(data.get("error", "")),
+                        traceback=str(data.get("traceback", "")), input=m.SplitRef(**split) if split else None)
+
+
+def _status(raw: bytes | str) -> m.JobStatusView:
+    """A kept final status (msgpack; JSON in earlier versions)."""
+    if isinstance(raw, bytes):
+        return unpack_record(m.JobStatusView, raw)
+    data = json.loads(raw)
+    return m.JobStatusView(
+        name=data["name"], state=data["state"], output=data.get("output", ""), step=data.get("step", 0),
+        steps=data.get("steps", 1), maps=data.get("maps", 0), maps_done=data.get("maps_done", 0),
+        reduces=data.get("reduces", 0), reduces_done=data.get("reduces_done", 0),
+        counters=tuple((str(g), str(n), int(v)) for g, n, v in data.get("counters", ())),
+        error=_failure(data["error"]) if data.get("error") else None, seconds=float(data.get("seconds", 0.0)),
+        attempts=tuple(m.AttemptView(task=a["task"], attempt=a["attempt"], node=a.get("node", ""), ok=bool(a["ok"]),
+                                     started=float(a["started"]), ended=float(a["ended"]),
+                                     error=a.get("error", ""), speculative=bool(a.get("speculative")))
+                       for a in data.get("attempts", ())),
+        speculative_attempts=data.get("speculative_attempts", 0),
+        excluded_nodes=tuple(data.get("excluded_nodes", ())))
+

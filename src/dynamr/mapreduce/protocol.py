@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from dynamr.mapreduce.intermediate import Commit
 from dynamr.mapreduce.jobrun import JobPlan
 from dynamr.mapreduce.splits import Split
-from dynamr.rpc.messages import AttemptReport, TaskSpec
+from dynamr.rpc.messages import AttemptReport, JobFailure, JobStatusView, TaskSpec
 
 # --- events --------------------------------------------------------------------------------------
 
@@ -187,7 +186,7 @@ class PersistEnded:
     name: str
     state: str
     ended: float
-    error: dict[str, Any] | None
+    error: JobFailure | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +194,7 @@ class PersistFinalized:
     name: str
     state: str
     ended: float
-    status: dict[str, Any]
+    status: JobStatusView
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +228,7 @@ class StoredJobView:
     state: str
     started: float
     ended: float
-    error: dict[str, Any] | None
-    final_status: dict[str, Any] | None
+    error: JobFailure | None
+    final_status: JobStatusView | None
     #: (attempt, node, started, ended, ok, error) of each attempt started
     attempts: tuple[tuple[str, str, float, float | None, bool | None, str], ...] = ()

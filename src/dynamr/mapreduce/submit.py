@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import secrets
 import time
@@ -24,16 +23,18 @@ from dynamr.errors import (
     DeadlineExceededError,
     DynamrError,
     NotFoundError,
+    ProtocolError,
     UnavailableError,
 )
 from dynamr.files.client import FileSystem
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
 from dynamr.mapreduce.api import MRJob, check_formats
 from dynamr.mapreduce.inline import check_output, expand_inputs, sample_keys
-from dynamr.mapreduce.jobrun import JobPlan, StepPlan
+from dynamr.mapreduce.jobrun import JobPlan, StepPlan, check_plan
 from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.splits import READERS, LocalFile, Split, plan_splits
 from dynamr.rpc import messages as m
+from dynamr.rpc.codec import pack_any
 from dynamr.store.client import AsyncClient
 
 SAMPLE_BYTES = 256 * 1024
@@ -103,12 +104,13 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
         state = job.partition_sample(await _sample(job, fs, sized, local, split_size), plans[0].reducers or 1)
     # a path of this submission's own: a refused one (the name is taken) cannot touch another job's source
     stored = f"/_jobs/{name}/{secrets.token_hex(6)}/{job_file.name}"
-    plan = JobPlan(source=stored, source_name=str(job_file), inputs=sized, output=output, steps=plans,
+    plan = JobPlan(source=stored, source_name=str(job_file), inputs=tuple(sized), output=output, steps=tuple(plans),
                    input_format=job.INPUT_FORMAT, local_inputs=local, local_output=local,
-                   split_size=split_size, options=dict(options or {}), partition_state=state,
+                   split_size=split_size, options=tuple(sorted((options or {}).items())),
+                   partition_state=b"" if state is None else pack_any(state),
                    job_class=job_class, chunk_size=chunk_size, local_intermediate=local_intermediate,
                    skip_bad_records=skip_bad_records or job.SKIP_BAD_RECORDS)
-    plan.check()
+    check_plan(plan)
     return plan
 
 
@@ -126,49 +128,46 @@ class JobClient:
                                        "'dynamr coordinator start', or use 'dynamr cluster up')")
         return view.coordinator
 
-    async def _ask(self, msg: m.Message) -> Any:
+    async def _ask(self, msg: m.Message) -> m.JobStatusView:
         reply = await self.client.call_node(await self.coordinator(), msg)
-        if isinstance(reply, m.ListJobsReply):
-            return json.loads(reply.jobs)
-        assert isinstance(reply, m.JobStatusReply)
-        return json.loads(reply.status)
+        if not isinstance(reply, m.JobStatusReply):
+            raise ProtocolError(f"the coordinator answered {type(msg).__name__} with {type(reply).__name__}")
+        return reply.status
 
     async def check_name(self, name: str) -> None:
         """Raise :class:`BadRequestError` if the coordinator would refuse a job of this name (before anything
         is uploaded for it)."""
-        await self._ask(m.SubmitJob(name=name, plan="", run=False, check_only=True))
+        await self._ask(m.SubmitJob(name=name, run=False, check_only=True))
 
-    async def submit(self, name: str, plan: JobPlan, source: bytes, run: bool = True) -> dict[str, Any]:
+    async def submit(self, name: str, plan: JobPlan, source: bytes, run: bool = True) -> m.JobStatusView:
         """Create (and run) a job: the name is checked, the job's source stored at ``plan.source`` (a path of
         this submission's own), then the plan submitted; a refused submission's source is removed again."""
         await self.check_name(name)
         await self.fs.put_bytes(source, plan.source)
         try:
-            status: dict[str, Any] = await self._ask(m.SubmitJob(name=name, plan=plan.to_json(), run=run))
+            return await self._ask(m.SubmitJob(name=name, plan=plan, run=run))
         except BadRequestError:
             with contextlib.suppress(DynamrError):
                 await self.fs.rm(plan.source.rsplit("/", 1)[0], recursive=True)
             raise
-        return status
 
-    async def run(self, name: str) -> dict[str, Any]:
-        status: dict[str, Any] = await self._ask(m.RunJob(name=name))
-        return status
+    async def run(self, name: str) -> m.JobStatusView:
+        return await self._ask(m.RunJob(name=name))
 
-    async def kill(self, name: str) -> dict[str, Any]:
-        status: dict[str, Any] = await self._ask(m.KillJob(name=name))
-        return status
+    async def kill(self, name: str) -> m.JobStatusView:
+        return await self._ask(m.KillJob(name=name))
 
-    async def status(self, name: str) -> dict[str, Any]:
-        status: dict[str, Any] = await self._ask(m.JobStatus(name=name))
-        return status
+    async def status(self, name: str) -> m.JobStatusView:
+        return await self._ask(m.JobStatus(name=name))
 
-    async def jobs(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self._ask(m.ListJobs())
-        return rows
+    async def jobs(self) -> tuple[m.JobSummary, ...]:
+        reply = await self.client.call_node(await self.coordinator(), m.ListJobs())
+        if not isinstance(reply, m.ListJobsReply):
+            raise ProtocolError(f"the coordinator answered ListJobs with {type(reply).__name__}")
+        return reply.jobs
 
-    async def wait(self, name: str, on_status: Callable[[dict[str, Any]], None] | None = None,
-                   interval: float = 0.2, unreachable_for: float = 60.0) -> dict[str, Any]:
+    async def wait(self, name: str, on_status: Callable[[m.JobStatusView], None] | None = None,
+                   interval: float = 0.2, unreachable_for: float = 60.0) -> m.JobStatusView:
         """Follow a job until it ends. A coordinator that cannot be reached (restarting) is asked again for
         up to ``unreachable_for`` seconds before giving up."""
         unreachable_since: float | None = None
@@ -185,6 +184,6 @@ class JobClient:
             unreachable_since = None
             if on_status is not None:
                 on_status(status)
-            if status["state"] in ("succeeded", "failed", "killed"):
+            if status.state in ("succeeded", "failed", "killed"):
                 return status
             await asyncio.sleep(interval)

@@ -3,7 +3,7 @@
 The process is ``python -m dynamr.mapreduce.child`` in a session of its own (so a kill reaches everything
 user code started), with the cluster secret in its environment (never in a spec). Specs go to its stdin
 as typed records (:class:`~dynamr.rpc.messages.TaskSpec`, each a 4-byte length and msgpack); its stdout
-brings back progress lines and one result line per attempt; its stderr (where user code's prints also
+brings back progress frames and one report frame per attempt; its stderr (where user code's prints also
 land) is drained all the time into a bounded tail, the part written during the current attempt being what
 a failure report shows.
 """
@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
-from dynamr.rpc.codec import SPEC_HEADER, pack_record
-from dynamr.rpc.messages import TaskSpec
+import msgpack
+
+from dynamr.errors import ProtocolError
+from dynamr.rpc.codec import SPEC_HEADER, build_record, pack_record
+from dynamr.rpc.messages import AttemptReport, TaskSpec
+
+#: the kinds of frame a task process writes (see dynamr.mapreduce.child)
+PROGRESS, RESULT = 0, 1
 
 #: bytes of stderr kept for a failure report
 STDERR_TAIL = 4000
-#: longest line the process may write (a result with a long traceback)
-LINE_LIMIT = 16 << 20
+#: largest frame the process may write (a report with a long traceback)
+FRAME_LIMIT = 16 << 20
 
 ProgressCallback = Callable[[list[int]], None]
 
@@ -47,7 +51,7 @@ class TaskProcess:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "dynamr.mapreduce.child", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
-            limit=LINE_LIMIT)
+            limit=FRAME_LIMIT)
         return cls(proc)
 
     @property
@@ -61,8 +65,9 @@ class TaskProcess:
                 self._stderr += data
                 del self._stderr[:-STDERR_TAIL]
 
-    async def run(self, spec: TaskSpec, on_progress: ProgressCallback) -> dict[str, Any] | None:
-        """Run one attempt; its result, or None when the process ended without one (see :meth:`failure`)."""
+    async def run(self, spec: TaskSpec, on_progress: ProgressCallback) -> tuple[AttemptReport, bool] | None:
+        """Run one attempt: its report and whether the process retires after it, or None when the process
+        ended without a report (see :meth:`failure`)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._stderr.clear()
         self.job = spec.job
@@ -71,36 +76,39 @@ class TaskProcess:
             payload = pack_record(spec)
             self.proc.stdin.write(SPEC_HEADER.pack(len(payload)) + payload)
             await self.proc.stdin.drain()
-            while line := await self.proc.stdout.readline():
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(message, dict):
-                    continue
-                if "progress" in message:
-                    on_progress(message["progress"])
+            while True:
+                (size,) = SPEC_HEADER.unpack(await self.proc.stdout.readexactly(SPEC_HEADER.size))
+                if size > FRAME_LIMIT:
+                    self.kill()
+                    await self.proc.wait()
+                    return AttemptReport(attempt=spec.attempt, ok=False, error=(
+                        f"the task process sent a report of {size} bytes, over the {FRAME_LIMIT >> 20} MiB limit "
+                        "(a huge traceback or counter name?); the attempt was stopped")), True
+                frame = msgpack.unpackb(await self.proc.stdout.readexactly(size), use_list=False, raw=False)
+                if frame[0] == PROGRESS:
+                    on_progress([int(x) for x in frame[1:4]])
                     continue
                 self.idle_since = time.monotonic()
-                return message
-        except ValueError:  # a line over LINE_LIMIT: the attempt cannot be reported, so it fails now
+                return build_record(AttemptReport, frame[1]), bool(frame[2])
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the process is gone (its pipes broke)
+        except (ValueError, TypeError, IndexError, ProtocolError) as exc:
             self.kill()
             await self.proc.wait()
-            return {"ok": False, "error": f"the task process wrote a line longer than {LINE_LIMIT >> 20} MiB "
-                                          "(a huge traceback or counter name?); the attempt was stopped",
-                    "retiring": True}
-        except OSError:
-            pass  # the process is gone (its pipes broke)
+            failed = AttemptReport(attempt=spec.attempt, ok=False,
+                                   error=f"the task process sent a malformed frame ({exc}); the attempt was stopped")
+            return failed, True
         await self.proc.wait()
         return None
 
-    async def failure(self) -> dict[str, Any]:
-        """What to report for an attempt whose process ended without a result."""
+    async def failure(self, attempt: str) -> AttemptReport:
+        """What to report for an attempt whose process ended without a report."""
         await self.proc.wait()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._drain, 2.0)
-        return {"ok": False, "error": f"task process exited with code {self.proc.returncode} without a result",
-                "traceback": self._stderr.decode(errors="replace")}
+        return AttemptReport(attempt=attempt, ok=False,
+                             error=f"task process exited with code {self.proc.returncode} without a result",
+                             traceback=self._stderr.decode(errors="replace"))
 
     def kill(self) -> None:
         """SIGKILL the process's whole group (user code and anything it started)."""

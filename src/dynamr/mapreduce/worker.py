@@ -207,17 +207,23 @@ class Worker:
             self._timeouts.pop(attempt, None)
         killed = self._killed.pop(attempt, None)
         if killed is not None:
-            result = {"ok": False, "error": killed[0], "cause": killed[1]}
+            report = m.AttemptReport(attempt=attempt, ok=False, error=killed[0], cause=killed[1])
             self._let_go(proc)
             self._spawn(self._retire(proc))
         elif result is None:
-            result = await proc.failure()
+            report = await proc.failure(attempt)
             proc.kill_group()
-        elif result.get("retiring") or not proc.alive:
-            self._spawn(self._retire(proc))
         else:
-            self._keep(proc)
-        self._ended(report_of(attempt, result))
+            report, retiring = result
+            if report.attempt != attempt or report.cause not in m.REPORT_CAUSES:
+                report = m.AttemptReport(attempt=attempt, ok=False, error="the task process sent a report that is "
+                                         f"not for attempt {attempt} or names an unknown cause")
+                retiring = True
+            if retiring or not proc.alive:
+                self._spawn(self._retire(proc))
+            else:
+                self._keep(proc)
+        self._ended(report)
 
     def _ended(self, report: m.AttemptReport) -> None:
         self.state.ended(report)
@@ -250,19 +256,3 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-
-def report_of(attempt: str, result: dict[str, Any]) -> m.AttemptReport:
-    """The typed report of an attempt from its task process's result line (checked field by field)."""
-    lost = result.get("lost_input") if isinstance(result.get("lost_input"), dict) else {}
-    assert isinstance(lost, dict)
-    counters = result.get("counters") or []
-    bad = result.get("bad_record")
-    cause = str(result.get("cause", ""))
-    return m.AttemptReport(
-        attempt=attempt, ok=result.get("ok") is True,
-        partitions=tuple(int(x) for x in result.get("partitions") or ()),
-        counters=tuple((str(g), str(n), int(v)) for g, n, v in counters),
-        error=str(result.get("error", "")), traceback=str(result.get("traceback", "")),
-        cause=cause if cause in m.REPORT_CAUSES else "",
-        lost_task=str(lost.get("task", "")), lost_attempt=str(lost.get("attempt", "")),
-        bad_record=None if bad is None else str(bad))

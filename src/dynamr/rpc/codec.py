@@ -62,6 +62,12 @@ def record_values(obj: Message | Record) -> list[Any]:
     return values
 
 
+def pack_frame(value: Any) -> bytes:
+    """A value as one frame on a task process's pipe: a 4-byte big-endian length, then msgpack."""
+    payload = _pack(value)
+    return SPEC_HEADER.pack(len(payload)) + payload
+
+
 def pack_record(obj: Record) -> bytes:
     """A record on its own as msgpack bytes (what a task process gets)."""
     return _pack(record_values(obj))
@@ -72,6 +78,14 @@ def unpack_record(cls: type[R], data: bytes) -> R:
         values = msgpack.unpackb(data, use_list=False, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types for garbage
         raise ProtocolError(f"undecodable {cls.__name__}: {exc}") from exc
+    if not isinstance(values, tuple):
+        raise ProtocolError(f"a {cls.__name__} must be an array")
+    built: R = _build(cls, values)
+    return built
+
+
+def build_record(cls: type[R], values: Any) -> R:
+    """A record from its array of field values (as :func:`record_values` made it)."""
     if not isinstance(values, tuple):
         raise ProtocolError(f"a {cls.__name__} must be an array")
     built: R = _build(cls, values)

@@ -328,13 +328,51 @@ class ChunkSweepReply(Message):
 # --- MapReduce: client <-> coordinator, worker <-> coordinator ------------------------------------------
 
 
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepPlan(Record):
+    map_only: bool
+    #: reduce tasks of the step (0 for a map-only step)
+    reducers: int
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobPlan(Record):
+    """A job as the client planned it (the coordinator never runs user code; validated by
+    :func:`dynamr.mapreduce.jobrun.check_plan`)."""
+
+    #: where the job's source file is stored, and the name the user knows it by
+    source: str
+    source_name: str
+    #: (path, size) of every input file
+    inputs: tuple[tuple[str, int], ...]
+    output: str
+    steps: tuple[StepPlan, ...]
+    input_format: str = "text"
+    local_inputs: bool = False
+    local_output: bool = False
+    #: a directory of the coordinator's (embedded mode) where intermediate data goes as plain files instead
+    #: of the replicated store; empty: the store
+    local_intermediate: str = ""
+    split_size: int = 64 * 1024 * 1024
+    options: tuple[tuple[str, str], ...] = ()
+    #: the sampled partition state (range partitioning), msgpack-encoded; empty: none
+    partition_state: bytes = b""
+    job_class: str | None = None
+    chunk_size: int = 4 * 1024 * 1024
+    buffer_records: int = 1_000_000
+    #: skip mode: a map that keeps failing on one record skips it (counted) instead of failing the job
+    skip_bad_records: bool = False
+
+
 @register(40)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubmitJob(Message):
-    """Create a job under a unique name. ``plan`` is JSON (see dynamr.mapreduce.jobrun.JobPlan)."""
+    """Create a job under a unique name (with ``check_only``: only say whether the name is free)."""
 
     name: str
-    plan: str
+    plan: JobPlan | None = None
     run: bool = True
     #: only check that the name is free (before the client uploads anything)
     check_only: bool = False
@@ -352,12 +390,102 @@ class JobStatus(Message):
     name: str
 
 
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SplitRef(Record):
+    """A byte range of an input file (see dynamr.mapreduce.splits.Split)."""
+
+    index: int
+    path: str
+    start: int
+    end: int
+    file_size: int
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobFailure(Record):
+    """Why a job failed (or that it was killed): the task, attempt and node, and the user's traceback."""
+
+    task: str = ""
+    attempt: str = ""
+    node: str = ""
+    error: str = ""
+    traceback: str = ""
+    #: the input byte range of the failing task, when it read one
+    input: SplitRef | None = None
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptView(Record):
+    """An attempt that ended (times are wall-clock seconds)."""
+
+    task: str
+    attempt: str
+    node: str
+    ok: bool
+    started: float
+    ended: float
+    error: str = ""
+    speculative: bool = False
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunningAttemptView(Record):
+    task: str
+    attempt: str
+    node: str
+    started: float
+    speculative: bool = False
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStatusView(Record):
+    """A job's state as ``dynamr status`` shows it."""
+
+    name: str
+    #: created, running, finishing (ended, being cleaned up), succeeded, failed or killed
+    state: str
+    output: str = ""
+    step: int = 0
+    steps: int = 1
+    maps: int = 0
+    maps_done: int = 0
+    reduces: int = 0
+    reduces_done: int = 0
+    running: int = 0
+    counters: tuple[tuple[str, str, int], ...] = ()
+    error: JobFailure | None = None
+    seconds: float = 0.0
+    #: the latest attempts that ended (at most 200)
+    attempts: tuple[AttemptView, ...] = ()
+    speculative_attempts: int = 0
+    excluded_nodes: tuple[str, ...] = ()
+    running_attempts: tuple[RunningAttemptView, ...] = ()
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSummary(Record):
+    """A line of ``dynamr jobs``."""
+
+    name: str
+    state: str
+    maps: int
+    maps_done: int
+    reduces: int
+    reduces_done: int
+    seconds: float
+    output: str
+
+
 @register(43)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobStatusReply(Message):
-    """The job's state as JSON (see dynamr.mapreduce.jobrun.JobRun.status)."""
-
-    status: str
+    status: JobStatusView
 
 
 @register(44)
@@ -369,8 +497,7 @@ class ListJobs(Message):
 @register(45)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListJobsReply(Message):
-    #: JSON list of short job summaries
-    jobs: str
+    jobs: tuple[JobSummary, ...]
 
 
 @record
@@ -400,18 +527,6 @@ class AttemptReport(Record):
 
 #: the failure causes a report may give (see AttemptReport.cause)
 REPORT_CAUSES = frozenset({"", "store", "input_lost", "killed"})
-
-
-@record
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SplitRef(Record):
-    """A byte range of an input file (see dynamr.mapreduce.splits.Split)."""
-
-    index: int
-    path: str
-    start: int
-    end: int
-    file_size: int
 
 
 @record
