@@ -33,6 +33,15 @@ def test_failure_during_the_write_moves_to_the_next_fallback() -> None:
     assert not q.all_preferred_acked
 
 
+def test_preferred_nodes_believed_down_are_tried_when_the_others_cannot_make_w() -> None:
+    q = WriteQuorum(("a", "b"), 2, 2, {"b"})  # b was pinged before it listened; there is no fallback
+    assert q.start() == [Send("a"), Send("b")]
+    q.on_ack("a"), q.on_ack("b")
+    assert q.outcome is Outcome.SUCCEEDED
+    enough = WriteQuorum(("a", "b", "c"), 3, 2, {"c"})  # a and b make W: c is not bothered
+    assert enough.start() == [Send("a"), Send("b")] and enough.unplaced == ["c"]
+
+
 def test_write_fails_when_too_few_can_answer() -> None:
     q = WriteQuorum(("a", "b", "c"), 3, 2, set())
     q.start()

@@ -48,10 +48,11 @@ class WriteQuorum:
             send = Send(node) if node not in self.down else self._fallback_for(node)
             if send is not None:
                 sends.append(send)
-        # When every preferred node is down and no fallback exists, try the preferred ones anyway:
-        # the failure detector may simply not have noticed that they came back.
-        if not sends:
-            sends = [Send(node) for node in primaries]
+        # When the nodes believed up cannot make W (no fallback is left for the others), try the preferred
+        # nodes believed down anyway: the failure detector may simply not have noticed that they are back (a
+        # node that was still starting when it was first pinged). One that does fail is then hinted.
+        if len(sends) < self.w:
+            sends += [Send(node) for node in self.unplaced]
             self.unplaced.clear()
         for send in sends:
             self.outstanding[send.node] = send.hint_for
