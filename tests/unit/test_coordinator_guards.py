@@ -1,0 +1,67 @@
+"""What the coordinator's shell refuses before a job exists, and how a task process's pipe is guarded."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+from dynamr.errors import BadRequestError
+from dynamr.mapreduce.coordinator import Coordinator
+from dynamr.mapreduce.jobrun import JobPlan, StepPlan
+from dynamr.mapreduce.taskprocess import FRAME_LIMIT, TaskProcess
+from dynamr.rpc.messages import TaskSpec
+from dynamr.store.client import AsyncClient
+
+PLAN = JobPlan(source="/_jobs/j/abc/j.py", source_name="j.py", inputs=(("/in/a", 10),), output="/out",
+               steps=(StepPlan(map_only=False, reducers=1),))
+
+
+def coordinator(tmp_path: Path, local_jobs: bool) -> Coordinator:
+    return Coordinator(AsyncClient([("127.0.0.1", 9)], b"s" * 32), data_dir=tmp_path / "coord", local_jobs=local_jobs)
+
+
+def test_a_plan_cannot_make_the_coordinator_touch_paths_it_does_not_own(tmp_path: Path) -> None:
+    remote = coordinator(tmp_path, local_jobs=False)
+    with pytest.raises(BadRequestError, match="does not accept local input, output or intermediate paths"):
+        remote._check_paths(dataclasses.replace(PLAN, local_output=True, output="/home/someone"))
+    with pytest.raises(BadRequestError, match="does not accept local"):
+        remote._check_paths(dataclasses.replace(PLAN, local_intermediate=str(tmp_path / "coord" / "x")))
+    embedded = coordinator(tmp_path, local_jobs=True)
+    with pytest.raises(BadRequestError, match="inside the coordinator's data directory"):
+        embedded._check_paths(dataclasses.replace(PLAN, local_intermediate="/etc"))
+    with pytest.raises(BadRequestError, match="inside the coordinator's data directory"):
+        embedded._check_paths(dataclasses.replace(
+            PLAN, local_intermediate=str(tmp_path / "coord" / ".." / "elsewhere")))
+    with pytest.raises(BadRequestError, match="absolute, without"):
+        embedded._check_paths(dataclasses.replace(PLAN, local_output=True, output="/out/../../etc"))
+    with pytest.raises(BadRequestError, match="stored under /_jobs/"):
+        remote._check_paths(dataclasses.replace(PLAN, source="/etc/passwd"))
+    embedded._check_paths(dataclasses.replace(PLAN, local_intermediate=str((tmp_path / "coord" / "i").resolve()),
+                                              local_output=True, output=str(tmp_path / "out")))  # allowed
+
+
+def test_an_oversized_frame_from_a_task_process_fails_the_attempt_at_once() -> None:
+    """Before, a result line over the pipe's limit wedged the attempt until the no-progress timeout."""
+    script = ("import struct, sys, time\n"
+              "sys.stdin.buffer.read(4)\n"
+              f"sys.stdout.buffer.write(struct.pack('>I', {FRAME_LIMIT + 1})); sys.stdout.buffer.flush()\n"
+              "time.sleep(600)\n")
+
+    async def go() -> str:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                    start_new_session=True)
+        task = TaskProcess(proc)
+        spec = TaskSpec(job="j", attempt="j/s0-m0#1", kind="map", step=0, source="/_jobs/j/x/j.py",
+                        source_name="j.py")
+        result = await asyncio.wait_for(task.run(spec, lambda line: None), 60)
+        assert result is not None and not task.alive
+        report, retiring = result
+        assert not report.ok and retiring
+        return report.error
+
+    assert "over the 16 MiB limit" in asyncio.run(go())
