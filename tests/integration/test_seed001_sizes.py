@@ -18,6 +18,7 @@ WORD = re.compile(r"[a-z0-9']+")
 MB = 1_000_000
 
 
+@pytest.mark.timeout(900)  # 250 MB through two jobs: about 50 s on an idle 2-core machine, far more when loaded
 @pytest.mark.parametrize("size", [MB // 2, MB, 10 * MB, 25 * MB], ids=["0.5MB", "1MB", "10MB", "25MB"])
 def test_word_count_and_inverted_index_at_every_size(tmp_path: Path, size: int) -> None:
     files = write_sized_files(tmp_path / "in", 10, size)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
 from dynamr.mapreduce.jobrun import JobPlan, StepPlan
@@ -104,12 +106,14 @@ def test_a_refused_duplicate_submission_leaves_the_existing_job_untouched() -> N
     assert world.durable.jobs["j0"]["plan"].source == first.plan.source
 
 
+@pytest.mark.timeout(900)  # about 35 s on an idle 2-core machine
 def test_two_thousand_seeds_of_chaos_break_no_invariant() -> None:
     from tests.sim.run import main
 
     assert main(["--seeds", "0:2000", "--profile", "chaos"]) == 0
 
 
+@pytest.mark.timeout(600)
 def test_network_faults_alone_break_no_invariant() -> None:
     from tests.sim.run import main
 
