@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from dynamr.config import StoreSettings
 from dynamr.errors import BadRequestError
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
@@ -52,24 +53,38 @@ PHASES: frozenset[tuple[str, str]] = frozenset({
 })
 
 
+_DEFAULTS = StoreSettings()
+
+
 @dataclass(frozen=True, slots=True)
 class CoreSettings:
-    max_attempts: int = 4
-    #: a node silent this long is dead (its attempts are lost)
-    node_timeout: float = 5.0
-    exclude_after: int = 3
-    speculative: bool = True
-    slow_factor: float = 2.0
-    speculative_share: float = 0.1
-    speculative_after: float = 5.0
+    """The core's settings, named for what they do here; defaults and their documentation are those of
+    :class:`dynamr.config.StoreSettings` (see :meth:`from_settings`)."""
+
+    max_attempts: int = _DEFAULTS.max_attempts
+    #: a node silent this long is dead (its attempts are lost): ``worker_timeout``
+    node_timeout: float = _DEFAULTS.worker_timeout
+    exclude_after: int = _DEFAULTS.node_exclusion_failures
+    speculative: bool = _DEFAULTS.speculative_execution
+    slow_factor: float = _DEFAULTS.speculative_slow_factor
+    speculative_share: float = _DEFAULTS.speculative_share
+    speculative_after: float = _DEFAULTS.speculative_after
     #: no-progress timeout handed to workers with each task
-    task_timeout: float = 600.0
+    task_timeout: float = _DEFAULTS.task_timeout
     #: after a restart, no new assignments for this long (nodes first report what they still run)
-    recovery_grace: float = 1.5
+    recovery_grace: float = max(1.0, 3 * _DEFAULTS.worker_heartbeat)
     #: seconds before a failed commit write or cleanup is tried again
     commit_retry: float = 0.5
     #: how long a job that ended waits for its running attempts to be confirmed stopped
-    stop_timeout: float = 10.0
+    stop_timeout: float = 2 * _DEFAULTS.worker_timeout
+
+    @classmethod
+    def from_settings(cls, s: StoreSettings) -> CoreSettings:
+        return cls(max_attempts=s.max_attempts, node_timeout=s.worker_timeout, exclude_after=s.node_exclusion_failures,
+                   speculative=s.speculative_execution, slow_factor=s.speculative_slow_factor,
+                   speculative_share=s.speculative_share, speculative_after=s.speculative_after,
+                   task_timeout=s.task_timeout, recovery_grace=max(1.0, 3 * s.worker_heartbeat),
+                   stop_timeout=2 * s.worker_timeout)
 
 
 @dataclass

@@ -64,14 +64,8 @@ class Coordinator:
         self.local_jobs = local_jobs
         self.store = JobStore(data_dir)
         self.incarnation = self.store.next_incarnation()
-        self.core = CoordinatorCore(CoreSettings(
-            max_attempts=settings.max_attempts, node_timeout=settings.worker_timeout,
-            exclude_after=settings.node_exclusion_failures, speculative=settings.speculative_execution,
-            slow_factor=settings.speculative_slow_factor, speculative_share=settings.speculative_share,
-            speculative_after=settings.speculative_after, task_timeout=settings.task_timeout,
-            recovery_grace=max(1.0, 3 * settings.worker_heartbeat),
-            stop_timeout=2 * settings.worker_timeout), incarnation=self.incarnation,
-            wall_offset=time.time() - time.monotonic())
+        self.core = CoordinatorCore(CoreSettings.from_settings(settings), incarnation=self.incarnation,
+                                    wall_offset=time.time() - time.monotonic())
         self.dispatcher = Dispatcher("coordinator")
         for cls, handler in ((m.Ping, self._on_ping), (m.SubmitJob, self._on_submit), (m.RunJob, self._on_run),
                              (m.JobStatus, self._on_status), (m.ListJobs, self._on_list),
