@@ -50,7 +50,7 @@ def main() -> int:
             ok = result["output_ok"] and clean and result["error"] is None
             passed += ok
             print(f"run {run:2d}: {'ok' if ok else 'FAILED'} in {time.monotonic() - began:5.1f}s, "
-                  f"{result['restarts']} node restart(s), state {result['status']['state']}, "
+                  f"{result['restarts']} node restart(s), state {result['status'].state}, "
                   f"output {'right' if result['output_ok'] else 'WRONG'}, "
                   f"{'no key left' if clean else 'KEYS LEFT'}", flush=True)
     print(f"{passed} of {args.runs} runs passed")
