@@ -5,8 +5,9 @@ the simulator); this is its asyncio shell. Every ``interval`` seconds (and at on
 the worker polls with its free slots, the attempts it runs with their progress, and the reports not yet
 acknowledged; the reply holds new task specs, attempts to kill, and the reports handled.
 
-Task processes (:mod:`~dynamr.mapreduce.taskprocess`) are reused: once a process has run an attempt of a
-job it waits for the next attempt of the same job, up to ``reuse`` attempts (a process never serves two
+Task processes (:mod:`~dynamr.mapreduce.taskprocess`) are reused, as the pure
+:class:`~dynamr.mapreduce.taskpool.ProcessPool` decides: once a process has run an attempt of a job it
+waits for the next attempt of the same job, up to ``reuse`` attempts (a process never serves two
 jobs); a fresh spare per slot, imports done, waits for the first attempt of a new job. An attempt whose
 process reports no progress for the spec's ``progress_timeout`` is killed and reported failed. Kills named
 by the coordinator end the attempt's whole process group, and idle processes of that job with it; a process
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import time
@@ -26,6 +28,7 @@ from typing import Any
 
 from dynamr.errors import DynamrError
 from dynamr.mapreduce.jobrun import job_of
+from dynamr.mapreduce.taskpool import ProcessPool, Use
 from dynamr.mapreduce.taskprocess import TaskProcess
 from dynamr.mapreduce.workerstate import Kill, Start, WorkerState
 from dynamr.rpc import messages as m
@@ -75,12 +78,12 @@ class Worker:
         self.max_rss = max_rss
         #: attempt -> its task process, once it has one
         self.running: dict[str, TaskProcess] = {}
+        #: which process runs what (pure); the processes themselves, by key
+        self.pool = ProcessPool(self.slots, IDLE_SECONDS)
+        self._procs: dict[int, TaskProcess] = {}
+        self._next_key = itertools.count(1)
         self.progress: dict[str, AttemptProgress] = {}
         self._timeouts: dict[str, float] = {}
-        #: fresh processes, imports done, waiting for their first attempt
-        self._spares: list[TaskProcess] = []
-        #: processes that ran an attempt of their job and wait for another
-        self._idle: list[TaskProcess] = []
         #: attempts the coordinator wants killed that had no process yet
         self._doomed: set[str] = set()
         #: attempts ended here on purpose: (reason, cause)
@@ -140,42 +143,50 @@ class Worker:
                 self.kill(attempt, f"no progress for {timeout:g} s (read no input, emitted nothing, touched no "
                                    "counter): killed; call self.report_progress() in long work on one record",
                           cause="")
-        for proc in [p for p in self._idle if now - p.idle_since > IDLE_SECONDS or not p.alive]:
-            self._let_go(proc)
+        for key in self.pool.idle_or_spare():
+            if not self._procs[key].alive:
+                self.pool.gone(key)
+                self._procs.pop(key, None)
+        for go in self.pool.tick(now):
+            self._let_go(go.key)
 
     # --- task processes ------------------------------------------------------------------------------
 
-    async def _process_for(self, job: str) -> TaskProcess:
-        """An idle process of ``job``, else a warm spare (a replacement starts in the background), else a
-        new process."""
-        for proc in self._idle:
-            if proc.job == job and proc.alive:
-                self._idle.remove(proc)
-                return proc
-        while self._spares:
-            proc = self._spares.pop()
-            if proc.alive:
-                break
-        else:
-            proc = await TaskProcess.start(self.secret)
-        self._spawn(self._add_spare())
-        return proc
+    async def _process_for(self, job: str) -> tuple[int, TaskProcess]:
+        """The process the pool chooses for an attempt of ``job`` (spares asked for start in the background)."""
+        while True:
+            action, spares = self.pool.acquire(job)
+            for _ in range(spares):
+                self._spawn(self._add_spare())
+            if isinstance(action, Use):
+                proc = self._procs[action.key]
+                if proc.alive:
+                    return action.key, proc
+                self.pool.gone(action.key)
+                self._procs.pop(action.key, None)
+                continue
+            key, proc = next(self._next_key), await TaskProcess.start(self.secret)
+            self._procs[key] = proc
+            self.pool.started(key, job)
+            return key, proc
 
     async def _add_spare(self) -> None:
-        if len(self._spares) < self.slots:
-            with contextlib.suppress(OSError):
-                self._spares.append(await TaskProcess.start(self.secret))
+        try:
+            proc = await TaskProcess.start(self.secret)
+        except OSError:
+            self.pool.spare_failed()
+            return
+        key = next(self._next_key)
+        self._procs[key] = proc
+        self.pool.started(key, None)
 
-    def _keep(self, proc: TaskProcess) -> None:
-        self._idle.append(proc)
-        while len(self._idle) > self.slots:
-            self._let_go(self._idle[0])
-
-    def _let_go(self, proc: TaskProcess) -> None:
-        with contextlib.suppress(ValueError):
-            self._idle.remove(proc)
-        proc.kill()  # idle: no attempt to lose, and threads or processes user code left behind go too
-        self._spawn(proc.wait())
+    def _let_go(self, key: int) -> None:
+        """Kill an idle or spare process: no attempt to lose, and what user code left behind goes too."""
+        self.pool.gone(key)
+        proc = self._procs.pop(key, None)
+        if proc is not None:
+            proc.kill()
+            self._spawn(proc.wait())
 
     async def _retire(self, proc: TaskProcess) -> None:
         """A process that exits (or died) takes whatever user code started with it: its group is killed."""
@@ -189,7 +200,7 @@ class Worker:
         spec = dataclasses.replace(spec, seeds=tuple((str(h), int(p)) for h, p in self.seeds),
                                    scratch_dir=self.scratch_dir or "", max_tasks=self.reuse, max_rss=self.max_rss)
         try:
-            proc = await self._process_for(spec.job)
+            key, proc = await self._process_for(spec.job)
         except OSError as exc:
             self._ended(m.AttemptReport(attempt=attempt, ok=False, error=f"could not start the task process: {exc}"))
             return
@@ -206,9 +217,10 @@ class Worker:
             self.progress.pop(attempt, None)
             self._timeouts.pop(attempt, None)
         killed = self._killed.pop(attempt, None)
+        keep = False
         if killed is not None:
             report = m.AttemptReport(attempt=attempt, ok=False, error=killed[0], cause=killed[1])
-            self._let_go(proc)
+            proc.kill()
             self._spawn(self._retire(proc))
         elif result is None:
             report = await proc.failure(attempt)
@@ -219,10 +231,13 @@ class Worker:
                 report = m.AttemptReport(attempt=attempt, ok=False, error="the task process sent a report that is "
                                          f"not for attempt {attempt} or names an unknown cause")
                 retiring = True
-            if retiring or not proc.alive:
+            keep = not retiring and proc.alive
+            if not keep:
                 self._spawn(self._retire(proc))
-            else:
-                self._keep(proc)
+        if not keep:
+            self._procs.pop(key, None)
+        for go in self.pool.released(key, keep=keep, now=time.monotonic()):
+            self._let_go(go.key)
         self._ended(report)
 
     def _ended(self, report: m.AttemptReport) -> None:
@@ -232,8 +247,8 @@ class Worker:
     def kill(self, attempt: str, reason: str = "killed at the coordinator's request", cause: str = "killed") -> None:
         """SIGKILL the attempt's whole process group (user code and anything it started); idle processes
         of its job go too."""
-        for idle in [p for p in self._idle if p.job == job_of(attempt)]:
-            self._let_go(idle)
+        for go in self.pool.kill_job(job_of(attempt)):
+            self._let_go(go.key)
         proc = self.running.get(attempt)
         if proc is None:
             self._doomed.add(attempt)
@@ -244,12 +259,11 @@ class Worker:
     async def stop(self) -> None:
         for attempt in list(self.running):
             self.kill(attempt)
-        for proc in self._spares + self._idle:
+        waiting = [self._procs[key] for key in self.pool.idle_or_spare() if key in self._procs]
+        for proc in waiting:
             proc.kill()
-        for proc in self._spares + self._idle:
+        for proc in waiting:
             await proc.wait()
-        self._spares.clear()
-        self._idle.clear()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
