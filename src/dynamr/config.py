@@ -94,6 +94,9 @@ class StoreSettings:
     speculative_after: float = 5.0
     #: failed attempts of one job on one node before that node gets no more of the job's tasks
     node_exclusion_failures: int = 3
+    #: seconds after a job's cleanup when the outputs of its map attempts that never reported success are
+    #: deleted once more: a store node may still land a write sent by a task that died (a loaded machine)
+    late_write_grace: float = 30.0
     #: attempts of one job a task process runs before a fresh process replaces it (1: a process per attempt)
     task_process_reuse: int = 20
     #: a task process whose peak resident memory passed this many bytes is replaced after its attempt
@@ -122,7 +125,8 @@ class StoreSettings:
             raise ConfigError(f"fsync must be one of {', '.join(FSYNC_POLICIES)} (got {self.fsync!r})")
         for name in ("heartbeat_interval", "failure_timeout", "request_timeout", "replica_timeout",
                      "handoff_interval", "tombstone_reap_interval", "fsync_interval", "gc_interval",
-                     "worker_heartbeat", "worker_timeout", "task_timeout", "speculative_after"):
+                     "worker_heartbeat", "worker_timeout", "task_timeout", "speculative_after",
+                     "late_write_grace"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
         if self.task_slots < 0 or self.max_attempts < 1:

@@ -12,7 +12,7 @@ from dynamr.config import StoreSettings
 from dynamr.localcluster import LocalCluster
 
 FAST = dict(heartbeat_interval=0.2, failure_timeout=1.0, handoff_interval=0.2, tombstone_reap_interval=0.5,
-            replica_timeout=1.0, request_timeout=3.0, worker_heartbeat=0.1)
+            replica_timeout=1.0, request_timeout=3.0, worker_heartbeat=0.1, late_write_grace=5.0)
 
 MakeCluster = Callable[..., LocalCluster]
 

@@ -84,6 +84,17 @@ def test_a_node_restarted_faster_than_the_heartbeat_timeout_gets_its_attempts_re
     assert lines(world, "CRASH node n1")
 
 
+def test_a_write_of_a_dead_attempt_that_lands_after_its_job_is_cleaned_up_is_swept() -> None:
+    """A task process dies with its node, but a store node still lands its last write, after the job's
+    cleanup: the late sweep deletes it (the real crash-loop test left such keys on a loaded machine)."""
+    scenario = Scenario(jobs=1, nodes=2, two_steps=False, faults=Faults(node_crash=0.15),
+                        settings=CoreSettings(node_timeout=3.0, speculative=False, stop_timeout=8.0,
+                                              late_write_grace=5.0))
+    world = run(scenario, seed=183)
+    finalized = min(i for i, line in enumerate(world.trace) if "FINALIZED" in line)
+    assert any("lands" in line for line in world.trace[finalized:]), "the fault did not land late"
+
+
 def test_a_negative_reducer_count_is_refused_with_a_clear_error() -> None:
     core = CoordinatorCore()
     plan = JobPlan(source="/_jobs/j/x/job.py", source_name="job.py", inputs=(("/in/a", 10),), output="/out",

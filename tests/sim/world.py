@@ -78,7 +78,7 @@ class Scenario:
     #: scripted interventions: (time, name of a World method, args)
     script: list[tuple[float, str, tuple[Any, ...]]] = field(default_factory=list)
     settings: CoreSettings = field(default_factory=lambda: CoreSettings(
-        node_timeout=3.0, speculative_after=2.0, recovery_grace=1.0, stop_timeout=8.0))
+        node_timeout=3.0, speculative_after=2.0, recovery_grace=1.0, stop_timeout=8.0, late_write_grace=5.0))
     two_steps: bool = True
     #: one-shot faults, each armed this many times: "commit_fail" (a commit write fails before taking
     #: effect), "commit_crash" (a commit write takes effect, then the coordinator dies before it hears so),
@@ -320,6 +320,7 @@ class Durable:
             self.jobs[ins.name].update(state=ins.state, ended=ins.ended, error=ins.error)
         elif isinstance(ins, p.PersistFinalized):
             self.jobs[ins.name].update(state=ins.state, ended=ins.ended, final=ins.status)
+        elif isinstance(ins, p.PersistSwept):
             for attempt in [a for a, row in self.attempts.items() if row["job"] == ins.name]:
                 del self.attempts[attempt]
         elif isinstance(ins, p.PersistAttempt):
@@ -367,6 +368,7 @@ class SimCoordinator:
             self.core = core
             self._carry_out(instructions)
         self.core = core
+        self._carry_out(core.resume_sweeps(w.now))
         for job in self.pending_submits:
             self.submit(job)
         self.pending_submits = []
@@ -564,10 +566,14 @@ class SimNode:
         self.attempts = {}
 
     def _partial(self, attempt: str) -> None:
-        """A map attempt killed while writing its output leaves some partitions behind."""
+        """A map attempt killed while writing its output leaves some partitions behind: a store node that had
+        its request still lands the write, up to a few seconds later on a loaded machine."""
         if "-m" in attempt and self.w.rng.random() < 0.5:
-            self.w.store.data[f"out/{attempt.split('/', 1)[0]}/{attempt}/0"] = Counter({"partial": 1})
-            self.w.log(f"PARTIAL output of {attempt}")
+            def land() -> None:
+                self.w.store.data[f"out/{attempt.split('/', 1)[0]}/{attempt}/0"] = Counter({"partial": 1})
+                self.w.log(f"PARTIAL output of {attempt} lands")
+
+            self.w.at(self.w.rng.uniform(0.0, 3.0), land)
 
     def resume(self) -> None:
         if self.up and self.paused:

@@ -77,6 +77,8 @@ class CoreSettings:
     commit_retry: float = 0.5
     #: how long a job that ended waits for its running attempts to be confirmed stopped
     stop_timeout: float = 2 * _DEFAULTS.worker_timeout
+    #: after a job's cleanup, its map attempts that never reported success are swept once more this late
+    late_write_grace: float = _DEFAULTS.late_write_grace
 
     @classmethod
     def from_settings(cls, s: StoreSettings) -> CoreSettings:
@@ -84,7 +86,7 @@ class CoreSettings:
                    speculative=s.speculative_execution, slow_factor=s.speculative_slow_factor,
                    speculative_share=s.speculative_share, speculative_after=s.speculative_after,
                    task_timeout=s.task_timeout, recovery_grace=max(1.0, 3 * s.worker_heartbeat),
-                   stop_timeout=2 * s.worker_timeout)
+                   stop_timeout=2 * s.worker_timeout, late_write_grace=s.late_write_grace)
 
 
 @dataclass
@@ -145,6 +147,10 @@ class CoordinatorCore:
         self.stragglers: dict[str, str] = {}
         #: outputs of finalized jobs to delete, until the store confirms it: attempt -> (instruction, retry at)
         self.garbage: dict[str, tuple[p.DeleteOutputs, float]] = {}
+        #: finalized jobs whose late sweep is not done: job -> its attempts still to sweep
+        self.sweeps: dict[str, set[str]] = {}
+        #: sweeps of jobs finalized before a restart, started by :meth:`resume_sweeps`
+        self._restored_sweeps: list[tuple[str, list[str]]] = []
         self._handlers: dict[type[Any], Callable[[Any, float], list[p.Instruction]]] = {
             p.JobSubmitted: self._on_submitted, p.RunRequested: self._on_run, p.KillRequested: self._on_kill,
             p.WorkerPolled: self._on_poll, p.CommitWritten: self._on_commit_written,
@@ -254,7 +260,22 @@ class CoordinatorCore:
             if "-m" in task_of(attempt):
                 self.stragglers[attempt] = node
         del self.jobs[ev.job]
-        return [p.PersistFinalized(ev.job, jc.run.state, self.wall(jc.run.ended_at), status)]
+        out: list[p.Instruction] = [p.PersistFinalized(ev.job, jc.run.state, self.wall(jc.run.ended_at), status)]
+        reported = {h.attempt for h in jc.run.history if h.ok}
+        return out + self._sweep_later(ev.job, [a for a, _ in jc.run.map_attempt_outputs() if a not in reported],
+                                       now)
+
+    def _sweep_later(self, job: str, attempts: list[str], now: float) -> list[p.Instruction]:
+        """Map attempts of a finalized job that never reported success (they died, were written off or
+        killed) may have writes still in flight: their outputs are deleted once more, ``late_write_grace``
+        later. The job's attempts are kept (and a restart sweeps again) until that is confirmed."""
+        pending = {a for a in attempts if a not in self.stragglers}
+        for attempt in pending:
+            self._collect(attempt, now, at=now + self.settings.late_write_grace)
+        if not pending:
+            return [p.PersistSwept(job)]
+        self.sweeps[job] = pending
+        return []
 
     def _on_finalize_failed(self, ev: p.FinalizeFailed, now: float) -> list[p.Instruction]:
         jc = self.jobs.get(ev.job)
@@ -312,7 +333,8 @@ class CoordinatorCore:
             if view is not None:  # it restarted faster than the timeout could notice
                 out += self._node_lost(node, f"lost with node {node} (it restarted)", now)
             for attempt in [a for a, n in self.stragglers.items() if n == node]:
-                out += self._collect(attempt, now)  # a new process: the old one's attempts are gone
+                # a new process: the old one's attempts are gone (their last writes may still land)
+                out += self._collect(attempt, now, at=now + self.settings.late_write_grace)
             view = self.nodes[node] = NodeView(ev.incarnation)
             self.kills.pop(node, None)
         fresh = ev.seq > view.seq
@@ -349,7 +371,7 @@ class CoordinatorCore:
                 del jc.stopping[attempt]
             out += self._maybe_finalize(jc, now)
         for attempt in [a for a, n in self.stragglers.items() if n == node and a not in listed]:
-            out += self._collect(attempt, now)
+            out += self._collect(attempt, now, at=now + self.settings.late_write_grace)
         specs: list[TaskSpec] = []
         if now >= self.assign_after:
             for jc in self.jobs.values():
@@ -440,21 +462,35 @@ class CoordinatorCore:
             out += self._end(jc, now)
         return out
 
-    def _collect(self, attempt: str, now: float) -> list[p.Instruction]:
+    def _collect(self, attempt: str, now: float, at: float | None = None) -> list[p.Instruction]:
         """A map attempt of a job already cleaned up has ended (reported, or its node lost it): whatever it
-        wrote goes, every partition it may have started (a killed attempt reports none), until confirmed."""
+        wrote goes, every partition it may have started (a killed attempt reports none), until confirmed.
+        With ``at``, the delete waits until then (for writes still in flight)."""
         self.stragglers.pop(attempt, None)
         tomb = self.tombstones.get(job_of(attempt))
-        if tomb is None or "-m" not in task_of(attempt) or attempt in self.garbage:
+        if tomb is None or "-m" not in task_of(attempt):
             return []
         ins = p.DeleteOutputs(job_of(attempt), attempt, tuple(range(tomb.reducers)), tomb.local_intermediate,
                               confirm=True)
+        if at is not None:
+            if attempt not in self.garbage or self.garbage[attempt][1] < at:
+                self.garbage[attempt] = (ins, at)
+            return []
+        if attempt in self.garbage:
+            return []
         self.garbage[attempt] = (ins, float("inf"))  # in flight
         return [ins]
 
     def _on_outputs_deleted(self, ev: p.OutputsDeleted, now: float) -> list[p.Instruction]:
         self.garbage.pop(ev.attempt, None)
-        return []
+        pending = self.sweeps.get(ev.job)
+        if pending is None or ev.attempt not in pending:
+            return []
+        pending.discard(ev.attempt)
+        if pending:
+            return []
+        del self.sweeps[ev.job]
+        return [p.PersistSwept(ev.job)]
 
     def _on_delete_failed(self, ev: p.DeleteFailed, now: float) -> list[p.Instruction]:
         if ev.attempt in self.garbage:
@@ -495,7 +531,10 @@ class CoordinatorCore:
         if stored.final_status is not None:
             self.finished[stored.name] = stored.final_status
             self.tombstones[stored.name] = Tombstone(
-                max((s.reducers for s in stored.plan.steps), default=0), stored.plan.local_intermediate)
+                max((s.reducers for s in stored.plan.steps), default=1) or 1, stored.plan.local_intermediate)
+            unswept = [a for a, _, _, _, ok, _ in stored.attempts if not ok and "-m" in task_of(a)]
+            if stored.attempts:
+                self._restored_sweeps.append((stored.name, unswept))
             return []
         run = JobRun(stored.name, stored.plan, self.scheduler, locate, wall_offset=self.wall_offset)
         run.restore([(a, n, started - self.wall_offset, None if ended is None else ended - self.wall_offset, ok, err)
@@ -506,6 +545,14 @@ class CoordinatorCore:
         run.start(stored.started - self.wall_offset)
         self.assign_after = now + self.settings.recovery_grace
         return sorted(run.tasks)
+
+    def resume_sweeps(self, now: float) -> list[p.Instruction]:
+        """After every job is restored: the late sweeps that an earlier incarnation had not finished."""
+        out: list[p.Instruction] = []
+        for job, attempts in self._restored_sweeps:
+            out += self._sweep_later(job, attempts, now)
+        self._restored_sweeps.clear()
+        return out
 
     def replayed(self, name: str, found: dict[str, im.Commit | None], stored: p.StoredJobView,
                  now: float) -> tuple[list[str], list[p.Instruction]]:

@@ -79,6 +79,7 @@ class Coordinator:
             p.PersistStarted: lambda i: self.store.job_started(i.name, i.started),
             p.PersistEnded: lambda i: self.store.job_ended(i.name, i.state, i.ended, i.error),
             p.PersistFinalized: self._persist_finalized,
+            p.PersistSwept: lambda i: self.store.job_swept(i.name),
             p.PersistAttempt: lambda i: self.store.attempt_started(i.job, i.task, i.attempt, i.node, i.started),
             p.PersistAttemptEnded: lambda i: self.store.attempt_ended(i.attempt, i.ok, i.error, i.ended),
             p.WriteCommit: lambda i: self._spawn(self._write_commit(i)),
@@ -222,6 +223,7 @@ class Coordinator:
                 todo, instructions = self.core.replayed(stored.name, found, view, now)
             self.carry_out(instructions)
             resumed += stored.final_status is None and stored.state == "running"
+        self.carry_out(self.core.resume_sweeps(now))
         log.info("coordinator incarnation %d: %d job(s) resumed, %d finished", self.incarnation, resumed,
                  len(self.core.finished))
 

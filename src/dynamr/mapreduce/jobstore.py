@@ -102,9 +102,12 @@ class JobStore:
                          (state, ended, pack_record(error) if error else None, name))
 
     def job_finalized(self, name: str, state: str, ended: float, status: m.JobStatusView) -> None:
-        """A job ended and is cleaned up: keep its final status; its attempts are no longer needed."""
+        """A job ended and is cleaned up: keep its final status (its attempts stay until the late sweep)."""
         self._db.execute("UPDATE jobs SET state = ?, ended = ?, final_status = ? WHERE name = ?",
                          (state, ended, pack_record(status), name))
+
+    def job_swept(self, name: str) -> None:
+        """A finalized job's late sweep is done: its attempts are no longer needed."""
         self._db.execute("DELETE FROM attempts WHERE job = ?", (name,))
 
     def jobs(self) -> list[StoredJob]:

@@ -214,9 +214,18 @@ class PersistAttemptEnded:
     ended: float
 
 
+@dataclass(frozen=True, slots=True)
+class PersistSwept:
+    """A finalized job's late sweep is done: its attempts need not be kept any more."""
+
+    name: str
+
+
 Instruction = (ReplyToWorker | Refused | WriteCommit | DeleteOutputs | DeleteCommit | Finalize | PersistJob
-               | PersistStarted | PersistEnded | PersistFinalized | PersistAttempt | PersistAttemptEnded)
-PERSIST = (PersistJob, PersistStarted, PersistEnded, PersistFinalized, PersistAttempt, PersistAttemptEnded)
+               | PersistStarted | PersistEnded | PersistFinalized | PersistAttempt | PersistAttemptEnded
+               | PersistSwept)
+PERSIST = (PersistJob, PersistStarted, PersistEnded, PersistFinalized, PersistAttempt, PersistAttemptEnded,
+           PersistSwept)
 
 
 @dataclass(frozen=True, slots=True)
