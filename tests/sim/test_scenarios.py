@@ -95,6 +95,14 @@ def test_a_write_of_a_dead_attempt_that_lands_after_its_job_is_cleaned_up_is_swe
     assert any("lands" in line for line in world.trace[finalized:]), "the fault did not land late"
 
 
+def test_a_straggler_killed_after_its_job_ended_has_its_late_write_swept() -> None:
+    """A paused node's attempt outlives its job; killed when the node resumes, it reports at once, but its
+    last write lands after that report (found by the 100,000-seed soak)."""
+    from tests.sim.scenarios import chaos
+
+    run(chaos(23404), seed=23404)
+
+
 def test_a_negative_reducer_count_is_refused_with_a_clear_error() -> None:
     core = CoordinatorCore()
     plan = JobPlan(source="/_jobs/j/x/job.py", source_name="job.py", inputs=(("/in/a", 10),), output="/out",

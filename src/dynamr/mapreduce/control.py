@@ -429,8 +429,9 @@ class CoordinatorCore:
         name = job_of(report.attempt)
         self.unconfirmed.pop(report.attempt, None)
         jc = self.jobs.get(name)
-        if jc is None:
-            return self._collect(report.attempt, now)
+        if jc is None:  # a straggler of a finished job: a success means its writes are done, else they may land
+            return self._collect(report.attempt, now,
+                                 at=None if report.ok else now + self.settings.late_write_grace)
         if report.attempt in jc.reported:
             return []
         jc.reported.add(report.attempt)
