@@ -24,11 +24,11 @@ import logging
 import re
 import shutil
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from dynamr.background import Background
 from dynamr.config import StoreSettings
 from dynamr.errors import BadRequestError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
@@ -71,7 +71,7 @@ class Coordinator:
                              (m.JobStatus, self._on_status), (m.ListJobs, self._on_list),
                              (m.WorkerHeartbeat, self._on_heartbeat), (m.KillJob, self._on_kill)):
             self.dispatcher.register(cls, handler)
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background = Background("coordinator", log)
         self._ticker: asyncio.Task[None] | None = None
         #: the effect carried out for each kind of instruction (persisting is synchronous)
         self._effects: dict[type[Any], Callable[[Any], None]] = {
@@ -82,17 +82,17 @@ class Coordinator:
             p.PersistSwept: lambda i: self.store.job_swept(i.name),
             p.PersistAttempt: lambda i: self.store.attempt_started(i.job, i.task, i.attempt, i.node, i.started),
             p.PersistAttemptEnded: lambda i: self.store.attempt_ended(i.attempt, i.ok, i.error, i.ended),
-            p.WriteCommit: lambda i: self._spawn(self._write_commit(i)),
-            p.DeleteOutputs: lambda i: self._spawn(self._delete_outputs(i)),
-            p.DeleteCommit: lambda i: self._spawn(self._delete_commit(i)),
-            p.Finalize: lambda i: self._spawn(self._finalize(i)),
+            p.WriteCommit: lambda i: self._background.spawn(self._write_commit(i)),
+            p.DeleteOutputs: lambda i: self._background.spawn(self._delete_outputs(i)),
+            p.DeleteCommit: lambda i: self._background.spawn(self._delete_commit(i)),
+            p.Finalize: lambda i: self._background.spawn(self._finalize(i)),
         }
 
     def start(self) -> None:
         self._ticker = asyncio.create_task(self._tick_forever())
 
     async def stop(self) -> None:
-        tasks = [*self._background, *([self._ticker] if self._ticker else [])]
+        tasks = [*self._background.tasks, *([self._ticker] if self._ticker else [])]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -114,18 +114,6 @@ class Coordinator:
             effect = self._effects.get(type(ins))
             if effect is not None:
                 effect(ins)
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.error("coordinator background task failed: %s",
-                      "".join(traceback.format_exception(exc)) if exc else "?")
 
     async def _tick_forever(self) -> None:
         while True:

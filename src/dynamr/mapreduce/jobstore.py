@@ -134,11 +134,14 @@ class JobStore:
                 for a, t, n, s, e, ok, err in rows]
 
 
-def _failure(raw: bytes | str | dict[str, Any]) -> m.JobFailure:
+def _failure(raw: bytes | str) -> m.JobFailure:
     """A kept failure (msgpack; JSON in earlier versions)."""
     if isinstance(raw, bytes):
         return unpack_record(m.JobFailure, raw)
-    data = json.loads(raw) if isinstance(raw, str) else raw
+    return _failure_from_json(json.loads(raw))
+
+
+def _failure_from_json(data: Any) -> m.JobFailure:
     split = data.get("input")
     return m.JobFailure(task=str(data.get("task", "")), attempt=str(data.get("attempt", "")),
                         node=str(data.get("node", "")), error=str(data.get("error", "")),
@@ -155,7 +158,7 @@ def _status(raw: bytes | str) -> m.JobStatusView:
         steps=data.get("steps", 1), maps=data.get("maps", 0), maps_done=data.get("maps_done", 0),
         reduces=data.get("reduces", 0), reduces_done=data.get("reduces_done", 0),
         counters=tuple((str(g), str(n), int(v)) for g, n, v in data.get("counters", ())),
-        error=_failure(data["error"]) if data.get("error") else None, seconds=float(data.get("seconds", 0.0)),
+        error=_failure_from_json(data["error"]) if data.get("error") else None, seconds=float(data.get("seconds", 0.0)),
         attempts=tuple(m.AttemptView(task=a["task"], attempt=a["attempt"], node=a.get("node", ""), ok=bool(a["ok"]),
                                      started=float(a["started"]), ended=float(a["ended"]),
                                      error=a.get("error", ""), speculative=bool(a.get("speculative")))

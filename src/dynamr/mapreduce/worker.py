@@ -23,9 +23,8 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Coroutine
-from typing import Any
 
+from dynamr.background import Background
 from dynamr.errors import DynamrError
 from dynamr.mapreduce.jobrun import job_of
 from dynamr.mapreduce.taskpool import ProcessPool, Use
@@ -89,7 +88,7 @@ class Worker:
         #: attempts ended here on purpose: (reason, cause)
         self._killed: dict[str, tuple[str, str]] = {}
         self._wakeup = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background(f"worker {node_id}", log)
 
     async def run(self) -> None:
         """Poll forever; an unexpected error is logged with its traceback and polling goes on."""
@@ -121,17 +120,7 @@ class Worker:
             if isinstance(action, Kill):
                 self.kill(action.attempt)
             elif isinstance(action, Start):
-                self._spawn(self._run_attempt(action.spec))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("worker %s: a background task failed", self.node_id, exc_info=task.exception())
+                self._background.spawn(self._run_attempt(action.spec))
 
     def _housekeeping(self) -> None:
         """Kill attempts that stopped making progress; let long-idle processes go."""
@@ -157,7 +146,7 @@ class Worker:
         while True:
             action, spares = self.pool.acquire(job)
             for _ in range(spares):
-                self._spawn(self._add_spare())
+                self._background.spawn(self._add_spare())
             if isinstance(action, Use):
                 proc = self._procs[action.key]
                 if proc.alive:
@@ -186,7 +175,7 @@ class Worker:
         proc = self._procs.pop(key, None)
         if proc is not None:
             proc.kill()
-            self._spawn(proc.wait())
+            self._background.spawn(proc.wait())
 
     async def _retire(self, proc: TaskProcess) -> None:
         """A process that exits (or died) takes whatever user code started with it: its group is killed."""
@@ -221,7 +210,7 @@ class Worker:
         if killed is not None:
             report = m.AttemptReport(attempt=attempt, ok=False, error=killed[0], cause=killed[1])
             proc.kill()
-            self._spawn(self._retire(proc))
+            self._background.spawn(self._retire(proc))
         elif result is None:
             report = await proc.failure(attempt)
             proc.kill_group()
@@ -233,7 +222,7 @@ class Worker:
                 retiring = True
             keep = not retiring and proc.alive
             if not keep:
-                self._spawn(self._retire(proc))
+                self._background.spawn(self._retire(proc))
         if not keep:
             self._procs.pop(key, None)
         for go in self.pool.released(key, keep=keep, now=time.monotonic()):
@@ -264,9 +253,9 @@ class Worker:
             proc.kill()
         for proc in waiting:
             await proc.wait()
-        for task in list(self._tasks):
+        for task in list(self._background.tasks):
             task.cancel()
-        for task in list(self._tasks):
+        for task in list(self._background.tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
