@@ -1,0 +1,255 @@
+"""The store's messages: liveness and cluster information, key-value operations, replica-level operations
+and chunks.
+
+Store messages come in two groups: the client-facing ones (``Get``, ``Put``, ``Delete``, ``ClusterInfo``,
+``NodeStatus``), which any node coordinates, and the replica-level ones a coordinator sends to the nodes
+holding a key (``ReplicaRead``, ``ReplicaWrite``, ``ReplicaPurge``). Replica states travel as opaque bytes
+(an encoded sibling set, see :mod:`dynamr.store.versions`), so this module stays free of store logic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dynamr.rpc.messages.base import Message, register
+
+# --- liveness and cluster information -----------------------------------------------------------
+
+
+@register(1)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping(Message):
+    sender: str = ""
+
+
+@register(2)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pong(Message):
+    node_id: str
+    epoch: str
+
+
+@register(3)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterInfo(Message):
+    pass
+
+
+@register(4)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterInfoReply(Message):
+    #: (node_id, host, port) of every member
+    nodes: tuple[tuple[str, str, int], ...]
+    n: int
+    r: int
+    w: int
+    vnodes: int
+    #: ids of the members the answering node currently believes down
+    down: tuple[str, ...]
+    max_key_bytes: int
+    max_value_bytes: int
+    #: "host:port" of the MapReduce coordinator, empty when there is none
+    coordinator: str = ""
+
+
+@register(5)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStatus(Message):
+    pass
+
+
+@register(6)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStatusReply(Message):
+    node_id: str
+    epoch: str
+    keys: int
+    hints: int
+    tombstones: int
+    up: tuple[str, ...]
+    down: tuple[str, ...]
+    chunks: int = 0
+
+
+@register(7)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ack(Message):
+    pass
+
+
+# --- client-facing key-value operations ----------------------------------------------------------
+# A zero quorum field or timeout means "the cluster default".
+
+
+@register(10)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Get(Message):
+    key: bytes
+    n: int = 0
+    r: int = 0
+    timeout: float = 0.0
+
+
+@register(11)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetReply(Message):
+    #: live sibling values (empty when the key is absent or deleted)
+    values: tuple[bytes, ...]
+    #: causal context to pass back with the next write of this key
+    context: bytes
+
+
+@register(12)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Put(Message):
+    key: bytes
+    value: bytes
+    context: bytes = b""
+    n: int = 0
+    w: int = 0
+    timeout: float = 0.0
+
+
+@register(13)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delete(Message):
+    key: bytes
+    context: bytes = b""
+    n: int = 0
+    w: int = 0
+    timeout: float = 0.0
+
+
+@register(14)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutReply(Message):
+    #: causal context of the version just written
+    context: bytes
+
+
+# --- replica-level operations, sent by a coordinating node ----------------------------------------
+
+
+@register(20)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaRead(Message):
+    key: bytes
+
+
+@register(21)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaState(Message):
+    #: encoded sibling set, empty bytes when the replica has nothing for the key
+    state: bytes
+
+
+@register(22)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaWrite(Message):
+    key: bytes
+    state: bytes
+    #: id of the node this write is really meant for, when the receiver only keeps it as a hint
+    hint_for: str = ""
+
+
+@register(23)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaPurge(Message):
+    """Remove ``key`` if its local state is exactly the tombstone-only ``state`` given."""
+
+    key: bytes
+    state: bytes
+
+
+@register(24)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaPurgeReply(Message):
+    purged: bool
+
+
+@register(25)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListKeys(Message):
+    """Live keys (not only deleted) that this node's own replica holds under ``prefix``, at most ``limit``."""
+
+    prefix: bytes
+    limit: int = 10000
+
+
+@register(26)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListKeysReply(Message):
+    keys: tuple[bytes, ...]
+    #: True when there were more than ``limit``
+    truncated: bool = False
+
+
+# --- chunks: immutable, content-addressed blobs (see dynamr.store.chunks) ------------------------------
+
+
+@register(30)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkPut(Message):
+    """Client-facing: store a chunk on its replicas (the receiving node coordinates)."""
+
+    chunk_id: bytes
+    data: bytes
+    n: int = 0
+    w: int = 0
+    timeout: float = 0.0
+
+
+@register(31)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkStore(Message):
+    """Replica-level: keep this chunk (as a hint for ``hint_for`` when set)."""
+
+    chunk_id: bytes
+    data: bytes
+    hint_for: str = ""
+
+
+@register(32)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkRead(Message):
+    """Replica-level: bytes [offset, offset+length) of a chunk (length -1: to the end), verified first."""
+
+    chunk_id: bytes
+    offset: int = 0
+    length: int = -1
+
+
+@register(33)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkData(Message):
+    data: bytes
+    #: size of the whole chunk
+    size: int
+
+
+@register(34)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkHas(Message):
+    chunk_ids: tuple[bytes, ...]
+
+
+@register(35)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkHasReply(Message):
+    chunk_ids: tuple[bytes, ...]
+
+
+@register(36)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkSweep(Message):
+    """Delete local chunks not in ``keep`` that were stored more than ``older_than`` seconds ago."""
+
+    keep: tuple[bytes, ...]
+    older_than: float
+
+
+@register(37)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkSweepReply(Message):
+    deleted: int
+    kept: int
