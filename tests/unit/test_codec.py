@@ -52,10 +52,43 @@ async def test_message_over_the_total_limit_is_rejected() -> None:
 
 @pytest.mark.parametrize("payload", [
     b"\xc1garbage", msgpack.packb(5), msgpack.packb([0, 1, 9999]), msgpack.packb([0, "x", 1]),
-    msgpack.packb([0, 1, m.Put.TAG, b"k"]),  # missing required field
-    msgpack.packb([0, 1, m.Ping.TAG, "a", "b", "c"]),  # too many fields
     msgpack.packb([7, 1, 1]),
+    msgpack.packb([0, 1, {"unhashable": 1}]),  # a tag that is not even hashable
+    msgpack.packb([0, 1, [1, 2]]),
 ])
 def test_malformed_envelopes_raise_protocol_error(payload: bytes) -> None:
     with pytest.raises(ProtocolError):
         codec.decode_envelope(payload)
+
+
+@pytest.mark.parametrize(("fields", "complaint"), [
+    ([b"k"], "missing"),  # a required field absent
+    ([b"k", 5], "Put.value must be bytes, not int"),  # a value that is not bytes never reaches storage
+    ([b"k", "text"], "Put.value must be bytes, not str"),
+    ([b"k", b"v", b"", True], "Put.n must be an integer, not bool"),
+    ([b"k", b"v", b"", 3, 2, "soon"], "Put.timeout must be a number"),
+    ([b"k", b"v", b"", 3, 2, 1.0, "extra"], "fields"),
+])
+def test_fields_of_the_wrong_type_give_an_error_envelope_not_a_message(fields: list[object],
+                                                                        complaint: str) -> None:
+    env = codec.decode_envelope(msgpack.packb([codec.REQUEST, 9, m.Put.TAG, *fields]))
+    assert env.message is None and env.request_id == 9
+    assert env.error_code == ProtocolError.code and complaint in env.error_message
+
+
+def test_nested_records_and_typed_tuples_are_checked_to_the_leaves() -> None:
+    good = m.ListKeysReply(keys=(b"a", b"b"))
+    assert codec.decode_envelope(codec.encode_message(codec.REPLY, 1, good)).message == good
+    bad = codec.decode_envelope(msgpack.packb([codec.REPLY, 1, m.ListKeysReply.TAG, [b"a", 7]]))
+    assert bad.message is None and "ListKeysReply.keys must be bytes, not int" in bad.error_message
+    spec = m.TaskSpec(job="j", attempt="a", kind="map", step=0, source="s", source_name="s.py")
+    values = codec.record_values(spec)
+    values[m.TaskSpec.FIELDS.index("job")] = 12
+    with pytest.raises(ProtocolError, match=r"TaskSpec\.job must be a string"):
+        codec.build_record(m.TaskSpec, tuple(values))
+
+
+def test_an_integer_is_accepted_where_a_number_is_declared() -> None:
+    env = codec.decode_envelope(msgpack.packb([codec.REQUEST, 1, m.Put.TAG, b"k", b"v", b"", 3, 2, 5]))
+    assert env.message == m.Put(key=b"k", value=b"v", n=3, w=2, timeout=5.0)
+    assert isinstance(env.message.timeout, float)

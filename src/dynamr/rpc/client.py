@@ -96,9 +96,8 @@ class Connection:
         finally:
             timer.cancel()
             self._pending.pop(request_id, None)
-        if envelope.kind == codec.ERROR:
+        if envelope.message is None:  # an error reply, or a reply whose fields failed their checks
             raise error_from_code(envelope.error_code, envelope.error_message)
-        assert envelope.message is not None
         return envelope.message
 
     def _expire(self, request_id: int, name: str, timeout: float) -> None:

@@ -7,7 +7,9 @@ until a frame without ``MORE``. The total is bounded by ``max_message_bytes`` be
 
 The reassembled payload is a msgpack array, the envelope: ``[kind, request_id, tag, *fields]`` for requests
 and replies, ``[ERROR, request_id, code, message]`` for error replies. Decoding uses ``use_list=False``
-(tuples are faster) and never runs code.
+(tuples are faster) and never runs code. Every field is checked against its declared type before a
+message exists (:mod:`dynamr.rpc.messages.checks`); a request or reply with a bad field decodes to an
+envelope without a message but with the error, so only that call fails, not the connection.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import msgpack
 
 from dynamr.errors import FrameTooLargeError, ProtocolError
 from dynamr.rpc.messages import MESSAGE_TYPES, Message, Record
+from dynamr.rpc.messages.base import build
+from dynamr.rpc.messages.checks import FieldError
 
 R = TypeVar("R", bound=Record)
 
@@ -93,28 +97,11 @@ def build_record(cls: type[R], values: Any) -> R:
 
 
 def _build(cls: type[Any], values: tuple[Any, ...]) -> Any:
-    """An instance of a message or record class from its field values (nested records decoded too)."""
-    if len(values) > len(cls.FIELDS):
-        raise ProtocolError(f"{cls.__name__} has {len(cls.FIELDS)} fields, got {len(values)}")
-    fields = dict(zip(cls.FIELDS, values, strict=False))
-    for name, (inner, many) in cls.NESTED.items():
-        if name not in fields:
-            continue
-        value = fields[name]
-        if value is None:
-            continue
-        if many:
-            if not isinstance(value, tuple) or not all(isinstance(v, tuple) for v in value):
-                raise ProtocolError(f"{cls.__name__}.{name} must be an array of {inner.__name__} records")
-            fields[name] = tuple(_build(inner, v) for v in value)
-        else:
-            if not isinstance(value, tuple):
-                raise ProtocolError(f"{cls.__name__}.{name} must be a {inner.__name__} record")
-            fields[name] = _build(inner, value)
+    """An instance of a message or record class from its field values, each checked against its type."""
     try:
-        return cls(**fields)
-    except TypeError as exc:
-        raise ProtocolError(f"malformed {cls.__name__}: {exc}") from exc
+        return build(cls, values)
+    except FieldError as exc:
+        raise ProtocolError(f"malformed message: {exc}") from None
 
 
 def encode_message(kind: int, request_id: int, msg: Message) -> bytes:
@@ -142,10 +129,14 @@ def decode_envelope(payload: bytes) -> Envelope:
         return Envelope(kind, request_id, error_code=items[2], error_message=items[3])
     if kind not in (REQUEST, REPLY):
         raise ProtocolError(f"unknown envelope kind {kind!r}")
-    cls = MESSAGE_TYPES.get(items[2])
+    cls = MESSAGE_TYPES.get(items[2]) if type(items[2]) is int else None
     if cls is None:
         raise ProtocolError(f"unknown message tag {items[2]!r}")
-    msg: Message = _build(cls, items[3:])
+    try:
+        msg: Message = build(cls, items[3:])
+    except FieldError as exc:
+        # the envelope is sound, so the peer gets an error reply for this request and the stream goes on
+        return Envelope(kind, request_id, error_code=ProtocolError.code, error_message=f"malformed message: {exc}")
     return Envelope(kind, request_id, message=msg)
 
 

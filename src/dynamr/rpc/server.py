@@ -23,6 +23,8 @@ from dynamr.rpc.messages import Message
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Awaitable[Message]]
+#: requests one connection may have in progress; past it, the server reads no more until one is answered
+MAX_INFLIGHT = 256
 
 
 class Dispatcher:
@@ -114,11 +116,18 @@ class RpcServer:
             while True:
                 payload = await codec.read_payload(reader, self._frame_bytes, self._max_message_bytes)
                 envelope = codec.decode_envelope(payload)
-                if envelope.kind != codec.REQUEST or envelope.message is None:
+                if envelope.kind != codec.REQUEST:
                     raise ProtocolError("a client may only send requests")
+                if envelope.message is None:  # a field of the wrong type: refused before any handler runs
+                    writer.writelines(codec.frame(codec.encode_error(
+                        envelope.request_id, envelope.error_code, envelope.error_message), self._frame_bytes))
+                    await writer.drain()
+                    continue
                 job = asyncio.create_task(self._answer(envelope.request_id, envelope.message, writer))
                 inflight.add(job)
                 job.add_done_callback(inflight.discard)
+                if len(inflight) >= MAX_INFLIGHT:  # a peer that sends faster than it reads waits for its replies
+                    await asyncio.wait(list(inflight), return_when=asyncio.FIRST_COMPLETED)
         finally:
             for job in inflight:
                 job.cancel()

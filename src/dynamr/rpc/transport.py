@@ -55,8 +55,10 @@ class LocalTransport(Transport):
         dispatcher = self._peers.get(address)
         if dispatcher is None or address in self._down:
             raise UnavailableError(f"could not connect to {address[0]}:{address[1]}")
-        request = codec.decode_envelope(codec.encode_message(codec.REQUEST, 1, msg)).message
-        assert request is not None
+        envelope = codec.decode_envelope(codec.encode_message(codec.REQUEST, 1, msg))
+        request = envelope.message
+        if request is None:
+            raise error_from_code(envelope.error_code, envelope.error_message)
         try:
             reply = await asyncio.wait_for(dispatcher.dispatch(request), timeout)
         except TimeoutError as exc:
@@ -66,6 +68,7 @@ class LocalTransport(Transport):
             raise error_from_code(code, text) from exc
         if address in self._down:
             raise UnavailableError(f"connection to {address[0]}:{address[1]} closed")
-        decoded = codec.decode_envelope(codec.encode_message(codec.REPLY, 1, reply)).message
-        assert decoded is not None
-        return decoded
+        answer = codec.decode_envelope(codec.encode_message(codec.REPLY, 1, reply))
+        if answer.message is None:
+            raise error_from_code(answer.error_code, answer.error_message)
+        return answer.message

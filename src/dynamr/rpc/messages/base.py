@@ -6,7 +6,9 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from dynamr.rpc.messages.checks import Check, FieldError, checker
 
 M = TypeVar("M", bound="Message")
 
@@ -18,6 +20,8 @@ class Record:
     FIELDS: ClassVar[tuple[str, ...]] = ()
     #: field name -> (record class, whether the field is a tuple of them), for records nested in this one
     NESTED: ClassVar[dict[str, tuple[type[Record], bool]]] = {}
+    #: one checker per field, in field order (see :mod:`dynamr.rpc.messages.checks`)
+    CHECKS: ClassVar[tuple[Check, ...]] = ()
 
 
 class Message:
@@ -26,6 +30,7 @@ class Message:
     TAG: ClassVar[int] = -1
     FIELDS: ClassVar[tuple[str, ...]] = ()
     NESTED: ClassVar[dict[str, tuple[type[Record], bool]]] = {}
+    CHECKS: ClassVar[tuple[Check, ...]] = ()
 
 
 MESSAGE_TYPES: dict[int, type[Message]] = {}
@@ -50,10 +55,39 @@ def _nested(cls: type) -> dict[str, tuple[type[Record], bool]]:
     return out
 
 
+def _is_record(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, Record)
+
+
+def build(cls: type[Any], values: tuple[Any, ...]) -> Any:
+    """An instance of a message or record class from its decoded field values, every field checked against
+    its declared type (nested records built too). Raises :class:`FieldError` naming the field."""
+    fields = cls.FIELDS
+    if len(values) > len(fields):
+        raise FieldError(f"{cls.__name__} has {len(fields)} fields, got {len(values)}")
+    checks = cls.CHECKS
+    kwargs = {}
+    for i, value in enumerate(values):
+        try:
+            kwargs[fields[i]] = checks[i](value)
+        except FieldError as exc:
+            raise FieldError(f"{cls.__name__}.{fields[i]} {exc}") from None
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise FieldError(f"malformed {cls.__name__}: {exc}") from None
+
+
+def _setup(cls: type[Any]) -> None:
+    cls.FIELDS = tuple(f.name for f in dataclasses.fields(cls))
+    cls.NESTED = _nested(cls)
+    hints = typing.get_type_hints(cls)
+    cls.CHECKS = tuple(checker(hints[name], _is_record, build) for name in cls.FIELDS)
+
+
 def record(cls: type[R]) -> type[R]:
     """Class decorator (outside ``@dataclass``): make a dataclass a :class:`Record`."""
-    cls.FIELDS = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-    cls.NESTED = _nested(cls)
+    _setup(cls)
     return cls
 
 
@@ -64,8 +98,7 @@ def register(tag: int) -> Callable[[type[M]], type[M]]:
         if tag in MESSAGE_TYPES:
             raise ValueError(f"message tag {tag} used twice ({MESSAGE_TYPES[tag].__name__}, {cls.__name__})")
         cls.TAG = tag
-        cls.FIELDS = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-        cls.NESTED = _nested(cls)
+        _setup(cls)
         MESSAGE_TYPES[tag] = cls
         return cls
 
