@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,10 +167,18 @@ class StoreSettings:
     def from_dict(cls, raw: dict[str, Any]) -> StoreSettings:
         """Build settings from a plain mapping (a cluster file's ``settings``), rejecting unknown keys."""
         raw = dict(raw)
-        known = {f.name for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in dataclasses.fields(cls)} - {"quorum"}
         unknown = set(raw) - known - {"n", "r", "w"}
         if unknown:
-            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))} (the quorum is set with n, r, w)")
+        for name, value in raw.items():
+            expected = int if name in ("n", "r", "w") else hints[name]
+            if expected is float and type(value) is int:
+                raw[name] = value = float(value)
+            if expected in (int, float, str, bool) and type(value) is not expected:
+                raise ConfigError(f"setting {name} must be {expected.__name__}, not {type(value).__name__} "
+                                  f"({value!r})")
         quorum = Quorum(n=raw.pop("n", 3), r=raw.pop("r", 2), w=raw.pop("w", 2))
         return cls(quorum=quorum, **raw)
 
@@ -254,6 +263,8 @@ class ClusterSpec:
             return cls.from_json(path.read_text())
         except OSError as exc:
             raise ConfigError(f"cannot read cluster file {path}: {exc.strerror}") from exc
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
 
 
 def new_secret() -> bytes:

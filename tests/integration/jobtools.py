@@ -11,6 +11,7 @@ from typing import Any
 from dynamr.client import Client
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import LocalCluster
+from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.submit import JobClient, build_plan
 from dynamr.rpc.messages import AttemptView, JobStatusView, RunningAttemptView
 from tests.mrdata import write_corpus
@@ -73,8 +74,11 @@ def job_status(cluster: LocalCluster, name: str) -> JobStatusView:
 
 
 def keys_of(cluster: LocalCluster, name: str) -> dict[str, tuple[bytes, ...]]:
+    """Every intermediate key of a job on each node: commit records and objects."""
     with Client(cluster.seeds, cluster.secret, timeout=30) as client:
-        return client.keys_on_nodes(f"mr:{name}/")
+        records = client.keys_on_nodes(f"{im.PREFIX}{name}/")
+        objects = client.keys_on_nodes(im.job_objects(name))
+        return {node: records[node] + objects[node] for node in records}
 
 
 def wordcount(files: list[Path]) -> dict[str, int]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from dynamr.errors import NotFoundError, PathIsDirectoryError, PathNotDirectoryError
+from dynamr.errors import BadRequestError, NotFoundError, PathIsDirectoryError, PathNotDirectoryError
 from dynamr.files import FileSystem
 from dynamr.store.blobs import MemoryBlobStore
 from tests.helpers import async_wait_until
@@ -105,6 +107,88 @@ async def test_gc_grace_protects_recent_chunks(fs: FileSystem) -> None:
     await fs.put_bytes(os.urandom(2 * CHUNK), "/x")
     await fs.rm("/x")
     assert await fs.collect_garbage(grace=3600) == 0
+
+
+def _chunks(cluster: Cluster) -> int:
+    return sum(n.blobs.count() for n in cluster.nodes.values())
+
+
+async def _pieces(data: bytes, gate: asyncio.Event | None = None) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), CHUNK):
+        if gate is not None and start == 2 * CHUNK:
+            await gate.wait()
+        yield data[start:start + CHUNK]
+
+
+async def test_objects_are_garbage_collection_roots_until_deleted(fs: FileSystem, cluster: Cluster) -> None:
+    data = os.urandom(3 * CHUNK)
+    await fs.put_object(b"o:job/out/a1/0", _pieces(data))
+    assert await fs.collect_garbage(grace=0) == 0, "an object outside the tree is still referenced"
+    assert b"".join([p async for p in fs.read_object(b"o:job/out/a1/0")]) == data
+    assert await fs.delete_object(b"o:job/out/a1/0")
+    assert await fs.collect_garbage(grace=0) == 3 * 3 and _chunks(cluster) == 0
+
+
+async def test_an_object_key_outside_the_object_prefix_is_refused(fs: FileSystem) -> None:
+    with pytest.raises(BadRequestError, match="must start with"):
+        await fs.put_object(b"mr:job/out", _pieces(b"x"))
+
+
+@pytest.mark.parametrize("kind", ["object", "file"])
+async def test_an_upload_in_progress_survives_garbage_collection_with_no_grace(fs: FileSystem, cluster: Cluster,
+                                                                               kind: str) -> None:
+    """Chunks already written but not yet named by a manifest are protected by the writer's session."""
+    data = os.urandom(4 * CHUNK)
+    gate = asyncio.Event()
+    if kind == "object":
+        writer = asyncio.create_task(fs.put_object(b"o:slow", _pieces(data, gate)))
+    else:
+        writer = asyncio.create_task(fs.put_stream(_BlockingStream(data, gate), "/slow"))
+
+    async def two_written() -> bool:
+        return _chunks(cluster) >= 3 * 2
+    await async_wait_until(two_written, 10, "the first chunks to be stored")
+    assert await fs.collect_garbage(grace=0) == 0
+    gate.set()
+    await writer
+    read = (b"".join([p async for p in fs.read_object(b"o:slow")]) if kind == "object"
+            else await fs.read_bytes("/slow"))
+    assert read == data
+    assert await fs.collect_garbage(grace=0) == 0
+
+
+async def test_the_session_of_a_writer_that_died_expires_and_is_removed(fs: FileSystem, cluster: Cluster) -> None:
+    from dynamr.files import uploads
+
+    await fs.put_bytes(os.urandom(CHUNK), "/gone")
+    await fs.rm("/gone")
+    long_ago = time.time() - uploads.LEASE - 5
+    await cluster.client.put(b"u:dead-writer", uploads.Session(long_ago, long_ago).encode())
+    assert await fs.collect_garbage(grace=0) == 3, "an expired session protects nothing"
+    assert not (await cluster.client.get(b"u:dead-writer")).values, "and is removed"
+    now = time.time()
+    await cluster.client.put(b"u:live-writer", uploads.Session(now - 100, now).encode())
+    await fs.put_bytes(os.urandom(CHUNK), "/gone2")
+    await fs.rm("/gone2")
+    assert await fs.collect_garbage(grace=0) == 0, "a live session protects chunks stored after it began"
+
+
+class _BlockingStream(io.RawIOBase):
+    """A binary stream that blocks (in the reader's thread) after two chunks until ``gate`` is set."""
+
+    def __init__(self, data: bytes, gate: asyncio.Event) -> None:
+        self._data, self._gate, self._pos = data, gate, 0
+        self._loop = asyncio.get_running_loop()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._pos == 2 * CHUNK:
+            asyncio.run_coroutine_threadsafe(self._gate.wait(), self._loop).result()
+        piece = self._data[self._pos:self._pos + size]
+        self._pos += len(piece)
+        return piece
 
 
 async def test_locate_names_the_nodes_holding_each_chunk(fs: FileSystem, cluster: Cluster) -> None:

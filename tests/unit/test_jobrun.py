@@ -65,9 +65,9 @@ def test_two_step_job_runs_maps_then_reduces_then_next_step() -> None:
     kinds = [(s.kind, s.step) for s in specs]
     # 250 bytes -> 3 splits, 50 -> 1 split; then 2 reduces; then 2 maps over the reduce outputs; then 1 reduce
     assert kinds == [("map", 0)] * 4 + [("reduce", 0)] * 2 + [("map", 1)] * 2 + [("reduce", 1)]
-    assert specs[6].input == TaskInput(kind="object", key="mr:j1/step0/0")
+    assert specs[6].input == TaskInput(kind="object", key="o:mr:j1/step0/0")
     assert specs[-1].output == TaskOutput(kind="store", path="/out/part-00000")
-    assert specs[4].output == TaskOutput(kind="object", key="mr:j1/step0/0")
+    assert specs[4].output == TaskOutput(kind="object", key="o:mr:j1/step0/0")
     assert len(specs[4].commits) == 4
     assert run.status(100).counters == (("g", "n", 9),)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from dynamr.cli.common import Target, cluster_options, console, friendly_errors
+from dynamr.cli.common import Target, cluster_options, console
 from dynamr.config import Quorum, StoreSettings
 from dynamr.errors import ConfigError, DynamrError
 from dynamr.localcluster import COORDINATOR, DEFAULT_DIR, LocalCluster
@@ -20,13 +20,13 @@ def cluster() -> None:
 
 
 @cluster.command("up")
-@click.option("--nodes", type=int, default=None, help="Number of nodes (default 3, or the existing cluster's).")
-@click.option("-n", "n", type=int, default=3, show_default=True, help="Replicas per key (N).")
-@click.option("-r", "r", type=int, default=2, show_default=True, help="Default read quorum (R).")
-@click.option("-w", "w", type=int, default=2, show_default=True, help="Default write quorum (W).")
+@click.option("--nodes", type=click.IntRange(min=1), default=None,
+              help="Number of nodes (default 3, or the existing cluster's).")
+@click.option("-n", "n", type=click.IntRange(min=1), default=3, show_default=True, help="Replicas per key (N).")
+@click.option("-r", "r", type=click.IntRange(min=1), default=2, show_default=True, help="Default read quorum (R).")
+@click.option("-w", "w", type=click.IntRange(min=1), default=2, show_default=True, help="Default write quorum (W).")
 @click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True,
               help="Directory for the cluster's files, data and logs.")
-@friendly_errors
 def up(nodes: int | None, n: int, r: int, w: int, root: Path) -> None:
     """Start a local cluster in the background (ports chosen free, on 127.0.0.1)."""
     local = LocalCluster(root)
@@ -54,7 +54,6 @@ def up(nodes: int | None, n: int, r: int, w: int, root: Path) -> None:
 
 @cluster.command("status")
 @cluster_options
-@friendly_errors
 def status(target: Target) -> None:
     """Show each node and its health."""
     with target.client(timeout=3.0) as client:
@@ -82,7 +81,6 @@ def status(target: Target) -> None:
 @cluster.command("down")
 @click.option("--purge", is_flag=True, help="Also delete the cluster's directory (all data).")
 @click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True)
-@friendly_errors
 def down(purge: bool, root: Path) -> None:
     """Stop the local cluster's nodes cleanly."""
     local = LocalCluster(root)

@@ -8,11 +8,10 @@ its secret (``--secret``, ``--secret-file`` or ``DYNAMR_SECRET``).
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -24,6 +23,12 @@ from dynamr.rpc import tls
 from dynamr.store.client import AsyncClient, Client
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+if TYPE_CHECKING:  # ParamType is generic only in newer click releases
+    _IntParam = click.ParamType[int]
+    _PairParam = click.ParamType[tuple[str, str]]
+else:
+    _IntParam = _PairParam = click.ParamType
 
 console = Console()
 err_console = Console(stderr=True)
@@ -91,15 +96,40 @@ def resolve_target(cluster: str | None, secret: str | None, secret_file: Path | 
                   load_secret(secret, secret_file) if (secret or secret_file) else local.secret, local, tls_ca)
 
 
-def friendly_errors(func: F) -> F:
-    """Print a DynamrError as one clear line and exit 1 instead of a traceback."""
+class Size(_IntParam):
+    """A byte count: a number, or a number with K, M or G (powers of 1024), for example 64M."""
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    name = "size"
+    UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower().removesuffix("b").removesuffix("i")
         try:
-            return func(*args, **kwargs)
-        except DynamrError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            sys.exit(1)
+            size = (float(text[:-1]) * self.UNITS[text[-1]]) if text and text[-1] in self.UNITS else float(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a size: give bytes, or a number with K, M or G (for example 64M)",
+                      param, ctx)
+        if size < 1 or size != size or size == float("inf"):
+            self.fail(f"{value!r} must be at least one byte", param, ctx)
+        return int(size)
 
-    return wrapper  # type: ignore[return-value]
+
+class KeyValue(_PairParam):
+    """KEY=VALUE, as a pair."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, rest = str(value).partition("=")
+        if not sep or not key:
+            self.fail(f"expected KEY=VALUE, got {value!r}", param, ctx)
+        return key, rest
+
+
+def report_error(exc: DynamrError) -> None:
+    """A documented error: one line saying what was wrong (the message says what to do)."""
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from rich.progress import Progress
 
-from dynamr.cli.common import console, friendly_errors
+from dynamr.cli.common import console
 from dynamr.errors import DynamrError
 from dynamr.localcluster import LocalCluster
 from dynamr.store.client import Client
@@ -26,9 +26,8 @@ def sample_files() -> list[Path]:
 
 
 @click.command()
-@click.option("--nodes", type=int, default=3, show_default=True)
+@click.option("--nodes", type=click.IntRange(min=1), default=3, show_default=True)
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@friendly_errors
 def demo(nodes: int, files: tuple[Path, ...]) -> None:
     """Store every line of FILES (default: bundled sample text) in a fresh local cluster and read it back."""
     paths = list(files) or sample_files()

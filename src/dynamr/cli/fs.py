@@ -13,7 +13,7 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from dynamr.cli.common import Target, cluster_options, console, friendly_errors
+from dynamr.cli.common import Size, Target, cluster_options, console
 from dynamr.daemons import install_event_loop_policy
 from dynamr.files import FileSystem, paths
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
@@ -46,9 +46,8 @@ def fs() -> None:
 @fs.command("put")
 @click.argument("local", type=click.Path(exists=True, path_type=Path))
 @click.argument("remote")
-@click.option("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, show_default=True, help="Bytes per chunk.")
+@click.option("--chunk-size", type=Size(), default=DEFAULT_CHUNK_SIZE, show_default=True, help="Bytes per chunk.")
 @cluster_options
-@friendly_errors
 def put(local: Path, remote: str, chunk_size: int, target: Target) -> None:
     """Upload a file or a whole directory. REMOTE ending in '/' or naming a directory receives LOCAL's name."""
     files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
@@ -76,7 +75,6 @@ def put(local: Path, remote: str, chunk_size: int, target: Target) -> None:
 @click.argument("remote")
 @click.argument("local", type=click.Path(path_type=Path))
 @cluster_options
-@friendly_errors
 def get(remote: str, local: Path, target: Target) -> None:
     """Download a file (or a directory, recursively) to LOCAL."""
 
@@ -102,7 +100,6 @@ def get(remote: str, local: Path, target: Target) -> None:
 @fs.command("cat")
 @click.argument("remote")
 @cluster_options
-@friendly_errors
 def cat(remote: str, target: Target) -> None:
     """Write a file's bytes to standard output."""
 
@@ -119,7 +116,6 @@ def cat(remote: str, target: Target) -> None:
 @click.argument("remote", default="/")
 @click.option("-l", "long", is_flag=True, help="Show kind, size and modification time.")
 @cluster_options
-@friendly_errors
 def ls(remote: str, long: bool, target: Target) -> None:
     """List a directory."""
     entries = run(target, lambda fsys: fsys.ls(remote, long=long))
@@ -135,7 +131,6 @@ def ls(remote: str, long: bool, target: Target) -> None:
 @fs.command("stat")
 @click.argument("remote")
 @cluster_options
-@friendly_errors
 def stat(remote: str, target: Target) -> None:
     """Show a file's size, chunks and time, or a directory's entry count."""
     st = run(target, lambda fsys: fsys.stat(remote))
@@ -151,7 +146,6 @@ def stat(remote: str, target: Target) -> None:
 @click.argument("remote")
 @click.option("-r", "recursive", is_flag=True, help="Remove a directory and everything under it.")
 @cluster_options
-@friendly_errors
 def rm(remote: str, recursive: bool, target: Target) -> None:
     """Remove a file (or a directory with -r). Chunks are freed by 'dynamr fs gc'."""
     removed = run(target, lambda fsys: fsys.rm(remote, recursive=recursive))
@@ -160,10 +154,9 @@ def rm(remote: str, recursive: bool, target: Target) -> None:
 
 @fs.command("locate")
 @click.argument("remote")
-@click.option("--offset", type=int, default=0, show_default=True)
-@click.option("--length", type=int, default=-1, help="Bytes from --offset (default: to the end).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--length", type=click.IntRange(min=-1), default=-1, help="Bytes from --offset (default: to the end).")
 @cluster_options
-@friendly_errors
 def locate(remote: str, offset: int, length: int, target: Target) -> None:
     """Show which nodes hold each chunk of a byte range."""
     located = run(target, lambda fsys: fsys.locate(remote, offset, length))
@@ -177,10 +170,9 @@ def locate(remote: str, offset: int, length: int, target: Target) -> None:
 
 
 @fs.command("gc")
-@click.option("--grace", type=float, default=3600.0, show_default=True,
+@click.option("--grace", type=click.FloatRange(min=0), default=3600.0, show_default=True,
               help="Keep unreferenced chunks younger than this many seconds (uploads in progress).")
 @cluster_options
-@friendly_errors
 def gc(grace: float, target: Target) -> None:
     """Free chunks that no file references any more."""
     freed = run(target, lambda fsys: fsys.collect_garbage(grace))

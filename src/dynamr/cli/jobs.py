@@ -25,12 +25,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeE
 from rich.table import Table
 
 from dynamr.cli.common import (
+    KeyValue,
+    Size,
     Target,
     cluster_options,
     connection_options,
     console,
     err_console,
-    friendly_errors,
     resolve_target,
 )
 from dynamr.config import Quorum, StoreSettings
@@ -47,29 +48,14 @@ T = TypeVar("T")
 STORE = "store:"
 
 
-def parse_size(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    text = text.strip().lower().removesuffix("b").removesuffix("i")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
-
-
-def parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise BadRequestError(f"-D expects KEY=VALUE, got {pair!r}")
-        out[key] = value
-    return out
-
-
 def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
-        click.option("-r", "--reducers", type=int, default=None, help="Reduce tasks (default: the job's, or 1)."),
-        click.option("--split-size", default="64M", show_default=True, help="Bytes per map task's input split."),
-        click.option("-D", "defines", multiple=True, metavar="KEY=VALUE", help="Option for the job (self.options)."),
+        click.option("-r", "--reducers", type=click.IntRange(min=0), default=None,
+                     help="Reduce tasks (default: the job's, or 1; 0 runs the maps only)."),
+        click.option("--split-size", type=Size(), default="64M", show_default=True,
+                     help="Bytes per map task's input split."),
+        click.option("-D", "defines", multiple=True, type=KeyValue(), metavar="KEY=VALUE",
+                     help="Option for the job (self.options)."),
         click.option("--job-class", default=None, help="Which MRJob class, when the file defines several."),
         click.option("--skip-bad-records", is_flag=True, help="Skip mode: a record a map keeps failing on is "
                      "skipped and counted instead of failing the job."),
@@ -191,21 +177,21 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
 @click.option("--overwrite", is_flag=True, help="Replace a local OUTPUT directory that already exists.")
 @click.option("--local-cluster", is_flag=True, help="Use the cluster of 'dynamr cluster up' (in --dir) instead "
                                                      "of an embedded one.")
-@click.option("--slots", type=int, default=0, help="Embedded cluster: task slots (default: one per core).")
+@click.option("--slots", type=click.IntRange(min=0), default=0,
+              help="Embedded cluster: task slots (default: one per core).")
 @connection_options
 @job_options
-@friendly_errors
 def run(job_file: Path, inputs: tuple[str, ...], output: str, name: str | None, overwrite: bool,
         local_cluster: bool, slots: int,
         cluster: str | None, secret: str | None, secret_file: Path | None, root: Path, tls_ca: Path | None,
-        reducers: int | None, split_size: str, defines: tuple[str, ...], job_class: str | None,
+        reducers: int | None, split_size: int, defines: tuple[tuple[str, str], ...], job_class: str | None,
         skip_bad_records: bool) -> None:
     """Run JOB_FILE over INPUT files or directories and write OUTPUT (one command does it all).
 
     With no --cluster and no --local-cluster, an embedded cluster is started for the job and stopped after.
     """
-    options = parse_options(defines)
-    size = parse_size(split_size)
+    options = dict(defines)
+    size = split_size
     name = name or new_job_name(job_file)
     if overwrite and not output.startswith(STORE) and Path(output).is_dir():
         _remove_output(Path(output))
@@ -264,15 +250,15 @@ def job() -> None:
 @click.option("--output", required=True, help="Output directory on the store.")
 @job_options
 @cluster_options
-@friendly_errors
-def create(name: str, job_file: Path, inputs: tuple[str, ...], output: str, reducers: int | None, split_size: str,
-           defines: tuple[str, ...], job_class: str | None, skip_bad_records: bool, target: Target) -> None:
+def create(name: str, job_file: Path, inputs: tuple[str, ...], output: str, reducers: int | None, split_size: int,
+           defines: tuple[tuple[str, str], ...], job_class: str | None, skip_bad_records: bool,
+           target: Target) -> None:
     """Store JOB_FILE in the cluster and create a job NAME over store inputs (run it with 'dynamr job run')."""
 
     async def action(client: AsyncClient) -> m.JobStatusView:
         plan = await build_plan(FileSystem(client), name, job_file, [i.removeprefix(STORE) for i in inputs],
                                 output.removeprefix(STORE), local=False, reducers=reducers,
-                                split_size=parse_size(split_size), options=parse_options(defines),
+                                split_size=split_size, options=dict(defines),
                                 job_class=job_class, skip_bad_records=skip_bad_records)
         return await JobClient(client).submit(name, plan, job_file.read_bytes(), run=False)
 
@@ -285,7 +271,6 @@ def create(name: str, job_file: Path, inputs: tuple[str, ...], output: str, redu
 @click.argument("name")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the job until it ends.")
 @cluster_options
-@friendly_errors
 def run_named(name: str, wait: bool, target: Target) -> None:
     """Run a created job."""
 
@@ -310,7 +295,6 @@ def run_named(name: str, wait: bool, target: Target) -> None:
 @click.command("status")
 @click.argument("name")
 @cluster_options
-@friendly_errors
 def status(name: str, target: Target) -> None:
     """Show a job's state, progress, counters, and failures with tracebacks."""
     st = _run(lambda: _with_client(target, lambda c: JobClient(c).status(name)))
@@ -341,7 +325,6 @@ def status(name: str, target: Target) -> None:
 @click.command("kill")
 @click.argument("name")
 @cluster_options
-@friendly_errors
 def kill(name: str, target: Target) -> None:
     """Stop every task of job NAME (user code included) and delete its intermediate data."""
 
@@ -355,7 +338,6 @@ def kill(name: str, target: Target) -> None:
 
 @click.command("jobs")
 @cluster_options
-@friendly_errors
 def jobs(target: Target) -> None:
     """List the cluster's jobs."""
     rows = _run(lambda: _with_client(target, lambda c: JobClient(c).jobs()))

@@ -6,7 +6,7 @@ import base64
 
 import click
 
-from dynamr.cli.common import Target, cluster_options, console, friendly_errors
+from dynamr.cli.common import Target, cluster_options, console
 
 
 def _show(value: bytes) -> str:
@@ -27,9 +27,8 @@ def kv() -> None:
 @click.option("--context", default="", help="Causal context printed by 'kv get' (resolves siblings).")
 @click.option("--concurrent", is_flag=True,
               help="Write without any context: the value becomes a sibling of what is there.")
-@click.option("-w", "w", type=int, default=0, help="Write quorum W (default: the cluster's).")
+@click.option("-w", "w", type=click.IntRange(min=0), default=0, help="Write quorum W (default: the cluster's).")
 @cluster_options
-@friendly_errors
 def put(key: str, value: str, context: str, concurrent: bool, w: int, target: Target) -> None:
     """Write VALUE under KEY, replacing what a read sees now (unless --context or --concurrent)."""
     with target.client() as client:
@@ -43,9 +42,8 @@ def put(key: str, value: str, context: str, concurrent: bool, w: int, target: Ta
 
 @kv.command("get")
 @click.argument("key")
-@click.option("-r", "r", type=int, default=0, help="Read quorum R (default: the cluster's).")
+@click.option("-r", "r", type=click.IntRange(min=0), default=0, help="Read quorum R (default: the cluster's).")
 @cluster_options
-@friendly_errors
 def get(key: str, r: int, target: Target) -> None:
     """Print the value of KEY (every sibling, when concurrent writes left several)."""
     with target.client() as client:
@@ -67,7 +65,6 @@ def get(key: str, r: int, target: Target) -> None:
 @click.argument("key")
 @click.option("--context", default="", help="Causal context printed by 'kv get'.")
 @cluster_options
-@friendly_errors
 def delete(key: str, context: str, target: Target) -> None:
     """Delete KEY (reads it first, so the delete covers what is there now)."""
     with target.client() as client:
@@ -78,9 +75,9 @@ def delete(key: str, context: str, target: Target) -> None:
 
 @kv.command("keys")
 @click.argument("prefix", default="")
-@click.option("--limit", type=int, default=1000, show_default=True, help="At most this many keys per node.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="At most this many keys per node.")
 @cluster_options
-@friendly_errors
 def keys(prefix: str, limit: int, target: Target) -> None:
     """List live keys starting with PREFIX, with the nodes holding a copy (scans every node: for admins)."""
     with target.client() as client:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
-from dynamr.cli.common import friendly_errors
 from dynamr.config import ClusterSpec, load_secret
 from dynamr.daemons import run_node, setup_logging
 from dynamr.errors import ConfigError
 from dynamr.rpc import tls
+
+LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 
 
 @click.group()
@@ -25,14 +26,13 @@ def node() -> None:
 @click.option("--data-dir", required=True, type=click.Path(path_type=Path), help="Where this node keeps data.")
 @click.option("--secret", envvar="DYNAMR_SECRET", help="Cluster secret (or set DYNAMR_SECRET).")
 @click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
-@click.option("--log-level", default="info", show_default=True)
+@click.option("--log-level", default="info", show_default=True, type=LOG_LEVELS)
 @click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), help="Serve TLS with this certificate.")
 @click.option("--tls-key", type=click.Path(exists=True, path_type=Path), help="Private key of --tls-cert.")
 @click.option("--tls-ca", type=click.Path(exists=True, path_type=Path),
               help="CA file to verify peers' certificates (TLS between nodes).")
 @click.option("--exit-with-parent", is_flag=True,
               help="Stop when the process that started this node exits (for throwaway clusters).")
-@friendly_errors
 def start(cluster_file: Path, node_id: str, data_dir: Path, secret: str | None, secret_file: Path | None,
           log_level: str, tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
           exit_with_parent: bool) -> None:
@@ -61,11 +61,10 @@ def coordinator() -> None:
 @click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where job state is kept so a restart resumes jobs (without it, state is in memory only).")
-@click.option("--log-level", default="info", show_default=True)
+@click.option("--log-level", default="info", show_default=True, type=LOG_LEVELS)
 @click.option("--exit-with-parent", is_flag=True, help="Stop when the process that started this one exits.")
 @click.option("--local-jobs", is_flag=True,
               help="Accept jobs with local input and output paths (an embedded run on one machine).")
-@friendly_errors
 def start_coordinator(cluster_file: Path, secret: str | None, secret_file: Path | None, data_dir: Path | None,
                       log_level: str, exit_with_parent: bool, local_jobs: bool) -> None:
     """Start the coordinator in the foreground, on the address the cluster file gives it."""

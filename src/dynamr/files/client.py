@@ -5,14 +5,19 @@ A file is a manifest at key ``f:<path>`` plus immutable chunks; a directory is a
 manifest, then add the name to its directory, so a listed file is always complete. Downloads fetch chunks
 in order with a few prefetched, so memory stays bounded by (prefetch x chunk size) whatever the file size.
 
-Removing a file removes its manifest and its entry; its chunks are freed by :meth:`FileSystem.collect_garbage`
-(mark every chunk a manifest references, then each node sweeps the others that are older than a grace
-period, which protects chunks of uploads still in progress).
+Removing a file removes its manifest and its entry; its chunks are freed by :meth:`FileSystem.collect_garbage`:
+it marks every chunk that any manifest on any node references (files, listed or not yet, and objects), and
+each node sweeps the others stored before the oldest upload still in progress began (see
+:mod:`dynamr.files.uploads`) and longer ago than a grace period.
+
+*Objects* are unlisted files under an explicit key starting with :data:`OBJECT_PREFIX` (a job's
+intermediate data); they are garbage-collection roots like files until their key is deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import deque
@@ -22,17 +27,22 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dynamr.errors import (
+    BadRequestError,
     DataLostError,
     DynamrError,
     NotFoundError,
     PathIsDirectoryError,
     PathNotDirectoryError,
 )
-from dynamr.files import directory, paths
+from dynamr.files import directory, paths, uploads
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE, Manifest, resolve
 from dynamr.store.client import AsyncClient
 
 Progress = Callable[[int], None]
+#: every object key starts with this, so garbage collection finds them all
+OBJECT_PREFIX = b"o:"
+#: how far the clocks of a writer and of the collector may disagree (seconds) without losing a chunk
+CLOCK_MARGIN = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,7 @@ class FileSystem:
         self.chunk_size = chunk_size
         self.parallel = parallel
         self._known_dirs: set[str] = set()
+        self.uploads = uploads.Uploads(client)
 
     # --- metadata ------------------------------------------------------------------------------------
 
@@ -160,10 +171,11 @@ class FileSystem:
         if remote == paths.ROOT or await self.is_dir(remote):
             raise PathIsDirectoryError(f"{remote} is a directory; give the file's full path")
         await self._ensure_parents(remote)
-        manifest = await self.write_chunks(_stream_pieces(stream, self.chunk_size), progress)
-        _, context = await self._manifest(remote)
-        await self.client.put(paths.manifest_key(remote), manifest.encode(), context=context)
-        await self._add_entry(paths.parent(remote), paths.name(remote), directory.FILE)
+        async with self.uploads.session():
+            manifest = await self.write_chunks(_stream_pieces(stream, self.chunk_size), progress)
+            _, context = await self._manifest(remote)
+            await self.client.put(paths.manifest_key(remote), manifest.encode(), context=context)
+            await self._add_entry(paths.parent(remote), paths.name(remote), directory.FILE)
         return FileStat(path=remote, kind="file", size=manifest.size, chunks=len(manifest.chunks),
                         chunk_size=self.chunk_size, mtime=manifest.mtime)
 
@@ -201,9 +213,13 @@ class FileSystem:
     # --- objects: unlisted files under an explicit key (intermediate data) -------------------------------
 
     async def put_object(self, key: bytes, pieces: AsyncIterator[bytes]) -> Manifest:
-        """Store bytes as chunks plus a manifest at ``key``, outside any directory (no listing, no parents)."""
-        manifest = await self.write_chunks(pieces)
-        await self.client.put(key, manifest.encode())
+        """Store bytes as chunks plus a manifest at ``key``, outside any directory (no listing, no parents).
+        The key starts with :data:`OBJECT_PREFIX`; the object lives until :meth:`delete_object`."""
+        if not key.startswith(OBJECT_PREFIX):
+            raise BadRequestError(f"object key {key!r} must start with {OBJECT_PREFIX!r}")
+        async with self.uploads.session():
+            manifest = await self.write_chunks(pieces)
+            await self.client.put(key, manifest.encode())
         return manifest
 
     async def object_manifest(self, key: bytes) -> Manifest:
@@ -253,9 +269,10 @@ class FileSystem:
         """Upload every file under a local directory, keeping relative paths."""
         remote = paths.normalize(remote)
         out = []
-        for file in sorted(p for p in local.rglob("*") if p.is_file()):
-            out.append(await self.put_file(file, paths.join(remote, file.relative_to(local).as_posix()),
-                                           progress=progress))
+        async with self.uploads.session():  # one session for the whole tree
+            for file in sorted(p for p in local.rglob("*") if p.is_file()):
+                out.append(await self.put_file(file, paths.join(remote, file.relative_to(local).as_posix()),
+                                               progress=progress))
         return out
 
     # --- reading -------------------------------------------------------------------------------------
@@ -360,11 +377,26 @@ class FileSystem:
                     yield item
 
     async def collect_garbage(self, grace: float = 3600.0) -> int:
-        """Free chunks no manifest references (and stored over ``grace`` seconds ago). Returns chunks freed."""
-        referenced = {cid async for _, manifest in self.walk_manifests() for cid, _ in manifest.chunks}
-        results = await self.client.sweep_chunks(sorted(referenced), grace)
+        """Free chunks no manifest references, stored before every upload in progress began and over ``grace``
+        seconds ago. Returns how many chunk copies were freed. Every node must answer: a node that cannot
+        list its manifests might hold the only reference to a chunk, so the round is refused instead."""
+        began = time.time()
+        starts, expired = await uploads.live_sessions(self.client, began)  # sessions first, then manifests
+        referenced: set[bytes] = set()
+        for prefix in (paths.MANIFEST_PREFIX, OBJECT_PREFIX):
+            async for _, _, values in self.client.scan_replicas(prefix):
+                for value in values:
+                    try:
+                        referenced.update(cid for cid, _ in Manifest.decode(value).chunks)
+                    except BadRequestError:
+                        continue  # not a manifest: it references nothing
+        oldest = min([began, *(start - CLOCK_MARGIN for start in starts)])
+        results = await self.client.sweep_chunks(sorted(referenced), grace + (time.time() - oldest))
         failed = {node: str(r) for node, r in results.items() if isinstance(r, DynamrError)}
         freed = sum(r.deleted for r in results.values() if not isinstance(r, DynamrError))
+        for key in expired:  # sessions of writers that died
+            with contextlib.suppress(DynamrError):
+                await self.client.delete(key, context=(await self.client.get(key)).context)
         if failed:
             raise DynamrError(f"freed {freed} chunk(s), but some nodes could not sweep: {failed}")
         return freed

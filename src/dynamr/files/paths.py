@@ -46,8 +46,11 @@ def ancestors(path: str) -> list[str]:
     return out
 
 
+MANIFEST_PREFIX = b"f:"
+
+
 def manifest_key(path: str) -> bytes:
-    return b"f:" + path.encode()
+    return MANIFEST_PREFIX + path.encode()
 
 
 def directory_key(path: str) -> bytes:

@@ -273,9 +273,8 @@ class TaskRun:
             return ()
         if local:
             return tuple(sorted(partitions))
-        for partition, path in sorted(partitions.items()):
-            self.client.run(im.store_partition(self.fs, self.job_name, self.attempt, partition,
-                                               _file_pieces(path)))
+        self.client.run(im.store_partitions(self.fs, self.job_name, self.attempt,
+                                            [(p, _file_pieces(path)) for p, path in sorted(partitions.items())]))
         return tuple(sorted(partitions))
 
     def run_reduce(self, job: MRJob, step: Any) -> int:

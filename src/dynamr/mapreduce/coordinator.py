@@ -184,10 +184,24 @@ class Coordinator:
                 await im.delete_outputs(self.fs, ins.job, attempt, partitions)
             for step in range(len(plan.steps) - 1):
                 for number in range(max(len(ins.tasks), 1)):
-                    if not await self.fs.delete_object(f"{im.PREFIX}{ins.job}/step{step}/{number}".encode()):
+                    if not await self.fs.delete_object(im.step_key(ins.job, step, number).encode()):
                         break
+            await self._sweep_job_objects(ins.job)
         for task_id in ins.tasks:
             await im.delete_commit(self.client, ins.job, task_id)
+
+    async def _sweep_job_objects(self, job: str) -> None:
+        """Delete any object of the job still in the store that no record named (an attempt killed while
+        writing). Best effort: a node that cannot be scanned now leaves its leftovers to `dynamr job delete`."""
+        try:
+            keys = {key async for _, key, _ in self.client.scan_replicas(im.job_objects(job))}
+        except DynamrError as exc:
+            log.info("job %s: could not look for leftover objects: %s", job, exc)
+            return
+        for key in sorted(keys):
+            await self.fs.delete_object(key)
+        if keys:
+            log.info("job %s: deleted %d leftover object(s)", job, len(keys))
 
     # --- restart -------------------------------------------------------------------------------------
 

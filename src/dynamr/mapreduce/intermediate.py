@@ -20,14 +20,26 @@ from dataclasses import dataclass
 import msgpack
 
 from dynamr.errors import BadRequestError
-from dynamr.files.client import FileSystem
+from dynamr.files.client import OBJECT_PREFIX, FileSystem
 from dynamr.store.client import AsyncClient
 
 PREFIX = "mr:"
+#: where a job's objects live (map outputs, a step's output for the next step): under the store's object prefix
+OBJECTS = OBJECT_PREFIX.decode() + PREFIX
 
 
 def output_key(job: str, attempt: str, partition: int) -> bytes:
-    return f"{PREFIX}{job}/out/{attempt}/{partition}".encode()
+    return f"{OBJECTS}{job}/out/{attempt}/{partition}".encode()
+
+
+def step_key(job: str, step: int, number: int) -> str:
+    """The object holding task ``number``'s output of a step that the next step reads."""
+    return f"{OBJECTS}{job}/step{step}/{number}"
+
+
+def job_objects(job: str) -> bytes:
+    """The prefix of every object of a job."""
+    return f"{OBJECTS}{job}/".encode()
 
 
 def commit_key(job: str, task_id: str) -> bytes:
@@ -58,11 +70,14 @@ class Commit:
             raise BadRequestError(f"malformed commit record: {exc}") from exc
 
 
-async def store_partition(fs: FileSystem, job: str, attempt: str, partition: int,
-                          blocks: AsyncIterator[bytes]) -> int:
-    """Store one partition of an attempt's output; returns its size in bytes."""
-    manifest = await fs.put_object(output_key(job, attempt, partition), blocks)
-    return manifest.size
+async def store_partitions(fs: FileSystem, job: str, attempt: str,
+                           partitions: Iterable[tuple[int, AsyncIterator[bytes]]]) -> int:
+    """Store the partitions of an attempt's output (one upload session for all); returns their bytes."""
+    size = 0
+    async with fs.uploads.session():
+        for partition, blocks in partitions:
+            size += (await fs.put_object(output_key(job, attempt, partition), blocks)).size
+    return size
 
 
 async def commit(client: AsyncClient, job: str, record: Commit, *, superseded: Collection[str] = ()) -> Commit:

@@ -253,7 +253,7 @@ class JobRun:
         """Where output ``number`` of a non-final step goes (and where the next step's map reads it)."""
         if self.plan.local_intermediate:
             return m.TaskInput(kind="file", path=f"{self.plan.local_intermediate}/{self.name}/step{step}/{number}.run")
-        return m.TaskInput(kind="object", key=f"{im.PREFIX}{self.name}/step{step}/{number}")
+        return m.TaskInput(kind="object", key=im.step_key(self.name, step, number))
 
     def spec_for(self, assignment: Assignment, now: float, *, progress_timeout: float = 0.0) -> m.TaskSpec:
         """The spec of an assigned attempt (the worker adds its node's part)."""

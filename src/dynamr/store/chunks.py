@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,12 @@ class ChunkService:
                              (m.ChunkSweep, self._on_sweep)):
             node.dispatcher.register(cls, handler)
         node.handoff_rounds.append(self.hand_off)
+        # A chunk stored (or stored again) while a sweep runs is never deleted by that sweep, even if the
+        # sweep saw it old a moment before: puts note their ids here, the sweep checks under the same lock.
+        self._guard = threading.Lock()
+        self._sweeping = False
+        self._touched: set[bytes] = set()
+        self._sweep_turn = asyncio.Lock()
 
     async def _run(self, func: Callable[..., T], *args: object) -> T:
         if self._io is None:
@@ -74,6 +81,9 @@ class ChunkService:
             raise BadRequestError(f"chunk {cid.hex()} content does not match its id (corrupted in transit?)")
 
     async def store_local(self, cid: bytes, data: bytes, hint_for: str = "") -> None:
+        with self._guard:
+            if self._sweeping:
+                self._touched.add(cid)
         await self._run(self.blobs.put, cid, data)
         if hint_for:
             await self.node.committer.submit(lambda txn: txn.put("chunk_hints", hint_key(cid, hint_for), b""))
@@ -122,19 +132,29 @@ class ChunkService:
         return m.ChunkHasReply(chunk_ids=present)
 
     async def _on_sweep(self, msg: m.ChunkSweep) -> m.ChunkSweepReply:
-        keep = set(msg.keep)
-        cutoff = time.time() - msg.older_than
+        async with self._sweep_turn:
+            return await self._sweep(set(msg.keep), time.time() - msg.older_than)
 
+    async def _sweep(self, keep: set[bytes], cutoff: float) -> m.ChunkSweepReply:
         def sweep() -> tuple[list[bytes], int]:
             doomed, total = [], 0
             for cid, stored in self.blobs.scan():
                 total += 1
                 if cid not in keep and stored <= cutoff:
-                    self.blobs.delete(cid)
+                    with self._guard:
+                        if cid in self._touched:
+                            continue
+                        self.blobs.delete(cid)
                     doomed.append(cid)
             return doomed, total
 
-        doomed, total = await self._run(sweep)
+        with self._guard:
+            self._sweeping, self._touched = True, set()
+        try:
+            doomed, total = await self._run(sweep)
+        finally:
+            with self._guard:
+                self._sweeping, self._touched = False, set()
 
         def forget_hints(txn: WriteTxn) -> None:
             for cid in doomed:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -286,6 +286,26 @@ class AsyncClient:
 
         results = await asyncio.gather(*(one(a) for a in view.nodes.values()))
         return dict(zip(view.nodes, results, strict=True))
+
+    async def scan_replicas(self, prefix: bytes) -> AsyncIterator[tuple[str, bytes, tuple[bytes, ...]]]:
+        """Every live key under ``prefix`` on every node's own replica (hints included), with that replica's
+        live values: (node, key, values), a node's keys in order, page by page. An administrative scan (a
+        superset of what quorum reads see); a node that cannot answer raises, so nothing is silently missed."""
+        view = await self.cluster()
+        for node, address in view.nodes.items():
+            after = b""
+            while True:
+                try:
+                    reply = await self._transport.call(
+                        address, m.ListKeys(prefix=prefix, after=after, values=True), self._timeout)
+                except DynamrError as exc:
+                    raise type(exc)(f"node {node} could not list its keys: {exc}") from exc
+                assert isinstance(reply, m.ListKeysReply)
+                for key, values in zip(reply.keys, reply.values, strict=True):
+                    yield node, key, values
+                if not reply.truncated or not reply.keys:
+                    break
+                after = reply.keys[-1]
 
     async def keys_on_nodes(self, prefix: Key = b"", limit: int = 10000) -> dict[str, tuple[bytes, ...]]:
         """Live keys under ``prefix`` held by each node's own replica (an administrative scan: it reads every

@@ -44,8 +44,9 @@ class Engine(abc.ABC):
     def get(self, table: str, key: bytes) -> bytes | None: ...
 
     @abc.abstractmethod
-    def scan(self, table: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        """Items whose key starts with ``prefix``, in key order (a consistent snapshot)."""
+    def scan(self, table: str, prefix: bytes = b"", start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Items whose key starts with ``prefix`` (and is at least ``start``), in key order (a consistent
+        snapshot)."""
 
     @abc.abstractmethod
     def count(self, table: str) -> int: ...
@@ -83,8 +84,8 @@ class MemoryEngine(Engine):
     def get(self, table: str, key: bytes) -> bytes | None:
         return self._tables[table].get(key)
 
-    def scan(self, table: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        items = sorted((k, v) for k, v in self._tables[table].items() if k.startswith(prefix))
+    def scan(self, table: str, prefix: bytes = b"", start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        items = sorted((k, v) for k, v in self._tables[table].items() if k.startswith(prefix) and k >= start)
         return iter(items)
 
     def count(self, table: str) -> int:
@@ -130,10 +131,10 @@ class LmdbEngine(Engine):
             value: bytes | None = txn.get(key)
             return value
 
-    def scan(self, table: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+    def scan(self, table: str, prefix: bytes = b"", start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         with self._env.begin(db=self._dbs[table]) as txn:
             cursor = txn.cursor()
-            if not cursor.set_range(prefix):
+            if not cursor.set_range(max(prefix, start)):
                 return
             for key, value in cursor:
                 if not key.startswith(prefix):

@@ -44,6 +44,9 @@ from dynamr.store.versions import State
 
 log = logging.getLogger(__name__)
 
+#: most keys one ListKeys reply carries
+LIST_LIMIT = 10000
+
 
 class StoreNode:
     def __init__(self, spec: ClusterSpec, node_id: str, engine: Engine, transport: Transport,
@@ -389,8 +392,16 @@ class StoreNode:
         return m.Ack()
 
     async def _on_list_keys(self, msg: m.ListKeys) -> m.ListKeysReply:
-        keys, truncated = self.replica.live_keys(msg.prefix, max(0, msg.limit))
-        return m.ListKeysReply(keys=tuple(keys), truncated=truncated)
+        items, truncated = self.replica.live_keys(msg.prefix, max(0, min(msg.limit, LIST_LIMIT)), msg.after)
+        if msg.values:  # a page of values stays well inside one message: the caller asks for the rest
+            budget, size = self.settings.max_message_bytes // 4, 0
+            for i, (key, values) in enumerate(items):
+                size += len(key) + sum(len(v) + 8 for v in values)
+                if size > budget and i > 0:
+                    items, truncated = items[:i], True
+                    break
+        return m.ListKeysReply(keys=tuple(k for k, _ in items), truncated=truncated,
+                               values=tuple(v for _, v in items) if msg.values else ())
 
     async def _on_replica_purge(self, msg: m.ReplicaPurge) -> m.ReplicaPurgeReply:
         purged = await self.committer.submit(self.replica.op_purge(msg.key, versions.decode_state(msg.state)))

@@ -76,18 +76,24 @@ class Replica:
             key, owner = split_hint_key(raw_key)
             yield key, owner, versions.decode_state(raw)
 
-    def live_keys(self, prefix: bytes, limit: int) -> tuple[list[bytes], bool]:
-        """Keys under ``prefix`` with a live value here (own data or hints); at most ``limit``, and whether
-        there were more."""
-        found: set[bytes] = set()
-        for key, raw in self.engine.scan("data", prefix):
-            if versions.live_values(versions.decode_state(raw)):
-                found.add(key)
+    def live_keys(self, prefix: bytes, limit: int,
+                  after: bytes = b"") -> tuple[list[tuple[bytes, tuple[bytes, ...]]], bool]:
+        """Keys under ``prefix`` (and past ``after``) with a live value here, own data or hints, in key order,
+        each with its live values; at most ``limit``, and whether there were more."""
+        found: dict[bytes, State] = {}
+        for key, raw in self.engine.scan("data", prefix, after):
+            if key == after:
+                continue
+            state = versions.decode_state(raw)
+            if versions.live_values(state):
+                found[key] = state
+            if len(found) > limit:
+                break
         for key, _, state in self.hints():
-            if key.startswith(prefix) and versions.live_values(state):
-                found.add(key)
+            if key.startswith(prefix) and key > after and versions.live_values(state):
+                found[key] = versions.merge(found[key], state) if key in found else state
         keys = sorted(found)
-        return keys[:limit], len(keys) > limit
+        return [(k, versions.live_values(found[k])) for k in keys[:limit]], len(keys) > limit
 
     def tombstone_keys(self) -> list[bytes]:
         return [key for key, _ in self.engine.scan("tombstones")]

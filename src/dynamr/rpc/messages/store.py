@@ -170,10 +170,13 @@ class ReplicaPurgeReply(Message):
 @register(25)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListKeys(Message):
-    """Live keys (not only deleted) that this node's own replica holds under ``prefix``, at most ``limit``."""
+    """Live keys (not only deleted) that this node's own replica holds under ``prefix``, in key order, at
+    most ``limit``, starting past ``after`` (to page through); with their live values if ``values``."""
 
     prefix: bytes
     limit: int = 10000
+    after: bytes = b""
+    values: bool = False
 
 
 @register(26)
@@ -182,6 +185,8 @@ class ListKeysReply(Message):
     keys: tuple[bytes, ...]
     #: True when there were more than ``limit``
     truncated: bool = False
+    #: each key's live values (siblings), when asked for
+    values: tuple[tuple[bytes, ...], ...] = ()
 
 
 # --- chunks: immutable, content-addressed blobs (see dynamr.store.chunks) ------------------------------
