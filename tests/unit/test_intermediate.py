@@ -22,9 +22,9 @@ async def test_attempt_outputs_commit_read_and_cleanup() -> None:
     try:
         fs = FileSystem(cluster.client, chunk_size=1024)
         records = [(f"key{i:04d}", i) for i in range(2000)]
-        size = await im.store_partition(fs, "job1", "m0#1", 0, _aiter(encode_run(records)))
+        size = await im.store_partitions(fs, "job1", "m0#1", [(0, _aiter(encode_run(records)))])
         assert size > 1024  # several chunks
-        await im.store_partition(fs, "job1", "m0#2", 0, _aiter(encode_run([("late", 1)])))
+        await im.store_partitions(fs, "job1", "m0#2", [(0, _aiter(encode_run([("late", 1)])))])
         first = await im.commit(cluster.client, "job1", im.Commit("m0", "m0#1", (0,)))
         second = await im.commit(cluster.client, "job1", im.Commit("m0", "m0#2", (0,)))
         assert first == second == im.Commit("m0", "m0#1", (0,))  # the late attempt does not replace it
