@@ -22,8 +22,10 @@ from pathlib import Path
 
 from dynamr.config import ClusterSpec
 from dynamr.files.gc import run_collector
+from dynamr.rpc import tls
 from dynamr.rpc.client import TcpTransport
 from dynamr.rpc.server import RpcServer
+from dynamr.rpc.tls import TlsFiles
 from dynamr.store.blobs import DirectoryBlobStore
 from dynamr.store.engine import LmdbEngine
 from dynamr.store.node import StoreNode
@@ -92,9 +94,9 @@ async def wait_for_stop(exit_with_parent: bool) -> None:
 
 
 async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
-                     server_ssl: ssl.SSLContext | None = None,
-                     client_ssl: ssl.SSLContext | None = None, exit_with_parent: bool = False) -> None:
+                     tls_files: TlsFiles | None = None, exit_with_parent: bool = False) -> None:
     settings = spec.settings
+    server_ssl, client_ssl = _contexts(tls_files)
     me = spec.node(node_id)
     engine = LmdbEngine(data_dir / "lmdb", map_size=settings.map_size, fsync=settings.fsync)
     transport = TcpTransport(secret, frame_bytes=settings.frame_bytes,
@@ -114,7 +116,8 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
                         slots=settings.task_slots or os.cpu_count() or 1,
                         seeds=[me.address, *[n.address for n in spec.nodes if n.node_id != node_id]], secret=secret,
                         interval=settings.worker_heartbeat, scratch_dir=str(data_dir / "tasks"),
-                        reuse=settings.task_process_reuse, max_rss=settings.task_process_max_rss)
+                        reuse=settings.task_process_reuse, max_rss=settings.task_process_max_rss,
+                        tls_ca=str(tls_files.ca.resolve()) if tls_files else "")
         (data_dir / "tasks").mkdir(parents=True, exist_ok=True)
         worker_task = asyncio.create_task(worker.run())
     log.info("node %s (epoch %s) listening on %s:%d", node_id, node.replica.epoch, me.host, server.port)
@@ -133,17 +136,15 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
 
 
 def run_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
-             server_ssl: ssl.SSLContext | None = None, client_ssl: ssl.SSLContext | None = None,
-             exit_with_parent: bool = False) -> None:
+             tls_files: TlsFiles | None = None, exit_with_parent: bool = False) -> None:
     pin_malloc_thresholds()
     install_event_loop_policy()
-    asyncio.run(serve_node(spec, node_id, data_dir, secret, server_ssl=server_ssl, client_ssl=client_ssl,
-                           exit_with_parent=exit_with_parent))
+    asyncio.run(serve_node(spec, node_id, data_dir, secret, tls_files=tls_files, exit_with_parent=exit_with_parent))
 
 
 async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None = None,
-                            server_ssl: ssl.SSLContext | None = None, client_ssl: ssl.SSLContext | None = None,
-                            exit_with_parent: bool = False, local_jobs: bool = False) -> None:
+                            tls_files: TlsFiles | None = None, exit_with_parent: bool = False,
+                            local_jobs: bool = False) -> None:
     from dynamr.errors import ConfigError
     from dynamr.mapreduce.coordinator import Coordinator
     from dynamr.store.client import AsyncClient
@@ -151,6 +152,7 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
     if spec.coordinator is None:
         raise ConfigError("the cluster file names no coordinator address")
     settings = spec.settings
+    server_ssl, client_ssl = _contexts(tls_files)
     client = AsyncClient([n.address for n in spec.nodes], secret, timeout=settings.request_timeout * 2,
                          ssl_context=client_ssl)
     coordinator = Coordinator(client, settings, data_dir=data_dir, local_jobs=local_jobs)
@@ -172,7 +174,15 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
 
 
 def run_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None = None,
-                    exit_with_parent: bool = False, local_jobs: bool = False) -> None:
+                    tls_files: TlsFiles | None = None, exit_with_parent: bool = False,
+                    local_jobs: bool = False) -> None:
     install_event_loop_policy()
-    asyncio.run(serve_coordinator(spec, secret, data_dir=data_dir, exit_with_parent=exit_with_parent,
-                                  local_jobs=local_jobs))
+    asyncio.run(serve_coordinator(spec, secret, data_dir=data_dir, tls_files=tls_files,
+                                  exit_with_parent=exit_with_parent, local_jobs=local_jobs))
+
+
+def _contexts(files: TlsFiles | None) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    """(server context, client context) for a daemon, both or neither."""
+    if files is None:
+        return None, None
+    return tls.server_context(files.cert, files.key), tls.client_context(files.ca)

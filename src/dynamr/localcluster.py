@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -27,6 +28,8 @@ from typing import Any
 
 from dynamr.config import ClusterSpec, NodeAddress, StoreSettings, new_secret, write_secret
 from dynamr.errors import ClusterNotFoundError, ConfigError, DynamrError, UnavailableError
+from dynamr.rpc import tls
+from dynamr.rpc.tls import TlsFiles
 
 DEFAULT_DIR = ".dynamr"
 COORDINATOR = "coordinator"
@@ -76,6 +79,16 @@ class LocalCluster:
         return self.root / "pids" / f"{node_id}.pid"
 
     @property
+    def tls_files(self) -> TlsFiles | None:
+        """The cluster's TLS material when it was created with TLS (one self-signed certificate, its own CA)."""
+        cert, key = self.root / "tls" / tls.CERT, self.root / "tls" / tls.KEY
+        return TlsFiles(cert, key, cert) if cert.exists() and key.exists() else None
+
+    def client_ssl(self) -> ssl.SSLContext | None:
+        files = self.tls_files
+        return tls.client_context(files.ca) if files else None
+
+    @property
     def exists(self) -> bool:
         return self.cluster_file.exists()
 
@@ -96,7 +109,8 @@ class LocalCluster:
 
     @classmethod
     def create(cls, root: Path, nodes: int, settings: StoreSettings | None = None,
-               host: str = "127.0.0.1", ephemeral: bool = False, coordinator: bool = True) -> LocalCluster:
+               host: str = "127.0.0.1", ephemeral: bool = False, coordinator: bool = True,
+               use_tls: bool = False) -> LocalCluster:
         """Write the cluster file and secret for ``nodes`` nodes on free ports (starts nothing)."""
         if nodes < 1:
             raise ConfigError("a cluster needs at least one node")
@@ -119,12 +133,17 @@ class LocalCluster:
         cluster.cluster_file.write_text(spec.to_json())
         if not cluster.secret_file.exists():
             write_secret(cluster.secret_file, new_secret())
+        if use_tls and cluster.tls_files is None:
+            tls.make_self_signed(root / "tls")
         return cluster
 
     # --- processes -----------------------------------------------------------------------------------
 
     def node_command(self, node_id: str) -> list[str]:
         extra = ["--exit-with-parent"] if self.ephemeral else []
+        files = self.tls_files
+        if files is not None:
+            extra += ["--tls-cert", str(files.cert), "--tls-key", str(files.key), "--tls-ca", str(files.ca)]
         if node_id == COORDINATOR:
             local = ["--local-jobs"] if self.ephemeral else []  # an embedded run reads and writes local paths
             return [sys.executable, "-m", "dynamr", "coordinator", "start", "--cluster-file", str(self.cluster_file),
@@ -249,7 +268,7 @@ class LocalCluster:
         spec = self.spec
         deadline = time.monotonic() + timeout
         pending = list(node_ids)
-        with Client([spec.nodes[0].address], self.secret, timeout=1.0) as client:
+        with Client([spec.nodes[0].address], self.secret, timeout=1.0, ssl_context=self.client_ssl()) as client:
             while pending:
                 node_id = pending[0]
                 if self.pid(node_id) is None:

@@ -9,12 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from dynamr.client import Client as FullClient
 from dynamr.config import ClusterSpec, NodeAddress, Quorum, StoreSettings, write_secret
 from dynamr.errors import DynamrError
 from dynamr.localcluster import free_ports
 from dynamr.rpc import tls
+from dynamr.rpc.messages import Ping
 from dynamr.store.client import Client
-from tests.helpers import wait_until
+from tests.helpers import dynamr, wait_until
+from tests.integration.conftest import MakeCluster
+from tests.integration.jobtools import wordcount
+from tests.mrdata import write_corpus
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
@@ -46,3 +53,20 @@ def test_node_serves_tls_to_clients_that_trust_its_ca(tmp_path: Path) -> None:
     finally:
         node.terminate()
         node.wait(10)
+
+
+def test_a_job_runs_on_a_cluster_with_tls_everywhere(make_cluster: MakeCluster, tmp_path: Path) -> None:
+    """Nodes, the coordinator, workers, task processes and the CLI all talk TLS; nothing talks plain TCP."""
+    cluster = make_cluster(2, use_tls=True, n=2, r=1, w=2, task_slots=2)
+    files = write_corpus(tmp_path / "in", [3000, 5000, 2000])
+    run = dynamr("run", str(EXAMPLES / "wordcount.py"), *map(str, files), "-o", "store:/out", "--local-cluster",
+                 "--dir", str(cluster.root), "--split-size", "2K", cwd=tmp_path, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with FullClient(cluster.seeds, cluster.secret, ssl_context=cluster.client_ssl(), timeout=10) as client:
+        fs = client.files()
+        text = b"".join(fs.read_bytes(f"/out/{e.name}") for e in fs.ls("/out") if e.name.startswith("part-"))
+    got = {k.strip('"'): int(v) for k, v in (line.split("\t") for line in text.decode().splitlines())}
+    assert got == wordcount(files)
+    coordinator = cluster.address("coordinator")
+    with Client(cluster.seeds, cluster.secret, timeout=2) as plain, pytest.raises(DynamrError, match="requires TLS"):
+        plain.call_node(coordinator, Ping(), 2.0)

@@ -27,7 +27,9 @@ def cluster() -> None:
 @click.option("-w", "w", type=click.IntRange(min=1), default=2, show_default=True, help="Default write quorum (W).")
 @click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True,
               help="Directory for the cluster's files, data and logs.")
-def up(nodes: int | None, n: int, r: int, w: int, root: Path) -> None:
+@click.option("--tls", "use_tls", is_flag=True,
+              help="Encrypt every connection (a self-signed certificate is made with openssl).")
+def up(nodes: int | None, n: int, r: int, w: int, root: Path, use_tls: bool) -> None:
     """Start a local cluster in the background (ports chosen free, on 127.0.0.1)."""
     local = LocalCluster(root)
     if local.exists and (nodes is None or nodes == len(local.spec.nodes)):
@@ -41,7 +43,7 @@ def up(nodes: int | None, n: int, r: int, w: int, root: Path) -> None:
         count = nodes or 3
         q = min(n, count)
         settings = StoreSettings(quorum=Quorum(n=q, r=min(r, q), w=min(w, q)))
-        local = LocalCluster.create(root, count, settings)
+        local = LocalCluster.create(root, count, settings, use_tls=use_tls)
     with console.status("starting nodes..."):
         local.start()
     spec = local.spec

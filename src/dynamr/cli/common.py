@@ -92,8 +92,10 @@ def resolve_target(cluster: str | None, secret: str | None, secret_file: Path | 
         return Target(seeds, load_secret(secret, secret_file), None, tls_ca)
     local = LocalCluster(root)
     spec = local.spec
+    files = local.tls_files
     return Target([n.address for n in spec.nodes],
-                  load_secret(secret, secret_file) if (secret or secret_file) else local.secret, local, tls_ca)
+                  load_secret(secret, secret_file) if (secret or secret_file) else local.secret, local,
+                  tls_ca or (files.ca if files else None))
 
 
 class Size(_IntParam):

@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from dynamr.config import ClusterSpec, load_secret
 from dynamr.daemons import run_node, setup_logging
 from dynamr.errors import ConfigError
-from dynamr.rpc import tls
+from dynamr.rpc.tls import TlsFiles
 
+F = TypeVar("F", bound=Callable[..., Any])
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
+
+
+def tls_options(func: F) -> F:
+    """--tls-cert, --tls-key and --tls-ca: a daemon serves TLS and verifies the processes it calls."""
+    for option in reversed([
+        click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Serve TLS with this certificate."),
+        click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Private key of --tls-cert."),
+        click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="CA file to verify the other processes' certificates (TLS everywhere)."),
+    ]):
+        func = option(func)
+    return func
+
+
+def tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> TlsFiles | None:
+    if not (cert or key or ca):
+        return None
+    if not (cert and key and ca):
+        raise ConfigError("TLS needs --tls-cert, --tls-key and --tls-ca together")
+    return TlsFiles(cert, key, ca)
 
 
 @click.group()
@@ -27,10 +52,7 @@ def node() -> None:
 @click.option("--secret", envvar="DYNAMR_SECRET", help="Cluster secret (or set DYNAMR_SECRET).")
 @click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
 @click.option("--log-level", default="info", show_default=True, type=LOG_LEVELS)
-@click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), help="Serve TLS with this certificate.")
-@click.option("--tls-key", type=click.Path(exists=True, path_type=Path), help="Private key of --tls-cert.")
-@click.option("--tls-ca", type=click.Path(exists=True, path_type=Path),
-              help="CA file to verify peers' certificates (TLS between nodes).")
+@tls_options
 @click.option("--exit-with-parent", is_flag=True,
               help="Stop when the process that started this node exits (for throwaway clusters).")
 def start(cluster_file: Path, node_id: str, data_dir: Path, secret: str | None, secret_file: Path | None,
@@ -41,11 +63,7 @@ def start(cluster_file: Path, node_id: str, data_dir: Path, secret: str | None, 
     spec.node(node_id)
     secret_bytes = load_secret(secret, secret_file)
     setup_logging(log_level, node_id)
-    if bool(tls_cert) != bool(tls_key) or (tls_cert and not tls_ca):
-        raise ConfigError("TLS needs --tls-cert, --tls-key and --tls-ca together")
-    server_ssl = tls.server_context(tls_cert, tls_key) if tls_cert and tls_key else None
-    client_ssl = tls.client_context(tls_ca) if tls_ca else None
-    run_node(spec, node_id, data_dir, secret_bytes, server_ssl=server_ssl, client_ssl=client_ssl,
+    run_node(spec, node_id, data_dir, secret_bytes, tls_files=tls_files(tls_cert, tls_key, tls_ca),
              exit_with_parent=exit_with_parent)
 
 
@@ -65,13 +83,15 @@ def coordinator() -> None:
 @click.option("--exit-with-parent", is_flag=True, help="Stop when the process that started this one exits.")
 @click.option("--local-jobs", is_flag=True,
               help="Accept jobs with local input and output paths (an embedded run on one machine).")
+@tls_options
 def start_coordinator(cluster_file: Path, secret: str | None, secret_file: Path | None, data_dir: Path | None,
-                      log_level: str, exit_with_parent: bool, local_jobs: bool) -> None:
+                      log_level: str, exit_with_parent: bool, local_jobs: bool, tls_cert: Path | None,
+                      tls_key: Path | None, tls_ca: Path | None) -> None:
     """Start the coordinator in the foreground, on the address the cluster file gives it."""
     from dynamr.daemons import run_coordinator
 
     spec = ClusterSpec.load(cluster_file)
     secret_bytes = load_secret(secret, secret_file)
     setup_logging(log_level, "coordinator")
-    run_coordinator(spec, secret_bytes, data_dir=data_dir, exit_with_parent=exit_with_parent,
-                    local_jobs=local_jobs)
+    run_coordinator(spec, secret_bytes, data_dir=data_dir, tls_files=tls_files(tls_cert, tls_key, tls_ca),
+                    exit_with_parent=exit_with_parent, local_jobs=local_jobs)

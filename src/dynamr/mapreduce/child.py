@@ -55,6 +55,7 @@ from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.shuffle import decode_run, encode_run
 from dynamr.mapreduce.splits import READERS, LocalFile, Split
 from dynamr.mapreduce.tasks import format_output, run_map, run_reduce
+from dynamr.rpc import tls
 from dynamr.rpc.codec import SPEC_HEADER, pack_frame, record_values, unpack_record
 from dynamr.rpc.messages import AttemptReport, TaskOutput, TaskSpec
 from dynamr.store.client import Client
@@ -105,11 +106,12 @@ class Session:
         self._classes: dict[tuple[str, str | None], type[MRJob]] = {}
 
     def client(self, spec: TaskSpec) -> Client:
-        key = (spec.seeds, spec.secret_file, spec.timeout)
+        key = (spec.seeds, spec.secret_file, spec.timeout, spec.tls_ca)
         if self._client is None or key != self._client_key:
             self.close()
             secret = load_secret(secret_file=Path(spec.secret_file)) if spec.secret_file else load_secret()
-            self._client = Client(list(spec.seeds), secret, timeout=spec.timeout)
+            ssl_context = tls.client_context(Path(spec.tls_ca)) if spec.tls_ca else None
+            self._client = Client(list(spec.seeds), secret, timeout=spec.timeout, ssl_context=ssl_context)
             self._client_key = key
         return self._client
 

@@ -61,7 +61,7 @@ class AttemptProgress:
 class Worker:
     def __init__(self, node_id: str, coordinator: Address, transport: Transport, *, slots: int,
                  seeds: list[Address], secret: bytes, interval: float = 0.5, scratch_dir: str | None = None,
-                 reuse: int = 20, max_rss: int = 512 << 20) -> None:
+                 reuse: int = 20, max_rss: int = 512 << 20, tls_ca: str = "") -> None:
         self.node_id = node_id
         #: tells the coordinator this process from an earlier one of the same node (a quick restart)
         self.incarnation = os.urandom(8).hex()
@@ -75,6 +75,7 @@ class Worker:
         self.scratch_dir = scratch_dir
         self.reuse = max(1, reuse)
         self.max_rss = max_rss
+        self.tls_ca = tls_ca
         #: attempt -> its task process, once it has one
         self.running: dict[str, TaskProcess] = {}
         #: which process runs what (pure); the processes themselves, by key
@@ -187,7 +188,8 @@ class Worker:
     async def _run_attempt(self, spec: m.TaskSpec) -> None:
         attempt = spec.attempt
         spec = dataclasses.replace(spec, seeds=tuple((str(h), int(p)) for h, p in self.seeds),
-                                   scratch_dir=self.scratch_dir or "", max_tasks=self.reuse, max_rss=self.max_rss)
+                                   scratch_dir=self.scratch_dir or "", max_tasks=self.reuse, max_rss=self.max_rss,
+                                   tls_ca=self.tls_ca)
         try:
             key, proc = await self._process_for(spec.job)
         except OSError as exc:

@@ -282,6 +282,8 @@ class TaskSpec(Record):
     # --- the node's part ---
     seeds: tuple[tuple[str, int], ...] = ()
     secret_file: str = ""
+    #: the CA file to verify nodes against when the cluster uses TLS ("" for plain TCP)
+    tls_ca: str = ""
     scratch_dir: str = ""
     max_tasks: int = 1
     max_rss: int = 512 << 20
