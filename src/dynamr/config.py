@@ -102,6 +102,9 @@ class StoreSettings:
     task_process_reuse: int = 20
     #: a task process whose peak resident memory passed this many bytes is replaced after its attempt
     task_process_max_rss: int = 512 << 20
+    #: an attempt whose processes hold more resident memory than this (bytes) is killed and fails with a clear
+    #: message; 0: the machine's memory divided by the task slots, at least 1 GiB
+    task_memory_limit: int = 0
     #: largest key accepted, bytes (LMDB keys are at most 511 bytes; hints add the owner's id to the key)
     max_key_bytes: int = 400
     #: largest value accepted, bytes; larger data belongs in files on the store
@@ -136,6 +139,8 @@ class StoreSettings:
             raise ConfigError("speculative_share must be between 0 and 1, and speculative_slow_factor above 1")
         if self.node_exclusion_failures < 1:
             raise ConfigError("node_exclusion_failures must be at least 1")
+        if self.task_memory_limit != 0 and self.task_memory_limit < (32 << 20):
+            raise ConfigError("task_memory_limit must be 0 (automatic) or at least 32 MiB")
         if self.task_process_reuse < 1 or self.task_process_max_rss < (16 << 20):
             raise ConfigError("task_process_reuse must be at least 1 and task_process_max_rss at least 16 MiB")
         if self.worker_timeout <= self.worker_heartbeat:

@@ -117,7 +117,8 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
                         seeds=[me.address, *[n.address for n in spec.nodes if n.node_id != node_id]], secret=secret,
                         interval=settings.worker_heartbeat, scratch_dir=str(data_dir / "tasks"),
                         reuse=settings.task_process_reuse, max_rss=settings.task_process_max_rss,
-                        tls_ca=str(tls_files.ca.resolve()) if tls_files else "")
+                        tls_ca=str(tls_files.ca.resolve()) if tls_files else "",
+                        memory_limit=settings.task_memory_limit)
         (data_dir / "tasks").mkdir(parents=True, exist_ok=True)
         worker_task = asyncio.create_task(worker.run())
     log.info("node %s (epoch %s) listening on %s:%d", node_id, node.replica.epoch, me.host, server.port)

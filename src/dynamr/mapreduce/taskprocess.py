@@ -21,6 +21,7 @@ from collections.abc import Callable
 import msgpack
 
 from dynamr.errors import ProtocolError
+from dynamr.mapreduce import containment
 from dynamr.rpc.codec import SPEC_HEADER, build_record, pack_record
 from dynamr.rpc.messages import AttemptReport, TaskSpec
 
@@ -46,8 +47,10 @@ class TaskProcess:
         self._drain = asyncio.create_task(self._drain_stderr())
 
     @classmethod
-    async def start(cls, secret: bytes) -> TaskProcess:
-        env = {**os.environ, "DYNAMR_SECRET": secret.decode()}
+    async def start(cls, secret: bytes, owner: str, number: int) -> TaskProcess:
+        """Start task process ``number`` of ``owner``, carrying their mark (see :mod:`dynamr.mapreduce.containment`)."""
+        env = {**os.environ, "DYNAMR_SECRET": secret.decode(),
+               containment.OWNER: containment.mark_for(owner, number)}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "dynamr.mapreduce.child", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,

@@ -26,6 +26,7 @@ import time
 
 from dynamr.background import Background
 from dynamr.errors import DynamrError
+from dynamr.mapreduce import containment
 from dynamr.mapreduce.jobrun import job_of
 from dynamr.mapreduce.taskpool import ProcessPool, Use
 from dynamr.mapreduce.taskprocess import TaskProcess
@@ -57,11 +58,23 @@ class AttemptProgress:
         done, total = self.line[0], self.line[1]
         return min(1.0, done / total) if total > 0 else -1.0
 
+#: seconds between two checks of running attempts' memory
+MEMORY_CHECK = 0.25
+
+
+def default_memory_limit(slots: int) -> int:
+    """The machine's memory shared among the task slots, and at least 1 GiB per task."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        physical = 0
+    return max(1 << 30, physical // max(1, slots))
+
 
 class Worker:
     def __init__(self, node_id: str, coordinator: Address, transport: Transport, *, slots: int,
                  seeds: list[Address], secret: bytes, interval: float = 0.5, scratch_dir: str | None = None,
-                 reuse: int = 20, max_rss: int = 512 << 20, tls_ca: str = "") -> None:
+                 reuse: int = 20, max_rss: int = 512 << 20, tls_ca: str = "", memory_limit: int = 0) -> None:
         self.node_id = node_id
         #: tells the coordinator this process from an earlier one of the same node (a quick restart)
         self.incarnation = os.urandom(8).hex()
@@ -76,6 +89,11 @@ class Worker:
         self.reuse = max(1, reuse)
         self.max_rss = max_rss
         self.tls_ca = tls_ca
+        #: most resident memory an attempt's processes may hold together, bytes
+        self.memory_limit = memory_limit or default_memory_limit(self.slots)
+        self._memory_checked = 0.0
+        #: the mark every task process of this node carries (its task directory: the same after a restart)
+        self.owner = os.path.abspath(scratch_dir) if scratch_dir else f"dynamr-worker-{node_id}-{os.getpid()}"
         #: attempt -> its task process, once it has one
         self.running: dict[str, TaskProcess] = {}
         #: which process runs what (pure); the processes themselves, by key
@@ -93,6 +111,10 @@ class Worker:
 
     async def run(self) -> None:
         """Poll forever; an unexpected error is logged with its traceback and polling goes on."""
+        leftovers = containment.kill_marked(self.owner)
+        if leftovers:
+            log.warning("worker %s: killed %d process(es) an earlier run of this node left behind",
+                        self.node_id, leftovers)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.interval)
@@ -133,12 +155,28 @@ class Worker:
                 self.kill(attempt, f"no progress for {timeout:g} s (read no input, emitted nothing, touched no "
                                    "counter): killed; call self.report_progress() in long work on one record",
                           cause="")
+        if now - self._memory_checked >= MEMORY_CHECK:
+            self._memory_checked = now
+            self._check_memory()
         for key in self.pool.idle_or_spare():
             if not self._procs[key].alive:
                 self.pool.gone(key)
                 self._procs.pop(key, None)
         for go in self.pool.tick(now):
             self._let_go(go.key)
+
+    def _check_memory(self) -> None:
+        """Stop an attempt whose processes (the task process and all it started) hold more than the limit."""
+        for attempt, proc in list(self.running.items()):
+            if not proc.alive or attempt in self._killed:
+                continue
+            used = containment.group_rss(proc.proc.pid)
+            if used > self.memory_limit:
+                mib = self.memory_limit >> 20
+                log.warning("attempt %s holds %d MiB, over the %d MiB limit: killing it", attempt, used >> 20, mib)
+                self.kill(attempt, f"the task used more than {mib} MiB of memory ({used >> 20} MiB with the "
+                                   "processes it started) and was killed; use less memory per task (more reducers, "
+                                   "smaller splits) or raise task_memory_limit", cause="")
 
     # --- task processes ------------------------------------------------------------------------------
 
@@ -155,18 +193,19 @@ class Worker:
                 self.pool.gone(action.key)
                 self._procs.pop(action.key, None)
                 continue
-            key, proc = next(self._next_key), await TaskProcess.start(self.secret)
+            key = next(self._next_key)
+            proc = await TaskProcess.start(self.secret, self.owner, key)
             self._procs[key] = proc
             self.pool.started(key, job)
             return key, proc
 
     async def _add_spare(self) -> None:
+        key = next(self._next_key)
         try:
-            proc = await TaskProcess.start(self.secret)
+            proc = await TaskProcess.start(self.secret, self.owner, key)
         except OSError:
             self.pool.spare_failed()
             return
-        key = next(self._next_key)
         self._procs[key] = proc
         self.pool.started(key, None)
 
@@ -178,10 +217,12 @@ class Worker:
             proc.kill()
             self._background.spawn(proc.wait())
 
-    async def _retire(self, proc: TaskProcess) -> None:
-        """A process that exits (or died) takes whatever user code started with it: its group is killed."""
+    async def _retire(self, proc: TaskProcess, key: int) -> None:
+        """A process that exits (or died) takes whatever user code started with it: its group is killed,
+        and anything else carrying its mark."""
         await proc.wait()
         proc.kill_group()
+        containment.kill_marked(self.owner, key)
 
     # --- attempts ------------------------------------------------------------------------------------
 
@@ -212,10 +253,11 @@ class Worker:
         if killed is not None:
             report = m.AttemptReport(attempt=attempt, ok=False, error=killed[0], cause=killed[1])
             proc.kill()
-            self._background.spawn(self._retire(proc))
+            self._background.spawn(self._retire(proc, key))
         elif result is None:
             report = await proc.failure(attempt)
             proc.kill_group()
+            containment.kill_marked(self.owner, key)
         else:
             report, retiring = result
             if report.attempt != attempt or report.cause not in m.REPORT_CAUSES:
@@ -224,7 +266,10 @@ class Worker:
                 retiring = True
             keep = not retiring and proc.alive
             if not keep:
-                self._background.spawn(self._retire(proc))
+                self._background.spawn(self._retire(proc, key))
+            elif containment.kill_strays(proc.proc.pid) + containment.kill_marked(self.owner, key,
+                                                                                 spare=proc.proc.pid):
+                log.info("attempt %s left processes running; they were killed", attempt)  # none outlives it
         if not keep:
             self._procs.pop(key, None)
         for go in self.pool.released(key, keep=keep, now=time.monotonic()):
@@ -255,6 +300,7 @@ class Worker:
             proc.kill()
         for proc in waiting:
             await proc.wait()
+        containment.kill_marked(self.owner)  # also what escaped its group but kept the mark
         for task in list(self._background.tasks):
             task.cancel()
         for task in list(self._background.tasks):
