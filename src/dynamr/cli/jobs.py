@@ -40,6 +40,7 @@ from dynamr.errors import BadRequestError
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import COORDINATOR, LocalCluster
 from dynamr.mapreduce.inline import check_output
+from dynamr.mapreduce.splits import REPLACED
 from dynamr.mapreduce.submit import JobClient, build_plan
 from dynamr.rpc import messages as m
 from dynamr.store.client import AsyncClient
@@ -90,6 +91,12 @@ class ProgressView:
 
 
 def report(status: m.JobStatusView) -> None:
+    replaced = sum(value for group, name, value in status.counters if (group, name) == REPLACED)
+    if replaced:
+        err_console.print(f"[yellow]warning:[/] {replaced:,} byte(s) of input were not valid in the job's "
+                          "INPUT_ENCODING (utf-8 unless set) and were read as U+FFFD; set INPUT_ENCODING "
+                          "(for example 'latin-1'), or INPUT_FORMAT = 'bytes' for binary records",
+                          highlight=False, soft_wrap=True)
     if status.state == "succeeded":
         console.print(f"[green]job {status.name} succeeded[/] in {status.seconds:.2f}s: {status.maps} "
                       f"map and {status.reduces} reduce task(s); output in {status.output}", highlight=False)

@@ -15,8 +15,9 @@
 
 A job overrides any of ``mapper``, ``combiner``, ``reducer`` (plus ``*_init`` and ``*_final`` hooks, which
 may yield records too), or ``steps()`` for several steps. ``INPUT_FORMAT`` is "text" (key = byte offset of
-the line, value = the line), "json" (value = the decoded JSON line) or "whole_file" (key = path, value =
-bytes). ``OUTPUT_FORMAT`` is "json" (``json(key) TAB json(value)``, as mrjob writes) or "text".
+the line, value = the line decoded with ``INPUT_ENCODING``), "bytes" (the line as bytes), "json" (value =
+the decoded JSON line) or "whole_file" (key = path, value = bytes). ``OUTPUT_FORMAT`` is "json"
+(``json(key) TAB json(value)``, as mrjob writes) or "text" (``key TAB value``; bytes written as they are).
 Counters: ``self.increment_counter(group, name, amount)``.
 
 Seed 000's form also runs: a source file with a subclass of :class:`Mapper` (``map(key, value)``) and one
@@ -25,14 +26,16 @@ of :class:`Reducer` (``reduce(key, values)``); :func:`job_from_seed_classes` wra
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from dynamr.errors import BadRequestError
+from dynamr.mapreduce.splits import REPLACED, reader_for
 
 Record = tuple[Any, Any]
-INPUT_FORMATS = ("text", "json", "whole_file")
+INPUT_FORMATS = ("text", "bytes", "json", "whole_file")
 OUTPUT_FORMATS = ("json", "text")
 
 
@@ -59,6 +62,9 @@ class MRStep:
 
 class MRJob:
     INPUT_FORMAT: ClassVar[str] = "text"
+    #: how "text" input is decoded; bytes not valid in it become U+FFFD and are counted under
+    #: ("dynamr", "undecodable input bytes replaced"). Binary records: INPUT_FORMAT = "bytes".
+    INPUT_ENCODING: ClassVar[str] = "utf-8"
     OUTPUT_FORMAT: ClassVar[str] = "json"
     #: default number of reducers (the command line may override it)
     NUM_REDUCERS: ClassVar[int | None] = None
@@ -155,6 +161,12 @@ class MRJob:
     def counters(self) -> dict[tuple[str, str], int]:
         return dict(self._counters)
 
+    def input_reader(self) -> Callable[..., Iterator[Record]]:
+        """The reader of this job's input format (see :mod:`dynamr.mapreduce.splits`), counting bytes of text
+        input that are not valid in ``INPUT_ENCODING``."""
+        return reader_for(self.INPUT_FORMAT, self.INPUT_ENCODING,
+                          lambda count: self.increment_counter(*REPLACED, count))
+
     def reset_counters(self) -> dict[tuple[str, str], int]:
         out, self._counters = self._counters, {}
         return out
@@ -168,6 +180,11 @@ def _hook_records(result: Iterable[Record] | None) -> Iterator[Record]:
 
 
 def check_formats(job: MRJob) -> None:
+    try:
+        codecs.lookup(job.INPUT_ENCODING)
+    except (LookupError, TypeError):
+        raise BadRequestError(f"INPUT_ENCODING {job.INPUT_ENCODING!r} is not an encoding Python knows "
+                              "(for example 'utf-8' or 'latin-1')") from None
     if job.INPUT_FORMAT not in INPUT_FORMATS:
         raise BadRequestError(f"INPUT_FORMAT must be one of {', '.join(INPUT_FORMATS)} (got {job.INPUT_FORMAT!r})")
     if job.OUTPUT_FORMAT not in OUTPUT_FORMATS:

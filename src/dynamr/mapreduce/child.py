@@ -52,8 +52,8 @@ from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.api import MRJob
 from dynamr.mapreduce.loader import load_job_class
-from dynamr.mapreduce.shuffle import decode_run, encode_run
-from dynamr.mapreduce.splits import READERS, LocalFile, Split
+from dynamr.mapreduce.shuffle import IncomparableKeys, decode_run, encode_run, total_order_in_use, use_total_order
+from dynamr.mapreduce.splits import LocalFile, Split
 from dynamr.mapreduce.tasks import format_output, run_map, run_reduce
 from dynamr.rpc import tls
 from dynamr.rpc.codec import SPEC_HEADER, pack_frame, record_values, unpack_record
@@ -217,7 +217,7 @@ class TaskRun:
             ref = source.split
             split = Split(index=ref.index, path=ref.path, start=ref.start, end=ref.end, file_size=ref.file_size)
             job.input_path = split.path
-            reader = READERS[job.INPUT_FORMAT]
+            reader = job.input_reader()
             where = LocalFile(Path(split.path)) if source.local else StoreFile(self.client, self.fs, split.path)
             self.progress.total = split.length
             return reader(CountingSource(where, self.progress), split)
@@ -416,21 +416,32 @@ class Channel:
         self.send([RESULT, record_values(report), retiring])
 
 
-def report_progress(channel: Channel, task: TaskRun, stop: threading.Event) -> None:
+def report_progress(channel: Channel, current: list[TaskRun], stop: threading.Event) -> None:
     while not stop.wait(PROGRESS_EVERY):
         try:
-            channel.send_progress(task.progress_line())
-        except (OSError, ValueError):
+            channel.send_progress(current[0].progress_line())
+        except (OSError, ValueError, IndexError):
             return
 
 
 def run_one(spec: TaskSpec, session: Session, channel: Channel) -> AttemptReport:
     task = None
     stop = threading.Event()
+    current: list[TaskRun] = []
+    use_total_order(False)
     try:
         task = TaskRun(spec, session)
-        threading.Thread(target=report_progress, args=(channel, task, stop), daemon=True).start()
-        partitions = task.run()
+        current.append(task)
+        threading.Thread(target=report_progress, args=(channel, current, stop), daemon=True).start()
+        try:
+            partitions = task.run()
+        except IncomparableKeys:  # keys Python cannot compare (None, mixed types): start over in total order
+            if total_order_in_use():
+                raise
+            use_total_order()
+            task.close()
+            task = current[0] = TaskRun(spec, session)
+            partitions = task.run()
         assert task.job is not None
         counters = tuple((group, name, value) for (group, name), value in task.job.counters().items())
         return AttemptReport(attempt=spec.attempt, ok=True, partitions=partitions, counters=counters)

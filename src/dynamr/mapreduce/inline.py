@@ -20,8 +20,8 @@ from pathlib import Path
 
 from dynamr.errors import BadRequestError, NotFoundError
 from dynamr.mapreduce.api import MRJob, check_formats
-from dynamr.mapreduce.shuffle import decode_run, encode_run
-from dynamr.mapreduce.splits import READERS, LocalFile, plan_splits
+from dynamr.mapreduce.shuffle import IncomparableKeys, decode_run, encode_run, use_total_order
+from dynamr.mapreduce.splits import LocalFile, plan_splits
 from dynamr.mapreduce.tasks import format_output, run_map, run_reduce
 
 DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
@@ -81,6 +81,22 @@ def sample_keys(job: MRJob, sources: Sequence[Iterator[tuple[object, object]]], 
 def run_inline(job: MRJob, inputs: Sequence[Path], output: Path, *, num_reducers: int | None = None,
                split_size: int = DEFAULT_SPLIT_SIZE, buffer_records: int = 1_000_000,
                workdir: Path | None = None) -> JobResult:
+    """Run a job in this process; keys that do not compare (None, mixed types) make it start over with
+    every sort in the total order, as a task process does."""
+    use_total_order(False)
+    try:
+        try:
+            return _run_inline(job, inputs, output, num_reducers, split_size, buffer_records, workdir)
+        except IncomparableKeys:
+            use_total_order()
+            job.reset_counters()
+            return _run_inline(job, inputs, output, num_reducers, split_size, buffer_records, workdir)
+    finally:
+        use_total_order(False)
+
+
+def _run_inline(job: MRJob, inputs: Sequence[Path], output: Path, num_reducers: int | None, split_size: int,
+                buffer_records: int, workdir: Path | None) -> JobResult:
     check_formats(job)
     files = expand_inputs(inputs)
     check_output(output)
@@ -91,7 +107,7 @@ def run_inline(job: MRJob, inputs: Sequence[Path], output: Path, *, num_reducers
     try:
         splits = plan_splits([(str(f), f.stat().st_size) for f in files], split_size,
                              whole_files=job.INPUT_FORMAT == "whole_file")
-        reader = READERS[job.INPUT_FORMAT]
+        reader = job.input_reader()
         first_reducers = steps[0].num_reducers or num_reducers or job.NUM_REDUCERS or 1
         if job.wants_sample():
             job.partition_state = job.partition_sample(

@@ -15,6 +15,8 @@ from typing import Any
 import msgpack
 import xxhash
 
+from dynamr.mapreduce.keys import total_order
+
 
 def hash_partition(key: Any, num_partitions: int) -> int:
     if num_partitions == 1:
@@ -38,12 +40,19 @@ class RangePartitioner:
         self.boundaries = list(boundaries)
 
     def __call__(self, key: Any, num_partitions: int) -> int:
-        return min(bisect.bisect_right(self.boundaries, key), num_partitions - 1)
+        try:
+            return min(bisect.bisect_right(self.boundaries, key), num_partitions - 1)
+        except TypeError:  # a key of another type than the boundaries: place it in the total order
+            bounds = [total_order(b) for b in self.boundaries]
+            return min(bisect.bisect_right(bounds, total_order(key)), num_partitions - 1)
 
     @classmethod
     def from_sample(cls, sample: Sequence[Any], num_partitions: int) -> RangePartitioner:
-        """Boundaries at the quantiles of a sample of keys."""
-        ordered = sorted(sample)
+        """Boundaries at the quantiles of a sample of keys (in the total order if their types are mixed)."""
+        try:
+            ordered = sorted(sample)
+        except TypeError:
+            ordered = sorted(sample, key=total_order)
         if num_partitions <= 1 or not ordered:
             return cls([])
         step = len(ordered) / num_partitions

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 
+from dynamr.mapreduce.keys import total_order
 from dynamr.mapreduce.partition import RangePartitioner
 
 Record = tuple[Any, Any]
@@ -45,30 +46,61 @@ class ShuffleError(Exception):
     """Map output that cannot be shuffled (unsortable or unencodable records)."""
 
 
+class IncomparableKeys(ShuffleError):
+    """Keys of types Python cannot compare met in a merge sorted by their natural order: the task runs
+    again with every sort and merge in :func:`total_order` (see :func:`use_total_order`)."""
+
+
+# --- key order ------------------------------------------------------------------------------------------
+# Keys sort by their natural order (numbers as numbers, strings as strings), which is fast and what users
+# expect. Keys Python cannot compare (None, or a mix of types: mrjob's `yield None, ...` idiom) sort by a
+# total order instead, which agrees with the natural one wherever that one is defined, so runs sorted
+# either way merge correctly. A sort switches by itself; a merge that meets such keys cannot (part of its
+# output is gone), so it raises IncomparableKeys and the task starts over with the total order.
+
+def _total_first(record: Record) -> tuple[Any, ...]:
+    return total_order(record[0])
+
+
+_order: dict[str, Callable[[Record], Any]] = {"key": _first}
+
+
+def use_total_order(on: bool = True) -> None:
+    """Sort and merge keys by :func:`total_order` (for the rest of this process's task, until reset)."""
+    _order["key"] = _total_first if on else _first
+
+
+def total_order_in_use() -> bool:
+    return _order["key"] is _total_first
+
+
 def _sort(records: list[Record]) -> None:
     try:
-        records.sort(key=_first)
-    except TypeError as exc:
-        raise ShuffleError(f"map output keys must be mutually comparable to be sorted ({exc}); "
-                           "emit keys of one type") from exc
+        records.sort(key=_order["key"])
+    except TypeError:
+        use_total_order()  # runs already sorted naturally are in total order too
+        records.sort(key=_total_first)
 
 
 def encode_batch(records: list[Record]) -> bytes:
     try:
         packed: bytes = msgpack.packb(records, use_bin_type=True)
-    except TypeError as exc:
-        sample = next((r for r in records if not _encodable(r)), records[0])
-        raise ShuffleError(f"cannot encode the record {sample!r}: {exc}; emit str, bytes, numbers, None, "
-                           "bools, and tuples, lists or dicts of them") from exc
+    except (TypeError, OverflowError, ValueError) as exc:
+        sample = next((r for r in records if _unencodable(r)), records[0])
+        raise ShuffleError(f"cannot encode the record {sample!r}: {_unencodable(sample) or exc}") from exc
     return packed
 
 
-def _encodable(record: Record) -> bool:
+def _unencodable(record: Any) -> str:
+    """Why a record cannot be encoded ("" when it can)."""
     try:
         msgpack.packb(record, use_bin_type=True)
-    except TypeError:
-        return False
-    return True
+    except OverflowError:
+        return ("an integer in it is too large: records carry integers from -2**63 to 2**64-1; "
+                "emit a larger one as a str (or a float)")
+    except (TypeError, ValueError) as exc:
+        return (f"{exc}; emit str, bytes, numbers, None, bools, and tuples, lists or dicts of them")
+    return ""
 
 
 def encode_run(records: Iterable[Record]) -> Iterator[bytes]:
@@ -94,10 +126,13 @@ def decode_run(blocks: Iterable[bytes]) -> Iterator[Record]:
 
 def merge_runs(runs: Iterable[Iterable[Record]]) -> Iterator[Record]:
     """K-way merge of sorted runs (stable: equal keys keep run order)."""
+    key = _order["key"]
     try:
-        yield from heapq.merge(*runs, key=_first)
+        yield from heapq.merge(*runs, key=key)
     except TypeError as exc:
-        raise ShuffleError(f"map output keys must be mutually comparable to be merged ({exc})") from exc
+        if key is _total_first:
+            raise
+        raise IncomparableKeys(f"keys of types that do not compare met in a merge ({exc})") from exc
 
 
 def group(records: Iterable[Record]) -> Iterator[tuple[Any, Iterator[Any]]]:
@@ -250,8 +285,15 @@ class MapOutputCollector:
             records, self._records = self._records, []
         self._buffered = 0
         _sort(records)
-        keys = [record[0] for record in records]
-        cuts = [bisect.bisect_left(keys, b) for b in ranges.boundaries[:self.num_partitions - 1]]
+        bounds = ranges.boundaries[:self.num_partitions - 1]
+        try:
+            if total_order_in_use():
+                raise TypeError("keys sorted by the total order")
+            keys = [record[0] for record in records]
+            cuts = [bisect.bisect_left(keys, b) for b in bounds]
+        except TypeError:  # keys (or boundaries) of mixed types: cut in the total order
+            keys = [total_order(record[0]) for record in records]
+            cuts = [bisect.bisect_left(keys, total_order(b)) for b in bounds]
         edges = [0, *cuts, len(records)]
         parts = [records[edges[i]:edges[i + 1]] for i in range(len(edges) - 1)]
         parts += [[] for _ in range(self.num_partitions - len(parts))]

@@ -13,10 +13,12 @@ more than its share. Pure logic over that interface.
 from __future__ import annotations
 
 import bisect
+import codecs
+import functools
 import itertools
 import json
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -121,23 +123,62 @@ def read_lines(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]]
     return itertools.chain.from_iterable(itertools.starmap(zip, line_batches(source, split)))
 
 
-def text_records(source: RangeSource, split: Split) -> Iterator[tuple[Any, Any]]:
+#: the counter of input bytes that were not valid in the job's INPUT_ENCODING (each became U+FFFD)
+REPLACED = ("dynamr", "undecodable input bytes replaced")
+Replaced = Callable[[int], None]
+
+
+def _ignore(count: int) -> None:
+    return None
+
+
+def text_records(source: RangeSource, split: Split, encoding: str = "utf-8",
+                 replaced: Replaced = _ignore) -> Iterator[tuple[Any, Any]]:
     """(byte offset, line as str) for each line; a trailing carriage return is dropped.
 
-    A batch of lines is decoded at once and split again (a newline byte never occurs inside a UTF-8
-    sequence, so this is the same as decoding line by line, with one call instead of one per line). The
-    records of a batch come out of ``zip`` through ``itertools.chain``: no Python step per line.
+    A batch of lines is decoded at once and split again (a newline byte never occurs inside a multi-byte
+    sequence of UTF-8 or of a single-byte encoding, so this is the same as decoding line by line, with one
+    call instead of one per line). The records of a batch come out of ``zip`` through ``itertools.chain``:
+    no Python step per line. Bytes not valid in ``encoding`` become U+FFFD and are counted by ``replaced``.
     """
-    return itertools.chain.from_iterable(_decoded_batches(source, split))
+    return itertools.chain.from_iterable(_decoded_batches(source, split, encoding, replaced))
 
 
-def _decoded_batches(source: RangeSource, split: Split) -> Iterator[Iterator[tuple[int, str]]]:
+def _counting_handler(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    _bad[0] += exc.end - exc.start
+    return "\ufffd", exc.end
+
+
+_bad = [0]
+codecs.register_error("dynamr-count", _counting_handler)
+
+
+def decode_counting(data: bytes, encoding: str, replaced: Replaced) -> str:
+    """``data`` decoded; invalid bytes become U+FFFD and their number goes to ``replaced``."""
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        _bad[0] = 0
+        text = data.decode(encoding, "dynamr-count")
+        replaced(_bad[0])
+        return text
+
+
+def _decoded_batches(source: RangeSource, split: Split, encoding: str,
+                     replaced: Replaced) -> Iterator[Iterator[tuple[int, str]]]:
     for offsets, lines in line_batches(source, split):
-        text = b"\n".join(lines).decode("utf-8", "replace")
+        text = decode_counting(b"\n".join(lines), encoding, replaced)
         strs = text.split("\n")
         if "\r" in text:
             strs = [line[:-1] if line.endswith("\r") else line for line in strs]
         yield zip(offsets, strs, strict=True)
+
+
+def bytes_records(source: RangeSource, split: Split) -> Iterator[tuple[Any, Any]]:
+    """(byte offset, line as bytes, exactly as stored: no decoding, a carriage return kept) for each line."""
+    return read_lines(source, split)
 
 
 def json_records(source: RangeSource, split: Split) -> Iterator[tuple[Any, Any]]:
@@ -153,7 +194,16 @@ def whole_file_records(source: RangeSource, split: Split) -> Iterator[tuple[Any,
     yield split.path, b"".join(source.read(0, split.file_size))
 
 
-READERS = {"text": text_records, "json": json_records, "whole_file": whole_file_records}
+Reader = Callable[[RangeSource, Split], Iterator[tuple[Any, Any]]]
+READERS: dict[str, Reader] = {"text": text_records, "bytes": bytes_records, "json": json_records,
+                              "whole_file": whole_file_records}
+
+
+def reader_for(input_format: str, encoding: str = "utf-8", replaced: Replaced = _ignore) -> Reader:
+    """The reader of an input format; text is decoded with ``encoding``, replaced bytes counted."""
+    if input_format == "text":
+        return functools.partial(text_records, encoding=encoding, replaced=replaced)
+    return READERS[input_format]
 
 
 class LocalFile:

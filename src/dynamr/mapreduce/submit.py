@@ -32,7 +32,7 @@ from dynamr.mapreduce.api import MRJob, check_formats
 from dynamr.mapreduce.inline import check_output, expand_inputs, sample_keys
 from dynamr.mapreduce.jobrun import JobPlan, StepPlan, check_plan
 from dynamr.mapreduce.loader import load_job_class
-from dynamr.mapreduce.splits import READERS, LocalFile, Split, plan_splits
+from dynamr.mapreduce.splits import LocalFile, Split, plan_splits
 from dynamr.rpc import messages as m
 from dynamr.rpc.codec import pack_any
 from dynamr.store.client import AsyncClient
@@ -65,7 +65,7 @@ async def _sample(job: MRJob, fs: FileSystem, inputs: list[tuple[str, int]], loc
                   split_size: int) -> list[Any]:
     splits = plan_splits(inputs, split_size)
     chosen = splits if len(splits) <= 20 else random.Random(1).sample(splits, 20)
-    reader = READERS[job.INPUT_FORMAT]
+    reader = job.input_reader()
     sources = []
     for split in chosen:
         if local:

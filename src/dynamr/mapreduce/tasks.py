@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dynamr.mapreduce.api import MRJob, MRStep, Record, _hook_records
 from dynamr.mapreduce.shuffle import MapOutputCollector, decode_run, encode_run, group, merge_runs
@@ -20,12 +21,40 @@ from dynamr.mapreduce.shuffle import MapOutputCollector, decode_run, encode_run,
 Sink = Callable[[int, Iterator[bytes]], None]
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def checked(fn: F, role: str) -> F:
+    """``fn`` itself when it is a generator function (the usual case: no cost per call); otherwise ``fn``
+    wrapped so that returning instead of yielding is a clear error naming the method and what to do."""
+    if inspect.isgeneratorfunction(fn):
+        return fn
+    name = getattr(fn, "__name__", role)
+
+    def call(*args: Any) -> Any:
+        out = fn(*args)
+        if out is None:
+            raise TypeError(f"the {role} {name}() returned None: it must yield (key, value) pairs "
+                            "(write 'yield key, value')")
+        if type(out) is tuple and len(out) == 2 and not all(
+                type(x) in (tuple, list) and len(x) == 2 for x in out):
+            raise TypeError(f"the {role} {name}() returned one pair {out!r} instead of yielding it "
+                            "(write 'yield key, value')")
+        try:
+            return iter(out)
+        except TypeError:
+            raise TypeError(f"the {role} {name}() returned a {type(out).__name__}, not (key, value) pairs "
+                            "(write 'yield key, value')") from None
+
+    return call  # type: ignore[return-value]
+
+
 def _map_stream(step: MRStep, records: Iterable[Record]) -> Iterator[Record]:
     """Everything the step's mapper yields, hooks included; the per-record loop runs in C (itertools)."""
     parts: list[Iterable[Record]] = []
     if step.mapper_init is not None:
         parts.append(_LazyHook(step.mapper_init))
-    mapper = step.mapper
+    mapper = None if step.mapper is None else checked(step.mapper, "mapper")
     parts.append(records if mapper is None else itertools.chain.from_iterable(itertools.starmap(mapper, records)))
     if step.mapper_final is not None:
         parts.append(_LazyHook(step.mapper_final))
@@ -55,7 +84,8 @@ def run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions:
         return counted.count
     partitions = max(1, num_partitions)
     partitioner = job.effective_partitioner() if partitions > 1 else _single_partition
-    collector = MapOutputCollector(partitions, partitioner, step.combiner, spill_dir, buffer_records)
+    combiner = None if step.combiner is None else checked(step.combiner, "combiner")
+    collector = MapOutputCollector(partitions, partitioner, combiner, spill_dir, buffer_records)
     if step.combiner_init is not None:
         collector.collect(_hook_records(step.combiner_init()))
     before = collector.records_in
@@ -89,8 +119,8 @@ def run_reduce(step: MRStep, runs: Iterable[Iterable[bytes]]) -> Iterator[Record
     merged = merge_runs([decode_run(run) for run in runs])
     if step.reducer_init is not None:
         yield from _hook_records(step.reducer_init())
-    reducer = step.reducer
-    assert reducer is not None
+    assert step.reducer is not None
+    reducer = checked(step.reducer, "reducer")
     for key, values in group(merged):
         yield from reducer(key, values)
     if step.reducer_final is not None:
@@ -113,10 +143,35 @@ def format_output(records: Iterable[Record], fmt: str) -> Iterator[bytes]:
                 yield "".join(batch).encode()
                 batch = []
     else:
+        raw = bytearray()  # lines with bytes in them, written as they are (binary records stay binary)
         for key, value in records:
+            if type(key) is bytes or type(value) is bytes:
+                if batch:
+                    raw += "".join(batch).encode()
+                    batch = []
+                raw += _raw_line(key, value)
+                if len(raw) >= 1 << 20:
+                    yield bytes(raw)
+                    raw.clear()
+                continue
             batch.append(f"{value}\n" if key is None else f"{key}\t{value}\n")
             if len(batch) >= 4096:
+                if raw:
+                    yield bytes(raw)
+                    raw.clear()
                 yield "".join(batch).encode()
                 batch = []
+        if raw:
+            if batch:
+                raw += "".join(batch).encode()
+                batch = []
+            yield bytes(raw)
     if batch:
         yield "".join(batch).encode()
+
+
+def _raw_line(key: Any, value: Any) -> bytes:
+    def raw(item: Any) -> bytes:
+        return item if type(item) is bytes else str(item).encode()
+
+    return raw(value) + b"\n" if key is None else raw(key) + b"\t" + raw(value) + b"\n"
