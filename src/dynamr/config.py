@@ -119,6 +119,13 @@ class StoreSettings:
     fsync_interval: float = 1.0
     #: LMDB map size, bytes (sparse: costs nothing until used)
     map_size: int = 1 << 38
+    #: allow a node or the coordinator to listen on a wildcard address ("", 0.0.0.0, ::), i.e. on every
+    #: network of the machine; off, such a host is refused (name the one interface to listen on instead)
+    listen_on_all_interfaces: bool = False
+    #: bytes of partly received multi-frame messages a process holds at once, over all its connections
+    max_buffered_bytes: int = 256 * 1024 * 1024
+    #: connections a node or the coordinator serves at once; more are refused
+    max_connections: int = 1024
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_key_bytes <= MAX_KEY_LIMIT:
@@ -139,6 +146,8 @@ class StoreSettings:
             raise ConfigError("speculative_share must be between 0 and 1, and speculative_slow_factor above 1")
         if self.node_exclusion_failures < 1:
             raise ConfigError("node_exclusion_failures must be at least 1")
+        if self.max_buffered_bytes < self.max_message_bytes or self.max_connections < 1:
+            raise ConfigError("max_buffered_bytes must be at least max_message_bytes, and max_connections at least 1")
         if self.task_memory_limit != 0 and self.task_memory_limit < (32 << 20):
             raise ConfigError("task_memory_limit must be 0 (automatic) or at least 32 MiB")
         if self.task_process_reuse < 1 or self.task_process_max_rss < (16 << 20):
@@ -211,6 +220,23 @@ class NodeAddress:
     def address(self) -> tuple[str, int]:
         return (self.host, self.port)
 
+    @property
+    def wildcard(self) -> bool:
+        """The host means "every interface" (a listener there is reachable from every network)."""
+        return self.host.strip("[]") in WILDCARD_HOSTS
+
+
+#: hosts that make a listener bind every interface of the machine
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "*")
+
+
+def check_listen(address: NodeAddress, settings: StoreSettings) -> None:
+    """Refuse to listen on every interface unless the cluster file says so explicitly."""
+    if address.wildcard and not settings.listen_on_all_interfaces:
+        raise ConfigError(f"{address.node_id} would listen on every interface ({address.host!r}); give the one "
+                          "address to listen on, or set listen_on_all_interfaces: true in the cluster file's "
+                          "settings if that is what you want")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterSpec:
@@ -277,11 +303,17 @@ def new_secret() -> bytes:
     return secrets.token_hex(32).encode()
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file readable by its owner only, whatever the umask (an existing file is made so too)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
 def write_secret(path: Path, secret: bytes) -> None:
     """Write a secret file readable by its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(secret)
+    write_private(path, secret)
 
 
 def load_secret(secret: str | None = None, secret_file: Path | None = None) -> bytes:

@@ -20,7 +20,7 @@ import ssl
 import sys
 from pathlib import Path
 
-from dynamr.config import ClusterSpec
+from dynamr.config import ClusterSpec, check_listen
 from dynamr.files.gc import run_collector
 from dynamr.rpc import tls
 from dynamr.rpc.client import TcpTransport
@@ -31,6 +31,20 @@ from dynamr.store.engine import LmdbEngine
 from dynamr.store.node import StoreNode
 
 log = logging.getLogger(__name__)
+
+
+#: the umask the user started a daemon with, handed to task processes so that job output keeps it
+USER_UMASK = "DYNAMR_USER_UMASK"
+
+
+def private_files(data_dir: Path | None = None) -> None:
+    """Everything this process creates from now on is readable by its owner only (umask 077), whatever
+    the umask it was started with; its data directory too, even if it existed already."""
+    previous = os.umask(0o077)
+    os.environ.setdefault(USER_UMASK, f"{previous:o}")
+    if data_dir is not None:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(data_dir, 0o700)
 
 
 def setup_logging(level: str, node_id: str) -> None:
@@ -98,13 +112,15 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
     settings = spec.settings
     server_ssl, client_ssl = _contexts(tls_files)
     me = spec.node(node_id)
+    check_listen(me, settings)
     engine = LmdbEngine(data_dir / "lmdb", map_size=settings.map_size, fsync=settings.fsync)
     transport = TcpTransport(secret, frame_bytes=settings.frame_bytes,
                              max_message_bytes=settings.max_message_bytes, ssl_context=client_ssl)
     blobs = DirectoryBlobStore(data_dir / "chunks", fsync=settings.fsync == "always")
     node = StoreNode(spec, node_id, engine, transport, blobs=blobs)
     server = RpcServer(node.dispatcher, secret, frame_bytes=settings.frame_bytes,
-                       max_message_bytes=settings.max_message_bytes, ssl_context=server_ssl)
+                       max_message_bytes=settings.max_message_bytes, ssl_context=server_ssl,
+                       max_buffered_bytes=settings.max_buffered_bytes, max_connections=settings.max_connections)
     await server.start(me.host, me.port)
     node.start()
     collector = asyncio.create_task(run_collector(node))
@@ -140,6 +156,7 @@ def run_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
              tls_files: TlsFiles | None = None, exit_with_parent: bool = False) -> None:
     pin_malloc_thresholds()
     install_event_loop_policy()
+    private_files(data_dir)
     asyncio.run(serve_node(spec, node_id, data_dir, secret, tls_files=tls_files, exit_with_parent=exit_with_parent))
 
 
@@ -154,6 +171,7 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
         raise ConfigError("the cluster file names no coordinator address")
     settings = spec.settings
     server_ssl, client_ssl = _contexts(tls_files)
+    check_listen(spec.coordinator, settings)
     client = AsyncClient([n.address for n in spec.nodes], secret, timeout=settings.request_timeout * 2,
                          ssl_context=client_ssl)
     coordinator = Coordinator(client, settings, data_dir=data_dir, local_jobs=local_jobs)
@@ -161,7 +179,8 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
         log.warning("the coordinator has no --data-dir: job state will not survive a restart")
     await coordinator.recover()
     server = RpcServer(coordinator.dispatcher, secret, frame_bytes=settings.frame_bytes,
-                       max_message_bytes=settings.max_message_bytes, ssl_context=server_ssl)
+                       max_message_bytes=settings.max_message_bytes, ssl_context=server_ssl,
+                       max_buffered_bytes=settings.max_buffered_bytes, max_connections=settings.max_connections)
     await server.start(spec.coordinator.host, spec.coordinator.port)
     coordinator.start()
     log.info("coordinator listening on %s:%d", spec.coordinator.host, server.port)
@@ -178,6 +197,7 @@ def run_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None =
                     tls_files: TlsFiles | None = None, exit_with_parent: bool = False,
                     local_jobs: bool = False) -> None:
     install_event_loop_policy()
+    private_files(data_dir)
     asyncio.run(serve_coordinator(spec, secret, data_dir=data_dir, tls_files=tls_files,
                                   exit_with_parent=exit_with_parent, local_jobs=local_jobs))
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from dynamr.config import ClusterSpec, NodeAddress, StoreSettings, new_secret, write_secret
+from dynamr.config import ClusterSpec, NodeAddress, StoreSettings, new_secret, write_private, write_secret
 from dynamr.errors import ClusterNotFoundError, ConfigError, DynamrError, UnavailableError
 from dynamr.rpc import tls
 from dynamr.rpc.tls import TlsFiles
@@ -123,14 +123,16 @@ class LocalCluster:
         cluster = cls(root, ephemeral)
         if cluster.exists and cluster.running():
             raise ConfigError(f"a cluster is already running in {root}; stop it with 'dynamr cluster down'")
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(root, 0o700)  # the secret, the data and the logs are the owner's only
         for sub in ("nodes", "logs", "pids"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+            (root / sub).mkdir(mode=0o700, exist_ok=True)
         ports = free_ports(nodes + 1, host)
         spec = ClusterSpec(nodes=tuple(NodeAddress(node_id=f"n{i + 1}", host=host, port=port)
                                        for i, port in enumerate(ports[:nodes])), settings=settings,
                            coordinator=NodeAddress(node_id=COORDINATOR, host=host, port=ports[-1])
                            if coordinator else None)
-        cluster.cluster_file.write_text(spec.to_json())
+        write_private(cluster.cluster_file, spec.to_json().encode())
         if not cluster.secret_file.exists():
             write_secret(cluster.secret_file, new_secret())
         if use_tls and cluster.tls_files is None:
@@ -168,10 +170,11 @@ class LocalCluster:
         self.address(node_id)  # validates the id
         self.log_file(node_id).parent.mkdir(parents=True, exist_ok=True)
         self.pid_file(node_id).parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file(node_id), "ab") as log:
+        fd = os.open(self.log_file(node_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "ab") as log:
             proc = subprocess.Popen(self.node_command(node_id), stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        self.pid_file(node_id).write_text(str(proc.pid))
+        write_private(self.pid_file(node_id), str(proc.pid).encode())
         _CHILDREN[proc.pid] = proc
         return proc.pid
 

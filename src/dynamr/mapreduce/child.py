@@ -467,6 +467,9 @@ def rss_bytes() -> int:
 
 def main() -> int:
     die_with_parent()
+    user_umask = os.environ.get("DYNAMR_USER_UMASK", "")
+    if user_umask:  # the node keeps its own files private; what the job writes gets the user's umask
+        os.umask(int(user_umask, 8))
     channel = Channel()
     session = Session()
     served = 0

@@ -45,21 +45,27 @@ def verify(expected: bytes, given: bytes) -> bool:
     return hmac.compare_digest(expected, given)
 
 
+#: why a server handshake ended without a proven peer
+WRONG_SECRET = "did not prove the cluster secret"
+GAVE_UP = "closed the connection or stayed silent during the handshake"
+
+
 async def server_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes,
-                           timeout: float = HANDSHAKE_TIMEOUT) -> bool:
-    """Challenge a new connection. True when the peer proved the secret; the caller closes otherwise."""
+                           timeout: float = HANDSHAKE_TIMEOUT) -> str:
+    """Challenge a new connection: "" when the peer proved the secret, else why not (:data:`WRONG_SECRET`,
+    or :data:`GAVE_UP` for a peer that left or said nothing, which is no sign of a wrong secret)."""
     server_nonce = os.urandom(NONCE_BYTES)
     writer.write(MAGIC + server_nonce)
     try:
         answer = await asyncio.wait_for(reader.readexactly(NONCE_BYTES + MAC_BYTES), timeout)
     except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-        return False
+        return GAVE_UP
     client_nonce, proof = answer[:NONCE_BYTES], answer[NONCE_BYTES:]
     if not verify(client_proof(secret, server_nonce, client_nonce), proof):
         writer.write(REFUSED + bytes(MAC_BYTES))
-        return False
+        return WRONG_SECRET
     writer.write(ACCEPTED + server_proof(secret, server_nonce, client_nonce))
-    return True
+    return ""
 
 
 def _silent(peer: str, timeout: float) -> ConnectFailedError:
@@ -78,9 +84,10 @@ async def client_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamW
     except TimeoutError as exc:
         raise _silent(peer, timeout) from exc
     except (asyncio.IncompleteReadError, ConnectionError) as exc:
-        raise AuthenticationError(
-            f"{peer} did not answer the dynamr handshake: is it a dynamr node, and does it require TLS "
-            "(then pass --tls-ca)?") from exc
+        # a node that dies or is stopped while we connect looks like this: unreachable, not an impostor
+        raise ConnectFailedError(
+            f"{peer} closed the connection before the dynamr handshake: it may be stopping or restarting, "
+            "or it requires TLS (then pass --tls-ca)") from exc
     if hello[:len(MAGIC)] != MAGIC:
         raise AuthenticationError(f"{peer} is not a dynamr node (or runs an incompatible version)")
     server_nonce = hello[len(MAGIC):]
@@ -91,9 +98,9 @@ async def client_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamW
     except TimeoutError as exc:
         raise _silent(peer, timeout) from exc
     except (asyncio.IncompleteReadError, ConnectionError) as exc:
-        raise AuthenticationError(
-            f"{peer} closed the connection during the handshake: the cluster secret is probably wrong "
-            "(check --secret, --secret-file or DYNAMR_SECRET)") from exc
+        # a node refusing the secret says so before it closes; one that just closes has died or is stopping
+        raise ConnectFailedError(f"{peer} closed the connection during the handshake (stopping or "
+                                 "restarting?)") from exc
     if verdict[:1] != ACCEPTED:
         raise AuthenticationError(
             f"{peer} refused our cluster secret: check --secret, --secret-file or DYNAMR_SECRET")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgpack
 
@@ -158,24 +158,41 @@ def frame(payload: bytes, frame_bytes: int) -> list[bytes | memoryview]:
     return out
 
 
-async def read_payload(reader: asyncio.StreamReader, frame_bytes: int, max_message_bytes: int) -> bytes:
-    """Read one whole message (one or more frames). Raises ``IncompleteReadError`` at end of stream."""
+class Budget(Protocol):
+    """Room shared by all connections for messages still arriving (see ``rpc.server.ByteBudget``)."""
+
+    async def take(self, amount: int) -> None: ...
+    async def give(self, amount: int) -> None: ...
+
+
+async def read_payload(reader: asyncio.StreamReader, frame_bytes: int, max_message_bytes: int,
+                       budget: Budget | None = None) -> bytes:
+    """Read one whole message (one or more frames). Raises ``IncompleteReadError`` at end of stream.
+    The frames of a message cut in several are held against ``budget`` until the last one arrives."""
     header = await reader.readexactly(HEADER.size)
     length, flags = HEADER.unpack(header)
     _check_frame(length, flags, frame_bytes)
-    first = await reader.readexactly(length)
     if not flags & FLAG_MORE:
-        return first
-    parts = [first]
-    total = length
-    while flags & FLAG_MORE:
-        length, flags = HEADER.unpack(await reader.readexactly(HEADER.size))
-        _check_frame(length, flags, frame_bytes)
-        total += length
-        if total > max_message_bytes:
-            raise FrameTooLargeError(f"message exceeds the {max_message_bytes}-byte limit")
-        parts.append(await reader.readexactly(length))
-    return b"".join(parts)
+        return await reader.readexactly(length)
+    held = 0
+    try:
+        parts = []
+        total = 0
+        while True:
+            total += length
+            if total > max_message_bytes:
+                raise FrameTooLargeError(f"message exceeds the {max_message_bytes}-byte limit")
+            if budget is not None:
+                await budget.take(length)
+                held += length
+            parts.append(await reader.readexactly(length))
+            if not flags & FLAG_MORE:
+                return b"".join(parts)
+            length, flags = HEADER.unpack(await reader.readexactly(HEADER.size))
+            _check_frame(length, flags, frame_bytes)
+    finally:
+        if budget is not None and held:
+            await budget.give(held)
 
 
 def _check_frame(length: int, flags: int, frame_bytes: int) -> None:

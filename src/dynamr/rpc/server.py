@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -52,11 +53,56 @@ class Dispatcher:
                             f"{type(exc).__name__}: {exc} (the node's log has the traceback)")
 
 
+class ByteBudget:
+    """Bytes of partly received messages held at once by all connections of a server. A connection that
+    cannot get room within ``wait`` seconds is closed (its share is given back)."""
+
+    def __init__(self, limit: int, wait: float = 30.0) -> None:
+        self.limit = limit
+        self.wait = wait
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    async def take(self, amount: int) -> None:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.used + amount <= self.limit), self.wait)
+            except TimeoutError:
+                raise ProtocolError(f"too many large messages arriving at once (over {self.limit} bytes "
+                                    "buffered): closing this connection") from None
+            self.used += amount
+
+    async def give(self, amount: int) -> None:
+        async with self._changed:
+            self.used -= amount
+            self._changed.notify_all()
+
+
+class RefusalLog:
+    """Logs refused connections without flooding the log: the first at once, then one line per interval
+    with how many more there were."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._last = -float("inf")
+        self._quiet = 0
+
+    def refused(self, peer: object, why: str) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self._quiet += 1
+            return
+        more = f" ({self._quiet} more refused since the last report)" if self._quiet else ""
+        log.warning("refused connection from %s: it %s%s", peer, why, more)
+        self._last, self._quiet = now, 0
+
+
 class RpcServer:
     """A TCP listener serving one :class:`Dispatcher` to authenticated peers."""
 
     def __init__(self, dispatcher: Dispatcher, secret: bytes, *, frame_bytes: int,
-                 max_message_bytes: int, ssl_context: ssl.SSLContext | None = None) -> None:
+                 max_message_bytes: int, ssl_context: ssl.SSLContext | None = None,
+                 max_buffered_bytes: int = 256 << 20, max_connections: int = 1024) -> None:
         self.dispatcher = dispatcher
         self._secret = secret
         self._frame_bytes = frame_bytes
@@ -64,7 +110,11 @@ class RpcServer:
         self._ssl = ssl_context
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._budget = ByteBudget(max(max_buffered_bytes, max_message_bytes))
+        self._max_connections = max_connections
+        self._refusals = RefusalLog()
         self.refused_handshakes = 0
+        self.refused_connections = 0
 
     @property
     def port(self) -> int:
@@ -95,9 +145,17 @@ class RpcServer:
         self._connections[task] = writer
         peer = writer.get_extra_info("peername")
         try:
-            if not await auth.server_handshake(reader, writer, self._secret):
+            if len(self._connections) > self._max_connections:
+                self.refused_connections += 1
+                self._refusals.refused(peer, f"is one connection too many (max_connections {self._max_connections})")
+                return
+            why = await auth.server_handshake(reader, writer, self._secret)
+            if why:
                 self.refused_handshakes += 1
-                log.warning("refused connection from %s: it did not prove the cluster secret", peer)
+                if why == auth.WRONG_SECRET:
+                    self._refusals.refused(peer, why)
+                else:
+                    log.debug("connection from %s ended: it %s", peer, why)
                 with contextlib.suppress(ConnectionError):
                     await writer.drain()
                 return
@@ -114,7 +172,8 @@ class RpcServer:
         inflight: set[asyncio.Task[None]] = set()
         try:
             while True:
-                payload = await codec.read_payload(reader, self._frame_bytes, self._max_message_bytes)
+                payload = await codec.read_payload(reader, self._frame_bytes, self._max_message_bytes,
+                                                   self._budget)
                 envelope = codec.decode_envelope(payload)
                 if envelope.kind != codec.REQUEST:
                     raise ProtocolError("a client may only send requests")
