@@ -108,3 +108,22 @@ def test_malformed_plans_are_refused_with_what_to_fix() -> None:
         (refused,) = core.handle(p.JobSubmitted("j", bad), 0.0)
         assert isinstance(refused, p.Refused) and words in refused.message, refused
     assert not core.jobs
+
+
+def test_a_job_is_forgotten_only_when_it_is_not_running_and_its_name_is_free_again() -> None:
+    core = CoordinatorCore(CoreSettings(max_attempts=4))
+    core.handle(p.JobSubmitted("j", plan()), 0.0)
+    drive = Driver(core)
+    (spec,) = drive.poll().assignments
+    refused = core.handle(p.ForgetRequested("j"), drive.now)
+    assert isinstance(refused[0], p.Refused) and "kill it first" in refused[0].message
+    drive.poll(reports=(AttemptReport(attempt=spec.attempt, ok=True, partitions=(0,)),))
+    assert core.finished["j"].state == "succeeded"
+    assert core.handle(p.ForgetRequested("j"), drive.now) == [p.PersistForgotten("j")]
+    assert core.state_of("j") == "unknown"
+    unknown = core.handle(p.ForgetRequested("j"), drive.now)
+    assert isinstance(unknown[0], p.Refused) and "no job named 'j'" in unknown[0].message
+    assert not any(isinstance(i, p.Refused) for i in core.handle(p.JobSubmitted("j", plan()), drive.now))
+    created = core.handle(p.JobSubmitted("k", plan(), run=False), drive.now)
+    assert not any(isinstance(i, p.Refused) for i in created)
+    assert core.handle(p.ForgetRequested("k"), drive.now) == [p.PersistForgotten("k")], "never run: forgotten"

@@ -174,6 +174,8 @@ def locate(remote: str, offset: int, length: int, target: Target) -> None:
               help="Keep unreferenced chunks younger than this many seconds (uploads in progress).")
 @cluster_options
 def gc(grace: float, target: Target) -> None:
-    """Free chunks that no file references any more."""
+    """Free chunks that no file or job references any more."""
     freed = run(target, lambda fsys: fsys.collect_garbage(grace))
-    console.print(f"freed {freed} chunk replica(s)")
+    note = (f" (chunks stored in the last {grace:g} s are kept: give a smaller --grace to free them too)"
+            if grace > 0 and not freed else "")
+    console.print(f"freed {freed} chunk replica(s){note}", highlight=False)

@@ -10,6 +10,7 @@ written ``store:/path`` stay on the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -36,7 +37,7 @@ from dynamr.cli.common import (
 )
 from dynamr.config import Quorum, StoreSettings
 from dynamr.daemons import install_event_loop_policy
-from dynamr.errors import BadRequestError
+from dynamr.errors import BadRequestError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import COORDINATOR, LocalCluster
 from dynamr.mapreduce.inline import check_output
@@ -173,6 +174,10 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
         async for path, _ in fs.walk_manifests(plan.output):
             await fs.get_file(path, Path(output) / path.rsplit("/", 1)[1])
         status = dataclasses.replace(status, output=output)
+    if not local_paths:  # what this command staged in the store for the job is not needed any more
+        for staged in (f"/_inputs/{name}", f"/_outputs/{name}"):
+            with contextlib.suppress(NotFoundError):
+                await fs.rm(staged, recursive=True)
     return status
 
 
@@ -327,6 +332,16 @@ def status(name: str, target: Target) -> None:
                       f"{', '.join(st.excluded_nodes)}[/]", highlight=False)
     if st.state in ("succeeded", "failed", "killed"):
         report(st)
+
+
+@job.command("delete")
+@click.argument("name")
+@cluster_options
+def delete(name: str, target: Target) -> None:
+    """Forget job NAME (not running): its record, its stored source, the inputs and outputs dynamr staged
+    for it. Outputs it wrote where you asked stay. The name can then be used again."""
+    removed = _run(lambda: _with_client(target, lambda c: JobClient(c).delete(name)))
+    console.print(f"deleted job {name}" + (f" and {', '.join(removed)}" if removed else ""), highlight=False)
 
 
 @click.command("kill")

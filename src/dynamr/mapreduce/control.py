@@ -153,6 +153,7 @@ class CoordinatorCore:
         self._restored_sweeps: list[tuple[str, list[str]]] = []
         self._handlers: dict[type[Any], Callable[[Any, float], list[p.Instruction]]] = {
             p.JobSubmitted: self._on_submitted, p.RunRequested: self._on_run, p.KillRequested: self._on_kill,
+            p.ForgetRequested: self._on_forget,
             p.WorkerPolled: self._on_poll, p.CommitWritten: self._on_commit_written,
             p.CommitFailed: self._on_commit_failed, p.FinalizeDone: self._on_finalized,
             p.FinalizeFailed: self._on_finalize_failed, p.Tick: self._on_tick,
@@ -206,6 +207,22 @@ class CoordinatorCore:
             return [p.Refused(ev.name, f"job {ev.name!r} has already {self._state(ev.name)}; there is nothing to "
                                        "kill")]
         return self._end(jc, now)
+
+    def _on_forget(self, ev: p.ForgetRequested, now: float) -> list[p.Instruction]:
+        """A job that is not running is forgotten (its tombstone stays, for reports that arrive late)."""
+        jc = self.jobs.get(ev.name)
+        if jc is not None and jc.run.state != "created":
+            return [p.Refused(ev.name, f"job {ev.name!r} is {jc.run.state}: kill it first ('dynamr kill "
+                                       f"{ev.name}') or wait for it to end")]
+        if jc is None and ev.name not in self.finished:
+            return [p.Refused(ev.name, f"no job named {ev.name!r} (see 'dynamr jobs')")]
+        self.jobs.pop(ev.name, None)
+        self.finished.pop(ev.name, None)
+        return [p.PersistForgotten(ev.name)]
+
+    def state_of(self, name: str) -> str:
+        """A job's state ("unknown" when there is no such job)."""
+        return self._state(name)
 
     def _state(self, name: str) -> str:
         jc = self.jobs.get(name)

@@ -69,7 +69,8 @@ class Coordinator:
         self.dispatcher = Dispatcher("coordinator")
         for cls, handler in ((m.Ping, self._on_ping), (m.SubmitJob, self._on_submit), (m.RunJob, self._on_run),
                              (m.JobStatus, self._on_status), (m.ListJobs, self._on_list),
-                             (m.WorkerHeartbeat, self._on_heartbeat), (m.KillJob, self._on_kill)):
+                             (m.WorkerHeartbeat, self._on_heartbeat), (m.KillJob, self._on_kill),
+                             (m.DeleteJob, self._on_delete)):
             self.dispatcher.register(cls, handler)
         self._background = Background("coordinator", log)
         self._ticker: asyncio.Task[None] | None = None
@@ -80,6 +81,7 @@ class Coordinator:
             p.PersistEnded: lambda i: self.store.job_ended(i.name, i.state, i.ended, i.error),
             p.PersistFinalized: self._persist_finalized,
             p.PersistSwept: lambda i: self.store.job_swept(i.name),
+            p.PersistForgotten: lambda i: self.store.forget(i.name),
             p.PersistAttempt: lambda i: self.store.attempt_started(i.job, i.task, i.attempt, i.node, i.started),
             p.PersistAttemptEnded: lambda i: self.store.attempt_ended(i.attempt, i.ok, i.error, i.ended),
             p.WriteCommit: lambda i: self._background.spawn(self._write_commit(i)),
@@ -169,6 +171,8 @@ class Coordinator:
     async def _cleanup(self, ins: p.Finalize) -> None:
         """Mark success, then delete every attempt's outputs, commit records and step outputs (idempotent)."""
         plan = ins.plan
+        if not ins.succeeded:
+            await self._remove_partial_output(plan)
         if ins.succeeded:
             if plan.local_output:
                 out = Path(plan.output)
@@ -189,6 +193,16 @@ class Coordinator:
             await self._sweep_job_objects(ins.job)
         for task_id in ins.tasks:
             await im.delete_commit(self.client, ins.job, task_id)
+
+    async def _remove_partial_output(self, plan: m.JobPlan) -> None:
+        """A job that failed or was killed leaves no part files behind to block a re-run (its output did not
+        exist when it was submitted, so all of it is the job's)."""
+        if plan.local_output:
+            out = Path(plan.output)
+            for part in out.glob("part-*") if out.is_dir() else ():
+                part.unlink(missing_ok=True)
+        elif await self.fs.exists(plan.output):
+            await self.fs.rm(plan.output, recursive=True)
 
     async def _sweep_job_objects(self, job: str) -> None:
         """Delete any object of the job still in the store that no record named (an attempt killed while
@@ -334,6 +348,27 @@ class Coordinator:
         instructions = self.feed(p.KillRequested(msg.name))
         log.warning("job %s: kill requested", msg.name)
         return self._reply(msg.name, instructions)
+
+    async def _on_delete(self, msg: m.DeleteJob) -> m.DeleteJobReply:
+        name = msg.name
+        check_job_name(name)
+        state = self.core.state_of(name)
+        if state == "unknown":
+            raise NotFoundError(f"no job named {name!r} (see 'dynamr jobs')")
+        if name in self.core.jobs and state != "created":  # running, or ended and not yet cleaned up
+            raise BadRequestError(f"job {name!r} is {state}: kill it first ('dynamr kill {name}') or wait for "
+                                  "it to end")
+        removed = []
+        for path in (f"/_jobs/{name}", f"/_inputs/{name}", f"/_outputs/{name}"):
+            if await self.fs.exists(path):
+                await self.fs.rm(path, recursive=True)
+                removed.append(path)
+        await self._sweep_job_objects(name)
+        for ins in self.feed(p.ForgetRequested(name)):
+            if isinstance(ins, p.Refused):
+                raise BadRequestError(ins.message)
+        log.info("job %s deleted (%s)", name, ", ".join(removed) or "nothing stored")
+        return m.DeleteJobReply(removed=tuple(removed))
 
     async def _on_status(self, msg: m.JobStatus) -> m.JobStatusReply:
         return m.JobStatusReply(status=self._status(msg.name))

@@ -110,6 +110,11 @@ class JobStore:
         """A finalized job's late sweep is done: its attempts are no longer needed."""
         self._db.execute("DELETE FROM attempts WHERE job = ?", (name,))
 
+    def forget(self, name: str) -> None:
+        """A deleted job: nothing of it stays."""
+        self._db.execute("DELETE FROM attempts WHERE job = ?", (name,))
+        self._db.execute("DELETE FROM jobs WHERE name = ?", (name,))
+
     def jobs(self) -> list[StoredJob]:
         rows = self._db.execute("SELECT name, plan, state, created, started, ended, error, final_status "
                                 "FROM jobs ORDER BY created").fetchall()

@@ -38,6 +38,13 @@ class KillRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class ForgetRequested:
+    """Delete a job that is not running (its files are already removed by the shell)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerPolled:
     node: str
     incarnation: str
@@ -97,8 +104,8 @@ class Tick:
     """Time passed (the shell ticks a few times a second)."""
 
 
-Event = (JobSubmitted | RunRequested | KillRequested | WorkerPolled | CommitWritten | CommitFailed | FinalizeDone
-         | FinalizeFailed | OutputsDeleted | DeleteFailed | Tick)
+Event = (JobSubmitted | RunRequested | KillRequested | ForgetRequested | WorkerPolled | CommitWritten | CommitFailed
+         | FinalizeDone | FinalizeFailed | OutputsDeleted | DeleteFailed | Tick)
 
 # --- instructions --------------------------------------------------------------------------------
 
@@ -221,11 +228,18 @@ class PersistSwept:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class PersistForgotten:
+    """A job was deleted: drop its record and its attempts."""
+
+    name: str
+
+
 Instruction = (ReplyToWorker | Refused | WriteCommit | DeleteOutputs | DeleteCommit | Finalize | PersistJob
                | PersistStarted | PersistEnded | PersistFinalized | PersistAttempt | PersistAttemptEnded
-               | PersistSwept)
+               | PersistSwept | PersistForgotten)
 PERSIST = (PersistJob, PersistStarted, PersistEnded, PersistFinalized, PersistAttempt, PersistAttemptEnded,
-           PersistSwept)
+           PersistSwept, PersistForgotten)
 
 
 @dataclass(frozen=True, slots=True)

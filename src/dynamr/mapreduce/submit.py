@@ -160,6 +160,13 @@ class JobClient:
     async def status(self, name: str) -> m.JobStatusView:
         return await self._ask(m.JobStatus(name=name))
 
+    async def delete(self, name: str) -> tuple[str, ...]:
+        """Forget a job that is not running; returns the store paths removed with it."""
+        reply = await self.client.call_node(await self.coordinator(), m.DeleteJob(name=name))
+        if not isinstance(reply, m.DeleteJobReply):
+            raise ProtocolError(f"the coordinator answered DeleteJob with {type(reply).__name__}")
+        return reply.removed
+
     async def jobs(self) -> tuple[m.JobSummary, ...]:
         reply = await self.client.call_node(await self.coordinator(), m.ListJobs())
         if not isinstance(reply, m.ListJobsReply):

@@ -328,3 +328,19 @@ class KillJob(Message):
     """Stop every task of a job and delete its intermediate data; the reply is its status."""
 
     name: str
+
+
+@register(49)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteJob(Message):
+    """Forget a job that is not running: its record, its stored source, and the inputs and outputs dynamr
+    staged for it (``/_inputs/<name>``, ``/_outputs/<name>``); its name can then be used again."""
+
+    name: str
+
+
+@register(50)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteJobReply(Message):
+    #: the store paths removed
+    removed: tuple[str, ...] = ()
