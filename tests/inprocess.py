@@ -30,6 +30,10 @@ class Cluster:
     def set_down(self, node_id: str, down: bool = True) -> None:
         self.transport.set_down(self.nodes[node_id].address, down)
 
+    def set_paused(self, node_id: str, paused: bool = True) -> None:
+        """The node takes requests but answers none (SIGSTOP)."""
+        self.transport.set_paused(self.nodes[node_id].address, paused)
+
     def local(self, node_id: str, key: bytes) -> tuple[bytes, ...]:
         return versions.live_values(self.nodes[node_id].replica.read(key))
 

@@ -65,6 +65,9 @@ class Connection:
             raise ConnectFailedError(f"could not connect to {peer}: {exc.strerror or exc}") from exc
         try:
             await auth.client_handshake(reader, writer, secret, peer, timeout=timeout)
+        except (OSError, RuntimeError) as exc:  # TLS errors, a transport closed under us: unreachable
+            writer.close()
+            raise ConnectFailedError(f"could not talk to {peer}: {exc}") from exc
         except BaseException:
             writer.close()
             raise
@@ -75,8 +78,12 @@ class Connection:
         return self._closed is not None
 
     async def call(self, msg: Message, timeout: float) -> Message:
+        """Send one request and wait for its reply. Every failure is a :class:`DynamrError`:
+        :class:`ConnectFailedError` when nothing of the request went out (safe to send elsewhere),
+        :class:`UnavailableError` when the connection broke after, :class:`DeadlineExceededError`."""
+        peer = describe(self.address)
         if self._closed is not None:
-            raise self._closed
+            raise ConnectFailedError(f"connection to {peer} is closed ({self._closed}); nothing was sent")
         payload = codec.encode_message(codec.REQUEST, 0, msg)  # size check before allocating an id
         if len(payload) > self._max_message_bytes:
             raise codec.message_size_error(len(payload), self._max_message_bytes)
@@ -87,12 +94,20 @@ class Connection:
         self._pending[request_id] = future
         timer = loop.call_later(timeout, self._expire, request_id, type(msg).__name__, timeout)
         try:
-            self._writer.writelines(codec.frame(payload, self._frame_bytes))
+            try:
+                self._writer.writelines(codec.frame(payload, self._frame_bytes))
+            except (OSError, RuntimeError) as exc:  # the transport closed under us (uvloop: RuntimeError)
+                raise ConnectFailedError(f"connection to {peer} closed before the request went out: {exc}") from exc
             if self._writer.transport.get_write_buffer_size() > 4 * self._frame_bytes:
-                await self._writer.drain()
+                # a peer that stopped reading (paused) must not hold the caller past its deadline
+                try:
+                    await asyncio.wait_for(self._writer.drain(), timeout)
+                except TimeoutError:
+                    raise DeadlineExceededError(f"{peer} did not take {type(msg).__name__} within "
+                                                f"{timeout:.2f}s (it stopped reading)") from None
             envelope = await future
-        except ConnectionError as exc:
-            raise UnavailableError(f"connection to {describe(self.address)} broke: {exc}") from exc
+        except (OSError, RuntimeError) as exc:
+            raise UnavailableError(f"connection to {peer} broke: {exc}") from exc
         finally:
             timer.cancel()
             self._pending.pop(request_id, None)
@@ -115,7 +130,7 @@ class Connection:
                 future = self._pending.pop(envelope.request_id, None)
                 if future is not None and not future.done():
                     future.set_result(envelope)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+        except (asyncio.IncompleteReadError, OSError, RuntimeError):
             error = UnavailableError(f"connection to {describe(self.address)} closed")
         except ProtocolError as exc:
             log.warning("dropping connection to %s: %s", describe(self.address), exc)

@@ -47,6 +47,8 @@ class LocalTransport(Transport):
     def __init__(self) -> None:
         self._peers: dict[Address, Dispatcher] = {}
         self._down: set[Address] = set()
+        #: paused peers: requests to them get no answer until they resume (as under SIGSTOP)
+        self._resumed: dict[Address, asyncio.Event] = {}
 
     def register(self, address: Address, dispatcher: Dispatcher) -> None:
         self._peers[address] = dispatcher
@@ -57,10 +59,22 @@ class LocalTransport(Transport):
         else:
             self._down.discard(address)
 
+    def set_paused(self, address: Address, paused: bool = True) -> None:
+        if paused:
+            self._resumed.setdefault(address, asyncio.Event())
+        else:
+            self._resumed.pop(address, asyncio.Event()).set()
+
     async def call(self, address: Address, msg: Message, timeout: float) -> Message:
         dispatcher = self._peers.get(address)
         if dispatcher is None or address in self._down:
             raise UnavailableError(f"could not connect to {address[0]}:{address[1]}")
+        paused = self._resumed.get(address)
+        if paused is not None:
+            try:
+                await asyncio.wait_for(paused.wait(), timeout)
+            except TimeoutError:
+                raise DeadlineExceededError(f"no reply to {type(msg).__name__} within {timeout:.2f}s") from None
         envelope = codec.decode_envelope(codec.encode_message(codec.REQUEST, 1, msg))
         request = envelope.message
         if request is None:

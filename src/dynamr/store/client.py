@@ -2,8 +2,12 @@
 
 The client learns the membership from any node (``ClusterInfo``), builds the same ring the nodes use,
 and sends each request straight to a preferred node of its key (no extra hop). When that node cannot be
-reached it tries the key's next preferred node; a request that may have been sent is not resent, so a
-write is never applied twice behind the caller's back.
+reached it tries the key's next preferred node; a write that may have been sent is not resent, so it is
+never applied twice behind the caller's back. Reads and chunk writes (idempotent) are *hedged*: when the
+first node has not answered within ``hedge_fraction`` of the timeout, the next one is asked too and the
+first answer wins. A node that misses a deadline, or loses such a race, is *suspect*: later requests go
+to the others first, and a background ping clears it as soon as it answers again (a paused or overloaded
+node costs one slow request, not every request).
 
 Reads return a :class:`GetResult`: the live sibling values and the causal context. Pass the context back
 with the next write of the key to say "this replaces what I read"; writes without it become siblings of
@@ -25,6 +29,7 @@ from dynamr.errors import (
     ConnectFailedError,
     CorruptDataError,
     DataLostError,
+    DeadlineExceededError,
     DynamrError,
     KeyTooLargeError,
     NotFoundError,
@@ -77,16 +82,26 @@ class ClusterView:
     coordinator: Address | None = None
 
 
+#: seconds between pings of a suspect node
+PROBE_INTERVAL = 0.5
+
+
 class AsyncClient:
     def __init__(self, seeds: Sequence[Address], secret: bytes, *, timeout: float = 10.0,
-                 transport: Transport | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+                 transport: Transport | None = None, ssl_context: ssl.SSLContext | None = None,
+                 hedge_fraction: float = 0.05) -> None:
         if not seeds:
             raise ClusterNotFoundError("no node address given")
+        if not 0 < hedge_fraction <= 1:
+            raise BadRequestError(f"hedge_fraction must be in (0, 1], got {hedge_fraction}")
         self._seeds = list(seeds)
         self._timeout = timeout
+        self._hedge_after = max(0.02, hedge_fraction * timeout)
         self._transport = transport or TcpTransport(secret, ssl_context=ssl_context)
         self._view: ClusterView | None = None
         self._lock = asyncio.Lock()
+        #: nodes that missed a deadline or lost a hedged race, with the task pinging them until they answer
+        self._suspects: dict[str, asyncio.Task[None]] = {}
 
     async def __aenter__(self) -> AsyncClient:
         await self.cluster()
@@ -96,6 +111,9 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
+        for probe in self._suspects.values():
+            probe.cancel()
+        self._suspects.clear()
         await self._transport.close()
 
     async def cluster(self) -> ClusterView:
@@ -132,22 +150,90 @@ class AsyncClient:
             address = node_id_or_address
         return await self._transport.call(address, msg, timeout or self._timeout)
 
+    # --- routing: suspects first to go, reads hedged ---------------------------------------------------
+
+    @property
+    def suspects(self) -> set[str]:
+        """Nodes this client avoids for now."""
+        return set(self._suspects)
+
+    def _order(self, targets: Sequence[str]) -> list[str]:
+        """Targets in preference order, suspects last."""
+        return [t for t in targets if t not in self._suspects] + [t for t in targets if t in self._suspects]
+
+    def _suspect(self, view: ClusterView, node_id: str) -> None:
+        if node_id not in self._suspects:
+            self._suspects[node_id] = asyncio.ensure_future(self._probe(view, node_id))
+
+    async def _probe(self, view: ClusterView, node_id: str) -> None:
+        """Ping a suspect until it answers, then trust it again."""
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            try:
+                await self._transport.call(view.nodes[node_id], m.Ping(), min(self._timeout, 2.0))
+            except DynamrError:
+                continue
+            self._suspects.pop(node_id, None)
+            return
+
     async def _send(self, key: bytes, msg: m.Message, n: int, *, retry_sent: bool) -> m.Message:
+        """Send to the key's preferred nodes, suspects last. ``retry_sent``: the request is idempotent, so
+        it is hedged and resent after any failure; otherwise only a request certainly not sent moves on."""
         view = await self.cluster()
-        targets = view.ring.preference_list(key, n or view.n)
+        targets = self._order(view.ring.preference_list(key, n or view.n))
+        if retry_sent:
+            return await self._hedged(view, targets, msg)
         last: DynamrError | None = None
         for node_id in targets:
             try:
                 return await self._transport.call(view.nodes[node_id], msg, self._timeout)
             except ConnectFailedError as exc:
                 last = exc
-            except UnavailableError as exc:
-                if not retry_sent:
-                    raise
-                last = exc
+            except DeadlineExceededError:
+                self._suspect(view, node_id)  # the next requests go elsewhere first
+                raise
             self._transport.drop(view.nodes[node_id])
         assert last is not None
         raise UnavailableError(f"no replica of the key could be reached ({last})")
+
+    async def _hedged(self, view: ClusterView, targets: list[str], msg: m.Message) -> m.Message:
+        """Ask the first target; ask the next too when it is slow or failed; the first answer wins."""
+        waiting: dict[asyncio.Task[m.Message], str] = {}
+        errors: list[str] = []
+        remaining = list(targets)
+
+        def ask_next() -> None:
+            node_id = remaining.pop(0)
+            waiting[asyncio.ensure_future(self._transport.call(view.nodes[node_id], msg, self._timeout))] = node_id
+
+        ask_next()
+        try:
+            while waiting:
+                done, _ = await asyncio.wait(waiting, timeout=self._hedge_after if remaining else None,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:  # the first is slow: hedge (and trust it less)
+                    for node_id in waiting.values():
+                        self._suspect(view, node_id)
+                    ask_next()
+                    continue
+                for task in done:
+                    node_id = waiting.pop(task)
+                    error = task.exception()
+                    if error is None:
+                        return task.result()
+                    if not isinstance(error, DynamrError) or isinstance(error, BadRequestError | NotFoundError):
+                        raise error
+                    errors.append(f"{node_id}: {error}")
+                    if isinstance(error, DeadlineExceededError):
+                        self._suspect(view, node_id)
+                    elif isinstance(error, UnavailableError):
+                        self._transport.drop(view.nodes[node_id])
+                if not waiting and remaining:
+                    ask_next()
+        finally:
+            for task in waiting:
+                task.cancel()
+        raise UnavailableError("no replica of the key answered (" + "; ".join(errors) + ")")
 
     async def _check(self, key: bytes, value: bytes | None = None) -> None:
         view = await self.cluster()
@@ -207,7 +293,7 @@ class AsyncClient:
         preferred = view.ring.preference_list(cid, view.n)
         failures: dict[str, str] = {}
         repairable: list[str] = []
-        for node_id in view.ring.walk(cid):
+        for node_id in self._order(list(view.ring.walk(cid))):
             try:
                 reply = await self._transport.call(view.nodes[node_id], m.ChunkRead(
                     chunk_id=cid, offset=offset, length=length), self._timeout)
@@ -218,6 +304,8 @@ class AsyncClient:
                 continue
             except DynamrError as exc:
                 failures[node_id] = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, DeadlineExceededError):
+                    self._suspect(view, node_id)
                 continue
             assert isinstance(reply, m.ChunkData)
             data = reply.data
