@@ -8,6 +8,10 @@ application doing read-modify-write would. Prints ops/s and p50/p99 latency per 
 
     python bench/kv_bench.py                     # the recorded configuration
     python bench/kv_bench.py --seconds 5 --workloads B
+    python bench/kv_bench.py --workloads B --pause n2   # then again with node n2 stopped (SIGSTOP)
+
+With ``--pause NODE`` each workload runs a second time with that node stopped by SIGSTOP (it keeps its
+connections but answers nothing), and the ratio to the undisturbed run is printed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -133,6 +138,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight per client process")
     parser.add_argument("--workloads", default="ABC")
     parser.add_argument("--fsync", default="always", choices=["always", "periodic", "never"])
+    parser.add_argument("--pause", default="", help="run each workload again with this node stopped (SIGSTOP)")
     args = parser.parse_args()
 
     settings = StoreSettings(quorum=Quorum(n=3, r=2, w=2), fsync=args.fsync)
@@ -150,10 +156,24 @@ def main() -> None:
                   f"clients: {args.clients} x {args.concurrency} in flight")
             print(f"load: {args.records / load_s:,.0f} inserts/s")
             print(f"{'workload':<10}{'ops/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'errors':>8}")
+            undisturbed = {}
             for name in args.workloads:
                 r = run_workload(cluster, name, args.records, args.seconds, args.clients, args.concurrency)
+                undisturbed[name] = r
                 print(f"{name:<10}{r['ops_per_s']:>10,.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
                       f"{r['mean_ms']:>10.2f}{r['errors']:>8}")
+            if args.pause:
+                cluster.signal_node(args.pause, signal.SIGSTOP)
+                try:
+                    for name in args.workloads:
+                        r = run_workload(cluster, name, args.records, args.seconds, args.clients,
+                                         args.concurrency)
+                        ratio = r["ops_per_s"] / undisturbed[name]["ops_per_s"]
+                        print(f"{name + ' (' + args.pause + ' paused)':<10}{r['ops_per_s']:>10,.0f}"
+                              f"{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['mean_ms']:>10.2f}{r['errors']:>8}"
+                              f"   {ratio:.2f}x of undisturbed")
+                finally:
+                    cluster.signal_node(args.pause, signal.SIGCONT)
         finally:
             cluster.stop()
 

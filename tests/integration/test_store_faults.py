@@ -202,3 +202,29 @@ def test_bad_input_gets_clear_errors_and_the_node_keeps_serving(make_cluster: Ma
         assert client.get("keep").values == (b"safe",)
         assert not client.get("big").found
         assert all(cluster.pid(n.node_id) for n in cluster.spec.nodes)
+
+
+def test_a_paused_node_is_routed_around_by_reads_and_writes(make_cluster: MakeCluster) -> None:
+    """SIGSTOP keeps the node's connections open but answers nothing: without hedging, every read of a
+    key whose first replica is that node waits for the full timeout and fails."""
+    import signal
+
+    cluster = make_cluster(3)
+    ring = Ring({n.node_id: n.address for n in cluster.spec.nodes}, cluster.spec.settings.vnodes)
+    keys = [k for k in (f"paused-{i}".encode() for i in range(400)) if ring.preference_list(k, 3)[0] == "n2"][:20]
+    with Client(cluster.seeds, cluster.secret, timeout=5.0) as client:
+        for key in keys:
+            client.put(key, b"before")
+        cluster.signal_node("n2", signal.SIGSTOP)
+        try:
+            assert all(client.get(key).values == (b"before",) for key in keys)
+            failed = 0
+            for key in keys:
+                try:
+                    client.put(key, b"after", context=client.get(key).context)
+                except DynamrError:
+                    failed += 1
+            assert failed <= 1, f"{failed} writes waited for the paused node"
+            assert sum(client.get(key).values == (b"after",) for key in keys) >= len(keys) - failed
+        finally:
+            cluster.signal_node("n2", signal.SIGCONT)

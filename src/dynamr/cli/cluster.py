@@ -65,6 +65,7 @@ def status(target: Target) -> None:
     for col in ("node", "address", "state", "epoch", "keys", "chunks", "hints", "tombstones", "sees down"):
         table.add_column(col)
     healthy = 0
+    troubled: list[str] = []
     for node_id, address in view.nodes.items():
         st = statuses[node_id]
         addr = f"{address[0]}:{address[1]}"
@@ -72,9 +73,14 @@ def status(target: Target) -> None:
             table.add_row(node_id, addr, "[red]down[/]", "", "", "", "", "", "")
             continue
         healthy += 1
-        table.add_row(node_id, addr, "[green]up[/]", st.epoch, str(st.keys), str(st.chunks), str(st.hints),
+        state = "[yellow]up, storage failing[/]" if st.storage_error else "[green]up[/]"
+        if st.storage_error:
+            troubled.append(f"{node_id}: {st.storage_error}")
+        table.add_row(node_id, addr, state, st.epoch, str(st.keys), str(st.chunks), str(st.hints),
                       str(st.tombstones), ", ".join(st.down) or "-")
     console.print(table)
+    for line in troubled:
+        console.print(f"[yellow]storage failing[/] on {line}", highlight=False, soft_wrap=True)
     console.print(f"{healthy} of {len(view.nodes)} nodes up; N={view.n}")
     if healthy < len(view.nodes):
         raise SystemExit(1)

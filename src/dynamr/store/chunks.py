@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 import xxhash
 
-from dynamr.errors import BadRequestError, CorruptDataError, DynamrError, NotFoundError, ValueTooLargeError
+from dynamr.errors import (
+    BadRequestError,
+    CorruptDataError,
+    DynamrError,
+    NotFoundError,
+    StorageError,
+    ValueTooLargeError,
+)
 from dynamr.rpc import messages as m
 from dynamr.store.engine import WriteTxn
 from dynamr.store.replica import hint_key, split_hint_key
@@ -84,7 +91,11 @@ class ChunkService:
         with self._guard:
             if self._sweeping:
                 self._touched.add(cid)
-        await self._run(self.blobs.put, cid, data)
+        try:
+            await self._run(self.blobs.put, cid, data)
+        except StorageError as exc:
+            self.node.health.failed(exc)
+            raise
         if hint_for:
             await self.node.committer.submit(lambda txn: txn.put("chunk_hints", hint_key(cid, hint_for), b""))
 
@@ -104,14 +115,28 @@ class ChunkService:
     async def _on_put(self, msg: m.ChunkPut) -> m.Ack:
         self._check(msg.chunk_id, msg.data)
         quorum = self.node.quorum_for(msg.n, w=msg.w)
+        if self.node.health.problem:  # a full disk: let a replica that can keep a hint for us coordinate
+            raise StorageError(f"node {self.node.node_id} cannot store chunks now ({self.node.health.problem}); "
+                               "another replica may coordinate the write")
+        own_copy: list[StorageError] = []
 
         async def local(hint_for: str) -> None:
-            await self.store_local(msg.chunk_id, msg.data, hint_for)
+            try:
+                await self.store_local(msg.chunk_id, msg.data, hint_for)
+            except StorageError as exc:
+                if not hint_for:
+                    own_copy.append(exc)
+                raise
 
         await self.node.replicate(
             msg.chunk_id, quorum, self.node.timeout_for(msg.timeout), local=local,
             what=f"chunk {msg.chunk_id.hex()}",
             message=lambda hint_for: m.ChunkStore(chunk_id=msg.chunk_id, data=msg.data, hint_for=hint_for))
+        if own_copy:
+            # the others have it, but nobody keeps a hint for this node's missing copy: the client sends the
+            # chunk again through another replica (chunk writes are idempotent), which will
+            raise StorageError(f"node {self.node.node_id} could not keep its copy of chunk "
+                               f"{msg.chunk_id.hex()} ({own_copy[0]}); another replica may coordinate the write")
         return m.Ack()
 
     async def _on_store(self, msg: m.ChunkStore) -> m.Ack:

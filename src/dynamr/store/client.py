@@ -33,6 +33,7 @@ from dynamr.errors import (
     DynamrError,
     KeyTooLargeError,
     NotFoundError,
+    StorageError,
     UnavailableError,
     ValueTooLargeError,
 )
@@ -189,6 +190,9 @@ class AsyncClient:
                 return await self._transport.call(view.nodes[node_id], msg, self._timeout)
             except ConnectFailedError as exc:
                 last = exc
+            except StorageError as exc:  # its disk refused to mint the version: not applied, try the next
+                last = exc
+                continue
             except DeadlineExceededError:
                 self._suspect(view, node_id)  # the next requests go elsewhere first
                 raise
@@ -312,15 +316,23 @@ class AsyncClient:
             if offset == 0 and length < 0 and chunk_id(data) != cid:
                 failures[node_id] = "corrupted in transit"
                 continue
-            if repairable:
-                await self._repair_chunk(cid, node_id, data if len(data) == reply.size else None, repairable)
+            if failures:  # a copy was bad or missing: make sure every preferred replica has a good one
+                await self._repair_chunk(cid, node_id, data if len(data) == reply.size else None, repairable,
+                                         [p for p in preferred if p != node_id and p not in failures])
             return data
         raise DataLostError(f"chunk {cid.hex()} could not be read from any replica ("
                             + ", ".join(f"{k}: {v}" for k, v in failures.items()) + ")")
 
-    async def _repair_chunk(self, cid: bytes, good: str, data: bytes | None, bad: list[str]) -> None:
+    async def _repair_chunk(self, cid: bytes, good: str, data: bytes | None, bad: list[str],
+                            unchecked: list[str]) -> None:
+        """Store a good copy on the replicas known bad, and on those not checked that lack one."""
         view = await self.cluster()
         try:
+            if unchecked:
+                holders = await self.chunk_holders([cid])
+                bad = [*bad, *(n for n in unchecked if n not in holders[cid])]
+            if not bad:
+                return
             if data is None:
                 reply = await self._transport.call(view.nodes[good], m.ChunkRead(chunk_id=cid), self._timeout)
                 assert isinstance(reply, m.ChunkData)

@@ -9,6 +9,7 @@ more arrived. Under load this turns thousands of small writes per second into a 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,8 +17,9 @@ from dynamr.store.engine import Engine, Operation
 
 
 class GroupCommitter:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, on_storage_error: Callable[[BaseException], None] | None = None) -> None:
         self._engine = engine
+        self._on_storage_error = on_storage_error
         self._queue: list[tuple[Operation, asyncio.Future[Any]]] = []
         self._draining = False
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="dynamr-commit") if engine.blocking else None
@@ -49,6 +51,8 @@ class GroupCommitter:
                         results = self._engine.apply(ops)
                 except Exception as exc:  # the whole transaction failed (disk full, map full)
                     results = [exc] * len(batch)
+                    if self._on_storage_error is not None:
+                        self._on_storage_error(exc)
                 self.batches += 1
                 self.operations += len(batch)
                 for (_, future), result in zip(batch, results, strict=True):

@@ -25,6 +25,7 @@ from dynamr.errors import (
     DynamrError,
     KeyTooLargeError,
     QuorumError,
+    StorageError,
     UnavailableError,
     ValueTooLargeError,
 )
@@ -37,6 +38,7 @@ from dynamr.store.chunks import ChunkService
 from dynamr.store.commit import GroupCommitter
 from dynamr.store.engine import Engine
 from dynamr.store.failure import FailureDetector
+from dynamr.store.health import StorageHealth
 from dynamr.store.quorum import Outcome, ReadQuorum, Send, WriteQuorum
 from dynamr.store.replica import Replica
 from dynamr.store.ring import Ring
@@ -61,7 +63,8 @@ class StoreNode:
         self.clock = clock
         self.replica = Replica(engine, node_id, durable_commits=self.settings.fsync == "always")
         self.blobs = blobs if blobs is not None else MemoryBlobStore()
-        self.committer = GroupCommitter(engine)
+        self.health = StorageHealth(node_id, clock)
+        self.committer = GroupCommitter(engine, self.health.failed)
         self.detector = FailureDetector([p for p in self.addresses if p != node_id],
                                         self.settings.failure_timeout, clock())
         self.dispatcher = Dispatcher(f"node {node_id}")
@@ -200,7 +203,7 @@ class StoreNode:
             node_id=self.node_id, epoch=self.replica.epoch, keys=engine.count("data"),
             hints=engine.count("hints"), tombstones=engine.count("tombstones"),
             up=tuple(p for p in peers if self.detector.is_up(p)), down=tuple(sorted(self.detector.down)),
-            chunks=await self.chunks._run(self.blobs.count))
+            chunks=await self.chunks._run(self.blobs.count), storage_error=self.health.problem)
 
     async def _on_get(self, msg: m.Get) -> m.GetReply:
         self.check_key(msg.key)
@@ -243,7 +246,7 @@ class StoreNode:
                 break
             try:
                 return await self.call_peer(node, msg, remaining)
-            except UnavailableError as exc:
+            except (UnavailableError, StorageError) as exc:  # not applied there: the next one may take it
                 last = exc
         raise QuorumError(f"no preferred replica of the key could coordinate the write "
                           f"({', '.join(preferred)} unreachable{': ' + str(last) if last else ''})")
@@ -252,7 +255,11 @@ class StoreNode:
 
     async def coordinate_write(self, key: bytes, context: dict[str, int], value: bytes | None,
                                quorum: Quorum, timeout: float) -> State:
-        state: State = await self.committer.submit(self.replica.op_coordinate(key, context, value))
+        try:
+            state: State = await self.committer.submit(self.replica.op_coordinate(key, context, value))
+        except StorageError as exc:  # nothing was minted nor sent: another preferred node can coordinate
+            raise StorageError(f"node {self.node_id} cannot store the write ({exc}); it was not applied, so "
+                               "another replica may coordinate it") from exc
         encoded = versions.encode_state(state)
 
         async def local(hint_for: str) -> None:

@@ -69,6 +69,8 @@ class NodeStatusReply(Message):
     up: tuple[str, ...]
     down: tuple[str, ...]
     chunks: int = 0
+    #: the node's last storage error in the past minute ("" when its disk takes writes)
+    storage_error: str = ""
 
 
 @register(7)
