@@ -173,23 +173,23 @@ class TcpTransport(Transport):
         conn = self._connections.get(address)
         if conn is not None and not conn.closed:
             return conn
-        waiting = self._connecting.get(address)
-        if waiting is not None:
-            return await asyncio.shield(waiting)
-        future: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
-        self._connecting[address] = future
+        opening = self._connecting.get(address)
+        if opening is None:
+            # its own task: a caller that gives up (a hedged call that lost) does not abort the opening that
+            # others wait for
+            opening = asyncio.ensure_future(self._open(address, timeout))
+            self._connecting[address] = opening
+            opening.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return await asyncio.shield(opening)
+
+    async def _open(self, address: Address, timeout: float) -> Connection:
         try:
             conn = await Connection.open(address, self._secret, timeout=min(timeout, self._connect_timeout),
                                          frame_bytes=self._frame_bytes,
                                          max_message_bytes=self._max_message_bytes, ssl_context=self._ssl)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters, if any, get it through shield
-            raise
         finally:
             self._connecting.pop(address, None)
         self._connections[address] = conn
-        future.set_result(conn)
         return conn
 
     async def call(self, address: Address, msg: Message, timeout: float) -> Message:

@@ -222,7 +222,7 @@ class AsyncClient:
                     continue
                 for task in done:
                     node_id = waiting.pop(task)
-                    error = task.exception()
+                    error = UnavailableError("call abandoned") if task.cancelled() else task.exception()
                     if error is None:
                         return task.result()
                     if not isinstance(error, DynamrError) or isinstance(error, BadRequestError | NotFoundError):
