@@ -164,6 +164,8 @@ def test_fs_cli(make_cluster: MakeCluster, tmp_path: Path) -> None:
     assert dynamr("fs", "rm", "/data/tree", check=False).returncode == 1
     dynamr("fs", "rm", "-r", "/data/tree")
     assert dynamr("fs", "ls", "/data").stdout.split() == ["empty"]
+    kept = dynamr("fs", "gc").stdout  # the removed chunks are younger than the default grace
+    assert "freed 0 chunk" in kept and "chunks stored in the last 3600 s are kept" in kept
     assert "freed" in dynamr("fs", "gc", "--grace", "0").stdout
 
 

@@ -290,3 +290,11 @@ async def test_one_node_collects_garbage_automatically() -> None:
         for task in tasks:
             task.cancel()
         await cluster.stop()
+
+
+async def test_put_tree_refuses_what_is_not_a_regular_file(fs: FileSystem, tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "a").write_text("a")
+    (tmp_path / "t" / "dangling").symlink_to(tmp_path / "missing")
+    with pytest.raises(BadRequestError, match="dangling is not a regular file"):
+        await fs.put_tree(tmp_path / "t", "/t")

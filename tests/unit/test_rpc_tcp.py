@@ -162,3 +162,35 @@ async def test_reconnects_after_the_server_restarts(transport) -> None:  # type:
     await srv.start("127.0.0.1", port)
     assert (await transport.call(("127.0.0.1", port), m.Ping(), 5)).node_id == "echo"
     await srv.close()
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_connection_reset_under_a_caller_is_a_dynamr_error_saying_nothing_was_sent(loop_kind: str) -> None:
+    """A peer that resets the connection: the next call fails at once with ConnectFailedError (safe to send
+    elsewhere), not with uvloop's bare RuntimeError nor after its whole deadline (asyncio drops the bytes)."""
+    import uvloop
+
+    from dynamr.errors import ConnectFailedError
+
+    async def scenario() -> None:
+        service = EchoService()
+        srv = RpcServer(service.dispatcher, SECRET, frame_bytes=1 << 20, max_message_bytes=16 << 20)
+        await srv.start("127.0.0.1", 0)
+        transport = TcpTransport(SECRET)
+        try:
+            addr = ("127.0.0.1", srv.port)
+            await transport.call(addr, m.Ping(sender="a"), 5)
+            conn = transport._connections[addr]
+            conn._writer.transport.abort()  # as a reset from the peer leaves it
+            with pytest.raises(ConnectFailedError):
+                await conn.call(m.Ping(sender="b"), 30)
+            assert (await transport.call(addr, m.Ping(sender="c"), 5)).epoch == "c", "a new connection is opened"
+        finally:
+            await transport.close()
+            await srv.close()
+
+    loop = uvloop.new_event_loop() if loop_kind == "uvloop" else asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(scenario(), 20))
+    finally:
+        loop.close()

@@ -173,3 +173,20 @@ class BadEncoding(MRJob):
 def test_an_unknown_encoding_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BadRequestError, match="INPUT_ENCODING 'no-such-codec'"):
         run_inline(BadEncoding(), [tmp_path], tmp_path / "out")
+
+
+def test_an_input_that_is_not_a_regular_file_is_refused_not_skipped(tmp_path: Path) -> None:
+    import os
+
+    from dynamr.mapreduce.inline import expand_inputs
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a\n")
+    (folder / "broken.txt").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(BadRequestError, match=r"broken\.txt is not a regular file"):
+        expand_inputs([folder])
+    (folder / "broken.txt").unlink()
+    os.mkfifo(folder / "pipe")
+    with pytest.raises(BadRequestError, match="pipe is not a regular file"):
+        expand_inputs([folder])

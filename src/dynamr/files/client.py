@@ -269,8 +269,12 @@ class FileSystem:
         """Upload every file under a local directory, keeping relative paths."""
         remote = paths.normalize(remote)
         out = []
+        entries = sorted(p for p in local.rglob("*") if not p.is_dir())
+        odd = [p for p in entries if not p.is_file()]
+        if odd:  # never skipped in silence
+            raise BadRequestError(f"{odd[0]} is not a regular file (a broken symlink, a pipe?); remove it first")
         async with self.uploads.session():  # one session for the whole tree
-            for file in sorted(p for p in local.rglob("*") if p.is_file()):
+            for file in entries:
                 out.append(await self.put_file(file, paths.join(remote, file.relative_to(local).as_posix()),
                                                progress=progress))
         return out

@@ -42,7 +42,12 @@ def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            files.extend(sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))))
+            found = sorted(p for p in item.rglob("*") if not p.name.startswith((".", "_")) and not p.is_dir())
+            odd = [p for p in found if not p.is_file()]
+            if odd:  # a broken symlink, a pipe, a socket: never skipped in silence
+                raise BadRequestError(f"input {odd[0]} is not a regular file (a broken symlink, a pipe?); "
+                                      "remove it or name the files to read")
+            files.extend(found)
         elif item.is_file():
             files.append(item)
         else:

@@ -95,6 +95,8 @@ class Connection:
         timer = loop.call_later(timeout, self._expire, request_id, type(msg).__name__, timeout)
         try:
             try:
+                if self._writer.is_closing():  # asyncio would drop the bytes silently, uvloop would raise
+                    raise ConnectionResetError("the transport is closed")
                 self._writer.writelines(codec.frame(payload, self._frame_bytes))
             except (OSError, RuntimeError) as exc:  # the transport closed under us (uvloop: RuntimeError)
                 raise ConnectFailedError(f"connection to {peer} closed before the request went out: {exc}") from exc
@@ -193,8 +195,19 @@ class TcpTransport(Transport):
         return conn
 
     async def call(self, address: Address, msg: Message, timeout: float) -> Message:
+        pooled = self._connections.get(address)
         conn = await self._connection(address, timeout)
-        return await conn.call(msg, timeout)
+        try:
+            return await conn.call(msg, timeout)
+        except ConnectFailedError:
+            if conn is not pooled:
+                raise
+            # a pooled connection the peer closed (reset, restart) before we noticed: nothing was sent,
+            # so open a fresh one once
+            if self._connections.get(address) is conn:
+                del self._connections[address]
+            conn = await self._connection(address, timeout)
+            return await conn.call(msg, timeout)
 
     def drop(self, address: Address) -> None:
         conn = self._connections.pop(address, None)
