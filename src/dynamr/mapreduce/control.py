@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
 from dynamr.config import StoreSettings
@@ -589,12 +588,3 @@ class CoordinatorCore:
         if run.state in ENDED:
             return [], self._end(jc, now)
         return [], []
-
-
-def confined(path: str, root: str) -> bool:
-    """Whether ``path`` lies inside ``root`` (both absolute, no ``..``)."""
-    try:
-        PurePosixPath(path).relative_to(root)
-    except ValueError:
-        return False
-    return ".." not in PurePosixPath(path).parts

@@ -25,7 +25,7 @@ import re
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dynamr.background import Background
@@ -34,7 +34,7 @@ from dynamr.errors import BadRequestError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
-from dynamr.mapreduce.control import CoordinatorCore, CoreSettings, confined
+from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
 from dynamr.mapreduce.jobrun import JobPlan, check_plan, dump_plan, load_plan, summary_of
 from dynamr.mapreduce.jobstore import JobStore
 from dynamr.mapreduce.splits import Split, plan_splits
@@ -52,6 +52,15 @@ def check_job_name(name: str) -> None:
     if not JOB_NAME.match(name):
         raise BadRequestError(f"job name {name!r} must be 1-100 letters, digits, '.', '_' or '-', starting with a "
                               "letter or digit")
+
+
+def confined(path: str, root: str) -> bool:
+    """Whether ``path`` lies inside ``root`` (both absolute, no ``..``)."""
+    try:
+        PurePosixPath(path).relative_to(root)
+    except ValueError:
+        return False
+    return ".." not in PurePosixPath(path).parts
 
 
 class Coordinator:
