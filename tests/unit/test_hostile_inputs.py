@@ -233,3 +233,31 @@ async def test_partly_received_messages_share_one_budget() -> None:
     assert budget.used == 0, "a connection that ends gives its share back"
     payload = await codec.read_payload(reader_of(b"".join(frames), True), 1000, 10_000, budget)
     assert payload == b"x" * 300 + b"y" * 10 and budget.used == 0
+
+
+async def test_a_client_that_floods_requests_without_reading_gets_at_most_256_in_progress(served) -> None:  # type: ignore[no-untyped-def]
+    from dynamr.rpc.server import MAX_INFLIGHT
+
+    _, service, addr = served
+    active = [0, 0]  # now, most
+    original = service.dispatcher.dispatch
+
+    async def counting(msg: m.Message) -> m.Message:
+        active[0] += 1
+        active[1] = max(active)
+        try:
+            return await original(msg)  # a "slow" ping sleeps 5 s
+        finally:
+            active[0] -= 1
+
+    service.dispatcher.dispatch = counting  # type: ignore[method-assign]
+    _, writer = await _authenticated(addr)
+    for i in range(4 * MAX_INFLIGHT):
+        writer.writelines(codec.frame(codec.encode_message(codec.REQUEST, i, m.Ping(sender="slow")), 1 << 16))
+
+    async def at_the_cap() -> bool:
+        return active[0] >= MAX_INFLIGHT
+
+    await async_wait_until(at_the_cap, 10, "the server to take requests up to its cap")
+    assert active[1] == MAX_INFLIGHT, "the server stopped reading at the cap"
+    writer.close()
