@@ -1,14 +1,14 @@
-"""MapReduce jobs against plain Python baselines: word count, inverted index, grep, sort.
+"""MapReduce jobs against fair references: word count, inverted index, grep, sort.
 
-Generates seeded inputs once (cached under the data directory): text with a Zipf word distribution over
-uneven files (one file 20x the others), and 100-byte sort records. Then, for each job, times dynamr's
-embedded ``dynamr run`` (a whole command, cluster start-up included, and the job alone), a single-process
-Python reference, the same over all cores with multiprocessing, and Dask bag (multiprocessing scheduler) and
-PySpark (local mode, JVM start-up not counted) when they are installed (``pip install "dask[bag]" pyspark``;
-PySpark needs Java). For word count, Dask is timed twice: with ``frequencies()`` (Dask's fastest form,
-which counts per partition like dynamr's in-mapper job), and with a ``(word, 1)`` record per word folded
-by key (``foldby``: the algorithm of dynamr's classic job and of the PySpark reference).
-Peak resident memory of every dynamr process is sampled from /proc while it runs.
+The corpus cannot flatter anyone (issue 17): sixteen text files of uneven size (1 to 18, none over 20% of
+the bytes), each line a fresh draw of 1 to 20 words from a Zipf distribution over 60,000 made-up words
+(no pool of lines to repeat), and 100-byte sort records. Every reference runs the same algorithm as the
+dynamr job (the same regular expression, a record per word for the classic word count) and spreads the
+work evenly over the cores: even byte ranges of the whole corpus, aligned to lines, one per process.
+Dask bag (multiprocessing scheduler) and PySpark (local mode, JVM start-up not counted) run when
+installed (``pip install "dask[bag]" pyspark``; PySpark needs Java). Every output is checked equal to the
+single-process reference's before a row is printed. Peak resident memory is that of dynamr's own
+processes (nodes, coordinator, task processes), sampled from /proc while it runs.
 
     python bench/mr_bench.py --size 100M
     python bench/mr_bench.py --size 1G --jobs wordcount,sort
@@ -17,18 +17,26 @@ Peak resident memory of every dynamr process is sampled from /proc while it runs
 from __future__ import annotations
 
 import argparse
+import collections
 import heapq
+import itertools
+import json
 import os
 import platform
 import random
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Any
+
+import xxhash
 
 ROOT = Path(__file__).resolve().parent.parent
 WORD = re.compile(r"[a-z0-9']+")
@@ -42,24 +50,48 @@ GREP = re.compile(r"\bth[a-z]+\b")
 # --- data ----------------------------------------------------------------------------------------------
 
 
+#: corpus layout: file size weights (1 to 18; the largest is 11.8% of the bytes)
+FILE_WEIGHTS = [1 + 17 * i / 15 for i in range(16)]
+VOCABULARY = 60_000
+
+
+def _vocabulary(rng: random.Random) -> list[str]:
+    """Distinct made-up lowercase words, short ones for the frequent ranks (as in real text), plus the
+    words the grep job looks for."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words = ["the", "then", "there", "this", "that", "thunder", "through", "three", "thing", "those"]
+    seen = set(words)
+    while len(words) < VOCABULARY:
+        length = min(14, 2 + int(rng.expovariate(1 / (1 + len(words) ** 0.25))))
+        word = "".join(rng.choices(letters, k=length))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words
+
+
 def generate_text(folder: Path, total: int, seed: int = 42) -> list[Path]:
-    """Ten files of uneven sizes (the first 20x each other one) summing to about ``total`` bytes."""
+    """Sixteen files of uneven sizes summing to about ``total`` bytes of Zipf text (cached)."""
     if folder.exists() and sum(p.stat().st_size for p in folder.iterdir()) >= total * 0.95:
         return sorted(folder.iterdir())
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    vocabulary = [f"w{i}" for i in range(20000)] + ["the", "then", "there", "this", "that", "thunder", "harbour"]
-    weights = [1 / (rank + 1) for rank in range(len(vocabulary))]
-    pool = [" ".join(rng.choices(vocabulary, weights, k=rng.randint(1, 16))) for _ in range(20000)]
-    shares = [20] + [1] * 9
+    vocabulary = _vocabulary(rng)
+    cumulative = list(itertools.accumulate(1 / (rank + 1) for rank in range(len(vocabulary))))
     paths = []
-    for i, share in enumerate(shares):
-        target = total * share // sum(shares)
+    for i, weight in enumerate(FILE_WEIGHTS):
+        target = int(total * weight / sum(FILE_WEIGHTS))
         path = folder / f"text{i:02d}.txt"
         with open(path, "w") as out:
             written = 0
             while written < target:
-                block = "\n".join(rng.choices(pool, k=5000)) + "\n"
+                words = rng.choices(vocabulary, cum_weights=cumulative, k=200_000)
+                lines, at = [], 0
+                while at < len(words):
+                    step = rng.randint(1, 20)
+                    lines.append(" ".join(words[at:at + step]))
+                    at += step
+                block = "\n".join(lines) + "\n"
                 out.write(block)
                 written += len(block)
         paths.append(path)
@@ -84,73 +116,129 @@ def generate_records(path: Path, total: int, seed: int = 7) -> Path:
     return path
 
 
-# --- references ----------------------------------------------------------------------------------------
+# --- references: the same algorithms, the corpus cut in even byte ranges --------------------------------
 
 
-def _words(path: Path) -> Counter[str]:
+Range = tuple[str, int, int]
+
+
+def even_ranges(files: list[Path], parts: int) -> list[list[Range]]:
+    """The corpus cut into ``parts`` shares of about equal bytes: each a list of (path, start, end)."""
+    sizes = [(str(f), f.stat().st_size) for f in files]
+    share = sum(size for _, size in sizes) / parts
+    out: list[list[Range]] = [[] for _ in range(parts)]
+    done = 0
+    for path, size in sizes:
+        pos = 0
+        while pos < size:
+            part = min(parts - 1, int(done // share))
+            take = size - pos if part == parts - 1 else max(1, min(size - pos, int((part + 1) * share - done)))
+            out[part].append((path, pos, pos + take))
+            pos += take
+            done += take
+    return out
+
+
+def range_blocks(path: str, start: int, end: int, block: int = 8 << 20) -> Iterator[str]:
+    """The lines that start in [start, end) of a file, as text blocks of whole lines (a split's lines)."""
+    with open(path, "rb") as f:
+        if start > 0:
+            f.seek(start - 1)
+            if f.read(1) != b"\n":
+                f.readline()  # the line that began before belongs to the previous range
+            start = f.tell()
+        f.seek(start)
+        pos = start
+        while pos < end:
+            data = f.read(min(block, end - pos))
+            if not data:
+                return
+            pos += len(data)
+            if not data.endswith(b"\n"):
+                rest = f.readline()
+                data += rest
+                pos += len(rest)
+            yield data.decode("utf-8", "replace")
+
+
+def _count_words(ranges: list[Range]) -> Counter[str]:
     counts: Counter[str] = Counter()
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            counts.update(WORD.findall(line.lower()))
+    for path, start, end in ranges:
+        for text in range_blocks(path, start, end):
+            for line in text.splitlines():
+                counts.update(WORD.findall(line.lower()))
     return counts
 
 
-def _index(path: Path) -> dict[str, set[str]]:
+def _grep(ranges: list[Range]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for path, start, end in ranges:
+        for text in range_blocks(path, start, end):
+            for line in text.splitlines():
+                counts.update(GREP.findall(line))
+    return counts
+
+
+def _index(ranges: list[Range]) -> dict[str, set[str]]:
     index: dict[str, set[str]] = defaultdict(set)
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            for word in set(WORD.findall(line.lower())):
-                index[word].add(path.name)
+    for path, start, end in ranges:
+        name = Path(path).name
+        for text in range_blocks(path, start, end):
+            for line in text.splitlines():
+                for word in set(WORD.findall(line.lower())):
+                    index[word].add(name)
     return index
 
 
-def _grep(path: Path) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            counts.update(GREP.findall(line))
-    return counts
+def _sorted_range(ranges: list[Range]) -> list[str]:
+    lines = [line for path, start, end in ranges for text in range_blocks(path, start, end)
+             for line in text.splitlines()]
+    lines.sort(key=_sort_key)
+    return lines
 
 
-def _sorted_chunk(args: tuple[Path, int, int]) -> list[str]:
-    path, start, end = args
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read(end - start).decode()
-    return sorted(data.splitlines(), key=lambda line: line[:10])
+def _sort_key(line: str) -> str:
+    return line[:10]
 
 
-def reference(job: str, files: list[Path], processes: int) -> float:
+def digest(lines: Iterable[str]) -> str:
+    h = xxhash.xxh3_128()
+    for line in lines:
+        h.update(line.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def reference(job: str, files: list[Path], processes: int) -> tuple[float, Any]:
+    """Seconds, and the result to check (a dict, or the digest of sorted output)."""
+    shares = even_ranges(files, processes)
     started = time.perf_counter()
     if job == "sort":
-        path = files[0]
         if processes == 1:
-            with open(path) as f:
-                sorted(f.read().splitlines(), key=lambda line: line[:10])
+            runs = [_sorted_range(shares[0])]
         else:
-            size = path.stat().st_size
-            step = -(-size // (processes * 100)) * 100
             with Pool(processes) as pool:
-                runs = pool.map(_sorted_chunk, [(path, s, min(size, s + step)) for s in range(0, size, step)])
-            for _ in heapq.merge(*runs, key=lambda line: line[:10]):
-                pass
-        return time.perf_counter() - started
-    work = {"wordcount": _words, "inverted_index": _index, "grep": _grep}[job]
+                runs = pool.map(_sorted_range, shares)
+        collections.deque(heapq.merge(*runs, key=_sort_key), maxlen=0)
+        seconds = time.perf_counter() - started
+        return seconds, digest(heapq.merge(*runs, key=_sort_key))
+    work = {"wordcount": _count_words, "inverted_index": _index, "grep": _grep}[job]
     if processes == 1:
-        results = [work(f) for f in files]
+        results = [work(shares[0])]
     else:
         with Pool(processes) as pool:
-            results = pool.map(work, files, chunksize=1)
+            results = pool.map(work, shares, chunksize=1)
     if job == "inverted_index":
         merged: dict[str, set[str]] = defaultdict(set)
         for part in results:
             for word, docs in part.items():  # type: ignore[attr-defined]
                 merged[word] |= docs
-    else:
-        total: Counter[str] = Counter()
-        for part in results:
-            total.update(part)  # type: ignore[arg-type]
-    return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        return seconds, {word: sorted(docs) for word, docs in merged.items()}
+    total: Counter[str] = Counter()
+    for part in results:
+        total.update(part)  # type: ignore[arg-type]
+    return time.perf_counter() - started, dict(total)
 
 
 # --- Dask bag and PySpark (local mode), when installed -------------------------------------------------
@@ -164,40 +252,27 @@ def _grep_matches(line: str) -> list[str]:
     return GREP.findall(line)
 
 
-def _word_doc_pairs(path_and_text: tuple[str, str]) -> list[tuple[str, str]]:
-    path, text = path_and_text
+def _line_doc_pairs(line_and_path: tuple[str, str]) -> list[tuple[str, str]]:
+    """``read_text(include_path=True)`` gives (line, path): the line's distinct words with its document."""
+    line, path = line_and_path
     name = Path(path).name
-    return [(word, name) for word in set(WORD.findall(text.lower()))]
+    return [(word, name) for word in set(WORD.findall(line.lower()))]
 
 
-def dask_reference(job: str, files: list[Path], cores: int, blocksize: str) -> float | None:
-    """Dask bag on its multiprocessing scheduler (None when dask is not installed or the job has no
-    natural bag form: bags cannot sort)."""
-    try:
-        import dask.bag as db
-    except ImportError:
-        return None
-    if job == "sort":
-        return None
-    started = time.perf_counter()
-    lines = db.read_text([str(f) for f in files], blocksize=blocksize)
-    if job == "wordcount":
-        lines.map(_lower_words).flatten().frequencies().compute(scheduler="processes", num_workers=cores)
-    elif job == "grep":
-        lines.map(_grep_matches).flatten().frequencies().compute(scheduler="processes", num_workers=cores)
-    else:
-        with_paths = db.read_text([str(f) for f in files], blocksize=blocksize, include_path=True)
-        with_paths.map(_word_doc_pairs).flatten().distinct().groupby(lambda pair: pair[0]).compute(
-            scheduler="processes", num_workers=cores)
-    return time.perf_counter() - started
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def _add_doc(docs: frozenset[str], pair: tuple[str, str]) -> frozenset[str]:
+    return docs | {pair[1]}
+
+
+def _union(a: frozenset[str], b: frozenset[str]) -> frozenset[str]:
+    return a | b
 
 
 def _pair(word: str) -> tuple[str, int]:
     return word, 1
-
-
-def _first(pair: tuple[str, int]) -> str:
-    return pair[0]
 
 
 def _fold(total: int, pair: tuple[str, int]) -> int:
@@ -208,25 +283,39 @@ def _add(a: int, b: int) -> int:
     return a + b
 
 
-def dask_pairs_reference(job: str, files: list[Path], cores: int, blocksize: str) -> float | None:
-    """Word count in Dask with a record per word, folded by key (None for other jobs, or without dask)."""
+def dask_reference(job: str, files: list[Path], cores: int, blocksize: str,
+                   pairs: bool = False) -> tuple[float, Any] | None:
+    """Dask bag on its multiprocessing scheduler (None when dask is not installed, or for sort: bags do not
+    sort). ``pairs``: word count with a (word, 1) record per word folded by key, the classic job's
+    algorithm, instead of ``frequencies()``."""
     try:
         import dask.bag as db
     except ImportError:
         return None
-    if job != "wordcount":
+    if job == "sort" or (pairs and job != "wordcount"):
         return None
+    paths = [str(f) for f in files]
     started = time.perf_counter()
-    words = db.read_text([str(f) for f in files], blocksize=blocksize).map(_lower_words).flatten()
-    words.map(_pair).foldby(_first, _fold, 0, _add, 0).compute(scheduler="processes", num_workers=cores)
-    return time.perf_counter() - started
+    if job == "inverted_index":
+        lines = db.read_text(paths, blocksize=blocksize, include_path=True)
+        found = lines.map(_line_doc_pairs).flatten().foldby(_first, _add_doc, frozenset(), _union, frozenset())
+        result: Any = {word: sorted(docs) for word, docs in found.compute(scheduler="processes",
+                                                                         num_workers=cores)}
+    else:
+        items = db.read_text(paths, blocksize=blocksize).map(_grep_matches if job == "grep" else _lower_words)
+        if pairs:
+            counted = items.flatten().map(_pair).foldby(_first, _fold, 0, _add, 0)
+        else:
+            counted = items.flatten().frequencies()
+        result = dict(counted.compute(scheduler="processes", num_workers=cores))
+    return time.perf_counter() - started, result
 
 
 class Spark:
     """A local-mode SparkSession started once (its JVM start-up is not counted in the job times)."""
 
     def __init__(self, cores: int) -> None:
-        self.session: object | None = None
+        self.session: Any = None
         try:
             from pyspark.sql import SparkSession
         except ImportError:
@@ -236,34 +325,41 @@ class Spark:
                             .config("spark.ui.enabled", "false")
                             .config("spark.ui.showConsoleProgress", "false").config("spark.driver.memory", "4g")
                             .config("spark.sql.shuffle.partitions", str(cores * 2)).getOrCreate())
-            self.session.sparkContext.setLogLevel("ERROR")  # type: ignore[attr-defined]
+            self.session.sparkContext.setLogLevel("ERROR")
         except Exception as exc:  # no Java, for one
             print(f"PySpark is installed but could not start ({exc}); it is left out")
             self.session = None
 
-    def run(self, job: str, files: list[Path], split: int) -> float | None:
+    def run(self, job: str, files: list[Path], split: int, out: Path) -> tuple[float, Any] | None:
         if self.session is None:
             return None
         from operator import add
 
-        sc = self.session.sparkContext  # type: ignore[attr-defined]
+        sc = self.session.sparkContext
         total = sum(f.stat().st_size for f in files)
+        parts = max(2, total // split)
         started = time.perf_counter()
         if job == "sort":
-            rdd = sc.textFile(str(files[0]), minPartitions=max(2, total // split))
-            rdd.sortBy(lambda line: line[:10], numPartitions=4).count()
-        elif job == "inverted_index":
-            docs = sc.wholeTextFiles(",".join(str(f) for f in files))
-            docs.flatMap(_word_doc_pairs).distinct().groupByKey().mapValues(sorted).collect()
+            shutil.rmtree(out, ignore_errors=True)
+            rdd = sc.textFile(",".join(str(f) for f in files), minPartitions=parts)
+            rdd.sortBy(_sort_key, numPartitions=4).saveAsTextFile(str(out))
+            seconds = time.perf_counter() - started
+            return seconds, digest(line.rstrip("\n") for part in sorted(out.glob("part-*"))
+                                   for line in open(part))
+        if job == "inverted_index":
+            per_file = [sc.textFile(str(f), minPartitions=max(1, f.stat().st_size * parts // total))
+                        .map(lambda line, path=str(f): (line, path)) for f in files]
+            found = sc.union(per_file).flatMap(_line_doc_pairs).distinct().groupByKey().mapValues(sorted)
+            result: Any = dict(found.collect())
         else:
-            rdd = sc.textFile(",".join(str(f) for f in files), minPartitions=max(2, total // split))
+            rdd = sc.textFile(",".join(str(f) for f in files), minPartitions=parts)
             words = rdd.flatMap(_lower_words if job == "wordcount" else _grep_matches)
-            words.map(lambda w: (w, 1)).reduceByKey(add).collect()
-        return time.perf_counter() - started
+            result = dict(words.map(_pair).reduceByKey(add).collect())
+        return time.perf_counter() - started, result
 
     def stop(self) -> None:
         if self.session is not None:
-            self.session.stop()  # type: ignore[attr-defined]
+            self.session.stop()
 
 
 # --- dynamr --------------------------------------------------------------------------------------------
@@ -319,6 +415,20 @@ def run_dynamr(job: str, inputs: list[Path], out: Path, reducers: int, split: st
     return wall, float(match.group(1)) if match else wall, rss.peak_mib
 
 
+def dynamr_result(job: str, out: Path) -> Any:
+    """What a dynamr job wrote, in the form the references return."""
+    parts = sorted(out.glob("part-*"))
+    if job == "sort":  # TeraSort writes key TAB payload: the record again without the tab
+        return digest(line.rstrip("\n").replace("\t", "", 1) for part in parts for line in open(part))
+    result = {}
+    for part in parts:
+        with open(part, encoding="utf-8") as f:
+            for line in f:
+                key, value = line.rstrip("\n").split("\t")
+                result[json.loads(key)] = json.loads(value)
+    return result
+
+
 def parse_size(text: str) -> int:
     units = {"k": 10**3, "m": 10**6, "g": 10**9}
     text = text.lower().rstrip("b")
@@ -342,30 +452,38 @@ def main() -> None:
     args = parser.parse_args()
     size = parse_size(args.size)
     cores = os.cpu_count() or 1
-    text = generate_text(args.data / f"text-{args.size}", size)
+    text = generate_text(args.data / f"fair-text-{args.size}", size)
     records = generate_records(args.data / f"records-{args.size}.txt", size)
     print(f"machine: {platform.machine()}, {cores} cores, Python {sys.version.split()[0]}, "
-          f"{platform.system()} {platform.release()}; input {size / 1e6:.0f} MB per job")
+          f"{platform.system()} {platform.release()}; input {size / 1e6:.0f} MB per job; text in {len(text)} "
+          f"files, the largest {max(f.stat().st_size for f in text) / sum(f.stat().st_size for f in text):.0%}")
     print(f"{'job':<20}{'dynamr run':>11}{'job only':>10}{'1 proc':>9}{f'{cores} procs':>9}{'dask bag':>10}"
           f"{'dask pairs':>11}{'pyspark':>9}{'vs 1 proc':>10}{f'vs {cores} procs':>11}{'vs dask':>9}"
-          f"{'vs pairs':>9}{'vs spark':>10}{'peak RSS':>10}")
+          f"{'vs pairs':>9}{'vs spark':>10}{'peak RSS':>10}  outputs")
     spark = Spark(cores)
+    blocksize = args.split_size.upper() + "B"
     try:
         for job in args.jobs.split(","):
             inputs = [records] if job == "sort" else text
             ref = SAME_AS.get(job, job)
-            single = reference(ref, inputs, 1)
-            multi = reference(ref, inputs, cores)
-            dask_s = dask_reference(ref, inputs, cores, args.split_size.upper() + "B")
-            pairs_s = dask_pairs_reference(ref, inputs, cores, args.split_size.upper() + "B")
-            spark_s = spark.run(ref, inputs, parse_size(args.split_size))
-            wall, job_s, rss = run_dynamr(job, inputs, args.data / f"out-{job}", 4 if job != "grep" else 2,
-                                          args.split_size)
-
-            print(f"{job:<20}{wall:>10.2f}s{job_s:>9.2f}s{single:>8.2f}s{multi:>8.2f}s{_cell(dask_s, 10)}"
-                  f"{_cell(pairs_s, 11)}{_cell(spark_s, 9)}{_ratio(job_s, single, 10)}{_ratio(job_s, multi, 11)}"
-                  f"{_ratio(job_s, dask_s, 9)}{_ratio(job_s, pairs_s, 9)}{_ratio(job_s, spark_s, 10)}"
-                  f"{rss:>8.0f}MiB", flush=True)
+            single, expected = reference(ref, inputs, 1)
+            runs: dict[str, tuple[float, Any] | None] = {
+                "multi": reference(ref, inputs, cores),
+                "dask": dask_reference(ref, inputs, cores, blocksize),
+                "pairs": dask_reference(ref, inputs, cores, blocksize, pairs=True),
+                "spark": spark.run(ref, inputs, parse_size(args.split_size), args.data / f"spark-{job}"),
+            }
+            out = args.data / f"out-{job}"
+            wall, job_s, rss = run_dynamr(job, [inputs[0]] if job == "sort" else [inputs[0].parent], out,
+                                          4 if job != "grep" else 2, args.split_size)
+            runs["dynamr"] = (job_s, dynamr_result(ref, out))
+            wrong = [name for name, run in runs.items() if run is not None and run[1] != expected]
+            secs = {name: (run[0] if run else None) for name, run in runs.items()}
+            print(f"{job:<20}{wall:>10.2f}s{job_s:>9.2f}s{single:>8.2f}s{_cell(secs['multi'], 9)}"
+                  f"{_cell(secs['dask'], 10)}{_cell(secs['pairs'], 11)}{_cell(secs['spark'], 9)}"
+                  f"{_ratio(job_s, single, 10)}{_ratio(job_s, secs['multi'], 11)}{_ratio(job_s, secs['dask'], 9)}"
+                  f"{_ratio(job_s, secs['pairs'], 9)}{_ratio(job_s, secs['spark'], 10)}{rss:>8.0f}MiB  "
+                  + ("all equal" if not wrong else "DIFFER: " + ", ".join(wrong)), flush=True)
     finally:
         spark.stop()
 
