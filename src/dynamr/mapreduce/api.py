@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from dynamr.errors import BadRequestError
+from dynamr.mapreduce.folds import FOLDS
 from dynamr.mapreduce.splits import REPLACED, reader_for
 
 Record = tuple[Any, Any]
@@ -54,6 +55,9 @@ class MRStep:
     reducer_final: Callable[[], Iterable[Record] | None] | None = None
     #: reducers for this step; None: the job's or the command line's
     num_reducers: int | None = None
+    #: "sum", "min" or "max": the combiner is that fold, applied on the map side as a running value per key
+    #: (found by itself for a combiner that is exactly ``yield key, sum(values)``; see dynamr.mapreduce.folds)
+    combine: str | None = None
 
     @property
     def map_only(self) -> bool:
@@ -72,6 +76,8 @@ class MRJob:
     #: quantiles of a sample of map output keys taken before the job runs, so the outputs read in order
     #: are totally ordered (TeraSort). A ``partitioner`` method of your own overrides both.
     PARTITIONER: ClassVar[str] = "hash"
+    #: "sum", "min" or "max": the one-step job's combining is that fold (with or without a combiner method)
+    COMBINE: ClassVar[str | None] = None
     #: skip mode (off by default; also ``--skip-bad-records``): a map task that fails is retried while
     #: tracking its records; the record it fails on is then skipped by later attempts and counted under
     #: ("dynamr", "skipped records"), instead of failing the job
@@ -144,7 +150,7 @@ class MRJob:
         found = {name: own(name) for name in names}
         if found["mapper"] is None and found["reducer"] is None:
             raise BadRequestError(f"{cls.__name__} defines neither mapper nor reducer nor steps()")
-        return [MRStep(**found)]
+        return [MRStep(**found, combine=cls.COMBINE)]
 
     # --- services for user code ----------------------------------------------------------------------
 
@@ -187,6 +193,8 @@ def check_formats(job: MRJob) -> None:
                               "(for example 'utf-8' or 'latin-1')") from None
     if job.INPUT_FORMAT not in INPUT_FORMATS:
         raise BadRequestError(f"INPUT_FORMAT must be one of {', '.join(INPUT_FORMATS)} (got {job.INPUT_FORMAT!r})")
+    if job.COMBINE is not None and job.COMBINE not in FOLDS:
+        raise BadRequestError(f"COMBINE must be one of {', '.join(FOLDS)} (got {job.COMBINE!r})")
     if job.OUTPUT_FORMAT not in OUTPUT_FORMATS:
         raise BadRequestError(f"OUTPUT_FORMAT must be one of {', '.join(OUTPUT_FORMATS)} "
                               f"(got {job.OUTPUT_FORMAT!r})")

@@ -8,6 +8,7 @@ traceback of the user's code and a line saying what to do.
 
 from __future__ import annotations
 
+import linecache
 import sys
 import traceback
 import types
@@ -28,6 +29,7 @@ def load_job_class(source: str, filename: str, class_name: str | None = None) ->
     module.__file__ = filename
     sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
     try:
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # inspect, tracebacks
         code = compile(source, filename, "exec")
         exec(code, module.__dict__)
     except BaseException as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
+import operator
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +30,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 
+from dynamr.mapreduce.folds import as_combiner
 from dynamr.mapreduce.keys import total_order
 from dynamr.mapreduce.partition import RangePartitioner
 
@@ -40,6 +42,7 @@ BATCH_RECORDS = 4096
 #: records taken from a mapper at a time by the collector
 COLLECT_BATCH = 1024
 _first = itemgetter(0)
+_MISSING = object()
 
 
 class ShuffleError(Exception):
@@ -171,7 +174,7 @@ class MapOutputCollector:
     """Partitions, combines, sorts and spills one map task's output; bounded by ``buffer_records``."""
 
     def __init__(self, num_partitions: int, partitioner: Partitioner, combiner: Combiner | None,
-                 spill_dir: Path, buffer_records: int = 1_000_000) -> None:
+                 spill_dir: Path, buffer_records: int = 1_000_000, fold: str | None = None) -> None:
         self.num_partitions = num_partitions
         self.partitioner = partitioner
         self.combiner = combiner
@@ -185,6 +188,12 @@ class MapOutputCollector:
         self.spills = 0
         #: whether combining a full buffer in memory shrinks it enough to skip a spill (until it did not)
         self._combine_pays = combiner is not None
+        #: a fold (see dynamr.mapreduce.folds): key -> running value instead of key -> values
+        self.fold = fold
+        self._folded: dict[Any, Any] = {}
+        if fold is not None:
+            self.combiner = as_combiner(fold)  # merging spilled runs
+            self._combine_pays = False
 
     def collect(self, records: Iterable[Record]) -> None:
         """The map side's hot loop: take everything a mapper call yields (counted in ``records_in``).
@@ -198,7 +207,9 @@ class MapOutputCollector:
             batch = list(itertools.islice(it, step))
             if not batch:
                 return
-            if self.combiner is not None:
+            if self.fold is not None:
+                self._fold_in(batch)
+            elif self.combiner is not None:
                 groups = self._groups
                 try:
                     for key, value in batch:
@@ -209,12 +220,29 @@ class MapOutputCollector:
             else:
                 _check_pairs(batch)
                 self._records.extend(batch)
-            self._buffered += len(batch)
+            self._buffered = len(self._folded) if self.fold is not None else self._buffered + len(batch)
             self.records_in += len(batch)
             if self._buffered >= self.buffer_records:
                 self._buffer_full()
             if len(batch) < step:
                 return
+
+    def _fold_in(self, batch: list[Record]) -> None:
+        """A running value per key: one dict update per record, no list of values."""
+        folded = self._folded
+        get = folded.get
+        try:
+            if self.fold == "sum":
+                for key, value in batch:
+                    folded[key] = get(key, 0) + value
+            else:
+                better = operator.lt if self.fold == "min" else operator.gt
+                for key, value in batch:
+                    old = get(key, _MISSING)
+                    folded[key] = value if old is _MISSING or better(value, old) else old
+        except (TypeError, ValueError) as exc:
+            raise ShuffleError(f"map output must be (key, value) pairs with hashable keys and values "
+                               f"the combiner's {self.fold}() accepts: {exc}") from exc
 
     def _buffer_full(self) -> None:
         if self._combine_pays:
@@ -239,6 +267,10 @@ class MapOutputCollector:
 
     def _take_combined(self) -> Iterator[Record]:
         """Empty the buffer of key -> values through the combiner, checking that it yields pairs."""
+        if self.fold is not None:
+            folded, self._folded = self._folded, {}
+            yield from folded.items()
+            return
         groups, self._groups = self._groups, defaultdict(list)
         combiner = self.combiner
         assert combiner is not None

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dynamr.mapreduce import folds
 from dynamr.mapreduce.api import MRJob, MRStep, Record, _hook_records
 from dynamr.mapreduce.shuffle import MapOutputCollector, decode_run, encode_run, group, merge_runs
 
@@ -84,8 +85,11 @@ def run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions:
         return counted.count
     partitions = max(1, num_partitions)
     partitioner = job.effective_partitioner() if partitions > 1 else _single_partition
+    fold = step.combine or folds.detect(step.combiner)
+    if fold is not None and fold not in folds.FOLDS:
+        raise ValueError(f"MRStep(combine={fold!r}): combine must be one of {', '.join(folds.FOLDS)}")
     combiner = None if step.combiner is None else checked(step.combiner, "combiner")
-    collector = MapOutputCollector(partitions, partitioner, combiner, spill_dir, buffer_records)
+    collector = MapOutputCollector(partitions, partitioner, combiner, spill_dir, buffer_records, fold=fold)
     if step.combiner_init is not None:
         collector.collect(_hook_records(step.combiner_init()))
     before = collector.records_in

@@ -1,0 +1,99 @@
+"""Combiners applied as a running value per key: which ones are recognised, and that the output is the same."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynamr.mapreduce import MRJob, MRStep
+from dynamr.mapreduce.folds import detect
+from dynamr.mapreduce.inline import run_inline
+from dynamr.mapreduce.loader import load_job_class
+from dynamr.mapreduce.shuffle import MapOutputCollector, decode_run
+from tests.mrdata import read_json_parts
+
+
+def _combiner(body: str, params: str = "self, key, values") -> Any:
+    source = f"from dynamr.mapreduce import MRJob\nclass J(MRJob):\n    def combiner({params}):\n{body}\n"
+    return load_job_class(source, "j.py")().combiner
+
+
+@pytest.mark.parametrize(("body", "fold"), [
+    ("        yield key, sum(values)", "sum"),
+    ('        """Add them up."""\n        yield key, sum(values)', "sum"),
+    ("        yield key, max(values)", "max"),
+    ("        yield key, min(values)", "min"),
+    ("        yield key, sum(values) + 1", None),
+    ("        yield values, sum(key)", None),
+    ("        total = sum(values)\n        yield key, total", None),
+    ("        yield key, sum(values, 10)", None),
+    ("        yield key, len(values)", None),
+    ("        if key:\n            yield key, sum(values)", None),
+])
+def test_only_a_combiner_that_is_exactly_a_fold_is_recognised(body: str, fold: str | None) -> None:
+    assert detect(_combiner(body)) == fold
+
+
+def test_a_redefined_sum_is_not_the_builtin() -> None:
+    source = ("from dynamr.mapreduce import MRJob\ndef sum(values):\n    return 42\n"
+              "class J(MRJob):\n    def combiner(self, key, values):\n        yield key, sum(values)\n")
+    assert detect(load_job_class(source, "redefined.py")().combiner) is None
+
+
+def _run(collector: MapOutputCollector, records: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
+    out: dict[int, list[tuple[Any, Any]]] = {}
+
+    def sink(partition: int, blocks: Iterator[bytes]) -> None:
+        out[partition] = list(decode_run(blocks))
+
+    collector.collect(records)
+    collector.finish(sink)
+    return [out.get(p, []) for p in range(collector.num_partitions)]
+
+
+@pytest.mark.parametrize("fold", ["sum", "min", "max"])
+@pytest.mark.parametrize("buffer", [7, 1000, 100_000])
+def test_a_fold_gives_what_the_combiner_gives(tmp_path: Path, fold: str, buffer: int) -> None:
+    rng = random.Random(buffer)
+    records = [(f"k{rng.randrange(300)}", rng.randrange(-50, 50)) for _ in range(5000)]
+    reduce = {"sum": sum, "min": min, "max": max}[fold]
+
+    def combiner(key: Any, values: Any) -> Iterator[tuple[Any, Any]]:
+        yield key, reduce(values)
+
+    def partition(key: Any, n: int) -> int:
+        return hash(key) % n
+
+    listed = _run(MapOutputCollector(3, partition, combiner, tmp_path / "a", buffer), records)
+    folded = _run(MapOutputCollector(3, partition, None, tmp_path / "b", buffer, fold=fold), records)
+    assert folded == listed
+
+
+class DeclaredSum(MRJob):
+    COMBINE = "sum"
+
+    def mapper(self, _: Any, line: str) -> Iterator[tuple[str, int]]:
+        for word in line.split():
+            yield word, 1
+
+    def reducer(self, word: str, counts: Any) -> Iterator[tuple[str, int]]:
+        yield word, sum(counts)
+
+
+class BadCombine(DeclaredSum):
+    COMBINE = "average"
+
+
+def test_combine_may_be_declared_and_is_checked(tmp_path: Path) -> None:
+    source = tmp_path / "words.txt"
+    source.write_text("a b a\nc a b\n" * 50)
+    assert DeclaredSum().steps()[0].combine == "sum"
+    run_inline(DeclaredSum(), [source], tmp_path / "out", buffer_records=3)
+    assert sorted(read_json_parts(tmp_path / "out")) == [("a", 150), ("b", 100), ("c", 50)]
+    with pytest.raises(Exception, match="COMBINE must be one of sum, min, max"):
+        run_inline(BadCombine(), [source], tmp_path / "bad")
+    assert MRStep(combine="max").combine == "max"
