@@ -141,6 +141,13 @@ class ReturnsNothing(MRJob):
         print(line)
 
 
+class ReturnsNoneLater(MRJob):
+    def mapper(self, _, line):  # type: ignore[no-untyped-def]
+        if line == "x":
+            return [(line, 1)]
+        print(line)
+
+
 class ReturnsList(MRJob):
     def mapper(self, _, line):  # type: ignore[no-untyped-def]
         return [(line, 1), (line.upper(), 2)]
@@ -150,10 +157,11 @@ class ReturnsList(MRJob):
     (Huge(), "an integer in it is too large: records carry integers from -2**63 to 2**64-1"),
     (ReturnsPair(), "the reducer reducer() returned one pair ('x', 1) instead of yielding it"),
     (ReturnsNothing(), "the mapper mapper() returned None: it must yield (key, value) pairs"),
+    (ReturnsNoneLater(), "a mapper returned something that is not (key, value) pairs"),
 ])
 def test_clear_errors_for_what_cannot_work(tmp_path: Path, job: MRJob, complaint: str) -> None:
     source = tmp_path / "x.txt"
-    source.write_text("x\n")
+    source.write_text("x\ny\n")
     with pytest.raises((ShuffleError, TypeError)) as raised:
         run_inline(job, [source], tmp_path / "out")
     assert complaint in str(raised.value)

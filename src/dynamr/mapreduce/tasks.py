@@ -55,7 +55,14 @@ def _map_stream(step: MRStep, records: Iterable[Record]) -> Iterator[Record]:
     parts: list[Iterable[Record]] = []
     if step.mapper_init is not None:
         parts.append(_LazyHook(step.mapper_init))
-    mapper = None if step.mapper is None else checked(step.mapper, "mapper")
+    mapper = step.mapper
+    if mapper is not None and not inspect.isgeneratorfunction(mapper):
+        # a mapper that returns its records: its first call is checked (returning None instead of yielding
+        # is then a clear error), the others run at full speed
+        records = iter(records)
+        first = next(records, None)
+        if first is not None:
+            parts.append(_LazyHook(lambda: checked(mapper, "mapper")(*first)))
     parts.append(records if mapper is None else itertools.chain.from_iterable(itertools.starmap(mapper, records)))
     if step.mapper_final is not None:
         parts.append(_LazyHook(step.mapper_final))
@@ -79,6 +86,30 @@ def run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions:
     A map-only step writes the mapper's output as it comes (no sort) to partition 0. Returns the number of
     records the mapper produced.
     """
+    try:
+        return _run_map(job, step, records, num_partitions, spill_dir, sink, buffer_records)
+    except TypeError as exc:
+        if "not iterable" in str(exc) and _raised_by_dynamr(exc):  # C code iterating what a mapper returned
+            raise TypeError(f"a mapper returned something that is not (key, value) pairs ({exc}): write "
+                            "'yield key, value'") from exc
+        raise
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def _raised_by_dynamr(exc: BaseException) -> bool:
+    """The innermost frame of the exception is dynamr's own, not user code."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename.startswith(_PACKAGE)
+
+
+def _run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions: int, spill_dir: Path,
+             sink: Sink, buffer_records: int) -> int:
     if step.map_only:
         counted = _Counted(_map_stream(step, records))
         sink(0, encode_run(counted))
