@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from dynamr.errors import BadRequestError
 from dynamr.mapreduce.folds import FOLDS
+from dynamr.mapreduce.partition import RangePartitioner, hash_partition
 from dynamr.mapreduce.splits import REPLACED, reader_for
 
 Record = tuple[Any, Any]
@@ -109,8 +110,6 @@ class MRJob:
 
     def partitioner(self, key: Any, num_partitions: int) -> int:
         """Which reducer gets ``key``; the default is a stable hash (the same in every process)."""
-        from dynamr.mapreduce.partition import hash_partition
-
         return hash_partition(key, num_partitions)
 
     def partition_sample(self, keys: list[Any], num_partitions: int) -> Any:
@@ -118,8 +117,6 @@ class MRJob:
         ``self.partition_state`` in every task. With ``PARTITIONER = "range"`` the default returns the
         sample's quantiles, the boundaries of the reducers' key ranges."""
         if self.PARTITIONER == "range":
-            from dynamr.mapreduce.partition import RangePartitioner
-
             return RangePartitioner.from_sample(keys, num_partitions).boundaries
         return None
 
@@ -132,10 +129,8 @@ class MRJob:
         if type(self).partitioner is not MRJob.partitioner:
             return self.partitioner
         if self.PARTITIONER == "range":
-            from dynamr.mapreduce.partition import RangePartitioner
-
             return RangePartitioner(self.partition_state or [])
-        return self.partitioner
+        return hash_partition  # not the method: no bound call per key
 
     def steps(self) -> list[MRStep]:
         """The job's steps; by default one step made of the methods this class overrides."""
