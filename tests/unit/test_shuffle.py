@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,3 +88,23 @@ def test_a_combiner_yielding_an_unhashable_key_gets_a_clear_error(tmp_path: Path
     collector = MapOutputCollector(1, lambda k, m: 0, listing, tmp_path, 10)  # type: ignore[arg-type]
     with pytest.raises(ShuffleError, match="hashable keys"):
         collector.collect((i % 3, 1) for i in range(100))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_batched_merge_of_encoded_runs_equals_a_record_by_record_merge(seed: int) -> None:
+    import heapq
+    import random
+
+    from dynamr.mapreduce.shuffle import encode_batch, merge_encoded_runs
+
+    rng = random.Random(seed)
+    runs = []
+    for _ in range(rng.randrange(1, 8)):
+        records = sorted(((rng.randrange(50), rng.random()) for _ in range(rng.randrange(0, 300))),
+                         key=lambda r: r[0])
+        size = rng.randrange(1, 40)
+        runs.append((records, [encode_batch(records[i:i + size]) for i in range(0, len(records), size)]))
+    merged = list(merge_encoded_runs([blocks for _, blocks in runs]))
+    expected = list(heapq.merge(*(records for records, _ in runs), key=lambda r: r[0]))
+    assert [r[0] for r in merged] == [r[0] for r in expected], "the keys come out in order"
+    assert sorted(merged) == sorted(expected), "every record once"

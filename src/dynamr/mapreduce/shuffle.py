@@ -127,6 +127,61 @@ def decode_run(blocks: Iterable[bytes]) -> Iterator[Record]:
             yield from batch
 
 
+def decode_batches(blocks: Iterable[bytes]) -> Iterator[tuple[Record, ...]]:
+    """The batches of a run as they were encoded (sorted runs stay sorted batch after batch)."""
+    unpacker = msgpack.Unpacker(use_list=False, raw=False, max_buffer_size=0)
+    for block in blocks:
+        unpacker.feed(block)
+        yield from unpacker
+
+
+def merge_encoded_runs(runs: Iterable[Iterable[bytes]]) -> Iterator[Record]:
+    """K-way merge of encoded sorted runs, a batch at a time and in C: each round takes, from every run's
+    current batch, the records up to the smallest last key among those batches (found by bisection), and
+    sorts them together (Timsort merges the sorted slices). Every round empties at least one batch, so the
+    Python work is per batch, not per record, and memory is one batch per run. Equal keys stay adjacent;
+    their values may interleave across runs (no order of values is promised to a reducer)."""
+    key = _order["key"]
+    try:
+        yield from _merge_batches([iter(decode_batches(run)) for run in runs], key)
+    except TypeError as exc:
+        if key is _total_first:
+            raise
+        raise IncomparableKeys(f"keys of types that do not compare met in a merge ({exc})") from exc
+
+
+def _merge_batches(runs: list[Iterator[tuple[Record, ...]]], key: Callable[[Record], Any]) -> Iterator[Record]:
+    heads: list[list[Any]] = []  # [current batch, position, run]
+    for run in runs:
+        batch = next(run, None)
+        if batch:
+            heads.append([batch, 0, run])
+    while len(heads) > 1:
+        bound = min(key(head[0][-1]) for head in heads)
+        pieces = []
+        for head in heads:
+            batch, start = head[0], head[1]
+            stop = bisect.bisect_right(batch, bound, lo=start, key=key)
+            if stop > start:
+                pieces.append(batch[start:stop])
+                head[1] = stop
+        out = list(itertools.chain.from_iterable(pieces))
+        out.sort(key=key)
+        yield from out
+        for head in heads:
+            while head[1] >= len(head[0]):
+                batch = next(head[2], None)
+                if batch is None:
+                    break
+                head[0], head[1] = batch, 0
+        heads = [head for head in heads if head[1] < len(head[0])]
+    if heads:
+        batch, start, run = heads[0]
+        yield from itertools.islice(batch, start, None)
+        for batch in run:
+            yield from batch
+
+
 def merge_runs(runs: Iterable[Iterable[Record]]) -> Iterator[Record]:
     """K-way merge of sorted runs (stable: equal keys keep run order)."""
     key = _order["key"]
@@ -356,8 +411,7 @@ class MapOutputCollector:
             if self._buffered:
                 self.spill()
             for p in range(self.num_partitions):
-                runs = [decode_run(spill.read(p)) for spill in self._spills]
-                merged: Iterator[Record] = merge_runs(runs)
+                merged: Iterator[Record] = merge_encoded_runs([spill.read(p) for spill in self._spills])
                 if self.combiner is not None:
                     merged = combine_sorted(merged, self.combiner)
                 sink(p, encode_run(merged))

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from dynamr.mapreduce import folds
 from dynamr.mapreduce.api import MRJob, MRStep, Record, _hook_records
-from dynamr.mapreduce.shuffle import MapOutputCollector, decode_run, encode_run, group, merge_runs
+from dynamr.mapreduce.shuffle import MapOutputCollector, encode_run, group, merge_encoded_runs
 
 Sink = Callable[[int, Iterator[bytes]], None]
 
@@ -151,7 +151,7 @@ class _Counted:
 
 def run_reduce(step: MRStep, runs: Iterable[Iterable[bytes]]) -> Iterator[Record]:
     """Merge one partition's runs from every map and reduce them."""
-    merged = merge_runs([decode_run(run) for run in runs])
+    merged = merge_encoded_runs(runs)
     if step.reducer_init is not None:
         yield from _hook_records(step.reducer_init())
     assert step.reducer is not None
