@@ -11,13 +11,14 @@ output for that partition. A combiner may thus see a key several times, its own 
 values: it must be associative, as in Hadoop.
 
 A run is a stream of msgpack-encoded batches of ``[key, value]`` pairs; decoding uses tuples. Reduce side:
-runs from every map are merged with :func:`heapq.merge` (memory: one batch per run) and grouped by key.
+runs from every map are merged a batch at a time (:func:`merge_encoded_runs`; memory: one batch per run)
+and grouped by key.
 """
 
 from __future__ import annotations
 
 import bisect
-import heapq
+import contextlib
 import itertools
 import operator
 import os
@@ -180,17 +181,6 @@ def _merge_batches(runs: list[Iterator[tuple[Record, ...]]], key: Callable[[Reco
         yield from itertools.islice(batch, start, None)
         for batch in run:
             yield from batch
-
-
-def merge_runs(runs: Iterable[Iterable[Record]]) -> Iterator[Record]:
-    """K-way merge of sorted runs (stable: equal keys keep run order)."""
-    key = _order["key"]
-    try:
-        yield from heapq.merge(*runs, key=key)
-    except TypeError as exc:
-        if key is _total_first:
-            raise
-        raise IncomparableKeys(f"keys of types that do not compare met in a merge ({exc})") from exc
 
 
 def group(records: Iterable[Record]) -> Iterator[tuple[Any, Iterator[Any]]]:
@@ -373,12 +363,12 @@ class MapOutputCollector:
         self._buffered = 0
         _sort(records)
         bounds = ranges.boundaries[:self.num_partitions - 1]
-        try:
-            if total_order_in_use():
-                raise TypeError("keys sorted by the total order")
+        cuts = None
+        if not total_order_in_use():
             keys = [record[0] for record in records]
-            cuts = [bisect.bisect_left(keys, b) for b in bounds]
-        except TypeError:  # keys (or boundaries) of mixed types: cut in the total order
+            with contextlib.suppress(TypeError):  # boundaries of another type than the keys
+                cuts = [bisect.bisect_left(keys, b) for b in bounds]
+        if cuts is None:  # keys sorted in the total order, or mixed types: cut in the total order
             keys = [total_order(record[0]) for record in records]
             cuts = [bisect.bisect_left(keys, total_order(b)) for b in bounds]
         edges = [0, *cuts, len(records)]
