@@ -49,3 +49,16 @@ def test_text_records_strip_carriage_returns_and_decode() -> None:
     data = "one\r\ntwo é\nthree".encode()
     split = Split(index=0, path="f", start=0, end=len(data), file_size=len(data))
     assert list(text_records(BytesSource(data, 4), split)) == [(0, "one"), (5, "two é"), (12, "three")]
+
+
+@settings(max_examples=500)
+@given(data=st.lists(st.sampled_from([b"a", b"bc", b"\n", b"\r\n", b"xyz ", b"\xc3\xa9", b"\xff"]),
+                     max_size=60).map(b"".join),
+       split_size=st.integers(1, 40), block=st.integers(1, 17))
+def test_text_records_are_the_lines_decoded_with_their_byte_offsets(data: bytes, split_size: int,
+                                                                     block: int) -> None:
+    source = BytesSource(data, block)
+    got = [record for split in plan_splits([("f", len(data))], split_size)
+           for record in text_records(source, split)]
+    want = [(offset, line.decode("utf-8", "replace").removesuffix("\r")) for offset, line in expected_lines(data)]
+    assert got == want

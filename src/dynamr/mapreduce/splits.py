@@ -12,7 +12,6 @@ more than its share. Pure logic over that interface.
 
 from __future__ import annotations
 
-import bisect
 import codecs
 import functools
 import itertools
@@ -74,48 +73,63 @@ def _blocks(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]]:
         position += got
 
 
-def line_batches(source: RangeSource, split: Split) -> Iterator[tuple[list[int], list[bytes]]]:
-    """The lines a split owns, a block at a time: (offsets of their first bytes, lines without newlines).
+def line_chunks(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]]:
+    """The lines a split owns, a block at a time: (offset of the first line, the lines as one ``bytes``).
 
-    Per-line work is done by C code (``bytes.split``, ``itertools.accumulate``, ``bisect``): the reader's
-    Python work is per block, not per line.
+    Every chunk holds whole lines, each with its newline (the file's last line may have none). The Python
+    work is per block (``rfind``, ``find``, slicing), none per line.
     """
-    skip_first = split.start > 0
+    skip_first = split.start > 0  # the line that began before the split belongs to the previous one
     pending: list[bytes] = []  # the start of a line that continues in the next block
-    line_start = split.start - 1 if skip_first else 0
+    line_start = split.start - 1 if skip_first else 0  # file offset of pending's first byte
     end = split.end
     for _, block in _blocks(source, split):
-        pieces = block.split(b"\n")
-        if len(pieces) == 1:
+        if skip_first:
+            newline = block.find(b"\n")
+            if newline < 0:
+                line_start += len(block)
+                continue
+            skip_first = False
+            line_start += newline + 1
+            block = block[newline + 1:]
+        last = block.rfind(b"\n")
+        if last < 0:
             pending.append(block)
             continue
         if pending:
-            pending.append(pieces[0])
-            pieces[0] = b"".join(pending)
+            pending.append(block[:last + 1])
+            data = b"".join(pending)
             pending = []
-        tail = pieces.pop()
-        if tail:
-            pending.append(tail)
-        first = 0
-        if skip_first:
-            skip_first = False
-            line_start += len(pieces[0]) + 1
-            first = 1
-        if first == len(pieces):
-            continue
-        if first:
-            pieces = pieces[first:]
-        offsets = list(itertools.accumulate(map(operator.add, map(len, pieces), itertools.repeat(1)),
-                                            initial=line_start))
-        line_start = offsets.pop()
-        owned = bisect.bisect_left(offsets, end)
-        if owned < len(pieces):
-            if owned:
-                yield offsets[:owned], pieces[:owned]
+        else:
+            data = block if last == len(block) - 1 else block[:last + 1]
+        if line_start + len(data) >= end:  # a line in this chunk starts at or after the end: cut there
+            if line_start >= end:
+                return
+            newline = data.find(b"\n", end - 1 - line_start)
+            yield line_start, data[:newline + 1]
             return
-        yield offsets, pieces
+        yield line_start, data
+        line_start += len(data)
+        if last < len(block) - 1:
+            pending.append(block[last + 1:])
     if pending and not skip_first and line_start < end:
-        yield [line_start], [b"".join(pending)]
+        yield line_start, b"".join(pending)
+
+
+def line_batches(source: RangeSource, split: Split) -> Iterator[tuple[list[int], list[bytes]]]:
+    """The lines a split owns, a chunk at a time: (offsets of their first bytes, lines without newlines)."""
+    for start, data in line_chunks(source, split):
+        pieces = data.split(b"\n")
+        if data.endswith(b"\n"):
+            pieces.pop()
+        yield _offsets(start, map(len, pieces)), pieces
+
+
+def _offsets(start: int, lengths: Iterator[int]) -> list[int]:
+    """The offsets of lines of these lengths (without their newlines) laid end to end from ``start``."""
+    offsets = list(itertools.accumulate(map(operator.add, lengths, itertools.repeat(1)), initial=start))
+    offsets.pop()
+    return offsets
 
 
 def read_lines(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]]:
@@ -168,9 +182,15 @@ def decode_counting(data: bytes, encoding: str, replaced: Replaced) -> str:
 
 def _decoded_batches(source: RangeSource, split: Split, encoding: str,
                      replaced: Replaced) -> Iterator[Iterator[tuple[int, str]]]:
-    for offsets, lines in line_batches(source, split):
-        text = decode_counting(b"\n".join(lines), encoding, replaced)
+    for start, data in line_chunks(source, split):
+        text = decode_counting(data, encoding, replaced)
         strs = text.split("\n")
+        if text.endswith("\n"):
+            strs.pop()
+        if len(text) == len(data):  # a character per byte (ASCII): offsets from the strings' lengths
+            offsets = _offsets(start, map(len, strs))
+        else:
+            offsets = _offsets(start, map(len, data.split(b"\n")[:len(strs)]))
         if "\r" in text:
             strs = [line[:-1] if line.endswith("\r") else line for line in strs]
         yield zip(offsets, strs, strict=True)
