@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from dynamr.mapreduce import MRJob, MRStep
-from dynamr.mapreduce.folds import detect
+from dynamr.mapreduce.folds import detect, is_identity
 from dynamr.mapreduce.inline import run_inline
 from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.shuffle import MapOutputCollector, decode_run
@@ -97,3 +97,57 @@ def test_combine_may_be_declared_and_is_checked(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="COMBINE must be one of sum, min, max"):
         run_inline(BadCombine(), [source], tmp_path / "bad")
     assert MRStep(combine="max").combine == "max"
+
+
+def _reducer(body: str, params: str = "self, key, values") -> Any:
+    source = f"from dynamr.mapreduce import MRJob\nclass J(MRJob):\n    def reducer({params}):\n{body}\n"
+    return load_job_class(source, "j.py")().reducer
+
+
+@pytest.mark.parametrize(("body", "identity"), [
+    ("        for value in values:\n            yield key, value", True),
+    ('        """Pass through."""\n        for v in values:\n            yield key, v', True),
+    ("        for value in values:\n            yield value, key", False),
+    ("        for value in values:\n            yield key, value\n        yield key, 0", False),
+    ("        for value in values:\n            yield key, value\n        else:\n            pass", False),
+    ("        for value in sorted(values):\n            yield key, value", False),
+    ("        for key in values:\n            yield key, key", False),
+    ("        for value in values:\n            yield key, (value,)", False),
+    ("        for value in values:\n            self.increment_counter('a', 'b')\n            yield key, value",
+     False),
+])
+def test_only_a_reducer_that_passes_values_through_is_the_identity(body: str, identity: bool) -> None:
+    assert is_identity(_reducer(body)) is identity
+
+
+class Passing(MRJob):
+    OUTPUT_FORMAT = "text"
+
+    def mapper(self, _: Any, line: str) -> Iterator[tuple[Any, Any]]:
+        key, value = line.split(",")
+        yield (None if key == "-" else key), (int(value) if value.isdigit() else value)
+
+    def reducer_init(self) -> Iterator[tuple[str, str]]:
+        yield "begin", "init"
+
+    def reducer(self, key: Any, values: Any) -> Iterator[tuple[Any, Any]]:
+        for value in values:
+            yield key, value
+
+
+class Copying(Passing):
+    def reducer(self, key: Any, values: Any) -> Iterator[tuple[Any, Any]]:
+        for value in list(values):
+            yield key, value
+
+
+def test_an_identity_reducer_writes_what_calling_it_writes(tmp_path: Path) -> None:
+    source = tmp_path / "pairs.txt"
+    source.write_text("b,2\na,x\n-,lone\nb,1\nc,z\n" * 40)
+    assert is_identity(Passing().reducer) and not is_identity(Copying().reducer)
+    for job in (Passing(), Copying()):
+        out = tmp_path / type(job).__name__
+        run_inline(job, [source], out, num_reducers=2)
+    passed, copied = ([sorted(part.read_text().splitlines()) for part in sorted((tmp_path / name).glob("part-*"))]
+                      for name in ("Passing", "Copying"))
+    assert passed == copied and "begin\tinit" in passed[0] and "lone" in passed[0] + passed[1]

@@ -25,6 +25,7 @@ user's traceback and its cause) and whether the process exits after it.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import os
 import resource
@@ -54,7 +55,7 @@ from dynamr.mapreduce.api import MRJob
 from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.shuffle import IncomparableKeys, decode_run, encode_run, total_order_in_use, use_total_order
 from dynamr.mapreduce.splits import LocalFile, Split
-from dynamr.mapreduce.tasks import format_output, run_map, run_reduce
+from dynamr.mapreduce.tasks import batches, format_output, run_map, run_reduce
 from dynamr.rpc import tls
 from dynamr.rpc.codec import SPEC_HEADER, pack_frame, record_values, unpack_record
 from dynamr.rpc.messages import AttemptReport, TaskOutput, TaskSpec
@@ -301,14 +302,15 @@ class TaskRun:
         local = self.scratch / "out"
         count = 0
 
-        def counted(stream: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+        def counted(stream: Iterator[tuple[Any, Any]]) -> Iterator[list[tuple[Any, Any]]]:
             nonlocal count
-            for record in stream:
-                count += 1
-                yield record
+            for batch in batches(stream):
+                count += len(batch)
+                yield batch
 
-        blocks = (encode_run(counted(records)) if output.kind in ("object", "file")
-                  else format_output(counted(records), job.OUTPUT_FORMAT))
+        flowing = itertools.chain.from_iterable(counted(records))
+        blocks = (encode_run(flowing) if output.kind in ("object", "file")
+                  else format_output(flowing, job.OUTPUT_FORMAT))
         with open(local, "wb") as out:
             for block in self.progress.tick(blocks):
                 out.write(block)

@@ -1,5 +1,6 @@
-"""Combiners the map side can apply as a running value per key, instead of a list of values per key.
+"""User functions of a known shape, recognised from their source so the engine can run them at C speed.
 
+Combiners the map side can apply as a running value per key, instead of a list of values per key.
 The classic word count emits ``(word, 1)`` per word and combines with ``yield word, sum(counts)``. Kept as a
 list per key until the buffer fills, that costs an append per record and a list per key; a running sum
 costs one dict update per record and no list. The map side does that when it knows the combiner is such a
@@ -13,6 +14,9 @@ fold, which it learns in one of two ways:
 
 The fold's result is what the combiner would have produced (the sum of the values, in any grouping, is the
 sum), so the reduce side sees the same records.
+
+Reducers that pass every value through unchanged (:func:`is_identity`): the reduce side then writes the
+merged records as they are, without grouping them and calling the reducer per key.
 """
 
 from __future__ import annotations
@@ -28,23 +32,10 @@ FOLDS = ("sum", "min", "max")
 
 def detect(combiner: Callable[..., Any] | None) -> str | None:
     """The fold a combiner is exactly (``"sum"``, ``"min"``, ``"max"``), or None."""
-    if combiner is None:
+    found = _only_statement(combiner)
+    if found is None:
         return None
-    func = getattr(combiner, "__func__", combiner)
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
-    except (OSError, TypeError, SyntaxError, IndentationError):
-        return None
-    if not tree.body or not isinstance(tree.body[0], ast.FunctionDef):
-        return None
-    fn = tree.body[0]
-    params = [a.arg for a in fn.args.args]
-    if inspect.ismethod(combiner):
-        params = params[1:]
-    body = fn.body[1:] if fn.body and _is_docstring(fn.body[0]) else fn.body
-    if len(params) != 2 or len(body) != 1 or fn.decorator_list:
-        return None
-    stmt = body[0]
+    params, stmt = found
     if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Yield)
             and isinstance(stmt.value.value, ast.Tuple) and len(stmt.value.value.elts) == 2):
         return None
@@ -53,9 +44,52 @@ def detect(combiner: Callable[..., Any] | None) -> str | None:
             and isinstance(call.func, ast.Name) and call.func.id in FOLDS and not call.keywords
             and len(call.args) == 1 and isinstance(call.args[0], ast.Name) and call.args[0].id == params[1]):
         return None
+    func = getattr(combiner, "__func__", combiner)
     if call.func.id in getattr(func, "__globals__", {}):  # sum, min or max redefined in the job's module
         return None
     return call.func.id
+
+
+def is_identity(reducer: Callable[..., Any] | None) -> bool:
+    """Whether a reducer's whole body is ``for value in values: yield key, value`` over its own two
+    parameters: it passes its input through, so the merged records can go to the output without grouping
+    them and calling it per key (Hadoop's IdentityReducer; TeraSort's reducer)."""
+    found = _only_statement(reducer)
+    if found is None:
+        return False
+    (key, values), stmt = found
+    if not (isinstance(stmt, ast.For) and isinstance(stmt.target, ast.Name) and not stmt.orelse
+            and isinstance(stmt.iter, ast.Name) and stmt.iter.id == values and len(stmt.body) == 1):
+        return False
+    inner = stmt.body[0]
+    if not (isinstance(inner, ast.Expr) and isinstance(inner.value, ast.Yield)
+            and isinstance(inner.value.value, ast.Tuple) and len(inner.value.value.elts) == 2):
+        return False
+    first, second = inner.value.value.elts
+    return (isinstance(first, ast.Name) and first.id == key and isinstance(second, ast.Name)
+            and second.id == stmt.target.id and stmt.target.id not in (key, values))
+
+
+def _only_statement(fn: Callable[..., Any] | None) -> tuple[list[str], ast.stmt] | None:
+    """A function's two parameters (``self`` left out) and the one statement of its body (a docstring
+    aside), read from its source; None when it is not such a plain function."""
+    if fn is None:
+        return None
+    func = getattr(fn, "__func__", fn)
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return None
+    if not tree.body or not isinstance(tree.body[0], ast.FunctionDef):
+        return None
+    node = tree.body[0]
+    params = [a.arg for a in node.args.args]
+    if inspect.ismethod(fn):
+        params = params[1:]
+    body = node.body[1:] if node.body and _is_docstring(node.body[0]) else node.body
+    if len(params) != 2 or len(body) != 1 or node.decorator_list or node.args.vararg or node.args.kwarg:
+        return None
+    return params, body[0]
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:

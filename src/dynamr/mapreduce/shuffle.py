@@ -43,6 +43,7 @@ BATCH_RECORDS = 4096
 #: records taken from a mapper at a time by the collector
 COLLECT_BATCH = 1024
 _first = itemgetter(0)
+_second = itemgetter(1)
 _MISSING = object()
 
 
@@ -186,7 +187,7 @@ def _merge_batches(runs: list[Iterator[tuple[Record, ...]]], key: Callable[[Reco
 def group(records: Iterable[Record]) -> Iterator[tuple[Any, Iterator[Any]]]:
     """(key, values) for each run of equal keys in a sorted stream."""
     for key, pairs in itertools.groupby(records, key=_first):
-        yield key, (value for _, value in pairs)
+        yield key, map(_second, pairs)
 
 
 def combine_sorted(records: Iterable[Record], combiner: Combiner) -> Iterator[Record]:

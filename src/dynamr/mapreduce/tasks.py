@@ -155,54 +155,59 @@ def run_reduce(step: MRStep, runs: Iterable[Iterable[bytes]]) -> Iterator[Record
     if step.reducer_init is not None:
         yield from _hook_records(step.reducer_init())
     assert step.reducer is not None
-    reducer = checked(step.reducer, "reducer")
-    for key, values in group(merged):
-        yield from reducer(key, values)
+    if folds.is_identity(step.reducer):
+        yield from merged
+    else:
+        reducer = checked(step.reducer, "reducer")
+        yield from itertools.chain.from_iterable(itertools.starmap(reducer, group(merged)))
     if step.reducer_final is not None:
         yield from _hook_records(step.reducer_final())
 
 
+def batches(records: Iterable[Record], size: int = 4096) -> Iterator[list[Record]]:
+    """Records in lists of ``size`` (the last may be shorter), taken at C speed."""
+    it = iter(records)
+    return iter(lambda: list(itertools.islice(it, size)), [])
+
+
 def format_output(records: Iterable[Record], fmt: str) -> Iterator[bytes]:
-    """Part-file lines: ``json(key) TAB json(value)`` (mrjob's default) or ``key TAB value`` as text."""
-    batch: list[str] = []
+    """Part-file lines: ``json(key) TAB json(value)`` (mrjob's default) or ``key TAB value`` as text.
+
+    Text lines of a batch whose keys and values are all strings are joined in C; any other batch goes
+    record by record (``None`` keys write the value alone; bytes are written as they are)."""
     if fmt == "json":
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-        for record in records:
-            key, value = record
-            try:
-                batch.append(f"{dumps(key)}\t{dumps(value)}\n")
-            except TypeError as exc:
-                raise TypeError(f"output record {record!r} is not JSON serializable ({exc}); "
-                                "yield JSON types or set OUTPUT_FORMAT = 'text'") from exc
-            if len(batch) >= 4096:
-                yield "".join(batch).encode()
-                batch = []
-    else:
-        raw = bytearray()  # lines with bytes in them, written as they are (binary records stay binary)
-        for key, value in records:
-            if type(key) is bytes or type(value) is bytes:
-                if batch:
-                    raw += "".join(batch).encode()
-                    batch = []
-                raw += _raw_line(key, value)
-                if len(raw) >= 1 << 20:
-                    yield bytes(raw)
-                    raw.clear()
-                continue
-            batch.append(f"{value}\n" if key is None else f"{key}\t{value}\n")
-            if len(batch) >= 4096:
-                if raw:
-                    yield bytes(raw)
-                    raw.clear()
-                yield "".join(batch).encode()
-                batch = []
-        if raw:
-            if batch:
-                raw += "".join(batch).encode()
-                batch = []
-            yield bytes(raw)
-    if batch:
-        yield "".join(batch).encode()
+        for batch in batches(records):
+            lines = []
+            for record in batch:
+                key, value = record
+                try:
+                    lines.append(f"{dumps(key)}\t{dumps(value)}\n")
+                except TypeError as exc:
+                    raise TypeError(f"output record {record!r} is not JSON serializable ({exc}); "
+                                    "yield JSON types or set OUTPUT_FORMAT = 'text'") from exc
+            yield "".join(lines).encode()
+        return
+    for batch in batches(records):
+        try:
+            text = "\n".join(map(_TAB_JOIN, batch))
+        except TypeError:  # not all strings (or not pairs): line by line
+            yield _text_lines(batch)
+        else:
+            yield (text + "\n").encode()
+
+
+_TAB_JOIN = "\t".join
+
+
+def _text_lines(batch: list[Record]) -> bytes:
+    out = bytearray()
+    for key, value in batch:
+        if type(key) is bytes or type(value) is bytes:
+            out += _raw_line(key, value)
+        else:
+            out += (f"{value}\n" if key is None else f"{key}\t{value}\n").encode()
+    return bytes(out)
 
 
 def _raw_line(key: Any, value: Any) -> bytes:
