@@ -13,9 +13,11 @@ class Grep(MRJob):
         self.pattern = re.compile(self.options.get("pattern", r"\bth[a-z]{2,}\b"))
 
     def find(self, offset, line):
-        for match in self.pattern.findall(line):
-            self.increment_counter("grep", "matches")
-            yield match, 1
+        matches = self.pattern.findall(line)
+        if matches:
+            self.increment_counter("grep", "matches", len(matches))
+            for match in matches:
+                yield match, 1
 
     def count(self, match, ones):
         yield match, sum(ones)
