@@ -78,7 +78,8 @@ def test_map_only_last_step_writes_parts_from_maps() -> None:
     run.start(0)
     specs = drive(run, sched)
     assert run.state == "succeeded"
-    assert [s.output for s in specs] == [TaskOutput(kind="local", path=f"/out/part-{i:05d}") for i in range(4)]
+    assert sorted(s.output.path for s in specs if s.output) == [f"/out/part-{i:05d}" for i in range(4)]
+    assert {s.output.kind for s in specs if s.output} == {"local"}
 
 
 def test_a_task_that_keeps_failing_fails_the_job_with_its_traceback() -> None:

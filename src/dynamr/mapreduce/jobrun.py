@@ -209,7 +209,9 @@ class JobRun:
         self.started_at = now
         splits = plan_splits(self.plan.inputs, self.plan.split_size,
                              whole_files=self.plan.input_format == "whole_file")
-        for split in splits:
+        # largest splits first (the queue is FIFO within a priority): the last wave of a phase is then
+        # made of small tasks, so slots finish together instead of one waiting on a big split
+        for split in sorted(splits, key=lambda s: s.start - s.end):
             source = m.TaskInput(kind="split", local=self.plan.local_inputs, split=m.SplitRef(
                 index=split.index, path=split.path, start=split.start, end=split.end, file_size=split.file_size))
             preferred = self.locate(split) if self.locate is not None else set()
