@@ -16,8 +16,10 @@
 A job overrides any of ``mapper``, ``combiner``, ``reducer`` (plus ``*_init`` and ``*_final`` hooks, which
 may yield records too), or ``steps()`` for several steps. ``INPUT_FORMAT`` is "text" (key = byte offset of
 the line, value = the line decoded with ``INPUT_ENCODING``), "bytes" (the line as bytes), "json" (value =
-the decoded JSON line) or "whole_file" (key = path, value = bytes). ``OUTPUT_FORMAT`` is "json"
-(``json(key) TAB json(value)``, as mrjob writes) or "text" (``key TAB value``; bytes written as they are).
+the decoded JSON line), "whole_file" (key = path, value = bytes) or "records" (the (key, value) records a
+job wrote with ``OUTPUT_FORMAT = "records"``). ``OUTPUT_FORMAT`` is "json" (``json(key) TAB json(value)``,
+as mrjob writes), "text" (``key TAB value``; bytes written as they are) or "records" (msgpack batches:
+the records as they are, for another job to read).
 Counters: ``self.increment_counter(group, name, amount)``.
 
 Seed 000's form also runs: a source file with a subclass of :class:`Mapper` (``map(key, value)``) and one
@@ -34,11 +36,10 @@ from typing import Any, ClassVar
 from dynamr.errors import BadRequestError
 from dynamr.mapreduce.folds import FOLDS
 from dynamr.mapreduce.partition import RangePartitioner, hash_partition
-from dynamr.mapreduce.splits import REPLACED, reader_for
+from dynamr.mapreduce.splits import INPUT_FORMATS, REPLACED, WHOLE_FILE_FORMATS, reader_for
 
 Record = tuple[Any, Any]
-INPUT_FORMATS = ("text", "bytes", "json", "whole_file")
-OUTPUT_FORMATS = ("json", "text")
+OUTPUT_FORMATS = ("json", "text", "records")
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,19 @@ class MRStep:
     reducer_final: Callable[[], Iterable[Record] | None] | None = None
     #: reducers for this step; None: the job's or the command line's
     num_reducers: int | None = None
-    #: "sum", "min" or "max": the combiner is that fold, applied on the map side as a running value per key
+    #: "sum", "min", "max" or "add": the combiner is that fold, applied on the map side as a running value per key
     #: (found by itself for a combiner that is exactly ``yield key, sum(values)``; see dynamr.mapreduce.folds)
     combine: str | None = None
+    #: instead of ``mapper``: called once per map task with the iterator of its input records, returns an
+    #: iterator of (key, value) records (Spark's mapPartitions; how dataflow stages run fused chains)
+    mapper_stream: Callable[[Iterator[Record]], Iterable[Record]] | None = None
+    #: instead of ``reducer``: called once per reduce task with the iterator of (key, values) groups,
+    #: returns an iterator of records
+    reducer_stream: Callable[[Iterator[tuple[Any, Iterator[Any]]]], Iterable[Record]] | None = None
 
     @property
     def map_only(self) -> bool:
-        return self.reducer is None
+        return self.reducer is None and self.reducer_stream is None
 
 
 class MRJob:
@@ -77,7 +84,7 @@ class MRJob:
     #: quantiles of a sample of map output keys taken before the job runs, so the outputs read in order
     #: are totally ordered (TeraSort). A ``partitioner`` method of your own overrides both.
     PARTITIONER: ClassVar[str] = "hash"
-    #: "sum", "min" or "max": the one-step job's combining is that fold (with or without a combiner method)
+    #: "sum", "min", "max" or "add": the one-step job's combining is that fold (with or without a combiner method)
     COMBINE: ClassVar[str | None] = None
     #: skip mode (off by default; also ``--skip-bad-records``): a map task that fails is retried while
     #: tracking its records; the record it fails on is then skipped by later attempts and counted under
@@ -161,6 +168,10 @@ class MRJob:
 
     def counters(self) -> dict[tuple[str, str], int]:
         return dict(self._counters)
+
+    def whole_input(self, path: str) -> bool:
+        """Whether the input file ``path`` is read as one split (not cut into byte ranges)."""
+        return self.INPUT_FORMAT in WHOLE_FILE_FORMATS
 
     def input_reader(self) -> Callable[..., Iterator[Record]]:
         """The reader of this job's input format (see :mod:`dynamr.mapreduce.splits`), counting bytes of text

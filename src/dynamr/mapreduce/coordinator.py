@@ -37,7 +37,7 @@ from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
 from dynamr.mapreduce.jobrun import JobPlan, check_plan, dump_plan, load_plan, summary_of
 from dynamr.mapreduce.jobstore import JobStore
-from dynamr.mapreduce.splits import Split, plan_splits
+from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, plan_splits
 from dynamr.rpc import messages as m
 from dynamr.rpc.server import Dispatcher
 from dynamr.store.client import AsyncClient
@@ -336,7 +336,8 @@ class Coordinator:
         if plan.local_inputs:
             return None
         table: dict[tuple[str, int], set[str]] = {}
-        for split in plan_splits(plan.inputs, plan.split_size, whole_files=plan.input_format == "whole_file"):
+        for split in plan_splits(plan.inputs, plan.split_size, whole_files=plan.input_format in WHOLE_FILE_FORMATS,
+                                 whole=frozenset(plan.whole_inputs)):
             try:
                 located = await self.fs.locate(split.path, split.start, 1)
             except DynamrError:

@@ -22,12 +22,18 @@ merged records as they are, without grouping them and calling the reducer per ke
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
+import operator
 import textwrap
 from collections.abc import Callable, Iterable
 from typing import Any
 
-FOLDS = ("sum", "min", "max")
+#: builtins a combiner may be recognised as (``yield key, sum(values)``)
+RECOGNISED = ("sum", "min", "max")
+#: folds a step may declare: those, and "add" (``a + b`` from the first value on: any type with ``+``,
+#: strings and lists too, where ``sum`` starts from 0)
+FOLDS = (*RECOGNISED, "add")
 
 
 def detect(combiner: Callable[..., Any] | None) -> str | None:
@@ -41,7 +47,7 @@ def detect(combiner: Callable[..., Any] | None) -> str | None:
         return None
     key, call = stmt.value.value.elts
     if not (isinstance(key, ast.Name) and key.id == params[0] and isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Name) and call.func.id in FOLDS and not call.keywords
+            and isinstance(call.func, ast.Name) and call.func.id in RECOGNISED and not call.keywords
             and len(call.args) == 1 and isinstance(call.args[0], ast.Name) and call.args[0].id == params[1]):
         return None
     func = getattr(combiner, "__func__", combiner)
@@ -98,7 +104,8 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 
 def as_combiner(fold: str) -> Callable[[Any, Iterable[Any]], Iterable[tuple[Any, Any]]]:
     """The combiner a fold stands for (used where runs are merged)."""
-    reducers: dict[str, Callable[[Iterable[Any]], Any]] = {"sum": sum, "min": min, "max": max}
+    reducers: dict[str, Callable[[Iterable[Any]], Any]] = {
+        "sum": sum, "min": min, "max": max, "add": functools.partial(functools.reduce, operator.add)}
     reduce = reducers[fold]
 
     def combiner(key: Any, values: Iterable[Any]) -> Iterable[tuple[Any, Any]]:

@@ -11,6 +11,7 @@ exist yet.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import time
@@ -80,6 +81,11 @@ def sample_keys(job: MRJob, sources: Sequence[Iterator[tuple[object, object]]], 
                 break
             produced = step.mapper(key, value) if step.mapper is not None else [(key, value)]
             keys.extend(k for k, _ in produced)
+    if step.mapper_stream is not None:  # a mapper of the whole stream: give it the first records of each
+        keys = []
+        for records in list(sources)[::stride]:
+            keys.extend(k for k, _ in step.mapper_stream(itertools.islice(records, per_split)))
+
     return keys
 
 
@@ -111,7 +117,7 @@ def _run_inline(job: MRJob, inputs: Sequence[Path], output: Path, num_reducers: 
     scratch = Path(tempfile.mkdtemp(prefix="dynamr-inline-", dir=workdir))
     try:
         splits = plan_splits([(str(f), f.stat().st_size) for f in files], split_size,
-                             whole_files=job.INPUT_FORMAT == "whole_file")
+                             whole=frozenset(str(f) for f in files if job.whole_input(str(f))))
         reader = job.input_reader()
         first_reducers = steps[0].num_reducers or num_reducers or job.NUM_REDUCERS or 1
         if job.wants_sample():

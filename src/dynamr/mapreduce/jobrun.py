@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from dynamr.errors import BadRequestError
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.scheduler import Assignment, IllegalTransition, Scheduler, TaskState
-from dynamr.mapreduce.splits import Split, plan_splits
+from dynamr.mapreduce.splits import INPUT_FORMATS, WHOLE_FILE_FORMATS, Split, plan_splits
 from dynamr.rpc import messages as m
 from dynamr.rpc.codec import pack_any, pack_record, unpack_record
 from dynamr.rpc.messages import AttemptReport, JobPlan, StepPlan
@@ -46,8 +46,10 @@ def check_plan(plan: JobPlan) -> None:
 
     for name in ("source", "source_name", "output", "input_format", "local_intermediate"):
         need(isinstance(getattr(plan, name), str), f"job plan field {name} must be a string")
-    need(plan.input_format in ("text", "json", "whole_file"),
-         f"unknown input format {plan.input_format!r} (text, json or whole_file)")
+    need(plan.input_format in INPUT_FORMATS,
+         f"unknown input format {plan.input_format!r} ({', '.join(INPUT_FORMATS)})")
+    need(isinstance(plan.whole_inputs, tuple) and all(isinstance(p, str) for p in plan.whole_inputs),
+         "whole inputs must be a list of paths")
     need(isinstance(plan.steps, tuple) and bool(plan.steps), "the job has no steps")
     for number, step in enumerate(plan.steps):
         need(isinstance(step, StepPlan) and isinstance(step.map_only, bool) and type(step.reducers) is int,
@@ -208,7 +210,8 @@ class JobRun:
         self.move("running")
         self.started_at = now
         splits = plan_splits(self.plan.inputs, self.plan.split_size,
-                             whole_files=self.plan.input_format == "whole_file")
+                             whole_files=self.plan.input_format in WHOLE_FILE_FORMATS,
+                             whole=frozenset(self.plan.whole_inputs))
         # largest splits first (the queue is FIFO within a priority): the last wave of a phase is then
         # made of small tasks, so slots finish together instead of one waiting on a big split
         for split in sorted(splits, key=lambda s: s.start - s.end):

@@ -281,6 +281,10 @@ class MapOutputCollector:
             if self.fold == "sum":
                 for key, value in batch:
                     folded[key] = get(key, 0) + value
+            elif self.fold == "add":
+                for key, value in batch:
+                    old = get(key, _MISSING)
+                    folded[key] = value if old is _MISSING else old + value
             else:
                 better = operator.lt if self.fold == "min" else operator.gt
                 for key, value in batch:

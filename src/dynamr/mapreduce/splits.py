@@ -17,10 +17,12 @@ import functools
 import itertools
 import json
 import operator
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from dynamr.mapreduce.shuffle import decode_run
 
 OVERRUN_STEP = 64 * 1024
 
@@ -43,13 +45,15 @@ class RangeSource(Protocol):
         """Bytes of [offset, offset+length), in order, in pieces; fewer at the end of the file."""
 
 
-def plan_splits(files: Sequence[tuple[str, int]], split_size: int, whole_files: bool = False) -> list[Split]:
-    """Cut each (path, size) into ``ceil(size / split_size)`` splits of even size."""
+def plan_splits(files: Sequence[tuple[str, int]], split_size: int, whole_files: bool = False,
+                whole: Container[str] = ()) -> list[Split]:
+    """Cut each (path, size) into ``ceil(size / split_size)`` splits of even size (one split for every
+    file with ``whole_files``, and for the paths in ``whole``)."""
     if split_size < 1:
         raise ValueError("split size must be positive")
     out: list[Split] = []
     for path, size in files:
-        pieces = 1 if whole_files or size <= split_size else -(-size // split_size)
+        pieces = 1 if whole_files or size <= split_size or path in whole else -(-size // split_size)
         for i in range(pieces):
             out.append(Split(index=len(out), path=path, start=size * i // pieces, end=size * (i + 1) // pieces,
                              file_size=size))
@@ -214,9 +218,17 @@ def whole_file_records(source: RangeSource, split: Split) -> Iterator[tuple[Any,
     yield split.path, b"".join(source.read(0, split.file_size))
 
 
+def stored_records(source: RangeSource, split: Split) -> Iterator[tuple[Any, Any]]:
+    """The records of a file a job wrote with ``OUTPUT_FORMAT = "records"`` (read whole: one split)."""
+    return decode_run(source.read(0, split.file_size))
+
+
 Reader = Callable[[RangeSource, Split], Iterator[tuple[Any, Any]]]
 READERS: dict[str, Reader] = {"text": text_records, "bytes": bytes_records, "json": json_records,
-                              "whole_file": whole_file_records}
+                              "whole_file": whole_file_records, "records": stored_records}
+INPUT_FORMATS = tuple(READERS)
+#: formats whose files are read whole, one split each (a "records" file is a stream of msgpack batches)
+WHOLE_FILE_FORMATS = ("whole_file", "records")
 
 
 def reader_for(input_format: str, encoding: str = "utf-8", replaced: Replaced = _ignore) -> Reader:

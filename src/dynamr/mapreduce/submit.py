@@ -81,8 +81,10 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
                      local: bool, reducers: int | None = None, split_size: int = 64 << 20,
                      options: dict[str, str] | None = None, job_class: str | None = None,
                      chunk_size: int = DEFAULT_CHUNK_SIZE, local_intermediate: str = "",
-                     skip_bad_records: bool = False) -> JobPlan:
-    source = job_file.read_text()
+                     skip_bad_records: bool = False, source: str | None = None) -> JobPlan:
+    """The plan of a job file (or of ``source``, the text of one named ``job_file``) over ``inputs``."""
+    if source is None:
+        source = job_file.read_text()
     job = load_job_class(source, str(job_file), job_class)(options or {})
     check_formats(job)
     steps = job.steps()
@@ -109,7 +111,8 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
                    split_size=split_size, options=tuple(sorted((options or {}).items())),
                    partition_state=b"" if state is None else pack_any(state),
                    job_class=job_class, chunk_size=chunk_size, local_intermediate=local_intermediate,
-                   skip_bad_records=skip_bad_records or job.SKIP_BAD_RECORDS)
+                   skip_bad_records=skip_bad_records or job.SKIP_BAD_RECORDS,
+                   whole_inputs=tuple(path for path, _ in sized if job.whole_input(path)))
     check_plan(plan)
     return plan
 

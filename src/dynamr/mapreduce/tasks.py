@@ -56,7 +56,12 @@ def _map_stream(step: MRStep, records: Iterable[Record]) -> Iterator[Record]:
     if step.mapper_init is not None:
         parts.append(_LazyHook(step.mapper_init))
     mapper = step.mapper
-    if mapper is not None and not inspect.isgeneratorfunction(mapper):
+    stream = step.mapper_stream
+    if stream is not None:
+        given = records
+        parts.append(_LazyHook(lambda: stream(iter(given))))
+        mapper, records = None, ()
+    elif mapper is not None and not inspect.isgeneratorfunction(mapper):
         # a mapper that returns its records: its first call is checked (returning None instead of yielding
         # is then a clear error), the others run at full speed
         records = iter(records)
@@ -154,8 +159,11 @@ def run_reduce(step: MRStep, runs: Iterable[Iterable[bytes]]) -> Iterator[Record
     merged = merge_encoded_runs(runs)
     if step.reducer_init is not None:
         yield from _hook_records(step.reducer_init())
-    assert step.reducer is not None
-    if folds.is_identity(step.reducer):
+    if step.reducer_stream is not None:
+        yield from step.reducer_stream(group(merged))
+    elif step.reducer is None:
+        raise ValueError("a reduce task of a step without a reducer")
+    elif folds.is_identity(step.reducer):
         yield from merged
     else:
         reducer = checked(step.reducer, "reducer")
@@ -175,6 +183,9 @@ def format_output(records: Iterable[Record], fmt: str) -> Iterator[bytes]:
 
     Text lines of a batch whose keys and values are all strings are joined in C; any other batch goes
     record by record (``None`` keys write the value alone; bytes are written as they are)."""
+    if fmt == "records":
+        yield from encode_run(records)
+        return
     if fmt == "json":
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
         for batch in batches(records):

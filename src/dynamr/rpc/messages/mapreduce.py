@@ -46,6 +46,8 @@ class JobPlan(Record):
     buffer_records: int = 1_000_000
     #: skip mode: a map that keeps failing on one record skips it (counted) instead of failing the job
     skip_bad_records: bool = False
+    #: inputs read whole, one split each (files of records, whole files)
+    whole_inputs: tuple[str, ...] = ()
 
 
 @register(40)
