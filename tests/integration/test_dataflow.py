@@ -1,0 +1,193 @@
+"""Dataflow graphs and jobs run from Python, on an embedded session and on a 3-node local cluster: every
+example's output equals a plain Python computation of the same thing."""
+
+from __future__ import annotations
+
+import heapq
+import importlib.util
+import json
+import operator
+import random
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from dynamr.dataflow import Flow, JobFailedError, Session
+from tests.integration.conftest import MakeCluster
+from tests.mrdata import EXAMPLES, write_corpus
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[Session]:
+    with Session.start_embedded(slots=2, split_size=64 * 1024) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    write_corpus(root / "a", [90_000, 20_000, 150_000])
+    write_corpus(root / "b", [40_000, 60_000], seed=11)
+    events = [f"u{rng % 7} {t}" for rng, t in enumerate(sorted(random.Random(5).sample(range(100_000), 600)))]
+    (root / "events.txt").write_text("\n".join(events) + "\n")
+    edges = random.Random(9).sample([(a, b) for a in range(30) for b in range(30) if a != b], 120)
+    (root / "edges.txt").write_text("".join(f"p{a} p{b}\n" for a, b in edges))
+    return root
+
+
+def lines_of(*paths: Path) -> list[str]:
+    files = sorted(f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*"))))
+    return [line for f in files for line in f.read_text().splitlines()]
+
+
+def words_of(*paths: Path) -> Counter[str]:
+    return Counter(word for line in lines_of(*paths) for word in line.split())
+
+
+def expected_sessions(path: Path, gap: int = 1800) -> list[tuple[str, int, int, int, int]]:
+    events = sorted((u, int(t)) for u, t in (line.split() for line in lines_of(path)))
+    out: dict[tuple[str, int], list[int]] = {}
+    last: tuple[str, int] | None = None
+    number = 0
+    for user, t in events:
+        if last is None or user != last[0]:
+            number = 0
+        elif t - last[1] > gap:
+            number += 1
+        out.setdefault((user, number), []).append(t)
+        last = (user, t)
+    return sorted((u, n, len(ts), min(ts), max(ts)) for (u, n), ts in out.items())
+
+
+def expected_pagerank(links: dict[str, list[str]], iterations: int) -> dict[str, float]:
+    ranks = {page: 1.0 for page in links}
+    for _ in range(iterations):
+        sums: dict[str, float] = {}
+        for page, targets in links.items():
+            if page in ranks:
+                for target in targets:
+                    sums[target] = sums.get(target, 0.0) + ranks[page] / len(targets)
+        ranks = {page: 0.15 + 0.85 * total for page, total in sums.items()}
+    return ranks
+
+
+def check_examples(session: Session, corpus: Path) -> None:
+    """Every dataflow example on ``session`` against plain Python."""
+    a, b = corpus / "a", corpus / "b"
+    assert dict(load("dataflow_wordcount").build(Flow(session), [str(a)]).run()) == words_of(a)
+
+    left, right = Counter(w.lower() for w in words_of(a).elements()), Counter(w.lower() for w in words_of(b).elements())
+    joined = load("dataflow_join").build(Flow(session), str(a), str(b)).run()
+    assert sorted(joined) == sorted((w, (left[w], right[w])) for w in left.keys() & right.keys())
+
+    branches = load("dataflow_branches")
+    merged = dict(branches.build(Flow(session), [str(a)]).run())
+    want = Counter((branches.short_key(line) if len(line) < 40 else branches.long_key(line))[0]
+                   for line in lines_of(a))
+    assert merged == want and sum(merged.values()) == len(lines_of(a))
+
+    sessions = load("dataflow_sessions").build(Flow(session), [str(corpus / "events.txt")], 1800).run()
+    assert sorted(sessions) == expected_sessions(corpus / "events.txt")
+
+    pagerank = load("dataflow_pagerank")
+    links = pagerank.read_links(str(corpus / "edges.txt"))
+    got = pagerank.pagerank(links, 3, session)
+    want_ranks = expected_pagerank(links, 3)
+    assert got.keys() == want_ranks.keys()
+    assert all(abs(got[p] - want_ranks[p]) < 1e-9 for p in got)
+
+    top = load("dataflow_topwords").build(Flow(session), 5, [str(a)]).run()
+    assert sorted(top, key=lambda kv: (-kv[1], kv[0])) == \
+        heapq.nsmallest(5, words_of(a).items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def test_the_examples_compute_what_plain_python_computes(session: Session, corpus: Path) -> None:
+    check_examples(session, corpus)
+
+
+def test_the_examples_on_a_three_node_cluster(make_cluster: MakeCluster, corpus: Path) -> None:
+    cluster = make_cluster(3)
+    with Session(cluster.seeds, cluster.secret, partitions=3, split_size=64 * 1024) as on_cluster:
+        check_examples(on_cluster, corpus)
+
+
+def test_the_callback_gets_every_record_once_and_run_returns_the_same(session: Session, corpus: Path) -> None:
+    flow = Flow(session)
+    counts = flow.text(str(corpus / "a")).flat_map(str.split).frequencies()
+    got: list[Any] = []
+    assert counts.run(callback=got.append) == []
+    assert sorted(got) == sorted(counts.run()) == sorted(words_of(corpus / "a").items())
+
+
+def test_several_outputs_of_one_graph_write_drop_and_collect(session: Session, corpus: Path, tmp_path: Path) -> None:
+    flow = Flow(session)
+    words = flow.text(str(corpus / "b")).flat_map(str.split)
+    counts = words.frequencies()
+    lengths = words.map(len).frequencies()
+    results = flow.run(counts, counts.write(str(tmp_path / "text")), lengths.write(str(tmp_path / "json"), "json"),
+                       words.distinct().drop())
+    expected = words_of(corpus / "b")
+    assert sorted(results[counts]) == sorted(expected.items())
+    written = [line.split("\t") for part in sorted((tmp_path / "text").glob("part-*"))
+               for line in part.read_text().splitlines()]
+    assert {w: int(n) for w, n in written} == expected
+    as_json = [json.loads(line) for part in sorted((tmp_path / "json").glob("part-*"))
+               for line in part.read_text().splitlines()]
+    assert sorted(map(tuple, as_json)) == sorted(Counter(len(w) for w in expected.elements()).items())
+    assert "feeds none" not in " ".join(results.warnings)
+
+
+def test_fed_values_sort_and_left_join(session: Session) -> None:
+    flow = Flow(session)
+    rng = random.Random(4)
+    numbers = [rng.randrange(-1000, 1000) for _ in range(3000)]
+    assert flow.feed(numbers).sort_by().run() == sorted(numbers)
+    assert flow.feed(numbers).sort_by(descending=True, partitions=3).run() == sorted(numbers, reverse=True)
+    people = flow.feed([("ann", 1), ("bob", 2), ("cy", 3)])
+    pets = flow.feed([("ann", "cat"), ("ann", "dog"), ("cy", "eel"), ("dee", "owl")])
+    assert sorted(people.join(pets, how="left").run()) == [
+        ("ann", (1, "cat")), ("ann", (1, "dog")), ("bob", (2, None)), ("cy", (3, "eel"))]
+    folded = flow.feed([("a", 1), ("b", 2), ("a", 3)] * 50).fold_by_key(0, operator.add, partitions=2)
+    assert sorted(folded.run()) == [("a", 200), ("b", 100)]
+    grouped = dict(flow.feed([(i % 3, i) for i in range(30)]).group_by_key().run())
+    assert {k: sorted(v) for k, v in grouped.items()} == {k: list(range(k, 30, 3)) for k in range(3)}
+
+
+def test_a_failing_function_fails_the_run_with_its_traceback(session: Session) -> None:
+    def explode(x: int) -> int:
+        if x == 7:
+            raise ValueError("seven is not allowed")
+        return x
+
+    with pytest.raises(JobFailedError, match="seven is not allowed"):
+        Flow(session).feed(range(20)).map(explode).frequencies().run()
+
+
+def test_a_job_class_runs_from_python_and_its_output_reads_as_records(session: Session, corpus: Path) -> None:
+    wordcount = load("wordcount")
+    output = session.run_job(wordcount.WordCount, [corpus / "a"], reducers=2)
+    words = Counter(w for w in (m.lower() for m in wordcount.WORD.findall("\n".join(lines_of(corpus / "a")).lower())))
+    assert dict(output) == dict(words)
+    output.remove()
+
+
+def test_the_wordcount_example_runs_as_a_script(corpus: Path) -> None:
+    result = subprocess.run([sys.executable, str(EXAMPLES / "dataflow_wordcount.py"), str(corpus / "b")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    printed = {w: int(n) for w, n in (line.split("\t") for line in result.stdout.splitlines())}
+    assert printed == words_of(corpus / "b")
