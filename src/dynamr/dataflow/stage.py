@@ -30,7 +30,7 @@ import cloudpickle
 
 from dynamr.dataflow.fast import Chain, compile_chain, fan_out, pairs_of
 from dynamr.mapreduce.api import MRJob, MRStep
-from dynamr.mapreduce.splits import READERS, REPLACED, reader_for
+from dynamr.mapreduce.splits import READERS, REPLACED, lines_of, text_chunks
 
 _second = operator.itemgetter(1)
 
@@ -86,14 +86,18 @@ class StageJob(MRJob):
         index = self.spec.files.get(path)
         return index is not None and self.spec.inputs[index].fmt in ("records", "whole_file")
 
-    def input_reader(self) -> Callable[..., Iterator[tuple[Any, Any]]]:
-        counted = functools.partial(reader_for, "text", self.INPUT_ENCODING,
-                                    lambda count: self.increment_counter(*REPLACED, count))
+    def input_reader(self) -> Callable[..., Iterator[Any]]:
+        """Each input's reader; text comes as chunks of whole lines (see :func:`_path_chain`)."""
         spec = self.spec
 
-        def read(source: Any, split: Any) -> Iterator[tuple[Any, Any]]:
+        def replaced(count: int) -> None:
+            self.increment_counter(*REPLACED, count)
+
+        def read(source: Any, split: Any) -> Iterator[Any]:
             fmt = spec.inputs[spec.files[split.path]].fmt
-            return counted()(source, split) if fmt == "text" else READERS[fmt](source, split)
+            if fmt == "text":
+                return text_chunks(source, split, self.INPUT_ENCODING, replaced)
+            return READERS[fmt](source, split)
 
         return read
 
@@ -112,8 +116,8 @@ class StageJob(MRJob):
     def _map(self, records: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
         spec = self.spec
         entry = spec.inputs[spec.files[self.input_path]] if self.input_path in spec.files else spec.inputs[0]
-        elements = records if entry.fmt == "whole_file" else map(_second, records)
-        chains = [_compiled(path) for path in entry.paths]
+        elements = records if entry.fmt in ("whole_file", "text") else map(_second, records)
+        chains = [_path_chain(path, entry.fmt) for path in entry.paths]
         wide = spec.wide
         if wide == "join":
             tagged = [_tag(chain, path.side) for chain, path in zip(chains, entry.paths, strict=True)]
@@ -166,6 +170,23 @@ def _load(blob: str) -> StageSpec:
 
 def _compiled(path: PathSpec) -> Chain:
     return compile_chain(path.kinds, path.fns, path.args).run
+
+
+def splits_words_of_text(path: PathSpec, fmt: str) -> bool:
+    """A path from text whose first step is ``flat_map(str.split)``: the words of a whole chunk of lines
+    are the words of its lines in turn (a newline is whitespace), so one ``str.split`` per chunk does it."""
+    return fmt == "text" and bool(path.kinds) and path.kinds[0] == "flat_map" and path.fns[0] is str.split
+
+
+def _path_chain(path: PathSpec, fmt: str) -> Chain:
+    """A path's fused chain over what its input's reader yields (text: chunks of whole lines)."""
+    if splits_words_of_text(path, fmt):
+        rest = compile_chain(path.kinds[1:], path.fns[1:], path.args[1:]).run
+        return lambda chunks: rest(itertools.chain.from_iterable(map(str.split, chunks)))
+    chain = _compiled(path)
+    if fmt == "text":
+        return lambda chunks: chain(itertools.chain.from_iterable(map(lines_of, chunks)))
+    return chain
 
 
 def _tag(chain: Chain, side: int) -> Chain:

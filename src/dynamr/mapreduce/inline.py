@@ -76,16 +76,14 @@ def sample_keys(job: MRJob, sources: Sequence[Iterator[tuple[object, object]]], 
     keys: list[object] = []
     stride = max(1, len(sources) // max(1, limit // per_split))
     for records in list(sources)[::stride]:
+        if step.mapper_stream is not None:  # a mapper of the whole stream: the first records of each
+            keys.extend(k for k, _ in itertools.islice(step.mapper_stream(iter(records)), per_split))
+            continue
         for taken, (key, value) in enumerate(records):
             if taken >= per_split:
                 break
             produced = step.mapper(key, value) if step.mapper is not None else [(key, value)]
             keys.extend(k for k, _ in produced)
-    if step.mapper_stream is not None:  # a mapper of the whole stream: give it the first records of each
-        keys = []
-        for records in list(sources)[::stride]:
-            keys.extend(k for k, _ in step.mapper_stream(itertools.islice(records, per_split)))
-
     return keys
 
 

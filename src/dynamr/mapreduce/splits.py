@@ -188,16 +188,30 @@ def _decoded_batches(source: RangeSource, split: Split, encoding: str,
                      replaced: Replaced) -> Iterator[Iterator[tuple[int, str]]]:
     for start, data in line_chunks(source, split):
         text = decode_counting(data, encoding, replaced)
-        strs = text.split("\n")
-        if text.endswith("\n"):
-            strs.pop()
+        strs = lines_of(text)
         if len(text) == len(data):  # a character per byte (ASCII): offsets from the strings' lengths
             offsets = _offsets(start, map(len, strs))
         else:
             offsets = _offsets(start, map(len, data.split(b"\n")[:len(strs)]))
-        if "\r" in text:
-            strs = [line[:-1] if line.endswith("\r") else line for line in strs]
         yield zip(offsets, strs, strict=True)
+
+
+def text_chunks(source: RangeSource, split: Split, encoding: str = "utf-8",
+                replaced: Replaced = _ignore) -> Iterator[str]:
+    """The split's lines as decoded text, many whole lines per item (no offsets, no object per line):
+    for readers that take text in bulk, as a dataflow stage whose first step splits it into words."""
+    for _, data in line_chunks(source, split):
+        yield decode_counting(data, encoding, replaced)
+
+
+def lines_of(text: str) -> list[str]:
+    """The lines of a chunk of whole lines, without newlines (a trailing carriage return dropped)."""
+    strs = text.split("\n")
+    if text.endswith("\n"):
+        strs.pop()
+    if "\r" in text:
+        strs = [line[:-1] if line.endswith("\r") else line for line in strs]
+    return strs
 
 
 def bytes_records(source: RangeSource, split: Split) -> Iterator[tuple[Any, Any]]:
