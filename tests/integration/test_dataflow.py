@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from dynamr.dataflow import Flow, JobFailedError, Session
+from dynamr.files.client import FileSystem
+from dynamr.store.client import AsyncClient
 from tests.integration.conftest import MakeCluster
 from tests.mrdata import EXAMPLES, write_corpus
 
@@ -123,6 +125,19 @@ def test_the_examples_on_a_three_node_cluster(make_cluster: MakeCluster, corpus:
     cluster = make_cluster(3)
     with Session(cluster.seeds, cluster.secret, partitions=3, split_size=64 * 1024) as on_cluster:
         check_examples(on_cluster, corpus)
+        # data sets already on the store, and output written there
+        on_cluster.call(lambda c: FileSystem(c).put_tree(corpus / "b", "/data/b"))
+        flow = Flow(on_cluster)
+        counts = flow.text("store:/data/b").flat_map(str.split).frequencies()
+        flow.run(counts.write("store:/out/wc"))
+        written = b"".join(on_cluster.read_parts("store:/out/wc")).decode().splitlines()
+        assert {w: int(n) for w, n in (line.split("\t") for line in written)} == words_of(corpus / "b")
+        async def leftovers(client: AsyncClient) -> list[str]:
+            fs = FileSystem(client)
+            return [p for top in ("/_dataflow", "/_inputs") if await fs.is_dir(top)
+                    for p in [e.name for e in await fs.ls(top)]]
+
+        assert on_cluster.call(leftovers) == [], "a run left intermediate data or uploads on the store"
 
 
 def test_the_callback_gets_every_record_once_and_run_returns_the_same(session: Session, corpus: Path) -> None:
@@ -157,6 +172,9 @@ def test_fed_values_sort_and_left_join(session: Session) -> None:
     numbers = [rng.randrange(-1000, 1000) for _ in range(3000)]
     assert flow.feed(numbers).sort_by().run() == sorted(numbers)
     assert flow.feed(numbers).sort_by(descending=True, partitions=3).run() == sorted(numbers, reverse=True)
+    streamed: list[int] = []  # parts reach the callback as they are written, in order
+    assert flow.feed(numbers).sort_by(partitions=3).run(callback=streamed.append) == []
+    assert streamed == sorted(numbers)
     people = flow.feed([("ann", 1), ("bob", 2), ("cy", 3)])
     pets = flow.feed([("ann", "cat"), ("ann", "dog"), ("cy", "eel"), ("dee", "owl")])
     assert sorted(people.join(pets, how="left").run()) == [
@@ -191,3 +209,34 @@ def test_the_wordcount_example_runs_as_a_script(corpus: Path) -> None:
     assert result.returncode == 0, result.stderr
     printed = {w: int(n) for w, n in (line.split("\t") for line in result.stdout.splitlines())}
     assert printed == words_of(corpus / "b")
+
+
+def test_a_source_feeding_nothing_is_reported_and_bad_records_get_a_clear_error(session: Session) -> None:
+    flow = Flow(session)
+    used = flow.feed(["a b", "b"])
+    flow.feed([1, 2], name="forgotten")
+    with pytest.warns(UserWarning, match="source forgotten feeds none of the outputs"):
+        assert sorted(used.flat_map(str.split).frequencies().run()) == [("a", 1), ("b", 2)]
+    with pytest.raises(JobFailedError, match=r"join needs \(key, value\) records; got '(a b|b)'"), \
+            pytest.warns(UserWarning, match="forgotten"):
+        used.join(used.map(lambda s: (s, 1))).run()
+
+
+def test_every_source_kind_and_the_remaining_operations(session: Session, tmp_path: Path) -> None:
+    (tmp_path / "j").mkdir()
+    rows = [{"user": f"u{i % 4}", "amount": i} for i in range(40)]
+    (tmp_path / "j" / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    (tmp_path / "b.bin").write_bytes(b"\xff\xfeone\nzwei\r\n\x00three\n")
+    (tmp_path / "w").mkdir()
+    for i in range(3):
+        (tmp_path / "w" / f"f{i}.dat").write_bytes(bytes(range(i * 10, i * 10 + 7)))
+    flow = Flow(session)
+    totals = flow.json_lines(str(tmp_path / "j")).map(lambda r: (r["user"], r["amount"])).reduce_by_key(operator.add)
+    assert sorted(totals.run()) == [(f"u{k}", sum(i for i in range(40) if i % 4 == k)) for k in range(4)]
+    assert flow.bytes_lines(str(tmp_path / "b.bin")).run() == [b"\xff\xfeone", b"zwei\r", b"\x00three"]
+    sizes = flow.whole_files(str(tmp_path / "w")).map(lambda pf: (Path(pf[0]).name, len(pf[1]), pf[1][0]))
+    assert sorted(sizes.run()) == [("f0.dat", 7, 0), ("f1.dat", 7, 10), ("f2.dat", 7, 20)]
+    users = flow.json_lines(str(tmp_path / "j")).map(operator.itemgetter("user"))
+    assert sorted(users.distinct().run()) == ["u0", "u1", "u2", "u3"]
+    keyed = users.key_by(len).map_values(str.upper).count_by_key()
+    assert keyed.run() == [(2, 40)]

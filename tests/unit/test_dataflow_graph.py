@@ -49,6 +49,7 @@ def test_a_source_that_feeds_nothing_is_reported() -> None:
     used = flow.text("a.txt", name="used")
     flow.text("b.txt", name="forgotten")
     needed = check([used.frequencies().collect()])
+    flow.text("c.txt", name="read elsewhere").map(str.upper)
     assert [d.label for d in unused_sources(flow, needed)] == ["forgotten"]
 
 

@@ -196,6 +196,8 @@ class Flow:
         self.session = session
         self.datasets: list[Dataset] = []
         self._numbers = itertools.count(1)
+        #: data sets some run of this flow has output (a source output as it is feeds that run)
+        self.outputs_run: set[int] = set()
 
     def _add(self, dataset: Dataset) -> Dataset:
         dataset.number = next(self._numbers)
@@ -313,6 +315,9 @@ def _reaches_source(dataset: Dataset) -> bool:
 
 
 def unused_sources(flow: Flow, needed: Sequence[Dataset]) -> list[Dataset]:
-    """Sources of the flow that feed none of the data sets run (reported, not refused)."""
-    used = {id(d) for d in needed}
+    """Sources of the flow that feed nothing at all: no operation reads them and this run does not
+    output them (reported, not refused: a dangling input is usually a slip)."""
+    flow.outputs_run |= {id(d) for d in needed}
+    read = {id(p) for d in flow.datasets for p in d.parents}
+    used = read | flow.outputs_run
     return [d for d in flow.datasets if d.kind in SOURCES and id(d) not in used]

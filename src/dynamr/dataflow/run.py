@@ -25,6 +25,7 @@ import secrets
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,7 +163,9 @@ class Session:
 
     async def _run(self, client: AsyncClient, name: str, path: Path, source: str, inputs: list[str], output: str,
                    *, reducers: int | None, options: dict[str, str], job_class: str | None, split_size: int,
-                   ) -> m.JobStatusView:
+                   on_part: Callable[[bytes], None] | None = None) -> m.JobStatusView:
+        """Submit a job and follow it to its end; with ``on_part``, each part file of the output is given
+        to it as soon as it and every part before it are written (so ordered output stays in order)."""
         fs = FileSystem(client)
         jobs = JobClient(client)
         await jobs.check_name(name)
@@ -180,7 +183,10 @@ class Session:
             plan_ = await build_plan(fs, name, path, remote_inputs, remote_output, local=False, reducers=reducers,
                                      split_size=split_size, options=options, job_class=job_class, source=source)
         await jobs.submit(name, plan_, source.encode())
-        status = await jobs.wait(name)
+        if on_part is None:
+            status = await jobs.wait(name)
+        else:
+            status = await self._follow(fs, jobs, name, output, on_part)
         if not local:
             if status.state == "succeeded" and not output.startswith(STORE):
                 Path(output).mkdir(parents=True, exist_ok=True)
@@ -194,6 +200,41 @@ class Session:
             if status.state == "succeeded":
                 await jobs.delete(name)
         return status
+
+    async def _follow(self, fs: FileSystem, jobs: JobClient, name: str, output: str,
+                      on_part: Callable[[bytes], None]) -> m.JobStatusView:
+        waiter = asyncio.ensure_future(jobs.wait(name))
+        delivered = 0
+        try:
+            while not waiter.done():
+                delivered = await self._deliver(fs, output, delivered, on_part, final=False)
+                await asyncio.wait([waiter], timeout=0.2)
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+        status = waiter.result()
+        if status.state == "succeeded":
+            await self._deliver(fs, output, delivered, on_part, final=True)
+        return status
+
+    async def _deliver(self, fs: FileSystem, output: str, delivered: int, on_part: Callable[[bytes], None],
+                       final: bool) -> int:
+        """Give ``on_part`` the parts from number ``delivered`` on that are written; the number reached."""
+        if output.startswith(STORE):
+            stored = {p.rsplit("/", 1)[1]: p for p in await _store_parts(fs, output[len(STORE):])}
+        else:
+            stored = {p.name: str(p) for p in Path(output).glob("part-*")}
+        while True:
+            name = f"part-{delivered:05d}"
+            if name not in stored:
+                later = sorted(n for n in stored if n[5:].isdigit() and int(n[5:]) > delivered)
+                if not final or not later:
+                    break
+                name = later[0]  # at the end, a number no task wrote is skipped
+            data = (await fs.read_bytes(stored[name])) if output.startswith(STORE) else Path(stored[name]).read_bytes()
+            on_part(data)
+            delivered = int(name.removeprefix("part-")) + 1
+        return delivered
 
     async def _upload(self, fs: FileSystem, name: str, item: str) -> str:
         if item.startswith(STORE):
@@ -333,12 +374,14 @@ class _Runner:
         needed = check(self.outputs)
         flow = self.outputs[0].dataset.flow
         results.warnings = [f"source {d.label} feeds none of the outputs run" for d in unused_sources(flow, needed)]
+        for message in results.warnings:
+            warnings.warn(message, stacklevel=4)
         later = {id(p.source) for s in self.plan.stages for p in s.paths}
         try:
             for stage in self.plan.stages:
                 self._run_stage(stage, id(stage.result) in later, results)
         finally:
-            for directory in self.scratch:
+            for directory in [*self.scratch, self.session.scratch(self.run_id)]:
                 self.session.remove(directory)
         return results
 
@@ -351,18 +394,23 @@ class _Runner:
         if not direct:
             self.scratch.append(target)
             self.stored[id(stage.result)] = target
-        self._submit(spec, f"{self.run_id}-s{stage.number}", target, stage)
+        records: list[Any] = results.records.setdefault(id(stage.result), []) if collects else []
+
+        callbacks = [c.callback for c in collects if c.callback is not None]
+        listed = len(callbacks) < len(collects)  # some collect output wants the records returned
+
+        def on_part(data: bytes) -> None:
+            for _, value in decode_run([data]):
+                for callback in callbacks:
+                    callback(value)
+                if listed:
+                    records.append(value)
+
+        self._submit(spec, f"{self.run_id}-s{stage.number}", target, stage, on_part=on_part if collects else None)
         for write in ([] if direct else writes):
             copy = StageSpec(files={}, inputs=[InputSpec("records", [PathSpec([], [], [])])], output=write.fmt)
             self._submit(copy, f"{self.run_id}-s{stage.number}-w", write.path, None, source_dir=target)
-        for collect in collects:
-            records: list[Any] = results.records.setdefault(id(stage.result), [])
-            for data in self.session.read_parts(target):
-                for _, value in decode_run([data]):
-                    if collect.callback is not None:
-                        collect.callback(value)
-                    else:
-                        records.append(value)
+        # (collected records arrived while the stage ran: see _submit's on_part)
 
     def _spec(self, stage: Stage, output: str) -> StageSpec:
         inputs: list[InputSpec] = []
@@ -447,7 +495,8 @@ class _Runner:
         finally:
             shutil.rmtree(local, ignore_errors=True)
 
-    def _submit(self, spec: StageSpec, name: str, output: str, stage: Stage | None, source_dir: str = "") -> None:
+    def _submit(self, spec: StageSpec, name: str, output: str, stage: Stage | None, source_dir: str = "",
+                on_part: Callable[[bytes], None] | None = None) -> None:
         if source_dir:
             files = self._list(source_dir)
             spec.files = {f: 0 for f in files}
@@ -461,7 +510,8 @@ class _Runner:
         status = self.session.call(lambda c: self.session._run(
             c, name, Path(f"{name}.py"), source, [f"{STORE}{i}" if not self.session.embedded else i
                                                   for i in inputs],
-            output, reducers=reducers, options={}, job_class="Stage", split_size=self.session.split_size))
+            output, reducers=reducers, options={}, job_class="Stage", split_size=self.session.split_size,
+            on_part=on_part))
         self.session.last_seconds.append(time.perf_counter() - started)
         if status.state != "succeeded":
             raise JobFailedError(failure_text(status))

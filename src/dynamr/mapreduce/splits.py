@@ -188,12 +188,12 @@ def _decoded_batches(source: RangeSource, split: Split, encoding: str,
                      replaced: Replaced) -> Iterator[Iterator[tuple[int, str]]]:
     for start, data in line_chunks(source, split):
         text = decode_counting(data, encoding, replaced)
-        strs = lines_of(text)
+        strs = _split_lines(text)
         if len(text) == len(data):  # a character per byte (ASCII): offsets from the strings' lengths
             offsets = _offsets(start, map(len, strs))
         else:
             offsets = _offsets(start, map(len, data.split(b"\n")[:len(strs)]))
-        yield zip(offsets, strs, strict=True)
+        yield zip(offsets, _without_returns(strs, text), strict=True)
 
 
 def text_chunks(source: RangeSource, split: Split, encoding: str = "utf-8",
@@ -206,11 +206,19 @@ def text_chunks(source: RangeSource, split: Split, encoding: str = "utf-8",
 
 def lines_of(text: str) -> list[str]:
     """The lines of a chunk of whole lines, without newlines (a trailing carriage return dropped)."""
+    return _without_returns(_split_lines(text), text)
+
+
+def _split_lines(text: str) -> list[str]:
     strs = text.split("\n")
     if text.endswith("\n"):
         strs.pop()
+    return strs
+
+
+def _without_returns(strs: list[str], text: str) -> list[str]:
     if "\r" in text:
-        strs = [line[:-1] if line.endswith("\r") else line for line in strs]
+        return [line[:-1] if line.endswith("\r") else line for line in strs]
     return strs
 
 
