@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dynamr.dataflow.graph import Dataset, Flow, GraphError, Output
-    from dynamr.dataflow.run import JobFailedError, JobOutput, Results, Session
+    from dynamr.dataflow.run import Results
+    from dynamr.dataflow.session import JobFailedError, JobOutput, Session
 
 __all__ = ["Dataset", "Flow", "GraphError", "JobFailedError", "JobOutput", "Output", "Results", "Session"]
-_WHERE = {"Dataset": "graph", "Flow": "graph", "GraphError": "graph", "Output": "graph", "JobFailedError": "run",
-          "JobOutput": "run", "Results": "run", "Session": "run"}
+_WHERE = {"Dataset": "graph", "Flow": "graph", "GraphError": "graph", "Output": "graph", "JobFailedError": "session",
+          "JobOutput": "session", "Results": "run", "Session": "session"}
 
 
 def __getattr__(name: str) -> Any:

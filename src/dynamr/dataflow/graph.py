@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from dynamr.errors import BadRequestError
 
 if TYPE_CHECKING:
-    from dynamr.dataflow.run import Results, Session
+    from dynamr.dataflow.run import Results
+    from dynamr.dataflow.session import Session
 
 NARROW = frozenset({"map", "flat_map", "filter", "map_values", "key_by", "stateful_map"})
 WIDE = frozenset({"reduce_by_key", "fold_by_key", "group_by_key", "count_by_key", "frequencies", "distinct",
