@@ -3,9 +3,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
+
+from dynamr.errors import BadRequestError
 from dynamr.mapreduce import intermediate as im
-from dynamr.mapreduce.jobrun import JobPlan, JobRun, StepPlan, dump_plan, load_plan
+from dynamr.mapreduce.jobrun import JobPlan, JobRun, StepPlan, check_plan, dump_plan, load_plan
 from dynamr.mapreduce.scheduler import Scheduler
+from dynamr.mapreduce.splits import INPUT_FORMATS
 from dynamr.rpc.codec import pack_any
 from dynamr.rpc.messages import AttemptReport, TaskInput, TaskOutput, TaskSpec
 
@@ -187,3 +191,18 @@ def test_a_stale_report_of_an_output_already_produced_again_changes_nothing() ->
     assert run.on_input_lost(lost(reduce.attempt_id, "j9/s0-m0", "j9/s0-m0#999"), 1) is None
     assert "j9/s0-m0" in run.commits and not run.superseded
     assert sched.tasks["j9/s0-r0"].state.value == "pending"  # its inputs are all there: it runs again
+
+
+def test_every_input_format_passes_the_plan_check_and_whole_inputs_are_one_split_each() -> None:
+    for fmt in INPUT_FORMATS:  # "bytes" was refused by the coordinator once, though jobs may ask for it
+        check_plan(plan(input_format=fmt))
+    with pytest.raises(BadRequestError, match="unknown input format 'xml'"):
+        check_plan(plan(input_format="xml"))
+    with pytest.raises(BadRequestError, match="whole inputs"):
+        check_plan(plan(whole_inputs=("/in/a", 3)))  # type: ignore[arg-type]
+    sched = Scheduler()
+    run = JobRun("jw", plan(whole_inputs=("/in/a",)), sched)
+    run.start(0)
+    splits = sorted((t.input.split.path, t.input.split.start) for t in run.tasks.values()
+                    if t.kind == "map" and t.step == 0 and t.input is not None and t.input.split is not None)
+    assert splits == [("/in/a", 0), ("/in/b", 0)]  # a is 250 bytes, split size 100: one split all the same
