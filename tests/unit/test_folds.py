@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dynamr.mapreduce import MRJob, MRStep
 from dynamr.mapreduce.folds import detect, is_identity
 from dynamr.mapreduce.inline import run_inline
 from dynamr.mapreduce.loader import load_job_class
+from dynamr.mapreduce.partition import hash_partition, hash_partitions
 from dynamr.mapreduce.shuffle import MapOutputCollector, decode_run
 from tests.mrdata import read_json_parts
 
@@ -151,3 +154,13 @@ def test_an_identity_reducer_writes_what_calling_it_writes(tmp_path: Path) -> No
     passed, copied = ([sorted(part.read_text().splitlines()) for part in sorted((tmp_path / name).glob("part-*"))]
                       for name in ("Passing", "Copying"))
     assert passed == copied and "begin\tinit" in passed[0] and "lone" in passed[0] + passed[1]
+
+
+@settings(max_examples=300)
+@given(keys=st.lists(st.one_of(st.text(max_size=6), st.binary(max_size=4), st.integers(-5, 5), st.none(),
+                               st.tuples(st.integers(0, 3), st.text(max_size=2))), max_size=30),
+       parts=st.integers(1, 7), strings_only=st.booleans())
+def test_partitions_of_a_batch_are_those_of_each_key(keys: list[Any], parts: int, strings_only: bool) -> None:
+    if strings_only:  # the C path, surrogates included
+        keys = [k for k in keys if isinstance(k, str)] + ["\udcff", "é"]
+    assert hash_partitions(keys, parts) == [hash_partition(k, parts) for k in keys]

@@ -9,6 +9,8 @@ contiguous range: concatenating the reducers' outputs in order is then a total o
 from __future__ import annotations
 
 import bisect
+import itertools
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +30,20 @@ def hash_partition(key: Any, num_partitions: int) -> int:
     else:
         data = b"\x01" + msgpack.packb(key, use_bin_type=True)
     return int(xxhash.xxh3_64_intdigest(data)) % num_partitions
+
+
+_ENCODE = operator.methodcaller("encode", "utf-8", "surrogatepass")
+
+
+def hash_partitions(keys: list[Any], num_partitions: int) -> list[int]:
+    """``[hash_partition(key, num_partitions) for key in keys]``, in C when every key is a ``str`` (the
+    common case: no Python call per key)."""
+    if num_partitions == 1:
+        return [0] * len(keys)
+    if set(map(type, keys)) <= {str}:
+        hashes = map(xxhash.xxh3_64_intdigest, map(_ENCODE, keys))
+        return list(map(operator.mod, hashes, itertools.repeat(num_partitions)))
+    return [hash_partition(key, num_partitions) for key in keys]
 
 
 class RangePartitioner:

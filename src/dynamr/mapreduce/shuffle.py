@@ -33,7 +33,7 @@ import msgpack
 
 from dynamr.mapreduce.folds import as_combiner
 from dynamr.mapreduce.keys import total_order
-from dynamr.mapreduce.partition import RangePartitioner
+from dynamr.mapreduce.partition import RangePartitioner, hash_partition, hash_partitions
 
 Record = tuple[Any, Any]
 Combiner = Callable[[Any, Iterable[Any]], Iterable[Record]]
@@ -335,7 +335,12 @@ class MapOutputCollector:
         parts: list[list[Record]] = [[] for _ in range(self.num_partitions)]
         partition = self.partitioner
         n = self.num_partitions
-        if self.combiner is not None:
+        if partition is hash_partition and n > 1:  # the default: partitions of a whole batch of keys at once
+            records = list(self._take_combined()) if self.combiner is not None else self._records
+            self._records = []
+            for number, record in zip(hash_partitions([record[0] for record in records], n), records, strict=True):
+                parts[number].append(record)
+        elif self.combiner is not None:
             for record in self._take_combined():
                 parts[partition(record[0], n) if n > 1 else 0].append(record)
         else:
