@@ -164,6 +164,7 @@ def test_several_outputs_of_one_graph_write_drop_and_collect(session: Session, c
                for line in part.read_text().splitlines()]
     assert sorted(map(tuple, as_json)) == sorted(Counter(len(w) for w in expected.elements()).items())
     assert "feeds none" not in " ".join(results.warnings)
+    assert results.plan is not None and len(results.seconds) >= len(results.plan.stages)
 
 
 def test_fed_values_sort_and_left_join(session: Session) -> None:

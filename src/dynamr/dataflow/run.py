@@ -30,11 +30,14 @@ from dynamr.mapreduce.shuffle import decode_run, encode_run
 
 @dataclass
 class Results:
-    """Collected records per data set (``results[dataset]``), and the plan that ran."""
+    """Collected records per data set (``results[dataset]``), the plan that ran, and how long each of its
+    stage jobs took."""
 
     records: dict[int, list[Any]] = field(default_factory=dict)
     plan: Plan | None = None
     warnings: list[str] = field(default_factory=list)
+    #: (stage job name, seconds), in the order they ran
+    seconds: list[tuple[str, float]] = field(default_factory=list)
 
     def __getitem__(self, dataset: Dataset) -> list[Any]:
         return self.records[id(resolve(dataset))]
@@ -59,11 +62,13 @@ class _Runner:
         #: id(dataset) -> directory holding its records (stage results, fed values)
         self.stored: dict[int, str] = {}
         self.scratch: list[str] = []
+        #: (job name, seconds) of every stage job run, in order
+        self.seconds: list[tuple[str, float]] = []
         #: id(source) -> its files on the store (a cluster session uploads local sources once per run)
         self.uploaded: dict[int, list[str]] = {}
 
     def run(self) -> Results:
-        results = Results(plan=self.plan)
+        results = Results(plan=self.plan, seconds=self.seconds)
         needed = check(self.outputs)
         flow = self.outputs[0].dataset.flow
         results.warnings = [f"source {d.label} feeds none of the outputs run" for d in unused_sources(flow, needed)]
@@ -205,7 +210,7 @@ class _Runner:
                                                   for i in inputs],
             output, reducers=reducers, options={}, job_class="Stage", split_size=self.session.split_size,
             on_part=on_part))
-        self.session.last_seconds.append(time.perf_counter() - started)
+        self.seconds.append((name, time.perf_counter() - started))
         if status.state != "succeeded":
             raise JobFailedError(failure_text(status))
 

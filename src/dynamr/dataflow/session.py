@@ -69,7 +69,6 @@ class Session:
         #: reduce tasks of a shuffle when the operation does not say
         self.partitions = partitions
         self.split_size = split_size
-        self.last_seconds: list[float] = []
 
     @property
     def embedded(self) -> bool:
