@@ -37,17 +37,16 @@ from dynamr.cli.common import (
 )
 from dynamr.config import Quorum, StoreSettings
 from dynamr.daemons import install_event_loop_policy
-from dynamr.errors import BadRequestError, NotFoundError
+from dynamr.errors import BadRequestError
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import COORDINATOR, LocalCluster
 from dynamr.mapreduce.inline import check_output
 from dynamr.mapreduce.splits import REPLACED
-from dynamr.mapreduce.submit import JobClient, build_plan
+from dynamr.mapreduce.submit import STORE, JobClient, build_plan, fetch_output, remote_output, stage_input
 from dynamr.rpc import messages as m
 from dynamr.store.client import AsyncClient
 
 T = TypeVar("T")
-STORE = "store:"
 
 
 def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -144,40 +143,23 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
                                 split_size=split_size, options=options, job_class=job_class,
                                 local_intermediate=local_intermediate, skip_bad_records=skip_bad_records)
     else:
-        store_inputs = []
-        for item in inputs:
-            if item.startswith(STORE):
-                store_inputs.append(item[len(STORE):])
-                continue
-            local = Path(item)
-            if not local.exists():
-                raise BadRequestError(f"input {item} does not exist")
-            remote = f"/_inputs/{name}/{local.name}"
-            with console.status(f"uploading {item}"):
-                if local.is_dir():
-                    await fs.put_tree(local, remote)
-                else:
-                    await fs.put_file(local, remote)
-            store_inputs.append(remote)
-        remote_output = output[len(STORE):] if output.startswith(STORE) else f"/_outputs/{name}"
         if not output.startswith(STORE):
             check_output(Path(output))
-        plan = await build_plan(fs, name, job_file, store_inputs, remote_output, local=False, reducers=reducers,
-                                split_size=split_size, options=options, job_class=job_class,
+        store_inputs = []
+        for item in inputs:
+            with console.status(f"uploading {item}") if not item.startswith(STORE) else contextlib.nullcontext():
+                store_inputs.append(await stage_input(fs, name, item))
+        plan = await build_plan(fs, name, job_file, store_inputs, remote_output(name, output), local=False,
+                                reducers=reducers, split_size=split_size, options=options, job_class=job_class,
                                 skip_bad_records=skip_bad_records)
     await jobs.submit(name, plan, job_file.read_bytes())
     view = ProgressView()
     with view.progress:
         status = await jobs.wait(name, view)
-    if status.state == "succeeded" and not local_paths and not output.startswith(STORE):
-        Path(output).mkdir(parents=True, exist_ok=True)
-        async for path, _ in fs.walk_manifests(plan.output):
-            await fs.get_file(path, Path(output) / path.rsplit("/", 1)[1])
-        status = dataclasses.replace(status, output=output)
-    if not local_paths:  # what this command staged in the store for the job is not needed any more
-        for staged in (f"/_inputs/{name}", f"/_outputs/{name}"):
-            with contextlib.suppress(NotFoundError):
-                await fs.rm(staged, recursive=True)
+    if not local_paths:  # the output fetched, and what this command staged in the store removed
+        await fetch_output(fs, name, status, output)
+        if status.state == "succeeded" and not output.startswith(STORE):
+            status = dataclasses.replace(status, output=output)
     return status
 
 

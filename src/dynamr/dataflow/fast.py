@@ -109,6 +109,12 @@ _STEPS: dict[str, Callable[[Any, dict[str, Any]], Chain]] = {
 }
 
 
+def splits_text_into_words(kinds: Sequence[str], fns: Sequence[Any]) -> bool:
+    """A chain over text whose first step is ``flat_map(str.split)``: the words of a whole chunk of lines
+    are the words of its lines in turn (a newline is whitespace), so one ``str.split`` per chunk does it."""
+    return bool(kinds) and kinds[0] == "flat_map" and fns[0] is str.split
+
+
 def fan_out(records: Iterator[Any], chains: Sequence[Chain], batch: int = 4096) -> Iterator[Any]:
     """Every chain's output over the same records (a source feeding several paths of a stage): the chains
     read copies of the stream (``tee``) and are drained a batch at a time in turn, so the copies stay

@@ -68,8 +68,8 @@ class Plan:
                 speed = "C-level" if fast.compile_chain([d.kind for d in path.ops],
                                                          [d.fn for d in path.ops]).c_level else "Python"
                 side = f" [side {path.side}]" if stage.wide is not None and stage.wide.kind == "join" else ""
-                if path.source.kind == "text" and path.ops and path.ops[0].kind == "flat_map" \
-                        and path.ops[0].fn is str.split:
+                if path.source.kind == "text" and fast.splits_text_into_words([d.kind for d in path.ops],
+                                                                              [d.fn for d in path.ops]):
                     speed += "; words split from whole chunks of text, not line by line"
                 lines.append(f"  map{side}: {path.source.label} -> {chain}  (one fused task, {speed})")
             if stage.wide is not None:

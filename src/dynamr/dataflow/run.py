@@ -18,12 +18,13 @@ from typing import Any
 
 from dynamr.dataflow.graph import ENGINE, SOURCE_FORMATS, Dataset, Output, check, resolve, unused_sources
 from dynamr.dataflow.plan import Plan, Stage, plan
-from dynamr.dataflow.session import STORE, JobFailedError, Session, failure_text, store_parts
+from dynamr.dataflow.session import JobFailedError, Session, failure_text, store_parts
 from dynamr.dataflow.stage import InputSpec, PathSpec, StageSpec, job_source
 from dynamr.errors import BadRequestError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce.inline import expand_inputs
 from dynamr.mapreduce.shuffle import decode_run, encode_run
+from dynamr.mapreduce.submit import STORE, stage_input
 
 # --- graphs -------------------------------------------------------------------------------------------------
 
@@ -154,7 +155,7 @@ class _Runner:
     async def _upload_source(self, fs: FileSystem, source: Dataset) -> list[str]:
         out: list[str] = []
         for item in source.args["paths"]:
-            remote = await self.session._upload(fs, self.run_id, item)
+            remote = await stage_input(fs, self.run_id, item)
             if not item.startswith(STORE):
                 self.scratch.append(f"{STORE}/_inputs/{self.run_id}")
             stat = await fs.stat(remote)

@@ -34,13 +34,12 @@ from dynamr.localcluster import COORDINATOR, DEFAULT_DIR, LocalCluster
 from dynamr.mapreduce.api import MRJob
 from dynamr.mapreduce.inline import DEFAULT_SPLIT_SIZE
 from dynamr.mapreduce.shuffle import decode_run
-from dynamr.mapreduce.submit import JobClient, build_plan
+from dynamr.mapreduce.submit import STORE, JobClient, build_plan, fetch_output, remote_output, stage_input
 from dynamr.rpc import messages as m
 from dynamr.rpc import tls
 from dynamr.store.client import AsyncClient
 
 T = TypeVar("T")
-STORE = "store:"
 
 
 class JobFailedError(DynamrError):
@@ -170,24 +169,17 @@ class Session:
                                      split_size=split_size, options=options, job_class=job_class, source=source,
                                      local_intermediate=str(self._coordinator_dir() / "intermediate"))
         else:
-            remote_inputs = [await self._upload(fs, name, i) for i in inputs]
-            remote_output = output[len(STORE):] if output.startswith(STORE) else f"/_outputs/{name}"
-            plan_ = await build_plan(fs, name, path, remote_inputs, remote_output, local=False, reducers=reducers,
-                                     split_size=split_size, options=options, job_class=job_class, source=source)
+            remote_inputs = [await stage_input(fs, name, i) for i in inputs]
+            plan_ = await build_plan(fs, name, path, remote_inputs, remote_output(name, output), local=False,
+                                     reducers=reducers, split_size=split_size, options=options,
+                                     job_class=job_class, source=source)
         await jobs.submit(name, plan_, source.encode())
         if on_part is None:
             status = await jobs.wait(name)
         else:
             status = await self._follow(fs, jobs, name, output, on_part)
         if not local:
-            if status.state == "succeeded" and not output.startswith(STORE):
-                Path(output).mkdir(parents=True, exist_ok=True)
-                async for stored, _ in fs.walk_manifests(plan_.output):
-                    await fs.get_file(stored, Path(output) / stored.rsplit("/", 1)[1])
-            for staged in (f"/_inputs/{name}", "" if output.startswith(STORE) else f"/_outputs/{name}"):
-                if staged:
-                    with contextlib.suppress(NotFoundError):
-                        await fs.rm(staged, recursive=True)
+            await fetch_output(fs, name, status, output)
         with contextlib.suppress(DynamrError):
             if status.state == "succeeded":
                 await jobs.delete(name)
@@ -227,19 +219,6 @@ class Session:
             on_part(data)
             delivered = int(name.removeprefix("part-")) + 1
         return delivered
-
-    async def _upload(self, fs: FileSystem, name: str, item: str) -> str:
-        if item.startswith(STORE):
-            return item[len(STORE):]
-        local = Path(item)
-        if not local.exists():
-            raise NotFoundError(f"input {item} does not exist")
-        remote = f"/_inputs/{name}/{secrets.token_hex(3)}-{local.name}"
-        if local.is_dir():
-            await fs.put_tree(local, remote)
-        else:
-            await fs.put_file(local, remote)
-        return remote
 
     def _coordinator_dir(self) -> Path:
         assert self._cluster is not None

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import cloudpickle
 
-from dynamr.dataflow.fast import Chain, compile_chain, fan_out, pairs_of
+from dynamr.dataflow.fast import Chain, compile_chain, fan_out, pairs_of, splits_text_into_words
 from dynamr.mapreduce.api import MRJob, MRStep
 from dynamr.mapreduce.splits import READERS, REPLACED, lines_of, text_chunks
 
@@ -172,15 +172,9 @@ def _compiled(path: PathSpec) -> Chain:
     return compile_chain(path.kinds, path.fns, path.args).run
 
 
-def splits_words_of_text(path: PathSpec, fmt: str) -> bool:
-    """A path from text whose first step is ``flat_map(str.split)``: the words of a whole chunk of lines
-    are the words of its lines in turn (a newline is whitespace), so one ``str.split`` per chunk does it."""
-    return fmt == "text" and bool(path.kinds) and path.kinds[0] == "flat_map" and path.fns[0] is str.split
-
-
 def _path_chain(path: PathSpec, fmt: str) -> Chain:
     """A path's fused chain over what its input's reader yields (text: chunks of whole lines)."""
-    if splits_words_of_text(path, fmt):
+    if fmt == "text" and splits_text_into_words(path.kinds, path.fns):
         rest = compile_chain(path.kinds[1:], path.fns[1:], path.args[1:]).run
         return lambda chunks: rest(itertools.chain.from_iterable(map(str.split, chunks)))
     chain = _compiled(path)

@@ -38,6 +38,8 @@ from dynamr.rpc.codec import pack_any
 from dynamr.store.client import AsyncClient
 
 SAMPLE_BYTES = 256 * 1024
+#: the prefix of a path on the store, where a local path is also allowed
+STORE = "store:"
 
 
 class _Bytes:
@@ -115,6 +117,40 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
                    whole_inputs=tuple(path for path, _ in sized if job.whole_input(path)))
     check_plan(plan)
     return plan
+
+
+async def stage_input(fs: FileSystem, name: str, item: str) -> str:
+    """The store path a job reads ``item`` from: a ``store:`` path as it is, a local file or directory
+    uploaded under ``/_inputs/NAME/`` first (removed by :func:`fetch_output`)."""
+    if item.startswith(STORE):
+        return item[len(STORE):]
+    local = Path(item)
+    if not local.exists():
+        raise BadRequestError(f"input {item} does not exist")
+    remote = f"/_inputs/{name}/{secrets.token_hex(3)}-{local.name}"  # two inputs may share a name
+    if local.is_dir():
+        await fs.put_tree(local, remote)
+    else:
+        await fs.put_file(local, remote)
+    return remote
+
+
+def remote_output(name: str, output: str) -> str:
+    """Where on the store a job writes ``output``: a ``store:`` path, or a staging directory fetched after."""
+    return output[len(STORE):] if output.startswith(STORE) else f"/_outputs/{name}"
+
+
+async def fetch_output(fs: FileSystem, name: str, status: m.JobStatusView, output: str) -> None:
+    """After a job on the store: a local ``output`` is downloaded (when the job succeeded), and what was
+    staged for the job (uploaded inputs, the output's staging directory) is removed."""
+    if status.state == "succeeded" and not output.startswith(STORE):
+        Path(output).mkdir(parents=True, exist_ok=True)
+        async for path, _ in fs.walk_manifests(remote_output(name, output)):
+            await fs.get_file(path, Path(output) / path.rsplit("/", 1)[1])
+    staged = [f"/_inputs/{name}"] + ([] if output.startswith(STORE) else [f"/_outputs/{name}"])
+    for path in staged:
+        with contextlib.suppress(NotFoundError):
+            await fs.rm(path, recursive=True)
 
 
 class JobClient:
