@@ -206,3 +206,12 @@ def test_every_input_format_passes_the_plan_check_and_whole_inputs_are_one_split
     splits = sorted((t.input.split.path, t.input.split.start) for t in run.tasks.values()
                     if t.kind == "map" and t.step == 0 and t.input is not None and t.input.split is not None)
     assert splits == [("/in/a", 0), ("/in/b", 0)]  # a is 250 bytes, split size 100: one split all the same
+
+
+def test_map_tasks_are_queued_largest_split_first() -> None:
+    sched = Scheduler()
+    run = JobRun("jl", plan(inputs=(("/in/small", 30), ("/in/big", 250), ("/in/mid", 90))), sched)
+    run.start(0)
+    queued = sorted((t for t in sched.tasks.values() if t.phase.endswith("s0-m")), key=lambda t: t.order)
+    assert [t.weight for t in queued] == sorted((t.weight for t in queued), reverse=True)
+    assert [t.weight for t in queued] == [90, 84, 83, 83, 30]  # big is cut in three even splits
