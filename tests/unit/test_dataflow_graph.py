@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dynamr.dataflow import Flow, GraphError
-from dynamr.dataflow.fast import compile_chain, fan_out, is_c_level
+from dynamr.dataflow.fast import compile_chain, fan_out, is_c_level, words_of
 from dynamr.dataflow.graph import check, unused_sources
 from dynamr.dataflow.plan import plan
 
@@ -156,3 +156,15 @@ def test_several_paths_over_one_stream_each_see_every_record() -> None:
     sample = [rng.randrange(100) for _ in range(50)]
     assert list(fan_out(iter(sample), [iter])) == sample
     assert list(itertools.islice(fan_out(itertools.count(), [iter, iter]), 4)) == [0, 1, 2, 3]
+
+
+@settings(max_examples=200)
+@given(lines=st.lists(st.text(alphabet="ab \t\u3000", max_size=12), max_size=20), cuts=st.integers(1, 4),
+       piece=st.integers(1, 30))
+def test_words_split_a_piece_at_a_time_are_the_words_of_the_whole_text(lines: list[str], cuts: int,
+                                                                        piece: int) -> None:
+    text = "".join(line + "\n" for line in lines)
+    step = max(1, len(lines) // cuts)
+    chunks = ["".join(line + "\n" for line in lines[i:i + step]) for i in range(0, len(lines), step)]
+    assert "".join(chunks) == text
+    assert list(words_of(chunks, piece)) == text.split()

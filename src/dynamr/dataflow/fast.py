@@ -115,6 +115,31 @@ def splits_text_into_words(kinds: Sequence[str], fns: Sequence[Any]) -> bool:
     return bool(kinds) and kinds[0] == "flat_map" and fns[0] is str.split
 
 
+#: characters of text per ``str.split`` call when a chunk is split into words: the words of a piece (their
+#: list and string objects) stay in the CPU's cache while they are counted. Counting a 64 MB split of the
+#: benchmark text took 1.09 s in pieces of 4-16 KB, 1.16 s in the reader's 1 MB chunks, 1.6 s in one piece
+PIECE = 8_192
+
+
+def words_of(chunks: Iterable[str], piece: int = PIECE) -> Iterator[str]:
+    """The whitespace-separated words of chunks of whole lines, split a piece of lines at a time."""
+    return itertools.chain.from_iterable(map(str.split, _pieces(chunks, piece)))
+
+
+def _pieces(chunks: Iterable[str], piece: int) -> Iterator[str]:
+    for text in chunks:
+        size = len(text)
+        if size <= piece:
+            yield text
+            continue
+        start = 0
+        while start < size:
+            cut = text.find("\n", start + piece)
+            end = size if cut < 0 else cut + 1
+            yield text[start:end]
+            start = end
+
+
 def fan_out(records: Iterator[Any], chains: Sequence[Chain], batch: int = 4096) -> Iterator[Any]:
     """Every chain's output over the same records (a source feeding several paths of a stage): the chains
     read copies of the stream (``tee``) and are drained a batch at a time in turn, so the copies stay

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import cloudpickle
 
-from dynamr.dataflow.fast import Chain, compile_chain, fan_out, pairs_of, splits_text_into_words
+from dynamr.dataflow.fast import Chain, compile_chain, fan_out, pairs_of, splits_text_into_words, words_of
 from dynamr.mapreduce.api import MRJob, MRStep
 from dynamr.mapreduce.splits import READERS, REPLACED, lines_of, text_chunks
 
@@ -176,7 +176,7 @@ def _path_chain(path: PathSpec, fmt: str) -> Chain:
     """A path's fused chain over what its input's reader yields (text: chunks of whole lines)."""
     if fmt == "text" and splits_text_into_words(path.kinds, path.fns):
         rest = compile_chain(path.kinds[1:], path.fns[1:], path.args[1:]).run
-        return lambda chunks: rest(itertools.chain.from_iterable(map(str.split, chunks)))
+        return lambda chunks: rest(words_of(chunks))
     chain = _compiled(path)
     if fmt == "text":
         return lambda chunks: chain(itertools.chain.from_iterable(map(lines_of, chunks)))
