@@ -11,24 +11,29 @@ from dynamr.mapreduce.taskpool import LetGo, ProcessPool, StartNew, Use
 def test_a_process_serves_one_job_and_is_reused_for_it() -> None:
     pool = ProcessPool(slots=2)
     action, spares = pool.acquire("a")
-    assert action == StartNew() and spares == 2  # nothing ready: start one now, and two spares behind it
+    assert action == StartNew() and spares == 1  # nothing ready: start one now, and a spare for the free slot
     pool.started(1, "a")
-    pool.started(2, None), pool.started(3, None)
+    pool.started(2, None)
     assert pool.released(1, keep=True, now=0.0) == []
     assert pool.acquire("a") == (Use(1), 0)  # warm: same job
-    assert pool.acquire("b")[0] == Use(3)  # another job never gets process 1: a spare
-    assert pool.procs[3].job == "b"
+    assert pool.acquire("b")[0] == Use(2)  # another job never gets process 1: a spare
+    assert pool.procs[2].job == "b"
 
 
-def test_spares_are_refilled_but_never_beyond_the_slots() -> None:
+def test_spares_start_when_the_worker_starts_and_only_on_slots_no_attempt_needs() -> None:
     pool = ProcessPool(slots=2)
-    pool.starting = 0
+    assert pool.spares_wanted() == 2  # the worker starts: a spare per slot, for the first job
+    assert pool.spares_wanted() == 0  # ...which are starting
     pool.started(1, None), pool.started(2, None)
-    assert pool.acquire("a") == (Use(2), 1)  # one spare taken: one more asked for
-    assert pool.acquire("a") == (Use(1), 1)
-    assert pool.acquire("a") == (StartNew(), 0)  # two spares are already starting
+    assert pool.acquire("a") == (Use(2), 0)  # one slot busy, one spare ready: nothing to start
+    assert pool.acquire("a") == (Use(1), 0)  # both slots busy: a spare would slow them down
+    assert pool.spares_wanted() == 0
+    pool.released(2, keep=True, now=0.0)  # a slot frees (a phase's tail): one spare for the next job
+    assert pool.spares_wanted() == 1
     pool.spare_failed()
-    assert pool.acquire("b") == (StartNew(), 1)
+    assert pool.acquire("b") == (StartNew(), 0)  # both slots busy again
+    pool.launch_failed()
+    assert pool.spares_wanted() == 1
 
 
 def test_at_most_slots_idle_processes_are_kept_and_idle_ones_expire() -> None:

@@ -5,7 +5,10 @@ The asyncio worker owns the processes themselves (keyed by a number) and carries
 - an attempt of job J runs on an *idle* process that last ran J (its store client and J's loaded code are
   warm), else on a *spare* (started ahead, imports done, no job yet), else on a process started for it;
   a process never serves two jobs (user code of one must not see another's module state);
-- taking a spare asks for another, so up to ``slots`` spares are ready or starting;
+- spares are started only on a core no attempt needs: up to ``slots`` minus the attempts running (or
+  whose process is starting) are ready or starting. So the worker starts ``slots`` of them when it starts,
+  none while every slot is busy (importing would slow the attempts: 0.25 s of CPU each), and the pool fills
+  again in a phase's tail and between jobs, for the next job;
 - after an attempt the worker says whether the process may be kept (it ended well, did not ask to retire,
   is alive); at most ``slots`` idle processes are kept (the oldest goes), and one idle for
   ``idle_seconds`` goes;
@@ -62,6 +65,8 @@ class ProcessPool:
     procs: dict[int, Proc] = field(default_factory=dict)
     #: spares being started
     starting: int = 0
+    #: processes being started for an attempt (StartNew)
+    launching: int = 0
 
     def _move(self, proc: Proc, new: str) -> None:
         if (proc.state, new) not in MOVES:
@@ -71,21 +76,21 @@ class ProcessPool:
     def acquire(self, job: str) -> tuple[Use | StartNew, int]:
         """A process for an attempt of ``job``; also how many spares to start now."""
         idle = [p for p in self.procs.values() if p.state == "idle" and p.job == job]
-        if idle:
-            proc = idle[0]
-            self._move(proc, "busy")
-            return Use(proc.key), 0
         spares = [p for p in self.procs.values() if p.state == "spare"]
-        if spares:
-            proc = spares[-1]
+        if idle or spares:
+            proc = idle[0] if idle else spares[-1]
             self._move(proc, "busy")
             proc.job = job
-            return Use(proc.key), self._spares_wanted()
-        return StartNew(), self._spares_wanted()
+            return Use(proc.key), self.spares_wanted()
+        self.launching += 1
+        return StartNew(), self.spares_wanted()
 
-    def _spares_wanted(self) -> int:
+    def spares_wanted(self) -> int:
+        """How many spares to start now (they count as starting until :meth:`started` or
+        :meth:`spare_failed`)."""
+        busy = sum(1 for p in self.procs.values() if p.state == "busy") + self.launching
         ready = sum(1 for p in self.procs.values() if p.state == "spare")
-        wanted = max(0, self.slots - ready - self.starting)
+        wanted = max(0, self.slots - busy - ready - self.starting)
         self.starting += wanted
         return wanted
 
@@ -95,7 +100,12 @@ class ProcessPool:
             self.starting = max(0, self.starting - 1)
             self.procs[key] = Proc(key, "spare")
         else:
+            self.launching = max(0, self.launching - 1)
             self.procs[key] = Proc(key, "busy", job)
+
+    def launch_failed(self) -> None:
+        """The process started for an attempt (:class:`StartNew`) did not start."""
+        self.launching = max(0, self.launching - 1)
 
     def spare_failed(self) -> None:
         self.starting = max(0, self.starting - 1)

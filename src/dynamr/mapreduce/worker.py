@@ -8,7 +8,7 @@ acknowledged; the reply holds new task specs, attempts to kill, and the reports 
 Task processes (:mod:`~dynamr.mapreduce.taskprocess`) are reused, as the pure
 :class:`~dynamr.mapreduce.taskpool.ProcessPool` decides: once a process has run an attempt of a job it
 waits for the next attempt of the same job, up to ``reuse`` attempts (a process never serves two
-jobs); a fresh spare per slot, imports done, waits for the first attempt of a new job. An attempt whose
+jobs); a spare per free slot (started when the worker starts and when a slot frees, never while every slot is busy), imports done, waits for the first attempt of a new job. An attempt whose
 process reports no progress for the spec's ``progress_timeout`` is killed and reported failed. Kills named
 by the coordinator end the attempt's whole process group, and idle processes of that job with it; a process
 that exits or dies has its group killed too (nothing user code started outlives it).
@@ -115,6 +115,7 @@ class Worker:
         if leftovers:
             log.warning("worker %s: killed %d process(es) an earlier run of this node left behind",
                         self.node_id, leftovers)
+        self._add_spares(self.pool.spares_wanted())
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.interval)
@@ -164,6 +165,7 @@ class Worker:
                 self._procs.pop(key, None)
         for go in self.pool.tick(now):
             self._let_go(go.key)
+        self._add_spares(self.pool.spares_wanted())
 
     def _check_memory(self) -> None:
         """Stop an attempt whose processes (the task process and all it started) hold more than the limit."""
@@ -184,8 +186,7 @@ class Worker:
         """The process the pool chooses for an attempt of ``job`` (spares asked for start in the background)."""
         while True:
             action, spares = self.pool.acquire(job)
-            for _ in range(spares):
-                self._background.spawn(self._add_spare())
+            self._add_spares(spares)
             if isinstance(action, Use):
                 proc = self._procs[action.key]
                 if proc.alive:
@@ -194,10 +195,18 @@ class Worker:
                 self._procs.pop(action.key, None)
                 continue
             key = next(self._next_key)
-            proc = await TaskProcess.start(self.secret, self.owner, key)
+            try:
+                proc = await TaskProcess.start(self.secret, self.owner, key)
+            except BaseException:
+                self.pool.launch_failed()
+                raise
             self._procs[key] = proc
             self.pool.started(key, job)
             return key, proc
+
+    def _add_spares(self, count: int) -> None:
+        for _ in range(count):
+            self._background.spawn(self._add_spare())
 
     async def _add_spare(self) -> None:
         key = next(self._next_key)
