@@ -8,8 +8,9 @@ acknowledged; the reply holds new task specs, attempts to kill, and the reports 
 Task processes (:mod:`~dynamr.mapreduce.taskprocess`) are reused, as the pure
 :class:`~dynamr.mapreduce.taskpool.ProcessPool` decides: once a process has run an attempt of a job it
 waits for the next attempt of the same job, up to ``reuse`` attempts (a process never serves two
-jobs); a spare per free slot (started when the worker starts and when a slot frees, never while every slot is busy), imports done, waits for the first attempt of a new job. An attempt whose
-process reports no progress for the spec's ``progress_timeout`` is killed and reported failed. Kills named
+jobs); a spare per free slot (started with the worker and when a slot frees, never while every slot is
+busy), imports done, waits for the first attempt of a new job. An attempt whose process reports no
+progress for the spec's ``progress_timeout`` is killed and reported failed. Kills named
 by the coordinator end the attempt's whole process group, and idle processes of that job with it; a process
 that exits or dies has its group killed too (nothing user code started outlives it).
 """
