@@ -71,6 +71,18 @@ class StoreSettings:
     handoff_interval: float = 1.0
     #: seconds between sweeps that purge tombstones every replica holds
     tombstone_reap_interval: float = 10.0
+    #: seconds between a node's anti-entropy exchanges (each with the next peer in turn: their hash trees are
+    #: compared and only what differs is repaired); 0 turns anti-entropy off
+    anti_entropy_interval: float = 30.0
+    #: share of a node's event loop the scans that build hash trees may take (they pause in between)
+    anti_entropy_share: float = 0.2
+    #: bytes per second anti-entropy repairs may move, each way (0: no limit)
+    anti_entropy_bytes_per_second: int = 64 * 1024 * 1024
+    #: seconds between passes that re-hash every local chunk copy (a corrupt one is deleted, and
+    #: anti-entropy copies a good one back); 0 turns scrubbing off
+    scrub_interval: float = 24 * 3600.0
+    #: bytes per second a scrub reads
+    scrub_bytes_per_second: int = 32 * 1024 * 1024
     #: seconds between automatic garbage collections of unreferenced file chunks (one node runs them)
     gc_interval: float = 600.0
     #: unreferenced chunks younger than this many seconds are kept (uploads in progress)
@@ -155,6 +167,13 @@ class StoreSettings:
         if self.worker_timeout <= self.worker_heartbeat:
             raise ConfigError(f"worker_timeout ({self.worker_timeout}s) must exceed worker_heartbeat "
                               f"({self.worker_heartbeat}s)")
+        if self.anti_entropy_interval < 0 or self.scrub_interval < 0:
+            raise ConfigError("anti_entropy_interval and scrub_interval must be 0 (off) or positive")
+        if not 0.0 < self.anti_entropy_share <= 1.0:
+            raise ConfigError(f"anti_entropy_share must be above 0 and at most 1 (got {self.anti_entropy_share})")
+        if self.anti_entropy_bytes_per_second < 0 or self.scrub_bytes_per_second <= 0:
+            raise ConfigError("anti_entropy_bytes_per_second must be 0 (no limit) or positive, and "
+                              "scrub_bytes_per_second positive")
         if self.gc_grace < 0:
             raise ConfigError(f"gc_grace must not be negative (got {self.gc_grace})")
         if self.failure_timeout <= self.heartbeat_interval:

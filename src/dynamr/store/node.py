@@ -4,8 +4,9 @@ The node answers the messages of :mod:`dynamr.rpc.messages` through one dispatch
 for a key is coordinated by one of the key's preferred nodes (any other node forwards it to one): the
 coordinator mints the new version in its own replica, then drives a :class:`~dynamr.store.quorum.WriteQuorum`
 or :class:`~dynamr.store.quorum.ReadQuorum` over the transport until W or R replicas answered.
-Background loops ping peers (failure detection), hand hints back to owners that returned, and purge
-tombstones that every node holds. Writes reach the engine through group commit.
+Background loops ping peers (failure detection), hand hints back to owners that returned, purge
+tombstones that every node holds, and run anti-entropy (:mod:`dynamr.store.antientropy`). Writes reach
+the engine through group commit.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dynamr.rpc import messages as m
 from dynamr.rpc.server import Dispatcher
 from dynamr.rpc.transport import Transport
 from dynamr.store import versions
+from dynamr.store.antientropy import AntiEntropy
 from dynamr.store.blobs import BlobStore, MemoryBlobStore
 from dynamr.store.chunks import ChunkService
 from dynamr.store.commit import GroupCommitter
@@ -88,6 +90,7 @@ class StoreNode:
         for cls, handler in handlers.items():
             self.dispatcher.register(cls, handler)
         self.chunks = ChunkService(self)
+        self.anti_entropy = AntiEntropy(self)
         if self.replica.renewed_epoch:
             log.info("node %s starts with a new epoch %s", node_id, self.replica.epoch)
 
@@ -97,7 +100,9 @@ class StoreNode:
         s = self.settings
         self._loops = [asyncio.create_task(self._every(s.heartbeat_interval, self._heartbeat)),
                        asyncio.create_task(self._handoff_loop()),
-                       asyncio.create_task(self._every(s.tombstone_reap_interval, self._reap))]
+                       asyncio.create_task(self._every(s.tombstone_reap_interval, self._reap)),
+                       asyncio.create_task(self.anti_entropy.run()),
+                       asyncio.create_task(self.anti_entropy.scrub_forever())]
         if s.fsync == "periodic":
             self._loops.append(asyncio.create_task(self._every(s.fsync_interval, self._sync)))
 
@@ -203,7 +208,8 @@ class StoreNode:
             node_id=self.node_id, epoch=self.replica.epoch, keys=engine.count("data"),
             hints=engine.count("hints"), tombstones=engine.count("tombstones"),
             up=tuple(p for p in peers if self.detector.is_up(p)), down=tuple(sorted(self.detector.down)),
-            chunks=await self.chunks._run(self.blobs.count), storage_error=self.health.problem)
+            chunks=await self.chunks._run(self.blobs.count), storage_error=self.health.problem,
+            **self.anti_entropy.status())
 
     async def _on_get(self, msg: m.Get) -> m.GetReply:
         self.check_key(msg.key)

@@ -55,7 +55,11 @@ class Ring:
 
     def walk(self, key: bytes) -> tuple[str, ...]:
         """Every node, in the order a key's replicas (then fallbacks) are chosen."""
-        index = bisect.bisect_left(self._tokens, key_hash(key))
+        return self.walk_of_hash(key_hash(key))
+
+    def walk_of_hash(self, hashed: int) -> tuple[str, ...]:
+        """The walk of a key whose :func:`key_hash` is ``hashed``."""
+        index = bisect.bisect_left(self._tokens, hashed)
         return self._walks[index % len(self._walks)]
 
     def preference_list(self, key: bytes, n: int) -> tuple[str, ...]:

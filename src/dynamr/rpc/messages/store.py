@@ -71,6 +71,18 @@ class NodeStatusReply(Message):
     chunks: int = 0
     #: the node's last storage error in the past minute ("" when its disk takes writes)
     storage_error: str = ""
+    #: anti-entropy (see dynamr.store.antientropy): exchanges finished, keys and chunks repaired by them,
+    #: the peer of the exchange running now ("" when none), seconds since the last exchange finished (-1:
+    #: none yet)
+    exchanges: int = 0
+    keys_repaired: int = 0
+    chunks_repaired: int = 0
+    exchanging_with: str = ""
+    last_exchange_age: float = -1.0
+    #: chunk copies re-hashed by the scrubber, and copies it found corrupt (deleted; anti-entropy rebuilds
+    #: them from another replica)
+    chunks_scrubbed: int = 0
+    chunks_corrupt: int = 0
 
 
 @register(7)
@@ -189,6 +201,67 @@ class ListKeysReply(Message):
     truncated: bool = False
     #: each key's live values (siblings), when asked for
     values: tuple[tuple[bytes, ...], ...] = ()
+
+
+# --- anti-entropy between replicas (see dynamr.store.antientropy and dynamr.store.merkle) ----------------
+
+
+@register(15)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TreeRequest(Message):
+    """The leaves of the receiver's copy of the keys and chunks it shares with ``peer`` (the sender)."""
+
+    peer: str
+
+
+@register(16)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TreeReply(Message):
+    keys: tuple[int, ...]
+    chunks: tuple[int, ...]
+
+
+@register(17)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SegmentRequest(Message):
+    """The keys (with their digests) and chunk ids in some leaves of the receiver's shared set with ``peer``."""
+
+    peer: str
+    key_segments: tuple[int, ...] = ()
+    chunk_segments: tuple[int, ...] = ()
+
+
+@register(18)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SegmentReply(Message):
+    keys: tuple[bytes, ...]
+    digests: tuple[int, ...]
+    chunks: tuple[bytes, ...]
+
+
+@register(19)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatesRequest(Message):
+    """The receiver's replica states of ``keys``; the reply may cover only the first ones (``StatesReply``
+    says how many) so it stays well inside one message: the sender asks again for the rest."""
+
+    keys: tuple[bytes, ...]
+
+
+@register(27)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatesReply(Message):
+    #: encoded sibling sets of the first ``len(states)`` keys asked for (empty bytes: none here)
+    states: tuple[bytes, ...]
+
+
+@register(28)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MergeStates(Message):
+    """Merge each state into the receiver's replica of its key (anti-entropy's repair)."""
+
+    keys: tuple[bytes, ...]
+    states: tuple[bytes, ...]
 
 
 # --- chunks: immutable, content-addressed blobs (see dynamr.store.chunks) ------------------------------
