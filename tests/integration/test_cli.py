@@ -32,6 +32,8 @@ def test_cluster_up_status_kv_and_down(workdir: Path) -> None:
     assert "3 of 3 nodes up" in status
     dynamr(workdir, "kv", "put", "greeting", "hello")
     assert dynamr(workdir, "kv", "get", "greeting").stdout.strip() == "hello"
+    where = dynamr(workdir, "kv", "where", "greeting").stdout
+    assert "3 of 3 replicas hold the key" in where and "replica 1 of 3" in where, where
     dynamr(workdir, "kv", "put", "greeting", "bonjour")  # replaces: a CLI put reads the context first
     assert dynamr(workdir, "kv", "get", "greeting").stdout.strip() == "bonjour"
     dynamr(workdir, "kv", "put", "greeting", "hola", "--concurrent")

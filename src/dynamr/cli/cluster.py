@@ -12,6 +12,7 @@ from dynamr.cli.common import Target, cluster_options, console
 from dynamr.config import Quorum, StoreSettings
 from dynamr.errors import ConfigError, DynamrError
 from dynamr.localcluster import COORDINATOR, DEFAULT_DIR, LocalCluster
+from dynamr.rpc import messages as m
 
 
 @click.group()
@@ -62,7 +63,8 @@ def status(target: Target) -> None:
         view = client.cluster()
         statuses = client.node_status()
     table = Table(title="dynamr cluster")
-    for col in ("node", "address", "state", "epoch", "keys", "chunks", "hints", "tombstones", "sees down"):
+    for col in ("node", "address", "state", "epoch", "keys", "chunks", "hints", "tombstones", "sees down",
+                "anti-entropy"):
         table.add_column(col)
     healthy = 0
     troubled: list[str] = []
@@ -70,20 +72,34 @@ def status(target: Target) -> None:
         st = statuses[node_id]
         addr = f"{address[0]}:{address[1]}"
         if isinstance(st, DynamrError):
-            table.add_row(node_id, addr, "[red]down[/]", "", "", "", "", "", "")
+            table.add_row(node_id, addr, "[red]down[/]", "", "", "", "", "", "", "")
             continue
         healthy += 1
         state = "[yellow]up, storage failing[/]" if st.storage_error else "[green]up[/]"
         if st.storage_error:
             troubled.append(f"{node_id}: {st.storage_error}")
         table.add_row(node_id, addr, state, st.epoch, str(st.keys), str(st.chunks), str(st.hints),
-                      str(st.tombstones), ", ".join(st.down) or "-")
+                      str(st.tombstones), ", ".join(st.down) or "-", anti_entropy(st))
     console.print(table)
     for line in troubled:
         console.print(f"[yellow]storage failing[/] on {line}", highlight=False, soft_wrap=True)
     console.print(f"{healthy} of {len(view.nodes)} nodes up; N={view.n}")
     if healthy < len(view.nodes):
         raise SystemExit(1)
+
+
+def anti_entropy(st: m.NodeStatusReply) -> str:
+    """One node's anti-entropy at a glance: the exchange running, or when the last ended and what the
+    exchanges repaired so far."""
+    if st.exchanging_with:
+        now = f"exchanging with {st.exchanging_with}"
+    elif st.last_exchange_age >= 0:
+        now = f"last {st.last_exchange_age:.0f}s ago"
+    else:
+        now = "no exchange yet"
+    repaired = f"{st.keys_repaired} keys, {st.chunks_repaired} chunks repaired"
+    corrupt = f", {st.chunks_corrupt} corrupt found" if st.chunks_corrupt else ""
+    return f"{now}; {repaired}{corrupt}"
 
 
 @cluster.command("down")

@@ -1,12 +1,16 @@
-"""``dynamr kv``: get, put and delete keys."""
+"""``dynamr kv``: get, put and delete keys, list them, and show where a key lives."""
 
 from __future__ import annotations
 
 import base64
 
 import click
+from rich.table import Table
 
 from dynamr.cli.common import Target, cluster_options, console
+from dynamr.errors import DynamrError
+from dynamr.rpc import messages as m
+from dynamr.store import versions
 
 
 def _show(value: bytes) -> str:
@@ -89,3 +93,48 @@ def keys(prefix: str, limit: int, target: Target) -> None:
     for key in sorted(holders):
         click.echo(f"{_show(key)}\t{','.join(holders[key])}")
     console.print(f"{len(holders)} key(s)", highlight=False)
+
+
+@kv.command("where")
+@click.argument("key")
+@cluster_options
+def where(key: str, target: Target) -> None:
+    """Show which nodes hold KEY: its N replicas in preference order, then any other node keeping a copy
+    (a hint for a replica that was down), each with the versions it holds."""
+    with target.client() as client:
+        view = client.cluster()
+        walk = view.ring.walk(key.encode())
+        held: dict[str, tuple[versions.Sibling, ...] | DynamrError] = {}
+        for node_id in walk:
+            try:
+                reply = client.call_node(node_id, m.ReplicaRead(key=key.encode()))
+            except DynamrError as exc:
+                held[node_id] = exc
+                continue
+            assert isinstance(reply, m.ReplicaState)
+            held[node_id] = versions.decode_state(reply.state)
+    table = Table(title=f"key {key}")
+    for col in ("node", "role", "holds"):
+        table.add_column(col)
+    copies = 0
+    for rank, node_id in enumerate(walk):
+        role = f"replica {rank + 1} of {view.n}" if rank < view.n else "fallback"
+        state = held[node_id]
+        if isinstance(state, DynamrError):
+            table.add_row(node_id, role, f"[red]unreachable[/] ({state})")
+            continue
+        if not state and rank >= view.n:
+            continue
+        copies += bool(state) and rank < view.n
+        table.add_row(node_id, role, _versions(state))
+    console.print(table)
+    console.print(f"{copies} of {view.n} replicas hold the key", highlight=False)
+
+
+def _versions(state: tuple[versions.Sibling, ...]) -> str:
+    if not state:
+        return "[yellow]nothing[/]"
+    live = sum(1 for s in state if s.value is not None)
+    dots = ", ".join(f"{s.actor}:{s.counter}" for s in state)
+    kind = "deleted" if not live else f"{live} value{'s' if live > 1 else ''}"
+    return f"{kind} (versions {dots})"
