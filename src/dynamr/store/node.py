@@ -433,24 +433,29 @@ class StoreNode:
                 except Exception:
                     log.exception("hinted handoff round failed")
 
-    async def hand_off(self, batch: int = 1000) -> int:
-        """Deliver hints to owners that are up; a delivered hint is removed. Returns how many went."""
-        ready = []
-        for key, owner, state in self.replica.hints():
-            if self.detector.is_up(owner):
-                ready.append((key, owner, state))
-            if len(ready) >= batch:
+    async def hand_off(self, batch: int = 5000) -> int:
+        """Deliver hints to owners that are up, many keys per message (``MergeStates``, anti-entropy's
+        repair); a delivered hint is removed. Returns how many went."""
+        by_owner: dict[str, list[tuple[bytes, State]]] = {}
+        for count, (key, owner, state) in enumerate(self.replica.hints()):
+            if count >= batch:
                 break
+            if self.detector.is_up(owner):
+                by_owner.setdefault(owner, []).append((key, state))
+        budget = self.settings.max_message_bytes // 4
         delivered = 0
-        for key, owner, state in ready:
-            try:
-                await self.call_peer(owner, m.ReplicaWrite(key=key, state=versions.encode_state(state)),
-                                     self.settings.replica_timeout)
-            except DynamrError as exc:
-                log.debug("handoff of %r to %s failed: %s", key, owner, exc)
-                continue
-            if await self.committer.submit(self.replica.op_drop_hint(key, owner, state)):
-                delivered += 1
+        for owner, items in by_owner.items():
+            for group in _bounded(items, budget):
+                encoded = tuple(versions.encode_state(state) for _, state in group)
+                try:
+                    await self.call_peer(owner, m.MergeStates(keys=tuple(k for k, _ in group), states=encoded),
+                                         self.settings.request_timeout)
+                except DynamrError as exc:
+                    log.debug("handoff of %d hint(s) to %s failed: %s", len(group), owner, exc)
+                    break
+                dropped = await asyncio.gather(*(self.committer.submit(self.replica.op_drop_hint(k, owner, st))
+                                                 for k, st in group))
+                delivered += sum(1 for d in dropped if d)
         if delivered:
             log.info("handed off %d hint(s)", delivered)
         return delivered
@@ -496,3 +501,17 @@ class StoreNode:
         for peer in holders:
             await self.call_peer(peer, m.ReplicaPurge(key=key, state=encoded), timeout)
         return bool(await self.committer.submit(self.replica.op_purge(key, local)))
+
+
+def _bounded(items: list[tuple[bytes, State]], budget: int) -> list[list[tuple[bytes, State]]]:
+    """Items in groups whose keys and values stay within ``budget`` bytes (at least one item each)."""
+    groups: list[list[tuple[bytes, State]]] = [[]]
+    size = 0
+    for key, state in items:
+        weight = len(key) + sum(len(s.value or b"") + 64 for s in state)
+        if groups[-1] and size + weight > budget:
+            groups.append([])
+            size = 0
+        groups[-1].append((key, state))
+        size += weight
+    return [g for g in groups if g]
