@@ -12,7 +12,9 @@ from dynamr.errors import DynamrError
 from dynamr.files import FileSystem
 from dynamr.localcluster import LocalCluster
 from dynamr.rpc import messages as m
+from dynamr.store import versions
 from dynamr.store.client import AsyncClient, Client
+from dynamr.store.ring import Ring
 from tests.helpers import wait_until
 from tests.integration.conftest import MakeCluster
 
@@ -135,3 +137,30 @@ def test_a_corrupt_chunk_copy_is_found_by_the_scrubber_and_rebuilt(make_cluster:
                    "anti-entropy to copy a good one back")
         assert sum(st.chunks_repaired for st in statuses(client).values()) >= 1
     assert _read_file(cluster, "/scrub/file.bin") == data
+
+
+def _actors(client: Client, node_id: str, key: str) -> set[str]:
+    """Every actor named by the versions of a key on one node: their dots and their contexts."""
+    reply = client.call_node(node_id, m.ReplicaRead(key=key.encode()))
+    assert isinstance(reply, m.ReplicaState)
+    state = versions.decode_state(reply.state)
+    return {sib.actor for sib in state} | {actor for sib in state for actor in sib.past}
+
+
+def test_contexts_do_not_grow_by_an_entry_per_wipe(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster(3, **QUICK)
+    ring = Ring([n.node_id for n in cluster.spec.nodes], cluster.spec.settings.vnodes)
+    key = next(k for k in (f"k{i}" for i in range(1000)) if ring.walk(k.encode())[0] == "n1")
+    with Client(cluster.seeds, cluster.secret) as client:
+        dead = []
+        for round_ in range(3):  # n2 writes the key, is wiped, and the key is written again
+            client.call_node("n2", m.Put(key=key.encode(), value=b"by n2", context=client.get(key).context))
+            dead.append(f"n2@{statuses(client)['n2'].epoch}")
+            cluster.kill_node("n2")
+            shutil.rmtree(cluster.data_dir("n2"))
+            cluster.start(["n2"])
+            client.put(key, f"round {round_}".encode(), context=client.get(key).context)
+        wait_until(lambda: all(not set(dead) & _actors(client, n, key) for n in ("n1", "n2", "n3")), 60,
+                   "the dead epochs to leave the key's contexts")
+        assert client.get(key).values == (b"round 2",)
+        assert all(_actors(client, n, key) for n in ("n1", "n2", "n3"))

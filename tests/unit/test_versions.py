@@ -130,3 +130,21 @@ def test_compare_examples() -> None:
     assert versions.compare({"a": 2, "b": 1}, {"a": 2}) is versions.Order.AFTER
     assert versions.compare({"a": 1}, {"b": 1}) is versions.Order.CONCURRENT
     assert versions.compare({}, {"a": 0}) is versions.Order.EQUAL
+
+
+def test_contexts_drop_dead_epochs_that_made_none_of_the_versions_and_merge_the_same_after() -> None:
+    old, _ = versions.write((), {}, "n2@old", b"v1")  # n2 wrote under an epoch that a wipe ended
+    newer, _ = versions.write(old, versions.context_of(old), "n1@a", b"v2")
+    assert versions.live_values(newer) == (b"v2",) and newer[0].past == {"n2@old": 1}
+    epochs = {"n1": "a", "n2": "new"}
+    assert versions.dead_actors(newer, epochs) == {"n2@old"}
+    assert versions.dead_actors(newer, {"n1": "a"}) == frozenset()  # n2's epoch not known yet: keep
+    assert versions.dead_actors(old, epochs) == frozenset()  # the version itself is n2@old's
+    pruned = versions.prune(newer, frozenset({"n2@old"}))
+    assert pruned is not None and pruned[0].past == {} and versions.dots(pruned) == versions.dots(newer)
+    assert versions.prune(old, frozenset({"n2@old"})) is None  # its dot must stay covered
+    # merged with anything that holds no n2@old version, the pruned state behaves as before
+    later, _ = versions.write(newer, versions.context_of(newer), "n3@c", b"v3")
+    assert versions.merge(pruned, later) == versions.merge(newer, later)
+    sibling, _ = versions.write((), {}, "n3@c", b"w")
+    assert versions.dots(versions.merge(pruned, sibling)) == versions.dots(versions.merge(newer, sibling))

@@ -271,8 +271,11 @@ class AntiEntropy:
             batch = list(itertools.islice(scan, SCAN_BATCH))
             with contextlib.suppress(Exception):
                 scan.close()  # type: ignore[attr-defined]
+            consider = self.node.pruner.consider
             for key, raw in batch:
-                shared.add_key(key, versions.decode_state(raw))
+                state = versions.decode_state(raw)
+                shared.add_key(key, state)
+                consider(key, state)
             if len(batch) < SCAN_BATCH:
                 return
             start = batch[-1][0] + b"\0"

@@ -41,6 +41,7 @@ from dynamr.store.commit import GroupCommitter
 from dynamr.store.engine import Engine
 from dynamr.store.failure import FailureDetector
 from dynamr.store.health import StorageHealth
+from dynamr.store.pruning import ContextPruner
 from dynamr.store.quorum import Outcome, ReadQuorum, Send, WriteQuorum
 from dynamr.store.replica import Replica
 from dynamr.store.ring import Ring
@@ -67,6 +68,8 @@ class StoreNode:
         self.blobs = blobs if blobs is not None else MemoryBlobStore()
         self.health = StorageHealth(node_id, clock)
         self.committer = GroupCommitter(engine, self.health.failed)
+        #: each node's current epoch, as its answers to pings say (this node's own included)
+        self.epochs: dict[str, str] = {node_id: self.replica.epoch}
         self.detector = FailureDetector([p for p in self.addresses if p != node_id],
                                         self.settings.failure_timeout, clock())
         self.dispatcher = Dispatcher(f"node {node_id}")
@@ -91,6 +94,7 @@ class StoreNode:
             self.dispatcher.register(cls, handler)
         self.chunks = ChunkService(self)
         self.anti_entropy = AntiEntropy(self)
+        self.pruner = ContextPruner(self)
         if self.replica.renewed_epoch:
             log.info("node %s starts with a new epoch %s", node_id, self.replica.epoch)
 
@@ -157,7 +161,9 @@ class StoreNode:
 
         async def ping(peer: str) -> None:
             with contextlib.suppress(DynamrError):
-                await self.call_peer(peer, m.Ping(sender=self.node_id), timeout)
+                reply = await self.call_peer(peer, m.Ping(sender=self.node_id), timeout)
+                if isinstance(reply, m.Pong) and reply.node_id == peer:
+                    self.epochs[peer] = reply.epoch
 
         await asyncio.gather(*(ping(p) for p in self.addresses if p != self.node_id))
         for peer in self.detector.tick(self.clock()):
@@ -462,6 +468,7 @@ class StoreNode:
 
     async def _reap(self) -> None:
         await self.reap_tombstones()
+        await self.pruner.run()
 
     async def reap_tombstones(self, batch: int = 500) -> int:
         """Purge deletes that every node holds (checked now); only the key's first preferred node acts."""

@@ -145,6 +145,27 @@ class Replica:
 
         return op
 
+    def op_prune(self, key: bytes, actors: frozenset[str]) -> Operation:
+        """Drop dead-epoch ``actors`` from the contexts of a key's versions (see ``versions.prune``), unless
+        a version here (own data or hint) was made by one of them. Returns whether anything changed."""
+
+        def op(txn: WriteTxn) -> bool:
+            raw = txn.get("data", key)
+            if raw is None:
+                return False
+            for _, hraw in txn.scan("hints", _KEYLEN.pack(len(key)) + key):
+                if versions.prune(versions.decode_state(hraw), actors) is None:
+                    return False
+            pruned = versions.prune(versions.decode_state(raw), actors)
+            if pruned is None:
+                return False
+            encoded = versions.encode_state(pruned)
+            if encoded != raw:
+                txn.put("data", key, encoded)
+            return encoded != raw
+
+        return op
+
     def op_purge(self, key: bytes, expected: State) -> Operation:
         """Forget a deleted key everywhere on this node if its state is exactly the tombstones expected."""
         expected_dots = versions.dots(expected)

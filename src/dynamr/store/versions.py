@@ -109,6 +109,29 @@ def write(local: State, context: Mapping[str, int], actor: str, value: bytes | N
     return merge(kept, (new,)), new
 
 
+def dead_actors(state: State, epochs: Mapping[str, str]) -> frozenset[str]:
+    """Actors in the contexts of ``state`` that name a dead epoch of a node (its current epoch, in
+    ``epochs``, is another) and made none of its versions: they are what :func:`prune` may drop."""
+    own = {sib.actor for sib in state}
+    out = set()
+    for sib in state:
+        for actor in sib.past:
+            node, _, epoch = actor.rpartition("@")
+            current = epochs.get(node)
+            if current is not None and epoch != current and actor not in own:
+                out.add(actor)
+    return frozenset(out)
+
+
+def prune(state: State, actors: frozenset[str]) -> State | None:
+    """``state`` with ``actors`` dropped from every context; None when a version was made by one of them
+    (its dot must stay covered, so nothing may be dropped). Dots are unchanged: so is the digest
+    anti-entropy compares."""
+    if any(sib.actor in actors for sib in state):
+        return None
+    return tuple(sib._replace(past={a: c for a, c in sib.past.items() if a not in actors}) for sib in state)
+
+
 def dots(state: Iterable[Sibling]) -> frozenset[tuple[str, int]]:
     return frozenset(sib.dot for sib in state)
 

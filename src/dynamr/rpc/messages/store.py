@@ -181,6 +181,16 @@ class ReplicaPurgeReply(Message):
     purged: bool
 
 
+@register(29)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaPrune(Message):
+    """Drop ``actors`` (dead epochs of nodes) from the contexts of ``key``'s versions, unless a version the
+    receiver holds was made by one of them (see dynamr.store.pruning)."""
+
+    key: bytes
+    actors: tuple[str, ...]
+
+
 @register(25)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListKeys(Message):
