@@ -39,6 +39,14 @@ def test_cluster_up_status_kv_and_down(workdir: Path) -> None:
     dynamr(workdir, "kv", "put", "greeting", "hola", "--concurrent")
     siblings = dynamr(workdir, "kv", "get", "greeting").stdout
     assert "2 siblings" in siblings and "bonjour" in siblings and "hola" in siblings
+    stopped = dynamr(workdir, "cluster", "stop", "n2").stdout
+    assert "stopped n2" in stopped and "dynamr cluster start n2" in stopped
+    assert "2 of 3 nodes up" in dynamr(workdir, "cluster", "status", check=False).stdout
+    assert dynamr(workdir, "kv", "get", "greeting").stdout.count("hola") == 1  # the others keep serving
+    assert "started n2" in dynamr(workdir, "cluster", "start", "n2").stdout
+    assert "3 of 3 nodes up" in dynamr(workdir, "cluster", "status").stdout
+    unknown = dynamr(workdir, "cluster", "stop", "n9", check=False)
+    assert unknown.returncode != 0 and "has no node 'n9'" in unknown.stdout + unknown.stderr
     dynamr(workdir, "kv", "delete", "greeting")
     missing = dynamr(workdir, "kv", "get", "greeting", check=False)
     assert missing.returncode == 1 and "not found" in missing.stdout

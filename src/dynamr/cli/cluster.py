@@ -102,6 +102,43 @@ def anti_entropy(st: m.NodeStatusReply) -> str:
     return f"{now}; {repaired}{corrupt}"
 
 
+def _local(root: Path, process: str) -> LocalCluster:
+    local = LocalCluster(root)
+    if not local.exists:
+        raise ConfigError(f"no local cluster in {root} (start one with 'dynamr cluster up', or pass --dir)")
+    if process not in local.process_ids():
+        raise ConfigError(f"the cluster in {root} has no node {process!r} (it has {', '.join(local.process_ids())})")
+    return local
+
+
+@cluster.command("stop")
+@click.argument("node")
+@click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True)
+def stop_one(node: str, root: Path) -> None:
+    """Stop one node (or the coordinator) of the local cluster cleanly; the others keep serving."""
+    local = _local(root, node)
+    if local.pid(node) is None:
+        console.print(f"{node} is not running")
+        return
+    local.stop_node(node)
+    console.print(f"stopped {node}; start it again with: dynamr cluster start {node}", highlight=False)
+
+
+@cluster.command("start")
+@click.argument("node")
+@click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True)
+def start_one(node: str, root: Path) -> None:
+    """Start one stopped node (or the coordinator) of the local cluster again, with its data."""
+    local = _local(root, node)
+    if local.pid(node) is not None:
+        console.print(f"{node} is already running")
+        return
+    with console.status(f"starting {node}..."):
+        local.start([node])
+    host, port = local.address(node)
+    console.print(f"started {node} on {host}:{port}", highlight=False)
+
+
 @cluster.command("down")
 @click.option("--purge", is_flag=True, help="Also delete the cluster's directory (all data).")
 @click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True)
