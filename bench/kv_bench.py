@@ -12,6 +12,12 @@ application doing read-modify-write would. Prints ops/s and p50/p99 latency per 
 
 With ``--pause NODE`` each workload runs a second time with that node stopped by SIGSTOP (it keeps its
 connections but answers nothing), and the ratio to the undisturbed run is printed.
+
+With ``--anti-entropy`` (periodic anti-entropy is then off) each workload runs a second time while
+anti-entropy exchanges run back to back, one at a time, n1 with n2, n2 with n3, n3 with n1 and so on, and
+the ratio to the undisturbed run is printed with the number of exchanges done meanwhile.
+
+    python bench/kv_bench.py --workloads B --records 100000 --anti-entropy
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import itertools
 import multiprocessing as mp
 import os
 import platform
@@ -27,13 +34,15 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from dynamr.config import Quorum, StoreSettings
 from dynamr.daemons import install_event_loop_policy
 from dynamr.localcluster import LocalCluster
-from dynamr.store.client import AsyncClient
+from dynamr.rpc import messages as m
+from dynamr.store.client import AsyncClient, Client
 from dynamr.store.ring import key_hash
 
 WORKLOADS = {"A": 0.50, "B": 0.95, "C": 1.00}  # read fraction
@@ -129,6 +138,39 @@ def run_workload(cluster: LocalCluster, name: str, records: int, seconds: float,
             "errors": errors, "ops": ops}
 
 
+class Exchanges:
+    """Anti-entropy exchanges back to back, one at a time, between the cluster's nodes in turn."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.done = 0
+        self.seconds = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Exchanges:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        nodes = [n.node_id for n in self.cluster.spec.nodes]
+        spent = 0.0
+        with Client(self.cluster.seeds, self.cluster.secret, timeout=600.0) as client:
+            for i in itertools.count():
+                if self._stop.is_set():
+                    break
+                node, peer = nodes[i % len(nodes)], nodes[(i + 1) % len(nodes)]
+                started = time.perf_counter()
+                client.call_node(node, m.RunExchange(peer=peer), timeout=600.0)
+                spent += time.perf_counter() - started
+                self.done += 1
+        self.seconds = spent / max(1, self.done)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=3)
@@ -139,9 +181,12 @@ def main() -> None:
     parser.add_argument("--workloads", default="ABC")
     parser.add_argument("--fsync", default="always", choices=["always", "periodic", "never"])
     parser.add_argument("--pause", default="", help="run each workload again with this node stopped (SIGSTOP)")
+    parser.add_argument("--anti-entropy", action="store_true",
+                        help="run each workload again during back-to-back anti-entropy exchanges")
     args = parser.parse_args()
 
-    settings = StoreSettings(quorum=Quorum(n=3, r=2, w=2), fsync=args.fsync)
+    settings = StoreSettings(quorum=Quorum(n=3, r=2, w=2), fsync=args.fsync,
+                             anti_entropy_interval=0.0 if args.anti_entropy else 30.0)
     with tempfile.TemporaryDirectory(prefix="dynamr-bench-") as tmp:
         cluster = LocalCluster.create(Path(tmp), args.nodes, settings, ephemeral=True)
         cluster.start()
@@ -174,6 +219,14 @@ def main() -> None:
                               f"   {ratio:.2f}x of undisturbed")
                 finally:
                     cluster.signal_node(args.pause, signal.SIGCONT)
+            if args.anti_entropy:
+                for name in args.workloads:
+                    with Exchanges(cluster) as exchanges:
+                        r = run_workload(cluster, name, args.records, args.seconds, args.clients, args.concurrency)
+                    ratio = r["ops_per_s"] / undisturbed[name]["ops_per_s"]
+                    print(f"{name + ' (exchanging)':<10}{r['ops_per_s']:>10,.0f}{r['p50_ms']:>10.2f}"
+                          f"{r['p99_ms']:>10.2f}{r['mean_ms']:>10.2f}{r['errors']:>8}   {ratio:.2f}x of "
+                          f"undisturbed, {exchanges.done} exchanges ({exchanges.seconds:.1f} s each)")
         finally:
             cluster.stop()
 

@@ -15,7 +15,7 @@ from dynamr.rpc import messages as m
 from dynamr.store import versions
 from dynamr.store.client import AsyncClient, Client
 from dynamr.store.ring import Ring
-from tests.helpers import wait_until
+from tests.helpers import dynamr, wait_until
 from tests.integration.conftest import MakeCluster
 
 MIB = 1 << 20
@@ -164,3 +164,21 @@ def test_contexts_do_not_grow_by_an_entry_per_wipe(make_cluster: MakeCluster) ->
                    "the dead epochs to leave the key's contexts")
         assert client.get(key).values == (b"round 2",)
         assert all(_actors(client, n, key) for n in ("n1", "n2", "n3"))
+
+
+def test_repair_on_demand_refills_a_wiped_node_with_periodic_anti_entropy_off(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster(3, anti_entropy_interval=0.0)
+    keys = [f"r-{i}" for i in range(400)]
+    with Client(cluster.seeds, cluster.secret) as client:
+        for key in keys:
+            client.put(key, b"v")
+        cluster.kill_node("n2")
+        shutil.rmtree(cluster.data_dir("n2"))
+        cluster.start(["n2"])
+        assert len(missing(client, "n2", keys)) == len(keys)
+        out = dynamr("cluster", "repair", "--node", "n2", "--dir", str(cluster.root), cwd=cluster.root).stdout
+        assert "n2: exchanged with n1, n3; repaired 400 key(s)" in out, out
+        assert missing(client, "n2", keys) == []
+        assert statuses(client)["n2"].exchanges == 2
+    unknown = dynamr("cluster", "repair", "--node", "n9", "--dir", str(cluster.root), cwd=cluster.root, check=False)
+    assert unknown.returncode == 1 and "has no node 'n9'" in unknown.stdout + unknown.stderr

@@ -88,6 +88,27 @@ def status(target: Target) -> None:
         raise SystemExit(1)
 
 
+@cluster.command("repair")
+@click.option("--node", "only", default="", help="Only this node exchanges (with each of its peers).")
+@cluster_options
+def repair(only: str, target: Target) -> None:
+    """Run anti-entropy now instead of waiting for its interval: each node compares its hash trees with each
+    peer's and repairs what differs (after replacing a disk, say)."""
+    with target.client(timeout=600.0) as client:
+        nodes = list(client.cluster().nodes)
+        if only and only not in nodes:
+            raise ConfigError(f"the cluster has no node {only!r} (it has {', '.join(nodes)})")
+        total_keys = total_chunks = 0
+        for node_id in [only] if only else nodes:
+            reply = client.call_node(node_id, m.RunExchange(), timeout=600.0)
+            assert isinstance(reply, m.ExchangeReply)
+            total_keys += reply.keys
+            total_chunks += reply.chunks
+            console.print(f"{node_id}: exchanged with {', '.join(reply.peers) or 'no peer (none up)'}; "
+                          f"repaired {reply.keys} key(s), {reply.chunks} chunk(s)", highlight=False)
+    console.print(f"repaired {total_keys} key(s) and {total_chunks} chunk(s) in all", highlight=False)
+
+
 def anti_entropy(st: m.NodeStatusReply) -> str:
     """One node's anti-entropy at a glance: the exchange running, or when the last ended and what the
     exchanges repaired so far."""

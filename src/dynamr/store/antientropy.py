@@ -74,7 +74,8 @@ class AntiEntropy:
         self._turn = itertools.count()
         self._one_at_a_time = asyncio.Lock()
         for cls, handler in ((m.TreeRequest, self._on_tree), (m.SegmentRequest, self._on_segments),
-                             (m.StatesRequest, self._on_states), (m.MergeStates, self._on_merge)):
+                             (m.StatesRequest, self._on_states), (m.MergeStates, self._on_merge),
+                             (m.RunExchange, self._on_run)):
             node.dispatcher.register(cls, handler)
 
     def status(self) -> dict[str, Any]:
@@ -287,6 +288,18 @@ class AntiEntropy:
         await asyncio.sleep(busy * (1 / self.share - 1))
 
     # --- handlers ------------------------------------------------------------------------------------
+
+    async def _on_run(self, msg: m.RunExchange) -> m.ExchangeReply:
+        node = self.node
+        if msg.peer and (msg.peer not in node.addresses or msg.peer == node.node_id):
+            raise BadRequestError(f"unknown peer {msg.peer!r}: name another node of the cluster")
+        peers = [msg.peer] if msg.peer else sorted(p for p in node.addresses
+                                                   if p != node.node_id and node.detector.is_up(p))
+        keys = chunks = 0
+        for peer in peers:
+            k, c = await self.exchange(peer)
+            keys, chunks = keys + k, chunks + c
+        return m.ExchangeReply(peers=tuple(peers), keys=keys, chunks=chunks)
 
     async def _on_tree(self, msg: m.TreeRequest) -> m.TreeReply:
         shared = await self.shared_set(msg.peer)

@@ -265,6 +265,23 @@ class StatesReply(Message):
     states: tuple[bytes, ...]
 
 
+@register(8)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunExchange(Message):
+    """Admin: run an anti-entropy exchange now, with ``peer`` (or with every peer that is up, in turn)."""
+
+    peer: str = ""
+
+
+@register(9)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExchangeReply(Message):
+    #: the peers exchanged with, and the keys and chunks repaired
+    peers: tuple[str, ...]
+    keys: int
+    chunks: int
+
+
 @register(28)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MergeStates(Message):
