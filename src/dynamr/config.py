@@ -75,7 +75,7 @@ class StoreSettings:
     #: compared and only what differs is repaired); 0 turns anti-entropy off
     anti_entropy_interval: float = 30.0
     #: share of a node's event loop the scans that build hash trees may take (they pause in between)
-    anti_entropy_share: float = 0.2
+    anti_entropy_share: float = 0.1
     #: bytes per second anti-entropy repairs may move, each way (0: no limit)
     anti_entropy_bytes_per_second: int = 64 * 1024 * 1024
     #: seconds between passes that re-hash every local chunk copy (a corrupt one is deleted, and

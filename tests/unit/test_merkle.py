@@ -30,7 +30,7 @@ def _side(ring: Ring, n: int, me: str, peer: str, store: Store, key_leaves: Sequ
           chunks: Sequence[bytes] = (), chunk_leaves: Sequence[int] = ()) -> SharedSet:
     shared = SharedSet(ring, n, me, peer, key_leaves, chunk_leaves)
     for key in sorted(store):
-        shared.add_key(key, store[key])
+        shared.add_key(key, versions.dots_of(versions.encode_state(store[key]))[0])
     for cid in chunks:
         shared.add_chunk(cid)
     return shared
@@ -73,9 +73,16 @@ def test_a_tree_does_not_depend_on_the_order_keys_are_added_in() -> None:
 def test_a_digest_covers_the_versions_not_their_encoding() -> None:
     one = Sibling("n1@a", 1, {"n2@b": 1}, b"x")
     two = Sibling("n2@b", 2, {}, b"y")
-    assert merkle.key_digest(b"k", (one, two)) == merkle.key_digest(b"k", (two, one))
-    assert merkle.key_digest(b"k", (one,)) != merkle.key_digest(b"k", (one, two))
-    assert merkle.key_digest(b"k", (one,)) != merkle.key_digest(b"j", (one,))
+
+    def digest(key: bytes, state: State) -> int:
+        return merkle.key_digest(key, versions.dots_of(versions.encode_state(state))[0])
+
+    assert digest(b"k", (one, two)) == digest(b"k", (two, one))
+    assert digest(b"k", (one, two)) == digest(b"k", (one._replace(past={}), two))  # a pruned context
+    assert digest(b"k", (one,)) != digest(b"k", (one, two))
+    assert digest(b"k", (one,)) != digest(b"j", (one,))
+    assert versions.dots_of(versions.encode_state((one, two))) == ([("n1@a", 1), ("n2@b", 2)], True)
+    assert versions.dots_of(b"") == ([], False)
 
 
 @settings(max_examples=60, deadline=None)

@@ -274,9 +274,10 @@ class AntiEntropy:
                 scan.close()  # type: ignore[attr-defined]
             consider = self.node.pruner.consider
             for key, raw in batch:
-                state = versions.decode_state(raw)
-                shared.add_key(key, state)
-                consider(key, state)
+                dots, has_context = versions.dots_of(raw)
+                shared.add_key(key, dots)
+                if has_context:
+                    consider(key, versions.decode_state(raw))
             if len(batch) < SCAN_BATCH:
                 return
             start = batch[-1][0] + b"\0"

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import xxhash
 
 from dynamr.store.ring import Ring, key_hash
-from dynamr.store.versions import State
 
 #: bits of a key's ring hash that choose its leaf
 SEGMENT_BITS = 10
@@ -41,10 +40,9 @@ def segment_of(hashed: int) -> int:
     return hashed >> (64 - SEGMENT_BITS)
 
 
-def key_digest(key: bytes, state: State) -> int:
+def key_digest(key: bytes, dots: Iterable[tuple[str, int]]) -> int:
     """A key's fingerprint: the key and the dots of its versions (not their encoding)."""
-    dots = sorted((sib.actor, sib.counter) for sib in state)
-    return int(xxhash.xxh3_64_intdigest(key + b"\0" + ";".join(f"{a}:{c}" for a, c in dots).encode()))
+    return int(xxhash.xxh3_64_intdigest(key + b"\0" + ";".join(f"{a}:{c}" for a, c in sorted(dots)).encode()))
 
 
 def chunk_digest(chunk_id: bytes) -> int:
@@ -97,11 +95,12 @@ class SharedSet:
         owners = self.ring.walk_of_hash(hashed)[:self.n]
         return self.me in owners and self.peer in owners
 
-    def add_key(self, key: bytes, state: State) -> None:
+    def add_key(self, key: bytes, dots: Sequence[tuple[str, int]]) -> None:
+        """A key this side holds, with the dots of its versions (:func:`dynamr.store.versions.dots_of`)."""
         hashed = key_hash(key)
-        if not state or not self._shared(hashed):
+        if not dots or not self._shared(hashed):
             return
-        digest = key_digest(key, state)
+        digest = key_digest(key, dots)
         self.keys.add(hashed, digest)
         if self.key_leaves and segment_of(hashed) in self.key_leaves:
             self.listed_keys[key] = digest
