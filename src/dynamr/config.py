@@ -78,6 +78,8 @@ class StoreSettings:
     anti_entropy_share: float = 0.1
     #: bytes per second anti-entropy repairs may move, each way (0: no limit)
     anti_entropy_bytes_per_second: int = 64 * 1024 * 1024
+    #: bytes per second a node sends when a change of membership moves data to new owners (0: no limit)
+    handoff_bytes_per_second: int = 256 * 1024 * 1024
     #: seconds between passes that re-hash every local chunk copy (a corrupt one is deleted, and
     #: anti-entropy copies a good one back); 0 turns scrubbing off
     scrub_interval: float = 24 * 3600.0
@@ -171,9 +173,10 @@ class StoreSettings:
             raise ConfigError("anti_entropy_interval and scrub_interval must be 0 (off) or positive")
         if not 0.0 < self.anti_entropy_share <= 1.0:
             raise ConfigError(f"anti_entropy_share must be above 0 and at most 1 (got {self.anti_entropy_share})")
-        if self.anti_entropy_bytes_per_second < 0 or self.scrub_bytes_per_second <= 0:
-            raise ConfigError("anti_entropy_bytes_per_second must be 0 (no limit) or positive, and "
-                              "scrub_bytes_per_second positive")
+        if self.anti_entropy_bytes_per_second < 0 or self.scrub_bytes_per_second <= 0 or \
+                self.handoff_bytes_per_second < 0:
+            raise ConfigError("anti_entropy_bytes_per_second and handoff_bytes_per_second must be 0 (no "
+                              "limit) or positive, and scrub_bytes_per_second positive")
         if self.gc_grace < 0:
             raise ConfigError(f"gc_grace must not be negative (got {self.gc_grace})")
         if self.failure_timeout <= self.heartbeat_interval:

@@ -20,7 +20,7 @@ import ssl
 import sys
 from pathlib import Path
 
-from dynamr.config import ClusterSpec, check_listen
+from dynamr.config import ClusterSpec, NodeAddress, check_listen
 from dynamr.files.gc import run_collector
 from dynamr.rpc import tls
 from dynamr.rpc.client import TcpTransport
@@ -90,9 +90,10 @@ async def _watch_parent(stop: asyncio.Event, interval: float = 0.5) -> None:
             stop.set()
 
 
-async def wait_for_stop(exit_with_parent: bool) -> None:
-    """Return on SIGTERM or SIGINT, or when the parent process is gone (with ``exit_with_parent``)."""
-    stop = asyncio.Event()
+async def wait_for_stop(exit_with_parent: bool, stop: asyncio.Event | None = None) -> None:
+    """Return on SIGTERM or SIGINT, when the parent process is gone (with ``exit_with_parent``), or when
+    ``stop`` is set."""
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -108,16 +109,27 @@ async def wait_for_stop(exit_with_parent: bool) -> None:
 
 
 async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
-                     tls_files: TlsFiles | None = None, exit_with_parent: bool = False) -> None:
+                     tls_files: TlsFiles | None = None, exit_with_parent: bool = False,
+                     join: tuple[str, int] | None = None, listen: NodeAddress | None = None) -> None:
+    """Run a node until it is stopped (or has left the cluster). ``join``: a member's address to ask for
+    membership, unless this node's data directory already holds a cluster state; ``listen``: this node's
+    address when the cluster file does not list it."""
+    from dynamr.store.members import load_state, request_join
+
     settings = spec.settings
     server_ssl, client_ssl = _contexts(tls_files)
-    me = spec.node(node_id)
+    me = listen or spec.node(node_id)
     check_listen(me, settings)
     engine = LmdbEngine(data_dir / "lmdb", map_size=settings.map_size, fsync=settings.fsync)
     transport = TcpTransport(secret, frame_bytes=settings.frame_bytes,
                              max_message_bytes=settings.max_message_bytes, ssl_context=client_ssl)
     blobs = DirectoryBlobStore(data_dir / "chunks", fsync=settings.fsync == "always")
-    node = StoreNode(spec, node_id, engine, transport, blobs=blobs)
+    state = None
+    if join is not None and load_state(engine) is None:
+        state = await request_join(transport, join, me, settings)
+        log.info("node %s registered with the cluster of %s:%d as joining; stage and commit its join with "
+                 "'dynamr cluster join %s' and 'dynamr cluster commit'", node_id, join[0], join[1], node_id)
+    node = StoreNode(spec, node_id, engine, transport, blobs=blobs, state=state, address=me.address)
     server = RpcServer(node.dispatcher, secret, frame_bytes=settings.frame_bytes,
                        max_message_bytes=settings.max_message_bytes, ssl_context=server_ssl,
                        max_buffered_bytes=settings.max_buffered_bytes, max_connections=settings.max_connections)
@@ -125,12 +137,14 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
     node.start()
     collector = asyncio.create_task(run_collector(node))
     worker = None
-    if spec.coordinator is not None:
+    coordinator = node.members.state.coordinator
+    if coordinator:
         from dynamr.mapreduce.worker import Worker
 
-        worker = Worker(node_id, spec.coordinator.address, transport,
+        host, _, port = coordinator.rpartition(":")
+        worker = Worker(node_id, (host, int(port)), transport,
                         slots=settings.task_slots or os.cpu_count() or 1,
-                        seeds=[me.address, *[n.address for n in spec.nodes if n.node_id != node_id]], secret=secret,
+                        seeds=[me.address, *[a for n, a in node.addresses.items() if n != node_id]], secret=secret,
                         interval=settings.worker_heartbeat, scratch_dir=str(data_dir / "tasks"),
                         reuse=settings.task_process_reuse, max_rss=settings.task_process_max_rss,
                         tls_ca=str(tls_files.ca.resolve()) if tls_files else "",
@@ -139,7 +153,7 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
         worker_task = asyncio.create_task(worker.run())
     log.info("node %s (epoch %s) listening on %s:%d", node_id, node.replica.epoch, me.host, server.port)
     try:
-        await wait_for_stop(exit_with_parent)
+        await wait_for_stop(exit_with_parent, node.members.departed)
     finally:
         log.info("node %s stopping", node_id)
         collector.cancel()
@@ -153,11 +167,13 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
 
 
 def run_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
-             tls_files: TlsFiles | None = None, exit_with_parent: bool = False) -> None:
+             tls_files: TlsFiles | None = None, exit_with_parent: bool = False,
+             join: tuple[str, int] | None = None, listen: NodeAddress | None = None) -> None:
     pin_malloc_thresholds()
     install_event_loop_policy()
     private_files(data_dir)
-    asyncio.run(serve_node(spec, node_id, data_dir, secret, tls_files=tls_files, exit_with_parent=exit_with_parent))
+    asyncio.run(serve_node(spec, node_id, data_dir, secret, tls_files=tls_files, exit_with_parent=exit_with_parent,
+                           join=join, listen=listen))
 
 
 async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None = None,

@@ -15,6 +15,7 @@ same class, so what they exercise is exactly what users run: separate processes,
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -151,19 +152,55 @@ class LocalCluster:
             return [sys.executable, "-m", "dynamr", "coordinator", "start", "--cluster-file", str(self.cluster_file),
                     "--secret-file", str(self.secret_file), "--data-dir", str(self.data_dir(COORDINATOR)), *extra,
                     *local]
+        added = self.added()
+        if node_id in added:  # not in the cluster file: it joins through the first node
+            host, port = added[node_id]
+            first = self.spec.nodes[0]
+            extra += ["--listen", f"{host}:{port}", "--join", f"{first.host}:{first.port}"]
         return [sys.executable, "-m", "dynamr", "node", "start", "--cluster-file", str(self.cluster_file),
                 "--node-id", node_id, "--data-dir", str(self.data_dir(node_id)),
                 "--secret-file", str(self.secret_file), *extra]
 
+    # --- nodes added while the cluster runs (they join: the cluster file keeps the first ones) ------------
+
+    @property
+    def added_file(self) -> Path:
+        return self.root / "added.json"
+
+    def added(self) -> dict[str, tuple[str, int]]:
+        """Nodes added with :meth:`add_node`: id -> address."""
+        try:
+            raw = json.loads(self.added_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): (str(v[0]), int(v[1])) for k, v in raw.items()}
+
+    def add_node(self) -> str:
+        """Make room for one more node (an id, a free port, a data directory) and start it; it asks the
+        running cluster for membership. Its join is then staged and committed like any other."""
+        added = self.added()
+        taken = [n.node_id for n in self.spec.nodes] + list(added)
+        number = 1 + max((int(t[1:]) for t in taken if t[1:].isdigit() and t.startswith("n")), default=0)
+        node_id = f"n{number}"
+        host = self.spec.nodes[0].host
+        added[node_id] = (host, free_ports(1, host)[0])
+        write_private(self.added_file, json.dumps(added).encode())
+        self.start([node_id])
+        return node_id
+
     def process_ids(self) -> list[str]:
-        """Every process of the cluster: its nodes, then the coordinator if it has one."""
+        """Every process of the cluster: its nodes (the added ones too), then the coordinator if it has one."""
         spec = self.spec
-        return [n.node_id for n in spec.nodes] + ([COORDINATOR] if spec.coordinator is not None else [])
+        return ([n.node_id for n in spec.nodes] + list(self.added())
+                + ([COORDINATOR] if spec.coordinator is not None else []))
 
     def address(self, process_id: str) -> tuple[str, int]:
         spec = self.spec
         if process_id == COORDINATOR and spec.coordinator is not None:
             return spec.coordinator.address
+        added = self.added()
+        if process_id in added:
+            return added[process_id]
         return spec.node(process_id).address
 
     def start_node(self, node_id: str) -> int:

@@ -135,7 +135,9 @@ def test_a_corrupt_chunk_copy_is_found_by_the_scrubber_and_rebuilt(make_cluster:
         wait_until(lambda: statuses(client)["n2"].chunks_corrupt >= 1, 60, "the scrubber to find the bad copy")
         wait_until(lambda: victim.exists() and victim.read_bytes() == good, 60,
                    "anti-entropy to copy a good one back")
-        assert sum(st.chunks_repaired for st in statuses(client).values()) >= 1
+        # the exchange that copied it counts it when it ends
+        wait_until(lambda: sum(st.chunks_repaired for st in statuses(client).values()) >= 1, 60,
+                   "the repair to be counted")
     assert _read_file(cluster, "/scrub/file.bin") == data
 
 

@@ -8,11 +8,14 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from dynamr.cli.common import Target, cluster_options, console
+from dynamr.cli.common import Target, cluster_options, console, resolve_target
 from dynamr.config import Quorum, StoreSettings
-from dynamr.errors import ConfigError, DynamrError
+from dynamr.errors import ConfigError, DeadlineExceededError, DynamrError, UnavailableError
 from dynamr.localcluster import COORDINATOR, DEFAULT_DIR, LocalCluster
 from dynamr.rpc import messages as m
+from dynamr.store import membership
+from dynamr.store.membership import ClusterState
+from dynamr.store.ring import Ring
 
 
 @click.group()
@@ -62,9 +65,10 @@ def status(target: Target) -> None:
     with target.client(timeout=3.0) as client:
         view = client.cluster()
         statuses = client.node_status()
+    ring, _, _ = _admin(target, "show")
     table = Table(title="dynamr cluster")
-    for col in ("node", "address", "state", "epoch", "keys", "chunks", "hints", "tombstones", "sees down",
-                "anti-entropy"):
+    for col in ("node", "address", "state", "member", "epoch", "keys", "chunks", "hints", "tombstones",
+                "sees down", "anti-entropy"):
         table.add_column(col)
     healthy = 0
     troubled: list[str] = []
@@ -72,20 +76,122 @@ def status(target: Target) -> None:
         st = statuses[node_id]
         addr = f"{address[0]}:{address[1]}"
         if isinstance(st, DynamrError):
-            table.add_row(node_id, addr, "[red]down[/]", "", "", "", "", "", "", "")
+            table.add_row(node_id, addr, "[red]down[/]", ring.status(node_id), "", "", "", "", "", "", "")
             continue
         healthy += 1
         state = "[yellow]up, storage failing[/]" if st.storage_error else "[green]up[/]"
         if st.storage_error:
             troubled.append(f"{node_id}: {st.storage_error}")
-        table.add_row(node_id, addr, state, st.epoch, str(st.keys), str(st.chunks), str(st.hints),
-                      str(st.tombstones), ", ".join(st.down) or "-", anti_entropy(st))
+        table.add_row(node_id, addr, state, ring.status(node_id), st.epoch, str(st.keys), str(st.chunks),
+                      str(st.hints), str(st.tombstones), ", ".join(st.down) or "-", anti_entropy(st))
     console.print(table)
+    if ring.moving or ring.staged:
+        _show_plan(ring, view.ring.vnodes, view.n)
     for line in troubled:
         console.print(f"[yellow]storage failing[/] on {line}", highlight=False, soft_wrap=True)
     console.print(f"{healthy} of {len(view.nodes)} nodes up; N={view.n}")
     if healthy < len(view.nodes):
         raise SystemExit(1)
+
+
+# --- membership: staged changes, committed (see dynamr.store.membership) ------------------------------
+
+
+def _admin(target: Target, action: str, node_id: str = "") -> tuple[ClusterState, int, int]:
+    """Send a membership change (or ``show``) to the cluster; its state after, with N and vnodes."""
+    with target.client(timeout=30.0) as client:
+        view = client.cluster()
+        reply = None
+        for address in [*view.nodes.values(), *target.seeds]:
+            try:
+                reply = client.call_node(address, m.ClusterAdmin(action=action, node_id=node_id), timeout=30.0)
+                break
+            except (UnavailableError, DeadlineExceededError):
+                continue
+    if not isinstance(reply, m.ClusterStateReply):
+        raise UnavailableError("no node of the cluster answered")
+    return membership.from_record(reply.state), view.n, view.ring.vnodes
+
+
+def _show_plan(state: ClusterState, vnodes: int, n: int) -> None:
+    if state.moving:
+        waiting = [p for p in state.participants() if p not in state.acks]
+        console.print(f"[yellow]moving[/] from {', '.join(state.owners)} to {', '.join(state.pending)}: phase "
+                      f"{state.phase}, waiting for {', '.join(waiting) or 'nobody'}", highlight=False)
+    if not state.staged:
+        console.print("nothing staged", highlight=False)
+        return
+    for change in state.staged:
+        console.print(f"  {change.action} {change.node_id}", highlight=False)
+    before = Ring(state.owners, vnodes)
+    after = Ring(state.planned_owners(), vnodes)
+    points = [i * (Ring.SPACE // 4096) for i in range(4096)]
+    moved = sum(1 for h in points if before.walk_of_hash(h)[:n] != after.walk_of_hash(h)[:n])
+    console.print(f"ring after commit: {', '.join(state.planned_owners())}; about {100 * moved / len(points):.0f}% "
+                  "of keys get a new owner. Apply with: dynamr cluster commit", highlight=False)
+
+
+def _member_change(action: str, node_id: str, target: Target) -> None:
+    state, n, vnodes = _admin(target, action, node_id)
+    console.print(f"staged: {action} {node_id}", highlight=False)
+    _show_plan(state, vnodes, n)
+
+
+@cluster.command("join")
+@click.argument("node")
+@cluster_options
+def join(node: str, target: Target) -> None:
+    """Stage the join of NODE (a node started with --join, or by 'cluster add'); nothing moves until
+    'dynamr cluster commit'."""
+    _member_change("join", node, target)
+
+
+@cluster.command("leave")
+@click.argument("node")
+@cluster_options
+def leave(node: str, target: Target) -> None:
+    """Stage NODE's leave: once committed, its data moves to the other nodes, then it stops."""
+    _member_change("leave", node, target)
+
+
+@cluster.command("remove")
+@click.argument("node")
+@cluster_options
+def remove(node: str, target: Target) -> None:
+    """Stage the removal of NODE, a dead machine: its data is copied again from the other replicas."""
+    _member_change("remove", node, target)
+
+
+@cluster.command("plan")
+@click.option("--clear", is_flag=True, help="Forget every staged change.")
+@cluster_options
+def plan(clear: bool, target: Target) -> None:
+    """Show the staged changes and what committing them would move."""
+    state, n, vnodes = _admin(target, "unstage" if clear else "show")
+    _show_plan(state, vnodes, n)
+
+
+@cluster.command("commit")
+@cluster_options
+def commit(target: Target) -> None:
+    """Apply the staged changes: data moves to its new owners while the cluster keeps serving."""
+    state, _, _ = _admin(target, "commit")
+    console.print(f"committed: moving from {', '.join(state.owners)} to {', '.join(state.pending)}; "
+                  "'dynamr cluster status' shows the progress", highlight=False)
+
+
+@cluster.command("add")
+@click.option("--dir", "root", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True)
+def add(root: Path) -> None:
+    """Start one more node beside the local cluster's and stage its join (then 'dynamr cluster commit')."""
+    local = LocalCluster(root)
+    if not local.exists:
+        raise ConfigError(f"no local cluster in {root} (start one with 'dynamr cluster up', or pass --dir)")
+    with console.status("starting a node..."):
+        node_id = local.add_node()
+    host, port = local.address(node_id)
+    console.print(f"started {node_id} on {host}:{port}", highlight=False)
+    _member_change("join", node_id, resolve_target(None, None, None, root, None))
 
 
 @cluster.command("repair")

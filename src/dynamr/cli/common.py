@@ -93,8 +93,8 @@ def resolve_target(cluster: str | None, secret: str | None, secret_file: Path | 
     local = LocalCluster(root)
     spec = local.spec
     files = local.tls_files
-    return Target([n.address for n in spec.nodes],
-                  load_secret(secret, secret_file) if (secret or secret_file) else local.secret, local,
+    nodes = [n.address for n in spec.nodes] + list(local.added().values())
+    return Target(nodes, load_secret(secret, secret_file) if (secret or secret_file) else local.secret, local,
                   tls_ca or (files.ca if files else None))
 
 

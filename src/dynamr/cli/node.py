@@ -1,4 +1,4 @@
-"""``dynamr node start``: run one store node in the foreground."""
+"""``dynamr node start``: run one store node in the foreground (``--join`` a running cluster)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from dynamr.config import ClusterSpec, load_secret
+from dynamr.config import ClusterSpec, NodeAddress, load_secret
 from dynamr.daemons import run_node, setup_logging
 from dynamr.errors import ConfigError
 from dynamr.rpc.tls import TlsFiles
@@ -55,16 +55,36 @@ def node() -> None:
 @tls_options
 @click.option("--exit-with-parent", is_flag=True,
               help="Stop when the process that started this node exits (for throwaway clusters).")
+@click.option("--join", "join", metavar="HOST:PORT", default=None,
+              help="A member of a running cluster: this node asks it for membership (then stage and commit "
+                   "its join with 'dynamr cluster join NODE' and 'dynamr cluster commit').")
+@click.option("--listen", metavar="HOST:PORT", default=None,
+              help="This node's address, when the cluster file does not list it (a node that joins).")
 def start(cluster_file: Path, node_id: str, data_dir: Path, secret: str | None, secret_file: Path | None,
           log_level: str, tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
-          exit_with_parent: bool) -> None:
-    """Start a node in the foreground; it listens only on its address in the cluster file."""
+          exit_with_parent: bool, join: str | None, listen: str | None) -> None:
+    """Start a node in the foreground; it listens only on its own address (from the cluster file, or
+    --listen)."""
     spec = ClusterSpec.load(cluster_file)
-    spec.node(node_id)
+    if listen is not None:
+        host, port = _address(listen, "--listen")
+        me = NodeAddress(node_id=node_id, host=host, port=port)
+    elif any(n.node_id == node_id for n in spec.nodes):
+        me = spec.node(node_id)
+    else:
+        raise ConfigError(f"node {node_id} is not in {cluster_file}: give its address with --listen HOST:PORT "
+                          "(and --join HOST:PORT of a member, to join a running cluster)")
     secret_bytes = load_secret(secret, secret_file)
     setup_logging(log_level, node_id)
     run_node(spec, node_id, data_dir, secret_bytes, tls_files=tls_files(tls_cert, tls_key, tls_ca),
-             exit_with_parent=exit_with_parent)
+             exit_with_parent=exit_with_parent, join=_address(join, "--join") if join else None, listen=me)
+
+
+def _address(text: str, option: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{option} takes HOST:PORT (got {text!r})")
+    return host, int(port)
 
 
 @click.group()

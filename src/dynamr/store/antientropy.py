@@ -331,11 +331,10 @@ class AntiEntropy:
         node = self.node
         if len(msg.keys) != len(msg.states):
             raise BadRequestError(f"{len(msg.keys)} keys with {len(msg.states)} states")
-        n = node.settings.quorum.n
         ops = []
         for key, raw in zip(msg.keys, msg.states, strict=True):
             node.check_key(key)
-            if node.node_id not in node.ring.preference_list(key, n):
+            if not node.owns(key):
                 raise BadRequestError(f"node {node.node_id} is not a replica of key {key!r}")
             ops.append(node.committer.submit(node.replica.op_merge(key, versions.decode_state(raw))))
         await asyncio.gather(*ops)

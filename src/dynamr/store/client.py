@@ -17,8 +17,10 @@ whatever is there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -85,6 +87,8 @@ class ClusterView:
 
 #: seconds between pings of a suspect node
 PROBE_INTERVAL = 0.5
+#: seconds a client uses its view of the cluster before it asks again
+VIEW_TTL = 5.0
 
 
 class AsyncClient:
@@ -100,6 +104,8 @@ class AsyncClient:
         self._hedge_after = max(0.02, hedge_fraction * timeout)
         self._transport = transport or TcpTransport(secret, ssl_context=ssl_context)
         self._view: ClusterView | None = None
+        self._view_at = 0.0
+        self._refresh: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
         #: nodes that missed a deadline or lost a hedged race, with the task pinging them until they answer
         self._suspects: dict[str, asyncio.Task[None]] = {}
@@ -112,23 +118,37 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
         for probe in self._suspects.values():
             probe.cancel()
         self._suspects.clear()
         await self._transport.close()
 
     async def cluster(self) -> ClusterView:
-        """Membership and limits, fetched once from the first seed that answers."""
-        if self._view is not None:
-            return self._view
+        """Membership and limits, from the first node that answers. Members join and leave, so a view older
+        than ``VIEW_TTL`` seconds is fetched again in the background (meanwhile nodes forward what they do
+        not own)."""
+        view = self._view
+        if view is not None:
+            if time.monotonic() - self._view_at >= VIEW_TTL and (self._refresh is None or self._refresh.done()):
+                self._view_at = time.monotonic()
+                self._refresh = asyncio.ensure_future(self._refetch())
+            return view
         async with self._lock:
             if self._view is None:
                 self._view = await self._fetch_view()
+                self._view_at = time.monotonic()
         return self._view
+
+    async def _refetch(self) -> None:
+        with contextlib.suppress(DynamrError):
+            self._view = await self._fetch_view()
 
     async def _fetch_view(self) -> ClusterView:
         errors = []
-        for seed in self._seeds:
+        known = list(self._view.nodes.values()) if self._view is not None else []
+        for seed in [*known, *(s for s in self._seeds if s not in known)]:
             try:
                 info = await self._transport.call(seed, m.ClusterInfo(), self._timeout)
             except UnavailableError as exc:
@@ -137,7 +157,7 @@ class AsyncClient:
             assert isinstance(info, m.ClusterInfoReply)
             nodes = {node_id: (host, port) for node_id, host, port in info.nodes}
             host, _, port = info.coordinator.rpartition(":")
-            return ClusterView(nodes=nodes, ring=Ring(nodes, info.vnodes), n=info.n,
+            return ClusterView(nodes=nodes, ring=Ring(info.owners or nodes, info.vnodes), n=info.n,
                                max_key_bytes=info.max_key_bytes, max_value_bytes=info.max_value_bytes,
                                coordinator=(host, int(port)) if info.coordinator else None)
         raise UnavailableError("no node of the cluster answered: " + "; ".join(errors))

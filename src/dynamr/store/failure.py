@@ -16,6 +16,15 @@ class FailureDetector:
         self._last_heard = dict.fromkeys(peers, now)
         self._down: set[str] = set()
 
+    def set_peers(self, peers: Iterable[str], now: float) -> None:
+        """The peers to watch (membership changed): new ones start up, gone ones are forgotten."""
+        wanted = set(peers)
+        for peer in wanted - self._last_heard.keys():
+            self._last_heard[peer] = now
+        for peer in set(self._last_heard) - wanted:
+            del self._last_heard[peer]
+            self._down.discard(peer)
+
     def heard_from(self, peer: str, now: float) -> bool:
         """Record an answer; True when this brings the peer back up."""
         if peer not in self._last_heard:

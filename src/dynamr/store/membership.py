@@ -16,7 +16,8 @@ in two phases, each ending when every member taking part (:func:`participants`) 
 1. ``prepare``: each node starts writing to the old owners *and* the new ones (joint writes). It
    acknowledges once the writes it started before that have ended. After this phase, no write reaches
    only the old owners.
-2. ``stream``: each key's first old owner still in the cluster sends it to its new owners. A node
+2. ``stream``: each old owner still in the cluster sends its copy of each key to the key's new owners
+   (one old owner would not do: a write acknowledged by W of N may be missing from any one). A node
    acknowledges when its part is sent.
 
 Then the claimant *finishes*: ``owners`` becomes ``pending``, joining members become valid and leaving
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from dynamr.errors import BadRequestError
+from dynamr.rpc import messages as wire
 
 STATUSES = ("joining", "valid", "leaving", "left")
 #: every legal move of a member's status
@@ -247,12 +249,6 @@ def finish(state: ClusterState, me: str) -> ClusterState:
     return _next(state, me, members=members, owners=state.pending, pending=(), phase="", acks=())
 
 
-def sender(state: ClusterState, old_preference: Iterable[str]) -> str | None:
-    """Who sends a key to its new owners in the ``stream`` phase: its first old owner still in the cluster
-    (a removed node's keys come from the next replica)."""
-    return next((n for n in old_preference if state.status(n) not in ("left", "")), None)
-
-
 def set_coordinator(state: ClusterState, me: str, address: str) -> ClusterState:
     return state if state.coordinator == address else _next(state, me, coordinator=address)
 
@@ -361,3 +357,32 @@ class MembershipNode:
         """An admin change (``register``, ``stage``, ``unstage``, ``commit`` with their arguments bound),
         made here: the caller checked that this node is the claimant."""
         return self._adopt(change(self.state, self.me))
+
+
+# --- the wire form ------------------------------------------------------------------------------------
+
+
+def to_record(state: ClusterState) -> wire.ClusterStateRecord:
+    return wire.ClusterStateRecord(
+        version=state.version, author=state.author, owners=state.owners, pending=state.pending,
+        members=tuple(wire.MemberRecord(node_id=x.node_id, host=x.host, port=x.port, status=x.status)
+                      for x in state.members),
+        phase=state.phase, acks=state.acks, since=state.since, coordinator=state.coordinator,
+        staged=tuple(wire.ChangeRecord(action=c.action, node_id=c.node_id) for c in state.staged))
+
+
+def from_record(rec: wire.ClusterStateRecord) -> ClusterState:
+    """A state received from a peer or read from disk, checked for what types alone do not say."""
+    members = tuple(Member(x.node_id, x.host, x.port, x.status) for x in rec.members)
+    ids = {x.node_id for x in members}
+    if any(x.status not in STATUSES for x in members) or len(ids) != len(members):
+        raise MembershipError("a cluster state with an unknown member status or a member twice")
+    if rec.phase not in PHASES or not set(rec.owners) <= ids or not set(rec.pending) <= ids or not rec.owners:
+        raise MembershipError("a cluster state whose ring names nodes that are not members")
+    if any(c.action not in ACTIONS for c in rec.staged):
+        raise MembershipError("a cluster state with an unknown staged change")
+    return ClusterState(version=rec.version, author=rec.author, members=tuple(sorted(members)),
+                        owners=tuple(sorted(rec.owners)), pending=tuple(sorted(rec.pending)), phase=rec.phase,
+                        acks=tuple(sorted(rec.acks)), since=rec.since,
+                        staged=tuple(Change(c.action, c.node_id) for c in rec.staged),
+                        coordinator=rec.coordinator)

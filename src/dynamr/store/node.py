@@ -33,7 +33,7 @@ from dynamr.errors import (
 from dynamr.rpc import messages as m
 from dynamr.rpc.server import Dispatcher
 from dynamr.rpc.transport import Transport
-from dynamr.store import versions
+from dynamr.store import membership, versions
 from dynamr.store.antientropy import AntiEntropy
 from dynamr.store.blobs import BlobStore, MemoryBlobStore
 from dynamr.store.chunks import ChunkService
@@ -41,6 +41,8 @@ from dynamr.store.commit import GroupCommitter
 from dynamr.store.engine import Engine
 from dynamr.store.failure import FailureDetector
 from dynamr.store.health import StorageHealth
+from dynamr.store.members import Members, load_state
+from dynamr.store.membership import ClusterState
 from dynamr.store.pruning import ContextPruner
 from dynamr.store.quorum import Outcome, ReadQuorum, Send, WriteQuorum
 from dynamr.store.replica import Replica
@@ -55,13 +57,23 @@ LIST_LIMIT = 10000
 
 class StoreNode:
     def __init__(self, spec: ClusterSpec, node_id: str, engine: Engine, transport: Transport,
-                 clock: Callable[[], float] = time.monotonic, blobs: BlobStore | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, blobs: BlobStore | None = None, *,
+                 state: ClusterState | None = None, address: tuple[str, int] | None = None) -> None:
+        """``state``: the membership to start from (a node that just joined); else the one this node
+        persisted, else the cluster file's nodes. ``address``: this node's, when the file does not list it."""
         self.spec = spec
         self.settings = spec.settings
         self.node_id = node_id
-        self.address = spec.node(node_id).address
-        self.addresses = {n.node_id: n.address for n in spec.nodes}
-        self.ring = Ring(self.addresses, self.settings.vnodes)
+        self.address = address or spec.node(node_id).address
+        state = state or load_state(engine) or membership.bootstrap(
+            [(x.node_id, x.host, x.port) for x in spec.nodes],
+            f"{spec.coordinator.host}:{spec.coordinator.port}" if spec.coordinator is not None else "")
+        self.addresses: dict[str, tuple[str, int]] = {}
+        self.ring = Ring(state.owners, self.settings.vnodes)
+        #: while a change of membership moves data: the ring being moved to (writes go to both)
+        self.pending_ring: Ring | None = None
+        #: writes coordinated without the pending ring, running now (a prepare phase waits for them)
+        self._plain_writes = 0
         self.transport = transport
         self.clock = clock
         self.replica = Replica(engine, node_id, durable_commits=self.settings.fsync == "always")
@@ -70,8 +82,7 @@ class StoreNode:
         self.committer = GroupCommitter(engine, self.health.failed)
         #: each node's current epoch, as its answers to pings say (this node's own included)
         self.epochs: dict[str, str] = {node_id: self.replica.epoch}
-        self.detector = FailureDetector([p for p in self.addresses if p != node_id],
-                                        self.settings.failure_timeout, clock())
+        self.detector = FailureDetector([], self.settings.failure_timeout, clock())
         self.dispatcher = Dispatcher(f"node {node_id}")
         self._background: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -95,6 +106,8 @@ class StoreNode:
         self.chunks = ChunkService(self)
         self.anti_entropy = AntiEntropy(self)
         self.pruner = ContextPruner(self)
+        self.apply_membership(state)
+        self.members = Members(self, state)
         if self.replica.renewed_epoch:
             log.info("node %s starts with a new epoch %s", node_id, self.replica.epoch)
 
@@ -111,6 +124,7 @@ class StoreNode:
             self._loops.append(asyncio.create_task(self._every(s.fsync_interval, self._sync)))
 
     async def stop(self) -> None:
+        self.members.close()
         for task in [*self._loops, *self._background]:
             task.cancel()
         for task in [*self._loops, *self._background]:
@@ -137,6 +151,26 @@ class StoreNode:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    # --- membership (see dynamr.store.members) ------------------------------------------------------
+
+    def apply_membership(self, state: ClusterState) -> None:
+        """Use a cluster state: who the peers are, the ring, and the ring being moved to."""
+        self.addresses = state.addresses()
+        self.addresses.setdefault(self.node_id, self.address)
+        self.ring = Ring(state.owners, self.settings.vnodes)
+        self.pending_ring = Ring(state.pending, self.settings.vnodes) if state.moving else None
+        self.detector.set_peers([p for p in self.addresses if p != self.node_id], self.clock())
+
+    async def drain_plain_writes(self) -> None:
+        """Wait until no write coordinated without the pending ring is running, and its stray replica
+        messages have timed out."""
+        while self._plain_writes:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(self.settings.replica_timeout)
+
+    def wake_handoff(self) -> None:
+        self._handoff_wakeup.set()
+
     # --- talking to peers ----------------------------------------------------------------------------
 
     async def call_peer(self, node_id: str, msg: m.Message, timeout: float) -> m.Message:
@@ -159,15 +193,20 @@ class StoreNode:
     async def _heartbeat(self) -> None:
         timeout = self.settings.failure_timeout / 2
 
+        version, author = self.members.state.key()
+
         async def ping(peer: str) -> None:
             with contextlib.suppress(DynamrError):
-                reply = await self.call_peer(peer, m.Ping(sender=self.node_id), timeout)
+                reply = await self.call_peer(peer, m.Ping(sender=self.node_id, version=version, author=author),
+                                             timeout)
                 if isinstance(reply, m.Pong) and reply.node_id == peer:
                     self.epochs[peer] = reply.epoch
+                    await self.members.heard(peer, reply.version, reply.author)
 
         await asyncio.gather(*(ping(p) for p in self.addresses if p != self.node_id))
         for peer in self.detector.tick(self.clock()):
             log.info("peer %s has been silent for %.1fs; marked down", peer, self.settings.failure_timeout)
+        await self.members.tick()
 
     # --- validation ----------------------------------------------------------------------------------
 
@@ -181,8 +220,8 @@ class StoreNode:
     def quorum_for(self, n: int, r: int = 0, w: int = 0) -> Quorum:
         default = self.settings.quorum
         n = n or default.n
-        if n > len(self.addresses):
-            raise BadRequestError(f"N={n} replicas need {n} nodes; the cluster has {len(self.addresses)}")
+        if n > len(self.ring.node_ids):
+            raise BadRequestError(f"N={n} replicas need {n} nodes; the cluster has {len(self.ring.node_ids)}")
         try:
             return Quorum(n=n, r=r or min(default.r, n), w=w or min(default.w, n))
         except ConfigError as exc:
@@ -194,18 +233,22 @@ class StoreNode:
     # --- client-facing handlers ----------------------------------------------------------------------
 
     async def _on_ping(self, msg: m.Ping) -> m.Pong:
-        if msg.sender and msg.sender in self.addresses and self.detector.heard_from(msg.sender, self.clock()):
+        if msg.sender in self.addresses and self.detector.heard_from(msg.sender, self.clock()):
             self._peer_back(msg.sender)
-        return m.Pong(node_id=self.node_id, epoch=self.replica.epoch)
+        if msg.version and msg.sender != self.node_id and self.members.state.member(msg.sender) is not None:
+            # a member that left is told so too (it is no peer any more, but it stops only once it knows)
+            self._spawn(self.members.heard(msg.sender, msg.version, msg.author))
+        version, author = self.members.state.key()
+        return m.Pong(node_id=self.node_id, epoch=self.replica.epoch, version=version, author=author)
 
     async def _on_cluster_info(self, msg: m.ClusterInfo) -> m.ClusterInfoReply:
         q = self.settings.quorum
+        state = self.members.state
         return m.ClusterInfoReply(
-            nodes=tuple((n.node_id, n.host, n.port) for n in self.spec.nodes), n=q.n, r=q.r, w=q.w,
+            nodes=tuple((n, h, p) for n, (h, p) in sorted(self.addresses.items())), n=q.n, r=q.r, w=q.w,
             vnodes=self.settings.vnodes, down=tuple(sorted(self.detector.down)),
             max_key_bytes=self.settings.max_key_bytes, max_value_bytes=self.settings.max_value_bytes,
-            coordinator=(f"{self.spec.coordinator.host}:{self.spec.coordinator.port}"
-                         if self.spec.coordinator is not None else ""))
+            coordinator=state.coordinator, owners=state.owners, version=state.version)
 
     async def _on_status(self, msg: m.NodeStatus) -> m.NodeStatusReply:
         engine = self.replica.engine
@@ -306,7 +349,15 @@ class StoreNode:
                     hinted.add(owner)
                     self._spawn(hint_here(owner))
 
+        joint = self.pending_ring  # a change of membership moves data: the new owners get the write too
+        changed = asyncio.Event()
+        inflight = 0
+        new_owners: set[str] = set()
+        extra: list[asyncio.Task[bool]] = []
+
         async def send(target: Send) -> None:
+            nonlocal inflight
+            inflight += 1
             try:
                 if target.node == self.node_id:
                     await local(target.hint_for)
@@ -318,19 +369,65 @@ class StoreNode:
                 for retry in machine.on_failure(target.node):
                     self._spawn(send(retry))
                 hint_unplaced()
+            finally:
+                inflight -= 1
+                changed.set()
             if machine.outcome is not Outcome.PENDING:
                 done.set()
 
-        for target in machine.start():
-            self._spawn(send(target))
-        hint_unplaced()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), timeout)
+        def new_acks() -> set[str]:
+            return (set(machine.acked) & new_owners) | {t.get_name() for t in extra if t.done() and t.result()}
+
+        if joint is None:
+            self._plain_writes += 1
+        else:
+            before = self.ring.preference_list(key, quorum.n)
+            new_owners = set(joint.preference_list(key, quorum.n))
+            for owner in sorted(new_owners - set(before)):
+                task = asyncio.create_task(self._to_new_owner(owner, local, message, replica_timeout, what),
+                                           name=owner)
+                task.add_done_callback(lambda _: changed.set())
+                extra.append(task)
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            for target in machine.start():
+                self._spawn(send(target))
+            hint_unplaced()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout)
+        finally:
+            if joint is None:
+                self._plain_writes -= 1
         if machine.outcome is not Outcome.SUCCEEDED:
             raise QuorumError(
                 f"{what} reached {len(machine.acked)} of the W={quorum.w} replicas required "
                 f"within {timeout:.1f}s (acknowledged by: {', '.join(machine.acked) or 'none'}; "
                 f"failed: {', '.join(machine.failed) or 'none'}); the write may still appear later")
+        # joint quorum: W of the new owners too, or a read from them right after the switch could miss it
+        while joint is not None and len(new_acks()) < quorum.w:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or (inflight == 0 and all(t.done() for t in extra)):
+                raise QuorumError(f"{what} reached {len(new_acks())} of the W={quorum.w} new owners required "
+                                  "while the cluster's membership changes; the write may still appear later")
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
+    async def _to_new_owner(self, target: str, local: Callable[[str], Awaitable[None]],
+                            message: Callable[[str], m.Message], timeout: float, what: str) -> bool:
+        """A write for a new owner of its key: sent (True), or kept here as a hint for it (the transition
+        does not finish while such hints are left)."""
+        try:
+            if target == self.node_id:
+                await local("")
+            else:
+                await self.call_peer(target, message(""), timeout)
+            return True
+        except DynamrError as exc:
+            log.debug("%s to new owner %s failed (%s): kept as a hint", what, target, exc)
+            with contextlib.suppress(DynamrError):
+                await local(target)
+            return False
 
     async def coordinate_read(self, key: bytes, quorum: Quorum, timeout: float) -> State:
         machine = ReadQuorum(self.ring.walk(key), quorum.n, quorum.r, self.detector)
@@ -401,6 +498,12 @@ class StoreNode:
 
     async def _on_replica_read(self, msg: m.ReplicaRead) -> m.ReplicaState:
         return m.ReplicaState(state=versions.encode_state(self.replica.read(msg.key)))
+
+    def owns(self, key: bytes) -> bool:
+        """Whether this node is a replica of ``key``, in the ring or in the ring being moved to."""
+        n = self.settings.quorum.n
+        return self.node_id in self.ring.preference_list(key, n) or (
+            self.pending_ring is not None and self.node_id in self.pending_ring.preference_list(key, n))
 
     async def _on_replica_write(self, msg: m.ReplicaWrite) -> m.Ack:
         self.check_key(msg.key)

@@ -20,6 +20,9 @@ from dynamr.rpc.messages.base import Message, register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ping(Message):
     sender: str = ""
+    #: the sender's cluster state, as (version, author) (gossip: see dynamr.store.membership)
+    version: int = 0
+    author: str = ""
 
 
 @register(2)
@@ -27,6 +30,8 @@ class Ping(Message):
 class Pong(Message):
     node_id: str
     epoch: str
+    version: int = 0
+    author: str = ""
 
 
 @register(3)
@@ -50,6 +55,10 @@ class ClusterInfoReply(Message):
     max_value_bytes: int
     #: "host:port" of the MapReduce coordinator, empty when there is none
     coordinator: str = ""
+    #: the members whose tokens make the ring (``nodes`` also lists members joining); empty: all of them
+    owners: tuple[str, ...] = ()
+    #: the cluster state's version (a client refetches this reply when it moves)
+    version: int = 0
 
 
 @register(5)

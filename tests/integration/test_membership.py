@@ -1,0 +1,140 @@
+"""Membership with real node processes: a cluster under a steady write load grows from three nodes to five
+and shrinks back to three with the CLI's join/leave/commit; no acknowledged write is lost, every key ends with
+N copies on its current owners, and the load never stops."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from dynamr.errors import DynamrError
+from dynamr.localcluster import LocalCluster
+from dynamr.rpc import messages as m
+from dynamr.store import membership as ms
+from dynamr.store.client import Client
+from dynamr.store.ring import Ring
+from tests.helpers import dynamr, wait_until
+from tests.integration.conftest import FAST
+
+
+@pytest.fixture
+def cluster(tmp_path):  # type: ignore[no-untyped-def]
+    from dynamr.config import StoreSettings
+
+    made = LocalCluster.create(tmp_path / "c", 3, StoreSettings.from_dict(dict(FAST)), ephemeral=True)
+    made.start()
+    yield made
+    made.stop()
+
+
+class Load:
+    """Writes fresh keys and rewrites old ones until stopped; remembers what was acknowledged and how long
+    each write took."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.acked: dict[str, bytes] = {}
+        self.errors: list[str] = []
+        self.latencies: list[float] = []
+        self.when: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        with Client(self.cluster.seeds, self.cluster.secret, timeout=5.0) as client:
+            for i in range(10**9):
+                if self._stop.is_set():
+                    return
+                key, value = f"k{i}", f"v{i}".encode()
+                started = time.monotonic()
+                try:
+                    client.put(key, value)
+                except DynamrError as exc:
+                    self.errors.append(f"{key}: {exc}")
+                    continue
+                self.latencies.append(time.monotonic() - started)
+                self.acked[key] = value
+                self.when[key] = time.time()
+
+    def count(self) -> int:
+        return len(self.acked)
+
+
+def _state(cluster: LocalCluster) -> ms.ClusterState:
+    """The cluster state as the highest-numbered running node holds it (the last to leave)."""
+    node = max((p for p in cluster.running() if p.startswith("n")), key=lambda p: int(p[1:]))
+    with Client([cluster.address(node)], cluster.secret, timeout=5.0) as client:
+        reply = client.call_node(cluster.address(node), m.ClusterAdmin(action="show"))
+    assert isinstance(reply, m.ClusterStateReply)
+    return ms.from_record(reply.state)
+
+
+def _settled(cluster: LocalCluster, owners: tuple[str, ...]) -> bool:
+    state = _state(cluster)
+    return not state.moving and state.owners == owners
+
+
+def _cli(cluster: LocalCluster, *args: str) -> str:
+    return dynamr("cluster", *args, "--dir", str(cluster.root), cwd=cluster.root).stdout
+
+
+def _copies(cluster: LocalCluster, keys: list[str], owners: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    """(key, node) for every owner of a key that does not hold it."""
+    ring = Ring(owners, cluster.spec.settings.vnodes)
+    addresses = {n: cluster.address(n) for n in owners}
+    with Client(cluster.seeds, cluster.secret, timeout=5.0) as client:
+        for key in keys:
+            for node in ring.preference_list(key.encode(), 3):
+                reply = client.call_node(addresses[node], m.ReplicaRead(key=key.encode()))
+                if not isinstance(reply, m.ReplicaState) or not reply.state:
+                    yield key, node
+
+
+def test_grow_to_five_and_shrink_back_to_three_under_a_write_load(cluster: LocalCluster) -> None:
+    with Load(cluster) as load:
+        wait_until(lambda: load.count() > 200, 30, "the load to start")
+        for _ in range(2):
+            out = _cli(cluster, "add")
+            assert "staged: join" in out, out
+        plan = _cli(cluster, "plan")
+        assert "join n4" in plan and "join n5" in plan and "ring after commit: n1, n2, n3, n4, n5" in plan, plan
+        assert "committed" in _cli(cluster, "commit")
+        wait_until(lambda: _settled(cluster, ("n1", "n2", "n3", "n4", "n5")), 120, "the join to finish",
+                   interval=0.5)
+        grown = load.count()
+        wait_until(lambda: load.count() > grown + 200, 30, "writes to the grown cluster")
+        _cli(cluster, "leave", "n1")
+        _cli(cluster, "leave", "n2")
+        _cli(cluster, "commit")
+        wait_until(lambda: _settled(cluster, ("n3", "n4", "n5")), 120, "the leave to finish", interval=0.5)
+        wait_until(lambda: not cluster.pid("n1") and not cluster.pid("n2"), 60, "the nodes that left to stop")
+        shrunk = load.count()
+        wait_until(lambda: load.count() > shrunk + 200, 30, "writes to the shrunk cluster")
+    acked = dict(load.acked)
+    error_rate = len(load.errors) / max(1, len(load.errors) + len(acked))
+    p99 = sorted(load.latencies)[int(len(load.latencies) * 0.99)]
+    print(f"\n{len(acked)} writes acknowledged, {len(load.errors)} failed ({100 * error_rate:.2f}%), "
+          f"p99 {1000 * p99:.0f} ms", load.errors[:3])
+    assert error_rate < 0.01, load.errors[:5]
+    final = ("n3", "n4", "n5")
+    with Client([cluster.address(n) for n in final], cluster.secret, timeout=5.0) as client:
+        lost = [k for k, v in acked.items() if client.get(k).values != (v,)]
+        where = {k: [n for n in final if client.call_node(cluster.address(n), m.ReplicaRead(key=k.encode())).state]
+                 for k in lost[:3]}
+    ring = Ring(final, cluster.spec.settings.vnodes)
+    assert lost == [], (f"{len(lost)} acknowledged writes lost: "
+                        + "; ".join(f"{k} written at {load.when[k]:.3f} is on {where[k]}, owners "
+                                    f"{ring.preference_list(k.encode(), 3)}" for k in lost[:3]))
+    keys = sorted(acked)
+    assert list(_copies(cluster, keys[::3], final)) == []
