@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -22,7 +23,6 @@ from dynamr.config import ClusterSpec, Quorum
 from dynamr.errors import (
     BadRequestError,
     ConfigError,
-    DeadlineExceededError,
     DynamrError,
     KeyTooLargeError,
     QuorumError,
@@ -33,7 +33,7 @@ from dynamr.errors import (
 from dynamr.rpc import messages as m
 from dynamr.rpc.server import Dispatcher
 from dynamr.rpc.transport import Transport
-from dynamr.store import membership, versions
+from dynamr.store import membership, upkeep, versions
 from dynamr.store.antientropy import AntiEntropy
 from dynamr.store.blobs import BlobStore, MemoryBlobStore
 from dynamr.store.chunks import ChunkService
@@ -88,7 +88,7 @@ class StoreNode:
         self._loops: list[asyncio.Task[None]] = []
         self._handoff_wakeup = asyncio.Event()
         #: extra handoff rounds run with the hints' (e.g. chunk hints); each returns how many it delivered
-        self.handoff_rounds: list[Callable[[], Awaitable[int]]] = [self.hand_off]
+        self.handoff_rounds: list[Callable[[], Awaitable[int]]] = [functools.partial(upkeep.hand_off, self)]
         handlers: dict[type[m.Message], Callable[[Any], Awaitable[m.Message]]] = {
             m.Ping: self._on_ping,
             m.ClusterInfo: self._on_cluster_info,
@@ -175,6 +175,8 @@ class StoreNode:
 
     async def call_peer(self, node_id: str, msg: m.Message, timeout: float) -> m.Message:
         """Call a peer, keeping the failure detector informed."""
+        if node_id not in self.addresses:
+            raise UnavailableError(f"node {node_id} is not a member of the cluster (any more)")
         try:
             reply = await self.transport.call(self.addresses[node_id], msg, timeout)
         except UnavailableError:
@@ -529,7 +531,7 @@ class StoreNode:
         purged = await self.committer.submit(self.replica.op_purge(msg.key, versions.decode_state(msg.state)))
         return m.ReplicaPurgeReply(purged=bool(purged))
 
-    # --- hinted handoff and tombstone purging --------------------------------------------------------
+    # --- hinted handoff and tombstone purging (dynamr.store.upkeep) ---------------------------------------
 
     async def _handoff_loop(self) -> None:
         while True:
@@ -542,86 +544,10 @@ class StoreNode:
                 except Exception:
                     log.exception("hinted handoff round failed")
 
-    async def hand_off(self, batch: int = 5000) -> int:
-        """Deliver hints to owners that are up, many keys per message (``MergeStates``, anti-entropy's
-        repair); a delivered hint is removed. Returns how many went."""
-        by_owner: dict[str, list[tuple[bytes, State]]] = {}
-        for count, (key, owner, state) in enumerate(self.replica.hints()):
-            if count >= batch:
-                break
-            if self.detector.is_up(owner):
-                by_owner.setdefault(owner, []).append((key, state))
-        budget = self.settings.max_message_bytes // 4
-        delivered = 0
-        for owner, items in by_owner.items():
-            for group in _bounded(items, budget):
-                encoded = tuple(versions.encode_state(state) for _, state in group)
-                try:
-                    await self.call_peer(owner, m.MergeStates(keys=tuple(k for k, _ in group), states=encoded),
-                                         self.settings.request_timeout)
-                except DynamrError as exc:
-                    log.debug("handoff of %d hint(s) to %s failed: %s", len(group), owner, exc)
-                    break
-                dropped = await asyncio.gather(*(self.committer.submit(self.replica.op_drop_hint(k, owner, st))
-                                                 for k, st in group))
-                delivered += sum(1 for d in dropped if d)
-        if delivered:
-            log.info("handed off %d hint(s)", delivered)
-        return delivered
-
     async def _reap(self) -> None:
         await self.reap_tombstones()
         await self.pruner.run()
 
     async def reap_tombstones(self, batch: int = 500) -> int:
-        """Purge deletes that every node holds (checked now); only the key's first preferred node acts."""
-        if self.detector.down:
-            return 0
-        purged = 0
-        for key in self.replica.tombstone_keys()[:batch]:
-            if self.ring.walk(key)[0] != self.node_id:
-                continue
-            local = self.replica.read(key)
-            if not versions.tombstone_only(local):
-                continue
-            try:
-                if await self._purge_everywhere(key, local):
-                    purged += 1
-            except (DeadlineExceededError, UnavailableError, QuorumError) as exc:
-                log.debug("tombstone purge of %r postponed: %s", key, exc)
-        return purged
-
-    async def _purge_everywhere(self, key: bytes, local: State) -> bool:
-        expected = versions.dots(local)
-        timeout = self.settings.replica_timeout
-        peers = [p for p in self.addresses if p != self.node_id]
-        replies = await asyncio.gather(*(self.call_peer(p, m.ReplicaRead(key=key), timeout) for p in peers))
-        preferred = set(self.ring.preference_list(key, self.settings.quorum.n))
-        holders = []
-        for peer, reply in zip(peers, replies, strict=True):
-            assert isinstance(reply, m.ReplicaState)
-            dots = versions.dots(versions.decode_state(reply.state))
-            # A preferred replica without the tombstone, or anyone with another version (a newer write,
-            # an undelivered hint of an older one), means the delete is not everywhere yet: keep it.
-            if dots != expected and (dots or peer in preferred):
-                return False
-            if dots:
-                holders.append(peer)
-        encoded = versions.encode_state(local)
-        for peer in holders:
-            await self.call_peer(peer, m.ReplicaPurge(key=key, state=encoded), timeout)
-        return bool(await self.committer.submit(self.replica.op_purge(key, local)))
-
-
-def _bounded(items: list[tuple[bytes, State]], budget: int) -> list[list[tuple[bytes, State]]]:
-    """Items in groups whose keys and values stay within ``budget`` bytes (at least one item each)."""
-    groups: list[list[tuple[bytes, State]]] = [[]]
-    size = 0
-    for key, state in items:
-        weight = len(key) + sum(len(s.value or b"") + 64 for s in state)
-        if groups[-1] and size + weight > budget:
-            groups.append([])
-            size = 0
-        groups[-1].append((key, state))
-        size += weight
-    return [g for g in groups if g]
+        """Purge deletes that every node holds (see :mod:`dynamr.store.upkeep`)."""
+        return await upkeep.reap_tombstones(self, batch)
