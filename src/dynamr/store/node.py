@@ -162,11 +162,11 @@ class StoreNode:
         self.detector.set_peers([p for p in self.addresses if p != self.node_id], self.clock())
 
     async def drain_plain_writes(self) -> None:
-        """Wait until no write coordinated without the pending ring is running, and its stray replica
-        messages have timed out."""
+        """Wait until no write coordinated without the pending ring is running, nor any of its replica
+        writes and hints (each ends within the replica timeout). A replica message that lands later is a
+        copy the other old owners that acknowledged the write have too: they stream it."""
         while self._plain_writes:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(self.settings.replica_timeout)
+            await asyncio.sleep(0.02)
 
     def wake_handoff(self) -> None:
         self._handoff_wakeup.set()
@@ -337,13 +337,19 @@ class StoreNode:
         replica_timeout = min(self.settings.replica_timeout, timeout)
         hinted: set[str] = set()
 
+        joint = self.pending_ring  # a change of membership moves data: the new owners get the write too
+        plain = 1 if joint is None else 0  # counted in _plain_writes while it runs (see drain_plain_writes)
+
         async def hint_here(owner: str) -> None:
             """No fallback node is left to stand in for ``owner`` (a cluster of N nodes): this node keeps the
             hint itself, so the owner gets the write when it is back instead of only on a later read."""
+            self._plain_writes += plain
             try:
                 await local(owner)
             except DynamrError as exc:
                 log.warning("%s: could not keep a hint for %s: %s", what, owner, exc)
+            finally:
+                self._plain_writes -= plain
 
         def hint_unplaced() -> None:
             for owner in machine.unplaced:
@@ -351,7 +357,6 @@ class StoreNode:
                     hinted.add(owner)
                     self._spawn(hint_here(owner))
 
-        joint = self.pending_ring  # a change of membership moves data: the new owners get the write too
         changed = asyncio.Event()
         inflight = 0
         new_owners: set[str] = set()
@@ -360,6 +365,7 @@ class StoreNode:
         async def send(target: Send) -> None:
             nonlocal inflight
             inflight += 1
+            self._plain_writes += plain
             try:
                 if target.node == self.node_id:
                     await local(target.hint_for)
@@ -373,6 +379,7 @@ class StoreNode:
                 hint_unplaced()
             finally:
                 inflight -= 1
+                self._plain_writes -= plain
                 changed.set()
             if machine.outcome is not Outcome.PENDING:
                 done.set()
@@ -380,9 +387,8 @@ class StoreNode:
         def new_acks() -> set[str]:
             return (set(machine.acked) & new_owners) | {t.get_name() for t in extra if t.done() and t.result()}
 
-        if joint is None:
-            self._plain_writes += 1
-        else:
+        self._plain_writes += plain
+        if joint is not None:
             before = self.ring.preference_list(key, quorum.n)
             new_owners = set(joint.preference_list(key, quorum.n))
             for owner in sorted(new_owners - set(before)):
@@ -398,8 +404,7 @@ class StoreNode:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), timeout)
         finally:
-            if joint is None:
-                self._plain_writes -= 1
+            self._plain_writes -= plain
         if machine.outcome is not Outcome.SUCCEEDED:
             raise QuorumError(
                 f"{what} reached {len(machine.acked)} of the W={quorum.w} replicas required "
