@@ -75,7 +75,7 @@ class AntiEntropy:
         self._one_at_a_time = asyncio.Lock()
         for cls, handler in ((m.TreeRequest, self._on_tree), (m.SegmentRequest, self._on_segments),
                              (m.StatesRequest, self._on_states), (m.MergeStates, self._on_merge),
-                             (m.RunExchange, self._on_run)):
+                             (m.RunExchange, self._on_run), (m.StatesOffer, self._on_offer)):
             node.dispatcher.register(cls, handler)
 
     def status(self) -> dict[str, Any]:
@@ -326,6 +326,14 @@ class AntiEntropy:
             states.append(raw)
             size += len(raw) + 16
         return m.StatesReply(states=tuple(states))
+
+    async def _on_offer(self, msg: m.StatesOffer) -> m.StatesWanted:
+        if len(msg.keys) != len(msg.digests):
+            raise BadRequestError(f"{len(msg.keys)} keys offered with {len(msg.digests)} digests")
+        engine = self.node.replica.engine
+        wanted = tuple(key for key, digest in zip(msg.keys, msg.digests, strict=True)
+                       if merkle.key_digest(key, versions.dots_of(engine.get("data", key) or b"")[0]) != digest)
+        return m.StatesWanted(keys=wanted)
 
     async def _on_merge(self, msg: m.MergeStates) -> m.Ack:
         node = self.node

@@ -4,7 +4,9 @@ longer owns once everyone has switched.
 In the ``stream`` phase (see :mod:`dynamr.store.membership`) every old owner of a key still in the cluster
 sends its copy to each new owner that was not an old one. One old owner would not do: a write acknowledged
 by W of the N old owners may be missing from any one of them, and the new owner then holds the union,
-merged. (Chunks are immutable: an old owner first asks whether the new owner has the chunk.) Each node
+merged. To keep the new owner from receiving each key N times, a key's first old owner sends it at once
+and the others offer digests first, sending only what the new owner does not hold exactly (Chunks are
+immutable: an old owner asks whether the new owner has the chunk.) Each node
 reads its data in key order and sends many keys per ``MergeStates`` message (anti-entropy's repair
 message), one message in flight per target: a slow target slows only its own stream (flow control by
 acknowledgement), and ``handoff_bytes_per_second`` caps the total. After each batch the last key sent is
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from dynamr.errors import CorruptDataError, DynamrError, NotFoundError
 from dynamr.rpc import messages as m
+from dynamr.store import merkle, versions
 from dynamr.store.engine import WriteTxn
 from dynamr.store.membership import ClusterState
 from dynamr.store.replica import split_hint_key
@@ -62,18 +65,34 @@ async def stream(node: StoreNode, state: ClusterState) -> None:
         await asyncio.sleep(0.2)  # hints of writes made meanwhile, for a new owner that was down
 
 
-def _targets(me: str, old: Ring, new: Ring, n: int, key: bytes) -> list[str]:
-    """The new owners of a key this node sends it to: all that were not old owners, if this node is one."""
+def _targets(state: ClusterState, me: str, old: Ring, new: Ring, n: int, key: bytes,
+             first: bool | None = None) -> list[str]:
+    """The new owners of a key this node sends it to: all that were not old owners, if this node is one.
+    With ``first``, only keys this node is (True) or is not (False) the first old owner still in the
+    cluster of."""
     before = old.preference_list(key, n)
     if me not in before:
+        return []
+    if first is not None and first != (next(o for o in before if state.status(o) != "left") == me):
         return []
     return [t for t in new.preference_list(key, n) if t not in before]
 
 
 async def _stream_keys(node: StoreNode, state: ClusterState, old: Ring, new: Ring, n: int,
                        limiter: _Limiter) -> int:
+    """Two passes: the keys this node is the first old owner of go as they are; then it *offers* the
+    others (their digests) and sends only those the new owner lacks or holds other versions of. The first
+    old owner of each key has usually sent it by then, so the new owner gets most keys once, not N times."""
+    sent = 0
+    for first in (True, False):
+        sent += await _stream_pass(node, state, old, new, n, limiter, first)
+    return sent
+
+
+async def _stream_pass(node: StoreNode, state: ClusterState, old: Ring, new: Ring, n: int, limiter: _Limiter,
+                       first: bool) -> int:
     engine = node.replica.engine
-    mark = _checkpoint_key("keys", state.since)
+    mark = _checkpoint_key("keys" if first else "offered", state.since)
     start = engine.get("meta", mark) or b""
     sent = 0
     while True:
@@ -84,14 +103,36 @@ async def _stream_keys(node: StoreNode, state: ClusterState, old: Ring, new: Rin
             close()
         by_target: dict[str, list[tuple[bytes, bytes]]] = {}
         for key, raw in batch:
-            for target in _targets(node.node_id, old, new, n, key):
+            for target in _targets(state, node.node_id, old, new, n, key, first):
                 by_target.setdefault(target, []).append((key, raw))
+        if not first:
+            wanted = await asyncio.gather(*(_wanted(node, t, items) for t, items in by_target.items()))
+            by_target = dict(zip(by_target, wanted, strict=True))
         await asyncio.gather(*(_send_states(node, t, items, limiter) for t, items in by_target.items()))
         sent += sum(map(len, by_target.values()))
         if len(batch) < SCAN_BATCH:
             return sent
         start = batch[-1][0] + b"\0"
         await node.committer.submit(_put_meta(mark, start))
+
+
+async def _wanted(node: StoreNode, target: str, items: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The items whose versions ``target`` does not hold exactly (it compares digests of dots)."""
+    offer = m.StatesOffer(keys=tuple(k for k, _ in items),
+                          digests=tuple(merkle.key_digest(k, versions.dots_of(raw)[0]) for k, raw in items))
+    delay = 0.2
+    while True:
+        try:
+            reply = await node.call_peer(target, offer, node.settings.request_timeout * 4)
+            break
+        except DynamrError as exc:
+            log.debug("handoff offer to %s: %s; trying again", target, exc)
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+    if not isinstance(reply, m.StatesWanted):
+        raise DynamrError(f"node {target} answered an offer with {type(reply).__name__}")
+    want = set(reply.keys)
+    return [(k, raw) for k, raw in items if k in want]
 
 
 async def _send_states(node: StoreNode, target: str, items: list[tuple[bytes, bytes]], limiter: _Limiter) -> None:
@@ -137,7 +178,7 @@ async def _stream_chunks(node: StoreNode, state: ClusterState, old: Ring, new: R
     for cid in ids:
         if cid <= done:
             continue
-        targets = _targets(node.node_id, old, new, n, cid)
+        targets = _targets(state, node.node_id, old, new, n, cid)
         if targets:
             try:
                 data = await node.chunks.read_local(cid)

@@ -291,6 +291,22 @@ class ExchangeReply(Message):
     chunks: int
 
 
+@register(38)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatesOffer(Message):
+    """Handoff: keys with the digests of their versions' dots (dynamr.store.merkle.key_digest); the reply
+    names those the receiver lacks or holds other versions of."""
+
+    keys: tuple[bytes, ...]
+    digests: tuple[int, ...]
+
+
+@register(39)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatesWanted(Message):
+    keys: tuple[bytes, ...]
+
+
 @register(28)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MergeStates(Message):
