@@ -138,3 +138,35 @@ def test_grow_to_five_and_shrink_back_to_three_under_a_write_load(cluster: Local
                                     f"{ring.preference_list(k.encode(), 3)}" for k in lost[:3]))
     keys = sorted(acked)
     assert list(_copies(cluster, keys[::3], final)) == []
+
+
+def test_a_sender_killed_mid_stream_resumes_and_the_join_completes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dynamr.config import StoreSettings
+
+    settings = StoreSettings.from_dict({**FAST, "handoff_bytes_per_second": 1_000_000})
+    cluster = LocalCluster.create(tmp_path / "c", 3, settings, ephemeral=True, coordinator=False)
+    cluster.start()
+    try:
+        value = b"x" * 16384
+        with Client(cluster.seeds, cluster.secret, timeout=10.0) as client:
+            for i in range(600):  # about 10 MB on every node: 7 s or more of streaming at 1 MB/s
+                client.put(f"d{i}", value + str(i).encode())
+        _cli(cluster, "add")
+        _cli(cluster, "commit")
+        wait_until(lambda: _state(cluster).phase == "stream", 60, "the stream phase", interval=0.05)
+        assert "n1" not in _state(cluster).acks
+        cluster.kill_node("n1")  # kill -9 in the middle of sending its part
+        # the others finish theirs meanwhile; the transition waits for n1
+        wait_until(lambda: set(_state(cluster).acks) == {"n2", "n3", "n4"}, 60, "the others' parts",
+                   interval=0.1)
+        cluster.start(["n1"])
+        wait_until(lambda: _settled(cluster, ("n1", "n2", "n3", "n4")), 120, "the join to finish after the crash",
+                   interval=0.5)
+        final = ("n1", "n2", "n3", "n4")
+        with Client([cluster.address(n) for n in final], cluster.secret, timeout=10.0) as client:
+            assert all(client.get(f"d{i}").values == (value + str(i).encode(),) for i in range(600))
+        assert list(_copies(cluster, [f"d{i}" for i in range(0, 600, 2)], final)) == []
+        log = cluster.log_file("n1").read_text()
+        assert log.count("my part of stream") == 1, "n1 finished its part once, after the restart"
+    finally:
+        cluster.stop()

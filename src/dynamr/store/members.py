@@ -68,6 +68,10 @@ class Members:
                              (m.JoinCluster, self._on_join), (m.ClusterAdmin, self._on_admin)):
             node.dispatcher.register(cls, handler)
 
+    def start(self) -> None:
+        """Pick up the phase work of a transition this node was in when it stopped (from its checkpoint)."""
+        self._start_work(self.state)
+
     @property
     def state(self) -> ClusterState:
         return self.machine.state

@@ -122,6 +122,7 @@ class StoreNode:
                        asyncio.create_task(self.anti_entropy.scrub_forever())]
         if s.fsync == "periodic":
             self._loops.append(asyncio.create_task(self._every(s.fsync_interval, self._sync)))
+        self.members.start()
 
     async def stop(self) -> None:
         self.members.close()
