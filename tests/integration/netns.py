@@ -42,7 +42,8 @@ def available() -> bool:
 class NetnsCluster:
     """``count`` nodes, n1..nN, each in namespace ``<tag>-nI`` at 10.<subnet>.I+10; the coordinator beside n1."""
 
-    def __init__(self, root: Path, count: int, settings: dict[str, object] | None = None) -> None:
+    def __init__(self, root: Path, count: int, settings: dict[str, object] | None = None, listed: int = 0) -> None:
+        """``count`` machines; the cluster file lists the first ``listed`` (all by default): the others join."""
         self.root = root
         self.tag = secrets.token_hex(2)
         self.subnet = f"10.{200 + int(self.tag, 16) % 50}.{int(self.tag, 16) % 250}"
@@ -56,8 +57,9 @@ class NetnsCluster:
         fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_hex(16))
+        self.listed = self.nodes[:listed or count]
         self.cluster_file.write_text(json.dumps({
-            "nodes": [{"id": n, "host": self.host(n), "port": NODE_PORT} for n in self.nodes],
+            "nodes": [{"id": n, "host": self.host(n), "port": NODE_PORT} for n in self.listed],
             "coordinator": {"host": self.host("n1"), "port": COORDINATOR_PORT},
             "settings": settings or {},
         }, indent=1))
@@ -118,12 +120,14 @@ class NetnsCluster:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def start_node(self, node: str) -> None:
+        joins = [] if node in self.listed else ["--listen", f"{self.host(node)}:{NODE_PORT}",
+                                                "--join", f"{self.host('n1')}:{NODE_PORT}"]
         self._run_in(node, node, ["node", "start", "--cluster-file", str(self.cluster_file), "--node-id", node,
                                   "--data-dir", str(self.root / "data" / node), "--secret-file",
-                                  str(self.secret_file)])
+                                  str(self.secret_file), *joins])
 
     def start(self) -> None:
-        for node in self.nodes:
+        for node in self.listed:
             self.start_node(node)
         self._run_in("n1", "coordinator", ["coordinator", "start", "--cluster-file", str(self.cluster_file),
                                            "--data-dir", str(self.root / "data" / "coordinator"),
@@ -132,9 +136,10 @@ class NetnsCluster:
 
         def all_up() -> bool:
             with Client(self.seeds, self.secret, timeout=2.0) as client:
-                return all(not isinstance(s, Exception) for s in client.node_status().values())
+                statuses = client.node_status()
+            return all(not isinstance(statuses.get(n), Exception | None) for n in self.listed)
 
-        wait_until(all_up, 60, "every node of the namespace cluster to answer", interval=0.3)
+        wait_until(all_up, 60, "every listed node of the namespace cluster to answer", interval=0.3)
 
     def log(self, name: str) -> str:
         path = self.root / f"{name}.log"

@@ -1,5 +1,6 @@
-"""Real partitions: nodes in network namespaces of their own (tests/integration/netns.py), a link cut during a
-word count and healed after. Skipped where network namespaces cannot be made (not root, no ``ip netns``)."""
+"""Machines as real as one host allows: nodes in network namespaces of their own (tests/integration/netns.py).
+A link is cut during a word count and healed after; a fourth machine joins the way docs/deploy.md says.
+Skipped where network namespaces cannot be made (not root, no ``ip netns``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from dynamr.mapreduce.submit import JobClient
 from dynamr.rpc import messages as m
 from dynamr.store.client import AsyncClient, Client
-from tests.helpers import wait_until
+from tests.helpers import dynamr, wait_until
 from tests.integration import netns
 from tests.integration.conftest import FAST
 
@@ -112,3 +113,39 @@ def test_a_node_partitioned_away_during_a_word_count(cluster: netns.NetnsCluster
     # the writes n3 missed while away reach it: every pair of replicas ends with the same tree
     wait_until(lambda: _trees_agree(cluster), CONVERGED_WITHIN, "anti-entropy to make every tree agree",
                interval=1.0)
+
+
+def test_a_machine_joins_as_the_deploy_guide_says(tmp_path: Path) -> None:
+    made = netns.NetnsCluster(tmp_path / "ns", 4, dict(FAST), listed=3)
+    try:
+        made.build()
+        made.start()
+        with Client(made.seeds, made.secret, timeout=5.0) as client:
+            for i in range(300):
+                client.put(f"k{i}", b"v%d" % i)
+        made.start_node("n4")  # --listen its own address, --join a member's (docs/deploy.md)
+        host, port = made.seeds[0]
+        remote = ["--cluster", f"{host}:{port}", "--secret-file", str(made.secret_file)]
+
+        def staged() -> bool:
+            result = dynamr("cluster", "join", "n4", *remote, cwd=tmp_path, check=False)
+            return result.returncode == 0 and "staged: join n4" in result.stdout
+
+        wait_until(staged, 60, "n4 to register and its join to be staged", interval=0.5)
+        assert "committed" in dynamr("cluster", "commit", *remote, cwd=tmp_path).stdout
+
+        def joined() -> bool:
+            with Client(made.seeds, made.secret, timeout=5.0) as client:
+                reply = client.call_node(made.seeds[0], m.ClusterAdmin(action="show"))
+            assert isinstance(reply, m.ClusterStateReply)
+            return not reply.state.phase and "n4" in reply.state.owners
+
+        wait_until(joined, 120, "the join to finish", interval=0.5)
+        status = dynamr("cluster", "status", *remote, cwd=tmp_path).stdout
+        assert "4 of 4 nodes up" in status, status
+        with Client([made.seeds[0], (made.host("n4"), netns.NODE_PORT)], made.secret, timeout=5.0) as client:
+            assert all(client.get(f"k{i}").values == (b"v%d" % i,) for i in range(300))
+            n4 = client.call_node((made.host("n4"), netns.NODE_PORT), m.NodeStatus())
+            assert isinstance(n4, m.NodeStatusReply) and n4.keys > 100
+    finally:
+        made.close()
