@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
-import threading
 from pathlib import Path
 
 from dynamr.errors import DynamrError
@@ -17,6 +16,7 @@ from dynamr.store.client import AsyncClient, Client
 from dynamr.store.ring import Ring
 from tests.helpers import dynamr, wait_until
 from tests.integration.conftest import MakeCluster
+from tests.integration.load import WriteLoad
 
 MIB = 1 << 20
 #: anti-entropy as fast as a test wants it (the default interval is 30 s)
@@ -58,38 +58,6 @@ def _read_file(cluster: LocalCluster, path: str) -> bytes:
     return asyncio.run(go())
 
 
-class Writer:
-    """Writes fresh keys until stopped; remembers the ones acknowledged."""
-
-    def __init__(self, cluster: LocalCluster) -> None:
-        self.cluster = cluster
-        self.acked: list[str] = []
-        self.failed = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Writer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        with Client(self.cluster.seeds, self.cluster.secret, timeout=3.0) as client:
-            for i in range(10**9):
-                if self._stop.is_set():
-                    return
-                key = f"load-{i}"
-                try:
-                    client.put(key, key.encode())
-                except DynamrError:
-                    self.failed += 1
-                    continue
-                self.acked.append(key)
-
-
 def test_wiping_every_node_in_turn_loses_no_acknowledged_write(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(3, **QUICK)
     data = random.Random(5).randbytes(3 * MIB + 123)
@@ -97,25 +65,25 @@ def test_wiping_every_node_in_turn_loses_no_acknowledged_write(make_cluster: Mak
     with Client(cluster.seeds, cluster.secret) as client:
         for i in range(1500):
             client.put(f"before-{i}", b"v")
-        with Writer(cluster) as writer:
+        with WriteLoad(cluster) as writer:
             for victim in ("n1", "n2", "n3"):
                 wait_until(lambda: len(writer.acked) > 100, 30, "writes going on")
                 epoch = statuses(client)[victim].epoch
                 cluster.kill_node(victim)
                 shutil.rmtree(cluster.data_dir(victim))
                 cluster.start([victim])
-                written = [f"before-{i}" for i in range(0, 1500, 5)] + writer.acked[::5]
+                written = [f"before-{i}" for i in range(0, 1500, 5)] + list(writer.acked)[::5]
                 assert statuses(client)[victim].epoch != epoch
                 # with N=3 on three nodes every node holds every key: the wiped one gets them all back
                 wait_until(lambda v=victim, w=written: not missing(client, v, w), 60,
                            f"anti-entropy to refill {victim}", interval=0.5)
                 wait_until(lambda v=victim: statuses(client)[v].chunks >= 4, 60, f"the chunks back on {victim}")
             acked = list(writer.acked)
-        assert len(acked) > 300, f"the write load stalled ({writer.failed} failed)"
+        assert len(acked) > 300, f"the write load stalled ({len(writer.errors)} failed)"
         for node_id in ("n1", "n2", "n3"):  # every replica holds every acknowledged write
             assert missing(client, node_id, [f"before-{i}" for i in range(0, 1500, 3)] + acked[::3]) == []
         for key in acked:
-            assert client.get(key).values == (key.encode(),), key
+            assert client.get(key).values == (writer.acked[key],), key
         repaired = statuses(client)
         assert all(st.exchanges > 0 for st in repaired.values())
         assert sum(st.keys_repaired for st in repaired.values()) >= 3 * 1500

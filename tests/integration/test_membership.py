@@ -4,13 +4,10 @@ N copies on its current owners, and the load never stops."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from dynamr.errors import DynamrError
 from dynamr.localcluster import LocalCluster
 from dynamr.rpc import messages as m
 from dynamr.store import membership as ms
@@ -18,6 +15,7 @@ from dynamr.store.client import Client
 from dynamr.store.ring import Ring
 from tests.helpers import dynamr, wait_until
 from tests.integration.conftest import FAST
+from tests.integration.load import WriteLoad
 
 
 @pytest.fixture
@@ -28,47 +26,6 @@ def cluster(tmp_path):  # type: ignore[no-untyped-def]
     made.start()
     yield made
     made.stop()
-
-
-class Load:
-    """Writes fresh keys and rewrites old ones until stopped; remembers what was acknowledged and how long
-    each write took."""
-
-    def __init__(self, cluster: LocalCluster) -> None:
-        self.cluster = cluster
-        self.acked: dict[str, bytes] = {}
-        self.errors: list[str] = []
-        self.latencies: list[float] = []
-        self.when: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        with Client(self.cluster.seeds, self.cluster.secret, timeout=5.0) as client:
-            for i in range(10**9):
-                if self._stop.is_set():
-                    return
-                key, value = f"k{i}", f"v{i}".encode()
-                started = time.monotonic()
-                try:
-                    client.put(key, value)
-                except DynamrError as exc:
-                    self.errors.append(f"{key}: {exc}")
-                    continue
-                self.latencies.append(time.monotonic() - started)
-                self.acked[key] = value
-                self.when[key] = time.time()
-
-    def count(self) -> int:
-        return len(self.acked)
 
 
 def _state(cluster: LocalCluster) -> ms.ClusterState:
@@ -102,7 +59,7 @@ def _copies(cluster: LocalCluster, keys: list[str], owners: tuple[str, ...]) -> 
 
 
 def test_grow_to_five_and_shrink_back_to_three_under_a_write_load(cluster: LocalCluster) -> None:
-    with Load(cluster) as load:
+    with WriteLoad(cluster, prefix="k", timeout=5.0) as load:
         wait_until(lambda: load.count() > 200, 30, "the load to start")
         for _ in range(2):
             out = _cli(cluster, "add")

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from dynamr.errors import BadRequestError, CorruptDataError, DynamrError, NotFoundError
 from dynamr.rpc import messages as m
-from dynamr.store import merkle, versions
+from dynamr.store import merkle, transfer, versions
 from dynamr.store.merkle import SEGMENTS, SharedSet
 
 if TYPE_CHECKING:
@@ -206,20 +206,9 @@ class AntiEntropy:
 
     def _batches(self, keys: Iterable[bytes]) -> Iterator[list[tuple[bytes, bytes]]]:
         """(key, local state) pairs to send, in batches that stay well inside one message."""
-        budget = self.node.settings.max_message_bytes // 4
-        batch: list[tuple[bytes, bytes]] = []
-        size = 0
-        for key in keys:
-            raw = self.node.replica.engine.get("data", key) or b""
-            if not raw:
-                continue
-            if batch and size + len(raw) > budget:
-                yield batch
-                batch, size = [], 0
-            batch.append((key, raw))
-            size += len(raw) + len(key)
-        if batch:
-            yield batch
+        engine = self.node.replica.engine
+        held = ((key, engine.get("data", key) or b"") for key in keys)
+        return transfer.groups(((k, raw) for k, raw in held if raw), self.node.settings.max_message_bytes // 4)
 
     async def _repair_chunks(self, peer: str, plan: merkle.Repair) -> int:
         node = self.node

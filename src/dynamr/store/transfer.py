@@ -24,7 +24,7 @@ import functools
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from dynamr.errors import CorruptDataError, DynamrError, NotFoundError
@@ -136,17 +136,19 @@ async def _wanted(node: StoreNode, target: str, items: list[tuple[bytes, bytes]]
 
 
 async def _send_states(node: StoreNode, target: str, items: list[tuple[bytes, bytes]], limiter: _Limiter) -> None:
-    for group in _groups(items):
+    for group in groups(items):
         keys, states = zip(*group, strict=True)
         await _until_sent(node, target, m.MergeStates(keys=keys, states=states))
         await limiter.took(sum(map(len, states)))
 
 
-def _groups(items: list[tuple[bytes, bytes]]) -> Iterator[list[tuple[bytes, bytes]]]:
+def groups(items: Iterable[tuple[bytes, bytes]], budget: int = BATCH_BYTES) -> Iterator[list[tuple[bytes, bytes]]]:
+    """(key, encoded state) pairs in groups of at most ``budget`` bytes (at least one pair each): what one
+    ``MergeStates`` message carries."""
     group: list[tuple[bytes, bytes]] = []
     size = 0
     for key, raw in items:
-        if group and size + len(raw) > BATCH_BYTES:
+        if group and size + len(raw) > budget:
             yield group
             group, size = [], 0
         group.append((key, raw))
