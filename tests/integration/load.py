@@ -1,5 +1,6 @@
-"""A steady write load on a cluster for fault and membership tests: fresh keys, one after another, each
-acknowledged write remembered (with its value and time), each failure kept."""
+"""What the store's fault and membership tests share: a steady write load on a cluster (fresh keys, one
+after another, each acknowledged write remembered with its value and time, each failure kept), and every
+node's status."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 
 from dynamr.errors import DynamrError
 from dynamr.localcluster import LocalCluster
+from dynamr.rpc import messages as m
 from dynamr.store.client import Client
 
 
@@ -51,3 +53,13 @@ class WriteLoad:
                 self.latencies.append(time.monotonic() - started)
                 self.acked[key] = value
                 self.when[key] = time.time()
+
+
+def statuses(client: Client) -> dict[str, m.NodeStatusReply]:
+    """Every node's status; a node that does not answer fails the call."""
+    out = {}
+    for node_id, st in client.node_status().items():
+        if isinstance(st, DynamrError):
+            raise st
+        out[node_id] = st
+    return out

@@ -7,7 +7,6 @@ import random
 import shutil
 from pathlib import Path
 
-from dynamr.errors import DynamrError
 from dynamr.files import FileSystem
 from dynamr.localcluster import LocalCluster
 from dynamr.rpc import messages as m
@@ -16,20 +15,11 @@ from dynamr.store.client import AsyncClient, Client
 from dynamr.store.ring import Ring
 from tests.helpers import dynamr, wait_until
 from tests.integration.conftest import MakeCluster
-from tests.integration.load import WriteLoad
+from tests.integration.load import WriteLoad, statuses
 
 MIB = 1 << 20
 #: anti-entropy as fast as a test wants it (the default interval is 30 s)
 QUICK = dict(anti_entropy_interval=0.3, anti_entropy_share=0.5)
-
-
-def statuses(client: Client) -> dict[str, m.NodeStatusReply]:
-    out = {}
-    for node_id, st in client.node_status().items():
-        if isinstance(st, DynamrError):
-            raise st
-        out[node_id] = st
-    return out
 
 
 def missing(client: Client, node_id: str, keys: list[str]) -> list[str]:

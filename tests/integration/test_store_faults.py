@@ -15,6 +15,7 @@ from dynamr.store.client import Client
 from dynamr.store.ring import Ring
 from tests.helpers import wait_until
 from tests.integration.conftest import MakeCluster
+from tests.integration.load import statuses
 
 
 def replica_values(client: Client, node_id: str, key: bytes) -> tuple[bytes, ...]:
@@ -22,15 +23,6 @@ def replica_values(client: Client, node_id: str, key: bytes) -> tuple[bytes, ...
     reply = client.call_node(node_id, m.ReplicaRead(key=key))
     assert isinstance(reply, m.ReplicaState)
     return versions.live_values(versions.decode_state(reply.state))
-
-
-def statuses(client: Client) -> dict[str, m.NodeStatusReply]:
-    out = {}
-    for node_id, st in client.node_status().items():
-        if isinstance(st, DynamrError):
-            raise st
-        out[node_id] = st
-    return out
 
 
 def test_acknowledged_writes_survive_sigkill_and_restart(make_cluster: MakeCluster) -> None:
