@@ -69,6 +69,8 @@ def test_grow_to_five_and_shrink_back_to_three_under_a_write_load(cluster: Local
         assert "committed" in _cli(cluster, "commit")
         wait_until(lambda: _settled(cluster, ("n1", "n2", "n3", "n4", "n5")), 120, "the join to finish",
                    interval=0.5)
+        status = _cli(cluster, "status")
+        assert "5 of 5 nodes up" in status and "sent " in status and " keys, " in status, status
         grown = load.count()
         wait_until(lambda: load.count() > grown + 200, 30, "writes to the grown cluster")
         _cli(cluster, "leave", "n1")

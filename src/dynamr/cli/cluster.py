@@ -68,7 +68,7 @@ def status(target: Target) -> None:
     ring, _, _ = _admin(target, "show")
     table = Table(title="dynamr cluster")
     for col in ("node", "address", "state", "member", "epoch", "keys", "chunks", "hints", "tombstones",
-                "sees down", "anti-entropy"):
+                "sees down", "anti-entropy", "handoff"):
         table.add_column(col)
     healthy = 0
     troubled: list[str] = []
@@ -76,14 +76,14 @@ def status(target: Target) -> None:
         st = statuses[node_id]
         addr = f"{address[0]}:{address[1]}"
         if isinstance(st, DynamrError):
-            table.add_row(node_id, addr, "[red]down[/]", ring.status(node_id), "", "", "", "", "", "", "")
+            table.add_row(node_id, addr, "[red]down[/]", ring.status(node_id), "", "", "", "", "", "", "", "")
             continue
         healthy += 1
         state = "[yellow]up, storage failing[/]" if st.storage_error else "[green]up[/]"
         if st.storage_error:
             troubled.append(f"{node_id}: {st.storage_error}")
         table.add_row(node_id, addr, state, ring.status(node_id), st.epoch, str(st.keys), str(st.chunks),
-                      str(st.hints), str(st.tombstones), ", ".join(st.down) or "-", anti_entropy(st))
+                      str(st.hints), str(st.tombstones), ", ".join(st.down) or "-", anti_entropy(st), handoff(st))
     console.print(table)
     if ring.moving or ring.staged:
         _show_plan(ring, view.ring.vnodes, view.n)
@@ -213,6 +213,14 @@ def repair(only: str, target: Target) -> None:
             console.print(f"{node_id}: exchanged with {', '.join(reply.peers) or 'no peer (none up)'}; "
                           f"repaired {reply.keys} key(s), {reply.chunks} chunk(s)", highlight=False)
     console.print(f"repaired {total_keys} key(s) and {total_chunks} chunk(s) in all", highlight=False)
+
+
+def handoff(st: m.NodeStatusReply) -> str:
+    """What a node sent to new owners in the current (or last) change of membership."""
+    if not (st.handing_off or st.handoff_keys or st.handoff_chunks):
+        return "-"
+    sent = f"{st.handoff_keys} keys, {st.handoff_chunks} chunks, {st.handoff_bytes / 1e6:.1f} MB"
+    return f"sending: {sent}" if st.handing_off else f"sent {sent}"
 
 
 def anti_entropy(st: m.NodeStatusReply) -> str:

@@ -33,7 +33,7 @@ from dynamr.errors import (
 from dynamr.rpc import messages as m
 from dynamr.rpc.server import Dispatcher
 from dynamr.rpc.transport import Transport
-from dynamr.store import membership, upkeep, versions
+from dynamr.store import membership, transfer, upkeep, versions
 from dynamr.store.antientropy import AntiEntropy
 from dynamr.store.blobs import BlobStore, MemoryBlobStore
 from dynamr.store.chunks import ChunkService
@@ -74,6 +74,8 @@ class StoreNode:
         self.pending_ring: Ring | None = None
         #: writes coordinated without the pending ring, running now (a prepare phase waits for them)
         self._plain_writes = 0
+        #: what this node sent in a transition's stream phase
+        self.handoff = transfer.Progress()
         self.transport = transport
         self.clock = clock
         self.replica = Replica(engine, node_id, durable_commits=self.settings.fsync == "always")
@@ -261,7 +263,8 @@ class StoreNode:
             hints=engine.count("hints"), tombstones=engine.count("tombstones"),
             up=tuple(p for p in peers if self.detector.is_up(p)), down=tuple(sorted(self.detector.down)),
             chunks=await self.chunks._run(self.blobs.count), storage_error=self.health.problem,
-            **self.anti_entropy.status())
+            handing_off=self.handoff.running, handoff_keys=self.handoff.keys, handoff_chunks=self.handoff.chunks,
+            handoff_bytes=self.handoff.bytes, **self.anti_entropy.status())
 
     async def _on_get(self, msg: m.Get) -> m.GetReply:
         self.check_key(msg.key)

@@ -25,6 +25,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dynamr.errors import CorruptDataError, DynamrError, NotFoundError
@@ -50,13 +51,27 @@ def _checkpoint_key(kind: str, since: int) -> bytes:
     return f"transfer:{kind}:{since}".encode()
 
 
+@dataclass
+class Progress:
+    """What this node has sent in the current transition's stream phase (``cluster status`` shows it)."""
+
+    running: bool = False
+    keys: int = 0
+    chunks: int = 0
+    bytes: int = 0
+
+
 async def stream(node: StoreNode, state: ClusterState) -> None:
     """Send this node's part of a transition; returns when it is all acknowledged."""
     n = node.settings.quorum.n
     old, new = Ring(state.owners, node.settings.vnodes), Ring(state.pending, node.settings.vnodes)
     limiter = _Limiter(node.settings.handoff_bytes_per_second)
-    sent = await _stream_keys(node, state, old, new, n, limiter)
-    chunks = await _stream_chunks(node, state, old, new, n, limiter)
+    node.handoff = Progress(running=True)
+    try:
+        sent = await _stream_keys(node, state, old, new, n, limiter)
+        chunks = await _stream_chunks(node, state, old, new, n, limiter)
+    finally:
+        node.handoff.running = False
     if sent or chunks:
         log.info("handoff: sent %d key(s) and %d chunk(s) to their new owners", sent, chunks)
     pending_only = set(state.pending) - set(state.owners)
@@ -139,7 +154,10 @@ async def _send_states(node: StoreNode, target: str, items: list[tuple[bytes, by
     for group in groups(items):
         keys, states = zip(*group, strict=True)
         await _until_sent(node, target, m.MergeStates(keys=keys, states=states))
-        await limiter.took(sum(map(len, states)))
+        size = sum(map(len, states))
+        node.handoff.keys += len(keys)
+        node.handoff.bytes += size
+        await limiter.took(size)
 
 
 def groups(items: Iterable[tuple[bytes, bytes]], budget: int = BATCH_BYTES) -> Iterator[list[tuple[bytes, bytes]]]:
@@ -190,6 +208,8 @@ async def _stream_chunks(node: StoreNode, state: ClusterState, old: Ring, new: R
                 if await _has_chunk(node, target, cid):
                     continue  # another old owner sent it first
                 await _until_sent(node, target, m.ChunkStore(chunk_id=cid, data=data))
+                node.handoff.chunks += 1
+                node.handoff.bytes += len(data)
                 await limiter.took(len(data))
                 sent += 1
         await node.committer.submit(_put_meta(mark, cid))

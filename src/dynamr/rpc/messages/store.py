@@ -92,6 +92,11 @@ class NodeStatusReply(Message):
     #: them from another replica)
     chunks_scrubbed: int = 0
     chunks_corrupt: int = 0
+    #: a change of membership: whether this node is sending its part now, and what it sent in the last one
+    handing_off: bool = False
+    handoff_keys: int = 0
+    handoff_chunks: int = 0
+    handoff_bytes: int = 0
 
 
 @register(7)
