@@ -64,6 +64,10 @@ class Members:
         self._work_for: tuple[int, str] = (0, "")
         self._cleaned = state.version if not state.moving else 0
         self._left_at = 0.0
+        self._ticking: asyncio.Task[None] | None = None
+        self._adopting = asyncio.Lock()
+        #: (version, author) of the state the node uses (persisted and applied)
+        self._applied = state.key()
         for cls, handler in ((m.StatePush, self._on_push), (m.PhaseAck, self._on_ack),
                              (m.JoinCluster, self._on_join), (m.ClusterAdmin, self._on_admin)):
             node.dispatcher.register(cls, handler)
@@ -87,8 +91,14 @@ class Members:
         self.peer_versions[peer] = version
         await self._carry(self.machine.on_digest(peer, version, author))
 
-    async def tick(self) -> None:
-        """Every heartbeat: acknowledgements again, clean-up and departure when their time has come."""
+    def tick(self) -> None:
+        """Every heartbeat: acknowledgements again, clean-up and departure when their time has come. Runs in
+        the background (never holding up the pings), one at a time."""
+        if self._ticking is not None and not self._ticking.done():
+            return
+        self._ticking = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
         await self._carry([i for i in self.machine.tick(self.up()) if not isinstance(i, ms.SendDigest)])
         await self._maybe_clean_up()
         self._maybe_depart()
@@ -117,14 +127,21 @@ class Members:
         if member is not None:
             await node.transport.call((member.host, member.port), msg, node.settings.replica_timeout)
 
-    async def _adopted(self, state: ClusterState) -> None:
+    async def _adopted(self, _: ClusterState) -> None:
+        """Persist the newest state, then act on it. One at a time, always the machine's latest: two
+        adoptions that overlap must not leave the older one on disk or in use."""
         node = self.node
-        raw = pack_record(ms.to_record(state))
-        await node.committer.submit(lambda txn: txn.put("meta", STATE_KEY, raw))
-        log.info("cluster state %d: owners %s%s", state.version, ",".join(state.owners),
-                 f", moving to {','.join(state.pending)} ({state.phase})" if state.moving else "")
-        node.apply_membership(state)
-        self._start_work(state)
+        async with self._adopting:
+            state = self.state
+            if state.key() <= self._applied:
+                return
+            raw = pack_record(ms.to_record(state))
+            await node.committer.submit(lambda txn: txn.put("meta", STATE_KEY, raw))
+            log.info("cluster state %d: owners %s%s", state.version, ",".join(state.owners),
+                     f", moving to {','.join(state.pending)} ({state.phase})" if state.moving else "")
+            node.apply_membership(state)
+            self._applied = state.key()
+            self._start_work(state)
 
     # --- phase work ----------------------------------------------------------------------------------
 
@@ -228,8 +245,9 @@ class Members:
         raise BadRequestError(f"unknown cluster change {msg.action!r} (join, leave, remove, unstage, commit)")
 
     def close(self) -> None:
-        if self._work is not None:
-            self._work.cancel()
+        for task in (self._work, self._ticking):
+            if task is not None:
+                task.cancel()
 
 
 def _register(state: ClusterState, me: str, *, node_id: str, host: str, port: int) -> ClusterState:

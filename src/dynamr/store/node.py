@@ -211,7 +211,7 @@ class StoreNode:
         await asyncio.gather(*(ping(p) for p in self.addresses if p != self.node_id))
         for peer in self.detector.tick(self.clock()):
             log.info("peer %s has been silent for %.1fs; marked down", peer, self.settings.failure_timeout)
-        await self.members.tick()
+        self.members.tick()
 
     # --- validation ----------------------------------------------------------------------------------
 

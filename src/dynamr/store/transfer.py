@@ -232,19 +232,31 @@ async def drop_unowned(node: StoreNode, state: ClusterState) -> int:
     engine = node.replica.engine
     doomed = [key for key, _ in engine.scan("data") if me not in ring.preference_list(key, n)]
 
-    def drop(txn: WriteTxn, keys: list[bytes]) -> None:
+    def drop(txn: WriteTxn, keys: list[bytes]) -> int:
+        dropped = 0
         for key in keys:
-            txn.delete("data", key)
-            txn.delete("tombstones", key)
+            if not node.owns(key):  # checked again now: a transition begun meanwhile may make it ours
+                txn.delete("data", key)
+                txn.delete("tombstones", key)
+                dropped += 1
+        return dropped
 
+    done = 0
     for start in range(0, len(doomed), 1000):
-        await node.committer.submit(functools.partial(drop, keys=doomed[start:start + 1000]))
+        if node.pending_ring is not None:
+            return done  # a new transition started: what is left waits for its end
+        done += await node.committer.submit(functools.partial(drop, keys=doomed[start:start + 1000]))
     hinted = {split_hint_key(raw)[0] for raw, _ in engine.scan("chunk_hints")}
     chunks = [cid for cid, _ in await node.chunks._run(lambda: list(node.blobs.scan()))
               if me not in ring.preference_list(cid, n) and cid not in hinted]
     for cid in chunks:
+        if node.pending_ring is not None:
+            break
+        if node.owns(cid):
+            continue
         await node.chunks._run(node.blobs.delete, cid)
-    return len(doomed) + len(chunks)
+        done += 1
+    return done
 
 
 def _put_meta(key: bytes, value: bytes) -> Callable[[WriteTxn], None]:
