@@ -206,7 +206,7 @@ class StoreNode:
                                              timeout)
                 if isinstance(reply, m.Pong) and reply.node_id == peer:
                     self.epochs[peer] = reply.epoch
-                    await self.members.heard(peer, reply.version, reply.author)
+                    self._spawn(self.members.heard(peer, reply.version, reply.author))
 
         await asyncio.gather(*(ping(p) for p in self.addresses if p != self.node_id))
         for peer in self.detector.tick(self.clock()):
