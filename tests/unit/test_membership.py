@@ -69,7 +69,7 @@ def test_one_change_per_node_and_one_transition_at_a_time() -> None:
     with pytest.raises(MembershipError, match="nothing is staged"):
         ms.commit(ms.unstage(s, "n1"), "n1")
     moving = ms.commit(s, "n1")
-    with pytest.raises(MembershipError, match="in progress"):
+    with pytest.raises(MembershipError, match="only removing a dead node"):
         ms.commit(ms.stage(moving, "n1", Change("leave", "n2"), n=1), "n1")
     with pytest.raises(MembershipError, match="is taken"):
         ms.register(moving, "n1", "n1", "10.0.0.9", 7400)
@@ -102,3 +102,24 @@ def test_the_wire_form_round_trips_and_a_state_that_makes_no_sense_is_refused() 
     for record in bad:
         with pytest.raises(MembershipError):
             ms.from_record(record)
+
+
+def test_a_participant_that_died_is_removed_mid_transition_and_the_transition_starts_again_without_it() -> None:
+    s = ms.register(ms.register(_three(), "n1", "n4", "10.0.0.4", 7400), "n1", "n5", "10.0.0.5", 7400)
+    s = ms.stage(ms.stage(s, "n1", Change("join", "n4"), 3), "n1", Change("join", "n5"), 3)
+    s = ms.commit(s, "n1")
+    for node in s.participants():
+        s = ms.acknowledge(s, "n1", node, s.version, "prepare")
+    s = ms.acknowledge(s, "n1", "n1", s.version, "stream")
+    assert s.phase == "stream" and s.pending == ("n1", "n2", "n3", "n4", "n5")
+    s = ms.stage(s, "n1", Change("remove", "n5"), 3)  # n5 died while streaming: nothing would ever end
+    assert s.planned_owners() == ("n1", "n2", "n3", "n4")
+    restarted = ms.commit(s, "n1")
+    assert (restarted.phase, restarted.acks, restarted.since) == ("prepare", (), restarted.version)
+    assert restarted.pending == ("n1", "n2", "n3", "n4") and restarted.owners == ("n1", "n2", "n3")
+    assert restarted.status("n5") == "left" and "n5" not in restarted.participants()
+    for phase in ("prepare", "stream"):
+        for node in restarted.participants():
+            restarted = ms.acknowledge(restarted, "n1", node, restarted.version, phase)
+    assert not restarted.moving and restarted.owners == ("n1", "n2", "n3", "n4")
+    assert restarted.status("n4") == "valid"

@@ -159,7 +159,7 @@ class Members:
         while True:
             try:
                 if state.phase == "prepare":
-                    await node.drain_plain_writes()
+                    await node.drain_earlier_writes()
                 else:
                     await transfer.stream(node, state)
                 break

@@ -127,8 +127,8 @@ class ClusterState:
         return [n for n in self.live() if n in self.owners or n in self.pending]
 
     def planned_owners(self) -> tuple[str, ...]:
-        """The ring the staged changes would give."""
-        owners = set(self.owners)
+        """The ring the staged changes would give (applied to the ring being moved to, during a transition)."""
+        owners = set(self.pending or self.owners)
         for change in self.staged:
             if change.action == "join":
                 owners.add(change.node_id)
@@ -206,10 +206,12 @@ def unstage(state: ClusterState, me: str) -> ClusterState:
 
 
 def commit(state: ClusterState, me: str) -> ClusterState:
-    """Start the transition the staged changes describe."""
-    if state.moving:
+    """Start the transition the staged changes describe. During a transition only removals can be
+    committed (a participant that died would hold it up for ever): the transition starts again, from
+    ``prepare``, towards the ring without them; what was streamed already stays where it went."""
+    if state.moving and any(c.action != "remove" for c in state.staged):
         raise MembershipError(f"a transition is in progress ({state.phase}); wait for it to finish "
-                              "('dynamr cluster status' shows it)")
+                              "('dynamr cluster status' shows it); only removing a dead node can change it now")
     if not state.staged:
         raise MembershipError("nothing is staged: stage changes with 'dynamr cluster join/leave/remove NODE'")
     members = state.members

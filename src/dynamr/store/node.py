@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -72,8 +73,12 @@ class StoreNode:
         self.ring = Ring(state.owners, self.settings.vnodes)
         #: while a change of membership moves data: the ring being moved to (writes go to both)
         self.pending_ring: Ring | None = None
-        #: writes coordinated without the pending ring, running now (a prepare phase waits for them)
-        self._plain_writes = 0
+        #: rings in use, numbered (each membership change that moves a ring gets the next number), and the
+        #: writes running now (their replica sends and hints included) by the number they started under:
+        #: a prepare phase waits for those of earlier rings
+        self._rings: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+        self._rings_number = 0
+        self._writes: Counter[int] = Counter()
         #: what this node sent in a transition's stream phase
         self.handoff = transfer.Progress()
         self.transport = transport
@@ -160,15 +165,19 @@ class StoreNode:
         """Use a cluster state: who the peers are, the ring, and the ring being moved to."""
         self.addresses = state.addresses()
         self.addresses.setdefault(self.node_id, self.address)
+        rings = (state.owners, state.pending if state.moving else ())
+        if rings != self._rings:
+            self._rings, self._rings_number = rings, self._rings_number + 1
         self.ring = Ring(state.owners, self.settings.vnodes)
         self.pending_ring = Ring(state.pending, self.settings.vnodes) if state.moving else None
         self.detector.set_peers([p for p in self.addresses if p != self.node_id], self.clock())
 
-    async def drain_plain_writes(self) -> None:
-        """Wait until no write coordinated without the pending ring is running, nor any of its replica
-        writes and hints (each ends within the replica timeout). A replica message that lands later is a
-        copy the other old owners that acknowledged the write have too: they stream it."""
-        while self._plain_writes:
+    async def drain_earlier_writes(self) -> None:
+        """Wait until no write coordinated under earlier rings (before this transition, or before it started
+        again) is running, nor any of its replica writes and hints (each ends within the replica timeout).
+        A replica message that lands later is a copy the other old owners that acknowledged the write have
+        too: they stream it."""
+        while any(count for number, count in self._writes.items() if number != self._rings_number):
             await asyncio.sleep(0.02)
 
     def wake_handoff(self) -> None:
@@ -342,18 +351,18 @@ class StoreNode:
         hinted: set[str] = set()
 
         joint = self.pending_ring  # a change of membership moves data: the new owners get the write too
-        plain = 1 if joint is None else 0  # counted in _plain_writes while it runs (see drain_plain_writes)
+        number = self._rings_number  # counted in _writes while it runs (see drain_earlier_writes)
 
         async def hint_here(owner: str) -> None:
             """No fallback node is left to stand in for ``owner`` (a cluster of N nodes): this node keeps the
             hint itself, so the owner gets the write when it is back instead of only on a later read."""
-            self._plain_writes += plain
+            self._writes[number] += 1
             try:
                 await local(owner)
             except DynamrError as exc:
                 log.warning("%s: could not keep a hint for %s: %s", what, owner, exc)
             finally:
-                self._plain_writes -= plain
+                self._writes[number] -= 1
 
         def hint_unplaced() -> None:
             for owner in machine.unplaced:
@@ -369,7 +378,7 @@ class StoreNode:
         async def send(target: Send) -> None:
             nonlocal inflight
             inflight += 1
-            self._plain_writes += plain
+            self._writes[number] += 1
             try:
                 if target.node == self.node_id:
                     await local(target.hint_for)
@@ -383,7 +392,7 @@ class StoreNode:
                 hint_unplaced()
             finally:
                 inflight -= 1
-                self._plain_writes -= plain
+                self._writes[number] -= 1
                 changed.set()
             if machine.outcome is not Outcome.PENDING:
                 done.set()
@@ -391,7 +400,7 @@ class StoreNode:
         def new_acks() -> set[str]:
             return (set(machine.acked) & new_owners) | {t.get_name() for t in extra if t.done() and t.result()}
 
-        self._plain_writes += plain
+        self._writes[number] += 1
         if joint is not None:
             before = self.ring.preference_list(key, quorum.n)
             new_owners = set(joint.preference_list(key, quorum.n))
@@ -408,7 +417,7 @@ class StoreNode:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), timeout)
         finally:
-            self._plain_writes -= plain
+            self._writes[number] -= 1
         if machine.outcome is not Outcome.SUCCEEDED:
             raise QuorumError(
                 f"{what} reached {len(machine.acked)} of the W={quorum.w} replicas required "
