@@ -129,3 +129,29 @@ def test_a_sender_killed_mid_stream_resumes_and_the_join_completes(tmp_path) -> 
         assert log.count("my part of stream") == 1, "n1 finished its part once, after the restart"
     finally:
         cluster.stop()
+
+
+def test_a_dead_machine_is_removed_and_its_keys_get_their_copies_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dynamr.config import StoreSettings
+
+    cluster = LocalCluster.create(tmp_path / "c", 3, StoreSettings.from_dict(dict(FAST)), ephemeral=True,
+                                  coordinator=False)
+    cluster.start()
+    try:
+        _cli(cluster, "add")
+        _cli(cluster, "commit")
+        wait_until(lambda: _settled(cluster, ("n1", "n2", "n3", "n4")), 60, "n4 to join", interval=0.3)
+        with Client(cluster.seeds, cluster.secret, timeout=10.0) as client:
+            for i in range(400):
+                client.put(f"r{i}", b"%d" % i)
+        cluster.kill_node("n4")  # the machine is gone for good
+        _cli(cluster, "remove", "n4")
+        assert "committed" in _cli(cluster, "commit")
+        wait_until(lambda: _settled(cluster, ("n1", "n2", "n3")), 60, "the removal to finish", interval=0.3)
+        final = ("n1", "n2", "n3")
+        with Client([cluster.address(n) for n in final], cluster.secret, timeout=10.0) as client:
+            assert all(client.get(f"r{i}").values == (b"%d" % i,) for i in range(400))
+        assert list(_copies(cluster, [f"r{i}" for i in range(400)], final)) == []
+        assert _state(cluster).status("n4") == "left"
+    finally:
+        cluster.stop()
