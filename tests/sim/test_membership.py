@@ -225,7 +225,8 @@ class World:
             self.run_until(self.now + 0.5)
 
 
-def story(seed: int) -> World:
+def joins_committed(seed: int) -> World:
+    """n4 and n5 start, register, and their joins are staged and committed."""
     world = World(seed)
     world.running |= {"n4", "n5"}
     for name in ("n4", "n5"):
@@ -235,6 +236,12 @@ def story(seed: int) -> World:
     for joiner in ("n4", "n5"):
         world.operator(lambda s, me, j=joiner: ms.stage(s, me, Change("join", j), N), world.now + 200)
     world.operator(ms.commit, world.now + 200)
+    return world
+
+
+def story(seed: int) -> World:
+    """n4 and n5 join; then n2 leaves."""
+    world = joins_committed(seed)
     world.wait_for(lambda: all(not world.state_of(n).moving and world.state_of(n).status("n5") == "valid"
                                for n in world.running), world.now + 400, "the join to finish")
     world.operator(lambda s, me: ms.stage(s, me, Change("leave", "n2"), N), world.now + 200)
@@ -245,15 +252,7 @@ def story(seed: int) -> World:
 
 def story_with_a_death(seed: int) -> World:
     """n4 and n5 join; n5 dies for good during the transition and the operator removes it."""
-    world = World(seed)
-    world.running |= {"n4", "n5"}
-    for name in ("n4", "n5"):
-        world.at(world.rng.uniform(0, 1), "tick", name)
-    world.wait_for(lambda: all(world.state_of("n1").status(n) == "joining" for n in ("n4", "n5")), 200,
-                   "n4 and n5 to register")
-    for joiner in ("n4", "n5"):
-        world.operator(lambda s, me, j=joiner: ms.stage(s, me, Change("join", j), N), world.now + 200)
-    world.operator(ms.commit, world.now + 200)
+    world = joins_committed(seed)
     world.run_until(world.now + world.rng.uniform(0.0, 3.0))
     world.dead.add("n5")
     world.running.discard("n5")
