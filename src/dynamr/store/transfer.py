@@ -135,15 +135,7 @@ async def _wanted(node: StoreNode, target: str, items: list[tuple[bytes, bytes]]
     """The items whose versions ``target`` does not hold exactly (it compares digests of dots)."""
     offer = m.StatesOffer(keys=tuple(k for k, _ in items),
                           digests=tuple(merkle.key_digest(k, versions.dots_of(raw)[0]) for k, raw in items))
-    delay = 0.2
-    while True:
-        try:
-            reply = await node.call_peer(target, offer, node.settings.request_timeout * 4)
-            break
-        except DynamrError as exc:
-            log.debug("handoff offer to %s: %s; trying again", target, exc)
-            await asyncio.sleep(delay)
-            delay = min(5.0, delay * 2)
+    reply = await _until_sent(node, target, offer)
     if not isinstance(reply, m.StatesWanted):
         raise DynamrError(f"node {target} answered an offer with {type(reply).__name__}")
     want = set(reply.keys)
@@ -175,13 +167,13 @@ def groups(items: Iterable[tuple[bytes, bytes]], budget: int = BATCH_BYTES) -> I
         yield group
 
 
-async def _until_sent(node: StoreNode, target: str, msg: m.Message) -> None:
-    """Send until the target acknowledges (a target that is down holds the stream up, not the others)."""
+async def _until_sent(node: StoreNode, target: str, msg: m.Message) -> m.Message:
+    """Send until the target answers; its answer (a target that is down holds up its own stream, not the
+    others)."""
     delay = 0.2
     while True:
         try:
-            await node.call_peer(target, msg, node.settings.request_timeout * 4)
-            return
+            return await node.call_peer(target, msg, node.settings.request_timeout * 4)
         except DynamrError as exc:
             log.debug("handoff to %s: %s; trying again", target, exc)
             await asyncio.sleep(delay)
