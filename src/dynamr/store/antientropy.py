@@ -33,7 +33,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from dynamr.errors import BadRequestError, CorruptDataError, DynamrError, NotFoundError
 from dynamr.rpc import messages as m
@@ -78,13 +78,9 @@ class AntiEntropy:
                              (m.RunExchange, self._on_run), (m.StatesOffer, self._on_offer)):
             node.dispatcher.register(cls, handler)
 
-    def status(self) -> dict[str, Any]:
-        """The anti-entropy fields of a node's status."""
-        age = -1.0 if self.last_exchange is None else time.monotonic() - self.last_exchange
-        return {"exchanges": self.exchanges, "keys_repaired": self.keys_repaired,
-                "chunks_repaired": self.chunks_repaired, "exchanging_with": self.exchanging_with,
-                "last_exchange_age": age, "chunks_scrubbed": self.chunks_scrubbed,
-                "chunks_corrupt": self.chunks_corrupt}
+    def last_exchange_age(self) -> float:
+        """Seconds since the last exchange ended (-1: none yet)."""
+        return -1.0 if self.last_exchange is None else time.monotonic() - self.last_exchange
 
     # --- background loops ----------------------------------------------------------------------------
 

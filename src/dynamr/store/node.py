@@ -267,13 +267,17 @@ class StoreNode:
     async def _on_status(self, msg: m.NodeStatus) -> m.NodeStatusReply:
         engine = self.replica.engine
         peers = [p for p in self.addresses if p != self.node_id]
+        ae = self.anti_entropy
         return m.NodeStatusReply(
             node_id=self.node_id, epoch=self.replica.epoch, keys=engine.count("data"),
             hints=engine.count("hints"), tombstones=engine.count("tombstones"),
             up=tuple(p for p in peers if self.detector.is_up(p)), down=tuple(sorted(self.detector.down)),
             chunks=await self.chunks._run(self.blobs.count), storage_error=self.health.problem,
             handing_off=self.handoff.running, handoff_keys=self.handoff.keys, handoff_chunks=self.handoff.chunks,
-            handoff_bytes=self.handoff.bytes, **self.anti_entropy.status())
+            handoff_bytes=self.handoff.bytes, exchanges=ae.exchanges, keys_repaired=ae.keys_repaired,
+            chunks_repaired=ae.chunks_repaired, exchanging_with=ae.exchanging_with,
+            last_exchange_age=ae.last_exchange_age(), chunks_scrubbed=ae.chunks_scrubbed,
+            chunks_corrupt=ae.chunks_corrupt)
 
     async def _on_get(self, msg: m.Get) -> m.GetReply:
         self.check_key(msg.key)
