@@ -61,8 +61,13 @@ class StoreSettings:
     vnodes: int = 128
     #: seconds between liveness pings to each peer
     heartbeat_interval: float = 0.5
-    #: seconds without a successful ping before a peer is considered down
+    #: seconds of silence after which a peer whose pings came steadily is suspected: a peer is down once the
+    #: phi-accrual suspicion of it passes ``phi_threshold``, learnt from the gaps between its recent pings
+    #: (see dynamr.store.failure); a peer whose answers come irregularly is given longer
     failure_timeout: float = 2.5
+    #: suspicion level (phi) at which a peer is declared down: higher, fewer false alarms on a busy machine
+    #: and slower detection (8: a live peer is wrongly declared down with probability 10^-8 at that moment)
+    phi_threshold: float = 8.0
     #: default deadline, seconds, of a client request (get, put, delete)
     request_timeout: float = 5.0
     #: deadline, seconds, of one replica read or write sent by a coordinator
@@ -177,6 +182,8 @@ class StoreSettings:
                 self.handoff_bytes_per_second < 0:
             raise ConfigError("anti_entropy_bytes_per_second and handoff_bytes_per_second must be 0 (no "
                               "limit) or positive, and scrub_bytes_per_second positive")
+        if not 1.0 <= self.phi_threshold <= 32.0:
+            raise ConfigError(f"phi_threshold must be between 1 and 32 (got {self.phi_threshold})")
         if self.gc_grace < 0:
             raise ConfigError(f"gc_grace must not be negative (got {self.gc_grace})")
         if self.failure_timeout <= self.heartbeat_interval:

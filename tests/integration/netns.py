@@ -111,6 +111,15 @@ class NetnsCluster:
     def heal(self, node: str) -> None:
         _ip("link", "set", self._veth(node), "up")
 
+    def cut_link(self, a: str, b: str) -> None:
+        """Drop every packet between ``a`` and ``b`` (each still reaches the others)."""
+        for here, there in ((a, b), (b, a)):
+            _ip("-n", self.namespace(here), "route", "add", "blackhole", f"{self.host(there)}/32")
+
+    def heal_link(self, a: str, b: str) -> None:
+        for here, there in ((a, b), (b, a)):
+            _ip("-n", self.namespace(here), "route", "del", "blackhole", f"{self.host(there)}/32", check=False)
+
     # --- processes, started as docs/deploy.md says -----------------------------------------------------
 
     def _run_in(self, node: str, name: str, args: list[str]) -> None:

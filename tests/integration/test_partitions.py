@@ -5,6 +5,7 @@ Skipped where network namespaces cannot be made (not root, no ``ip netns``)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import subprocess
@@ -149,3 +150,37 @@ def test_a_machine_joins_as_the_deploy_guide_says(tmp_path: Path) -> None:
             assert isinstance(n4, m.NodeStatusReply) and n4.keys > 100
     finally:
         made.close()
+
+
+def _status_of(cluster: netns.NetnsCluster, node: str) -> m.NodeStatusReply:
+    with Client(cluster.seeds, cluster.secret, timeout=5.0) as client:
+        reply = client.call_node(node, m.NodeStatus(), timeout=5.0)
+    assert isinstance(reply, m.NodeStatusReply)
+    return reply
+
+
+def _report(status: m.NodeStatusReply, about: str) -> m.HealthSeen:
+    return next(seen for seen in status.health if seen.record.node_id == about)
+
+
+def test_two_nodes_cut_from_each_other_hear_of_each_other_by_gossip(cluster: netns.NetnsCluster) -> None:
+    cluster.cut_link("n1", "n3")
+    try:
+        wait_until(lambda: "n3" in _status_of(cluster, "n1").down and "n1" in _status_of(cluster, "n3").down,
+                   30, "n1 and n3 to hold each other down")
+        # n2 carries their reports: n1's news of n3 keeps advancing though n1 cannot reach n3
+        first = _report(_status_of(cluster, "n1"), "n3").record.beat
+        wait_until(lambda: _report(_status_of(cluster, "n1"), "n3").record.beat > first + 4, 30,
+                   "n1 to hear of n3's newer heartbeats through n2")
+        assert _report(_status_of(cluster, "n1"), "n3").record.down == ("n1",)
+        # the command line asked from n1's machine says so, and names who still reaches n3
+        shown = subprocess.run(
+            ["ip", "netns", "exec", cluster.namespace("n1"), sys.executable, "-m", "dynamr", "cluster", "status",
+             "--cluster", f"{cluster.host('n1')}:{netns.NODE_PORT}", "--secret-file", str(cluster.secret_file)],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "300"})
+        assert "unreachable from here; up for n2" in shown.stdout, shown.stdout + shown.stderr
+        assert "2 of 3 nodes up" in shown.stdout and shown.returncode == 1
+    finally:
+        cluster.heal_link("n1", "n3")
+    wait_until(lambda: not _status_of(cluster, "n1").down and not _status_of(cluster, "n3").down, 30,
+               "n1 and n3 to hold each other up again")

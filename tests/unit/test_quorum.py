@@ -3,7 +3,6 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamr.store.failure import FailureDetector
 from dynamr.store.quorum import Outcome, ReadQuorum, Send, WriteQuorum
 
 WALK = ("a", "b", "c", "d", "e")
@@ -99,15 +98,3 @@ def test_read_fails_when_not_enough_replicas() -> None:
     q.start()
     q.on_failure("a"), q.on_failure("b")
     assert q.outcome is Outcome.FAILED
-
-
-def test_failure_detector_marks_silent_peers_down_and_back_up() -> None:
-    fd = FailureDetector(["x", "y"], timeout=2.0, now=0.0)
-    assert fd.tick(1.0) == []
-    fd.heard_from("x", 1.5)
-    assert fd.tick(2.5) == ["y"]
-    assert "y" in fd and fd.is_up("x")
-    assert fd.heard_from("y", 3.0) is True
-    assert fd.is_up("y")
-    assert fd.unreachable("x") is True and "x" in fd.down
-    assert fd.unreachable("x") is False

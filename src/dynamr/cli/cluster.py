@@ -17,6 +17,10 @@ from dynamr.store import membership
 from dynamr.store.membership import ClusterState
 from dynamr.store.ring import Ring
 
+#: a node unreachable from here is shown as up for the nodes that hold it up, if its gossiped report is newer
+#: than this (seconds)
+ALIVE_WITHIN = 10.0
+
 
 @click.group()
 def cluster() -> None:
@@ -68,22 +72,34 @@ def status(target: Target) -> None:
     ring, _, _ = _admin(target, "show")
     table = Table(title="dynamr cluster")
     for col in ("node", "address", "state", "member", "epoch", "keys", "chunks", "hints", "tombstones",
-                "sees down", "anti-entropy", "handoff"):
+                "disk free", "sees down", "anti-entropy", "handoff"):
         table.add_column(col)
     healthy = 0
     troubled: list[str] = []
     for node_id, address in view.nodes.items():
         st = statuses[node_id]
         addr = f"{address[0]}:{address[1]}"
+        seen = gossip_about(node_id, statuses)
         if isinstance(st, DynamrError):
-            table.add_row(node_id, addr, "[red]down[/]", ring.status(node_id), "", "", "", "", "", "", "", "")
+            if seen is None:
+                table.add_row(node_id, addr, "[red]down[/]", ring.status(node_id), *[""] * 9)
+                continue
+            r = seen.record
+            seen_up_by = sorted(n for n, other in statuses.items()
+                                if isinstance(other, m.NodeStatusReply) and node_id in other.up)
+            state = (f"[yellow]unreachable from here; up for {', '.join(seen_up_by)} (reported {seen.age:.1f}s "
+                     "ago)[/]" if seen_up_by and seen.age < ALIVE_WITHIN else
+                     f"[red]down[/] (last report {seen.age:.0f}s ago)")
+            table.add_row(node_id, addr, state, ring.status(node_id), r.epoch, str(r.keys), "", str(r.hints),
+                          "", _gigabytes(r.disk_free), ", ".join(r.down) or "-", "", "")
             continue
         healthy += 1
         state = "[yellow]up, storage failing[/]" if st.storage_error else "[green]up[/]"
         if st.storage_error:
             troubled.append(f"{node_id}: {st.storage_error}")
         table.add_row(node_id, addr, state, ring.status(node_id), st.epoch, str(st.keys), str(st.chunks),
-                      str(st.hints), str(st.tombstones), ", ".join(st.down) or "-", anti_entropy(st), handoff(st))
+                      str(st.hints), str(st.tombstones), _gigabytes(seen.record.disk_free) if seen else "",
+                      ", ".join(st.down) or "-", anti_entropy(st), handoff(st))
     console.print(table)
     if ring.moving or ring.staged:
         _show_plan(ring, view.ring.vnodes, view.n)
@@ -213,6 +229,22 @@ def repair(only: str, target: Target) -> None:
             console.print(f"{node_id}: exchanged with {', '.join(reply.peers) or 'no peer (none up)'}; "
                           f"repaired {reply.keys} key(s), {reply.chunks} chunk(s)", highlight=False)
     console.print(f"repaired {total_keys} key(s) and {total_chunks} chunk(s) in all", highlight=False)
+
+
+def gossip_about(node_id: str, statuses: dict[str, m.NodeStatusReply | DynamrError]) -> m.HealthSeen | None:
+    """The freshest health record of ``node_id`` among the nodes that answered (its own report first)."""
+    own = statuses.get(node_id)
+    if isinstance(own, m.NodeStatusReply):
+        for seen in own.health:
+            if seen.record.node_id == node_id:
+                return seen
+    heard = [seen for st in statuses.values() if isinstance(st, m.NodeStatusReply)
+             for seen in st.health if seen.record.node_id == node_id]
+    return min(heard, key=lambda seen: seen.age, default=None)
+
+
+def _gigabytes(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n else "-"
 
 
 def handoff(st: m.NodeStatusReply) -> str:

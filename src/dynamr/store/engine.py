@@ -12,6 +12,7 @@ before it returns; ``periodic`` and ``never`` leave syncing to :meth:`Engine.syn
 from __future__ import annotations
 
 import abc
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,6 +58,10 @@ class Engine(abc.ABC):
 
     def sync(self) -> None:  # noqa: B027 - nothing to do for engines without a disk
         """Flush committed data to stable storage."""
+
+    def disk_free(self) -> int:
+        """Bytes free on the volume that holds the data (0: no disk)."""
+        return 0
 
     def close(self) -> None:  # noqa: B027
         """Release files."""
@@ -140,6 +145,12 @@ class LmdbEngine(Engine):
                 if not key.startswith(prefix):
                     return
                 yield key, value
+
+    def disk_free(self) -> int:
+        try:
+            return shutil.disk_usage(self.path).free
+        except OSError:
+            return 0
 
     def count(self, table: str) -> int:
         with self._env.begin() as txn:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
@@ -34,7 +35,7 @@ from dynamr.errors import (
 from dynamr.rpc import messages as m
 from dynamr.rpc.server import Dispatcher
 from dynamr.rpc.transport import Transport
-from dynamr.store import membership, transfer, upkeep, versions
+from dynamr.store import gossip, membership, transfer, upkeep, versions
 from dynamr.store.antientropy import AntiEntropy
 from dynamr.store.blobs import BlobStore, MemoryBlobStore
 from dynamr.store.chunks import ChunkService
@@ -89,7 +90,12 @@ class StoreNode:
         self.committer = GroupCommitter(engine, self.health.failed)
         #: each node's current epoch, as its answers to pings say (this node's own included)
         self.epochs: dict[str, str] = {node_id: self.replica.epoch}
-        self.detector = FailureDetector([], self.settings.failure_timeout, clock())
+        self.detector = FailureDetector(
+            [], interval=self.settings.heartbeat_interval, now=clock(), threshold=self.settings.phi_threshold,
+            pause=self.settings.failure_timeout - self.settings.heartbeat_interval)
+        #: every member's health as gossip brought it; this node's record is rewritten each heartbeat round
+        self.gossip = gossip.HealthTable(node_id)
+        self._generation, self._beat, self._rng = int(time.time() * 1000), 0, random.Random()
         self.dispatcher = Dispatcher(f"node {node_id}")
         self._background: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -171,6 +177,7 @@ class StoreNode:
         self.ring = Ring(state.owners, self.settings.vnodes)
         self.pending_ring = Ring(state.pending, self.settings.vnodes) if state.moving else None
         self.detector.set_peers([p for p in self.addresses if p != self.node_id], self.clock())
+        self.gossip.forget(self.addresses)
 
     async def drain_earlier_writes(self) -> None:
         """Wait until no write coordinated under earlier rings (before this transition, or before it started
@@ -196,7 +203,7 @@ class StoreNode:
                 log.info("peer %s is unreachable; marked down", node_id)
             self.transport.drop(self.addresses[node_id])
             raise
-        if self.detector.heard_from(node_id, self.clock()):
+        if self.detector.heard_from(node_id, self.clock(), beat=isinstance(msg, m.Ping)):
             self._peer_back(node_id)
         return reply
 
@@ -208,18 +215,24 @@ class StoreNode:
         timeout = self.settings.failure_timeout / 2
 
         version, author = self.members.state.key()
+        self._beat += 1
+        self.gossip.set_own(gossip.own_record(self, self._generation, self._beat), self.clock())
+        peers = [p for p in self.addresses if p != self.node_id]
+        carry, table = gossip.gossip_targets(peers, self._rng), self.gossip.records()
 
         async def ping(peer: str) -> None:
             with contextlib.suppress(DynamrError):
-                reply = await self.call_peer(peer, m.Ping(sender=self.node_id, version=version, author=author),
-                                             timeout)
+                reply = await self.call_peer(peer, m.Ping(sender=self.node_id, version=version, author=author,
+                                                          health=table if peer in carry else ()), timeout)
                 if isinstance(reply, m.Pong) and reply.node_id == peer:
                     self.epochs[peer] = reply.epoch
+                    self.gossip.merge(reply.health, self.clock(), self.addresses)
                     self._spawn(self.members.heard(peer, reply.version, reply.author))
 
-        await asyncio.gather(*(ping(p) for p in self.addresses if p != self.node_id))
-        for peer in self.detector.tick(self.clock()):
-            log.info("peer %s has been silent for %.1fs; marked down", peer, self.settings.failure_timeout)
+        await asyncio.gather(*(ping(p) for p in peers))
+        now = self.clock()
+        for peer in self.detector.tick(now):
+            log.info("peer %s has been silent for %.1fs; marked down", peer, self.detector.silence(peer, now))
         self.members.tick()
 
     # --- validation ----------------------------------------------------------------------------------
@@ -247,13 +260,16 @@ class StoreNode:
     # --- client-facing handlers ----------------------------------------------------------------------
 
     async def _on_ping(self, msg: m.Ping) -> m.Pong:
-        if msg.sender in self.addresses and self.detector.heard_from(msg.sender, self.clock()):
+        if msg.sender in self.addresses and self.detector.heard_from(msg.sender, self.clock(), beat=True):
             self._peer_back(msg.sender)
         if msg.version and msg.sender != self.node_id and self.members.state.member(msg.sender) is not None:
             # a member that left is told so too (it is no peer any more, but it stops only once it knows)
             self._spawn(self.members.heard(msg.sender, msg.version, msg.author))
         version, author = self.members.state.key()
-        return m.Pong(node_id=self.node_id, epoch=self.replica.epoch, version=version, author=author)
+        if msg.health:
+            self.gossip.merge(msg.health, self.clock(), self.addresses)
+        return m.Pong(node_id=self.node_id, epoch=self.replica.epoch, version=version, author=author,
+                      health=self.gossip.records() if msg.health else ())
 
     async def _on_cluster_info(self, msg: m.ClusterInfo) -> m.ClusterInfoReply:
         q = self.settings.quorum
@@ -277,7 +293,7 @@ class StoreNode:
             handoff_bytes=self.handoff.bytes, exchanges=ae.exchanges, keys_repaired=ae.keys_repaired,
             chunks_repaired=ae.chunks_repaired, exchanging_with=ae.exchanging_with,
             last_exchange_age=ae.last_exchange_age(), chunks_scrubbed=ae.chunks_scrubbed,
-            chunks_corrupt=ae.chunks_corrupt)
+            chunks_corrupt=ae.chunks_corrupt, health=self.gossip.seen(self.clock()))
 
     async def _on_get(self, msg: m.Get) -> m.GetReply:
         self.check_key(msg.key)

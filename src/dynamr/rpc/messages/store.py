@@ -11,9 +11,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dynamr.rpc.messages.base import Message, register
+from dynamr.rpc.messages.base import Message, Record, record, register
 
 # --- liveness and cluster information -----------------------------------------------------------
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthRecord(Record):
+    """One node's health as it reports it, spread by gossip (see dynamr.store.gossip)."""
+
+    node_id: str
+    #: milliseconds since 1970 when the node started: a restarted node's records outrank its old ones
+    generation: int
+    #: the node's heartbeat rounds since it started (with ``generation``, the record's version)
+    beat: int
+    epoch: str
+    #: the peers its failure detector holds down
+    down: tuple[str, ...]
+    keys: int
+    hints: int
+    #: bytes free on the volume of its data (0: not on disk)
+    disk_free: int
+    #: its last storage error in the past minute ("" when its disk takes writes)
+    storage_error: str
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthSeen(Record):
+    """A gossiped health record, with how long ago (seconds) the node holding it saw it advance."""
+
+    record: HealthRecord
+    age: float
 
 
 @register(1)
@@ -23,6 +53,8 @@ class Ping(Message):
     #: the sender's cluster state, as (version, author) (gossip: see dynamr.store.membership)
     version: int = 0
     author: str = ""
+    #: the sender's table of node health, on some pings (gossip: see dynamr.store.gossip)
+    health: tuple[HealthRecord, ...] = ()
 
 
 @register(2)
@@ -32,6 +64,8 @@ class Pong(Message):
     epoch: str
     version: int = 0
     author: str = ""
+    #: the answering node's table of node health, when the ping carried one
+    health: tuple[HealthRecord, ...] = ()
 
 
 @register(3)
@@ -97,6 +131,8 @@ class NodeStatusReply(Message):
     handoff_keys: int = 0
     handoff_chunks: int = 0
     handoff_bytes: int = 0
+    #: the node's table of every member's health, as gossip brought it
+    health: tuple[HealthSeen, ...] = ()
 
 
 @register(7)
