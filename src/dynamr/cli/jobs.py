@@ -1,4 +1,4 @@
-"""``dynamr run``, ``dynamr job create|run``, ``dynamr status``, ``dynamr jobs``, ``dynamr kill``.
+"""``dynamr run``, ``dynamr job create|run``, ``dynamr status``, ``dynamr jobs``, ``dynamr kill``, ``dynamr logs``.
 
 ``dynamr run JOB.py INPUT... -o OUT`` with no cluster starts an embedded one (a single node with one task
 slot per core, replication 1, data in a temporary directory), reads the inputs in place, writes OUT as a
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.table import Table
 
@@ -47,6 +48,8 @@ from dynamr.rpc import messages as m
 from dynamr.store.client import AsyncClient
 
 T = TypeVar("T")
+#: lines of a failed attempt's output shown with the failure (all of it: 'dynamr logs')
+OUTPUT_LINES = 40
 
 
 def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -114,8 +117,15 @@ def report(status: m.JobStatusView) -> None:
     split = error.input
     where = f" on {split.path} bytes {split.start}-{split.end}" if split else ""
     err_console.print(f"[bold red]job {status.name} {status.state}[/]: task {error.task or '?'}"
-                      f"{where}, attempt {error.attempt or '?'} on node {error.node or '?'}:\n"
-                      f"{error.traceback or error.error}", highlight=False)
+                      f"{where}, attempt {error.attempt or '?'} on node {error.node or '?'}:", highlight=False)
+    err_console.print(error.traceback or error.error, markup=False, highlight=False)
+    if error.output:
+        lines = error.output.rstrip("\n").splitlines()
+        shown = lines[-OUTPUT_LINES:]
+        more = f" (its last {len(shown)} lines; 'dynamr logs {status.name} {error.task.split('/', 1)[-1]}' " \
+               "shows all that was kept)" if len(lines) > len(shown) else ""
+        err_console.print(f"[bold]what the attempt printed[/]{more}:", highlight=False, soft_wrap=True)
+        err_console.print("\n".join(shown), markup=False, highlight=False, soft_wrap=True)
 
 
 def _remove_output(path: Path) -> None:
@@ -338,6 +348,32 @@ def kill(name: str, target: Target) -> None:
         return await jobs.wait(name, interval=0.05)
 
     report(_run(lambda: _with_client(target, action)))
+
+
+@click.command("logs")
+@click.argument("name")
+@click.argument("task", required=False, default="")
+@cluster_options
+def logs(name: str, task: str, target: Target) -> None:
+    """Show what the attempts of job NAME printed, and the tracebacks of those that failed (of TASK only, as
+    'dynamr status' names it, e.g. s0-m3). Attempts that succeeded without printing have no log."""
+    reply = _run(lambda: _with_client(target, lambda c: JobClient(c).logs(name, task)))
+    if not reply.logs:
+        what = f"task {task} of job {name}" if task else f"job {name}"
+        console.print(f"no attempt of {what} failed or printed anything", highlight=False)
+        return
+    for entry in reply.logs:
+        outcome = "succeeded" if entry.ok else f"failed: {escape(entry.error)}"
+        console.print(f"[bold]== {entry.task.split('/', 1)[-1]}, attempt {entry.attempt.split('#', 1)[-1]} on "
+                      f"{entry.node}, {entry.ended - entry.started:.1f}s: {outcome}[/]", highlight=False,
+                      soft_wrap=True)
+        if entry.output:
+            console.print(entry.output.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+        if entry.traceback:
+            console.print("-- traceback --", highlight=False)
+            console.print(entry.traceback.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+    if reply.more:
+        console.print(f"({reply.more} more log(s) left out; name a task to see its own)", highlight=False)
 
 
 @click.command("jobs")

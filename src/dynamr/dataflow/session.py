@@ -50,8 +50,9 @@ def failure_text(status: m.JobStatusView) -> str:
     error = status.error or m.JobFailure()
     split = error.input
     where = f" on {split.path} bytes {split.start}-{split.end}" if split else ""
+    printed = f"\nwhat the attempt printed (the end of it):\n{error.output[-4000:]}" if error.output else ""
     return (f"job {status.name} {status.state}: task {error.task or '?'}{where}:\n"
-            f"{error.traceback or error.error}")
+            f"{error.traceback or error.error}{printed}")
 
 
 class Session:

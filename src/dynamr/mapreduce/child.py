@@ -24,7 +24,9 @@ user's traceback and its cause) and whether the process exits after it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import dataclasses
 import itertools
 import json
 import os
@@ -55,6 +57,7 @@ from dynamr.mapreduce.api import MRJob
 from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.shuffle import IncomparableKeys, decode_run, encode_run, total_order_in_use, use_total_order
 from dynamr.mapreduce.splits import LocalFile, Split
+from dynamr.mapreduce.taskoutput import OUTPUT_ENV, read_output
 from dynamr.mapreduce.tasks import batches, format_output, run_map, run_reduce
 from dynamr.rpc import tls
 from dynamr.rpc.codec import SPEC_HEADER, pack_frame, record_values, unpack_record
@@ -383,7 +386,8 @@ def die_with_parent() -> None:
 class Channel:
     """The worker's channel: specs in on the process's original stdin, progress and results out on its
     original stdout (the latter shared by the progress thread and the task). User code gets neither: its
-    stdin is empty and its prints, and those of anything it starts, go to stderr."""
+    stdin is empty and its prints, and those of anything it starts, go to the output file the worker made
+    (``DYNAMR_TASK_OUTPUT``; stderr without one), emptied before each attempt and kept in its report."""
 
     def __init__(self) -> None:
         self._in = os.fdopen(os.dup(0), "rb")
@@ -391,8 +395,26 @@ class Channel:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
+        self.output_path = os.environ.get(OUTPUT_ENV, "")
+        if self.output_path:
+            fd = os.open(self.output_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.dup2(fd, 2)
+            os.close(fd)
         os.dup2(2, 1)
         self._lock = threading.Lock()
+
+    def begin_attempt(self) -> None:
+        """Empty the output file: what it holds from now on is this attempt's."""
+        if self.output_path:
+            _flush_std()
+            os.ftruncate(2, 0)
+
+    def attempt_output(self) -> str:
+        """What the attempt printed (its start and its end, when it printed more than the report keeps)."""
+        if not self.output_path:
+            return ""
+        _flush_std()
+        return read_output(self.output_path)
 
     def receive(self) -> TaskSpec | None:
         """The next spec, or None at the end of stdin (the worker let this process go)."""
@@ -416,6 +438,12 @@ class Channel:
 
     def send_result(self, report: AttemptReport, retiring: bool) -> None:
         self.send([RESULT, record_values(report), retiring])
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def report_progress(channel: Channel, current: list[TaskRun], stop: threading.Event) -> None:
@@ -478,7 +506,10 @@ def main() -> int:
     ok = True
     try:
         while (spec := channel.receive()) is not None:
+            channel.begin_attempt()
             report = run_one(spec, session, channel)
+            if output := channel.attempt_output():
+                report = dataclasses.replace(report, output=output)
             served += 1
             ok = report.ok
             retiring = not ok or served >= spec.max_tasks or rss_bytes() > spec.max_rss

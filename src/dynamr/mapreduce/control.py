@@ -453,7 +453,8 @@ class CoordinatorCore:
         jc.reported.add(report.attempt)
         jc.stopping.pop(report.attempt, None)
         run = jc.run
-        out: list[p.Instruction] = [p.PersistAttemptEnded(report.attempt, report.ok, report.error, self.wall(now))]
+        out: list[p.Instruction] = [p.PersistAttemptEnded(report.attempt, report.ok, report.error, self.wall(now),
+                                                          report.output, report.traceback)]
         if jc.phase != "active":  # its outputs are deleted with the job's
             return out + self._maybe_finalize(jc, now)
         if report.ok:

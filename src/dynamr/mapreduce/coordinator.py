@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TICK = 0.25
+#: bytes of output and tracebacks one TaskLogsReply carries at most (more: ask for one task)
+LOGS_REPLY_BYTES = 8 << 20
 
 
 def check_job_name(name: str) -> None:
@@ -79,7 +81,7 @@ class Coordinator:
         for cls, handler in ((m.Ping, self._on_ping), (m.SubmitJob, self._on_submit), (m.RunJob, self._on_run),
                              (m.JobStatus, self._on_status), (m.ListJobs, self._on_list),
                              (m.WorkerHeartbeat, self._on_heartbeat), (m.KillJob, self._on_kill),
-                             (m.DeleteJob, self._on_delete)):
+                             (m.DeleteJob, self._on_delete), (m.TaskLogs, self._on_logs)):
             self.dispatcher.register(cls, handler)
         self._background = Background("coordinator", log)
         self._ticker: asyncio.Task[None] | None = None
@@ -92,7 +94,8 @@ class Coordinator:
             p.PersistSwept: lambda i: self.store.job_swept(i.name),
             p.PersistForgotten: lambda i: self.store.forget(i.name),
             p.PersistAttempt: lambda i: self.store.attempt_started(i.job, i.task, i.attempt, i.node, i.started),
-            p.PersistAttemptEnded: lambda i: self.store.attempt_ended(i.attempt, i.ok, i.error, i.ended),
+            p.PersistAttemptEnded: lambda i: self.store.attempt_ended(i.attempt, i.ok, i.error, i.ended, i.output,
+                                                                      i.traceback),
             p.WriteCommit: lambda i: self._background.spawn(self._write_commit(i)),
             p.DeleteOutputs: lambda i: self._background.spawn(self._delete_outputs(i)),
             p.DeleteCommit: lambda i: self._background.spawn(self._delete_commit(i)),
@@ -379,6 +382,21 @@ class Coordinator:
                 raise BadRequestError(ins.message)
         log.info("job %s deleted (%s)", name, ", ".join(removed) or "nothing stored")
         return m.DeleteJobReply(removed=tuple(removed))
+
+    async def _on_logs(self, msg: m.TaskLogs) -> m.TaskLogsReply:
+        check_job_name(msg.name)
+        if self.core.state_of(msg.name) == "unknown":
+            raise NotFoundError(f"no job named {msg.name!r} (see 'dynamr jobs')")
+        logs = [log for log in self.store.logs(msg.name)
+                if not msg.task or msg.task in (log.task, log.task.split("/", 1)[-1])]
+        kept: list[m.AttemptLog] = []
+        size = 0
+        for entry in logs:
+            size += len(entry.output) + len(entry.traceback)
+            if kept and size > LOGS_REPLY_BYTES:
+                break
+            kept.append(entry)
+        return m.TaskLogsReply(logs=tuple(kept), more=len(logs) - len(kept))
 
     async def _on_status(self, msg: m.JobStatus) -> m.JobStatusReply:
         return m.JobStatusReply(status=self._status(msg.name))

@@ -314,7 +314,7 @@ class JobRun:
             self.move("failed")
             self.ended_at = now
             self.error = m.JobFailure(task=task_id, attempt=attempt, node=self._attempt_nodes.get(attempt, ""),
-                                      error=report.error, traceback=report.traceback,
+                                      error=report.error, traceback=report.traceback, output=report.output,
                                       input=info.split() if info else None)
             return True
         return False
@@ -339,7 +339,7 @@ class JobRun:
             error=f"the store was unavailable to task {task_id} in {self._store_failures[task_id]} attempts in a "
                   f"row; check that enough nodes are up ('dynamr cluster status'), then run the job again. "
                   f"Last: {report.error}",
-            traceback=report.traceback, input=info.split() if info else None)
+            traceback=report.traceback, output=report.output, input=info.split() if info else None)
         return True
 
     def on_input_lost(self, report: AttemptReport, now: float) -> str | None:

@@ -9,6 +9,9 @@ What is kept, and why it is enough (see :meth:`Coordinator.recover`):
   record and noting it here loses nothing.
 - ``attempts``: every attempt ever started (node, times, outcome). A restart uses them for ``status``, and
   to find and delete every attempt's intermediate output when the job ends.
+- ``logs``: what each attempt that failed or printed something left (its output, bounded, and the user's
+  traceback), for ``dynamr logs``; kept until the job is deleted, at most :data:`LOG_BYTES_PER_JOB` of
+  output from attempts that succeeded.
 - ``meta``: the coordinator's incarnation number, part of every attempt id, so attempt ids never repeat
   across restarts (an attempt of the previous incarnation still running on a node stays distinguishable).
 
@@ -37,7 +40,15 @@ CREATE TABLE IF NOT EXISTS attempts (
     attempt TEXT PRIMARY KEY, job TEXT NOT NULL, task TEXT NOT NULL, node TEXT NOT NULL,
     started REAL NOT NULL, ended REAL, ok INTEGER, error TEXT);
 CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts (job);
+CREATE TABLE IF NOT EXISTS logs (
+    attempt TEXT PRIMARY KEY, job TEXT NOT NULL, task TEXT NOT NULL, node TEXT NOT NULL, ok INTEGER NOT NULL,
+    started REAL NOT NULL, ended REAL NOT NULL, error TEXT NOT NULL, traceback TEXT NOT NULL,
+    output TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_by_job ON logs (job);
 """
+#: bytes of output kept per job from attempts that succeeded (a failed attempt's log is always kept; each is
+#: bounded, see dynamr.mapreduce.taskoutput)
+LOG_BYTES_PER_JOB = 32 << 20
 
 
 @dataclass
@@ -113,6 +124,7 @@ class JobStore:
     def forget(self, name: str) -> None:
         """A deleted job: nothing of it stays."""
         self._db.execute("DELETE FROM attempts WHERE job = ?", (name,))
+        self._db.execute("DELETE FROM logs WHERE job = ?", (name,))
         self._db.execute("DELETE FROM jobs WHERE name = ?", (name,))
 
     def jobs(self) -> list[StoredJob]:
@@ -128,9 +140,29 @@ class JobStore:
         self._db.execute("INSERT OR IGNORE INTO attempts (attempt, job, task, node, started) VALUES (?, ?, ?, ?, ?)",
                          (attempt, job, task, node, now))
 
-    def attempt_ended(self, attempt: str, ok: bool, error: str, now: float) -> None:
+    def attempt_ended(self, attempt: str, ok: bool, error: str, now: float, output: str = "",
+                      traceback: str = "") -> None:
+        """An attempt ended; one that failed or printed something leaves a log (see :meth:`logs`)."""
         self._db.execute("UPDATE attempts SET ended = ?, ok = ?, error = ? WHERE attempt = ?",
                          (now, int(ok), error, attempt))
+        if ok and not output:
+            return
+        if ok:
+            row = self._db.execute("SELECT job FROM attempts WHERE attempt = ?", (attempt,)).fetchone()
+            kept = row and self._db.execute("SELECT COALESCE(SUM(LENGTH(output)), 0) FROM logs WHERE job = ? AND ok",
+                                            (row[0],)).fetchone()[0]
+            if not row or kept + len(output) > LOG_BYTES_PER_JOB:
+                return
+        self._db.execute("INSERT OR IGNORE INTO logs (attempt, job, task, node, ok, started, ended, error, traceback, "
+                         "output) SELECT attempt, job, task, node, ?, started, ?, ?, ?, ? FROM attempts "
+                         "WHERE attempt = ?", (int(ok), now, error, traceback, output, attempt))
+
+    def logs(self, job: str) -> list[m.AttemptLog]:
+        """The logs of a job's attempts, in the order they started."""
+        rows = self._db.execute("SELECT task, attempt, node, ok, started, ended, error, traceback, output FROM logs "
+                                "WHERE job = ? ORDER BY started, attempt", (job,)).fetchall()
+        return [m.AttemptLog(task=t, attempt=a, node=n, ok=bool(ok), started=s, ended=e, error=err,
+                             traceback=tb, output=out) for t, a, n, ok, s, e, err, tb, out in rows]
 
     def attempts(self, job: str) -> list[StoredAttempt]:
         rows = self._db.execute("SELECT attempt, task, node, started, ended, ok, error FROM attempts "

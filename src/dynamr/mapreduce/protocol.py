@@ -219,6 +219,9 @@ class PersistAttemptEnded:
     ok: bool
     error: str
     ended: float
+    #: what the attempt printed, and the user's traceback of a failure (kept as the attempt's log)
+    output: str = ""
+    traceback: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,6 +206,13 @@ class JobClient:
             raise ProtocolError(f"the coordinator answered DeleteJob with {type(reply).__name__}")
         return reply.removed
 
+    async def logs(self, name: str, task: str = "") -> m.TaskLogsReply:
+        """The logs of a job's attempts that failed or printed something (of one task, if given)."""
+        reply = await self.client.call_node(await self.coordinator(), m.TaskLogs(name=name, task=task))
+        if not isinstance(reply, m.TaskLogsReply):
+            raise ProtocolError(f"the coordinator answered TaskLogs with {type(reply).__name__}")
+        return reply
+
     async def jobs(self) -> tuple[m.JobSummary, ...]:
         reply = await self.client.call_node(await self.coordinator(), m.ListJobs())
         if not isinstance(reply, m.ListJobsReply):

@@ -3,9 +3,9 @@
 The process is ``python -m dynamr.mapreduce.child`` in a session of its own (so a kill reaches everything
 user code started), with the cluster secret in its environment (never in a spec). Specs go to its stdin
 as typed records (:class:`~dynamr.rpc.messages.TaskSpec`, each a 4-byte length and msgpack); its stdout
-brings back progress frames and one report frame per attempt; its stderr (where user code's prints also
-land) is drained all the time into a bounded tail, the part written during the current attempt being what
-a failure report shows.
+brings back progress frames and one report frame per attempt. User code's prints go to a private output
+file (see :mod:`dynamr.mapreduce.taskoutput`), read back when the process dies without a report or is
+killed; its stderr (anything written before the process set that up) is drained into a bounded tail.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import msgpack
 
 from dynamr.errors import ProtocolError
 from dynamr.mapreduce import containment
+from dynamr.mapreduce.taskoutput import OUTPUT_ENV, make_output_file, read_output, remove_output_file
 from dynamr.rpc.codec import SPEC_HEADER, build_record, pack_record
 from dynamr.rpc.messages import AttemptReport, TaskSpec
 
@@ -37,8 +38,9 @@ ProgressCallback = Callable[[list[int]], None]
 
 
 class TaskProcess:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, output_path: str) -> None:
         self.proc = proc
+        self.output_path = output_path
         #: the job whose attempts this process runs (None until its first attempt)
         self.job: str | None = None
         self.served = 0
@@ -47,15 +49,25 @@ class TaskProcess:
         self._drain = asyncio.create_task(self._drain_stderr())
 
     @classmethod
-    async def start(cls, secret: bytes, owner: str, number: int) -> TaskProcess:
-        """Start task process ``number`` of ``owner``, carrying their mark (see :mod:`dynamr.mapreduce.containment`)."""
-        env = {**os.environ, "DYNAMR_SECRET": secret.decode(),
+    async def start(cls, secret: bytes, owner: str, number: int, scratch_dir: str | None = None) -> TaskProcess:
+        """Start task process ``number`` of ``owner``, carrying their mark (see :mod:`dynamr.mapreduce.containment`),
+        its output file in ``scratch_dir`` (the system's temporary directory by default)."""
+        output_path = make_output_file(scratch_dir)
+        env = {**os.environ, "DYNAMR_SECRET": secret.decode(), OUTPUT_ENV: output_path,
                containment.OWNER: containment.mark_for(owner, number)}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dynamr.mapreduce.child", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
-            limit=FRAME_LIMIT)
-        return cls(proc)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "dynamr.mapreduce.child", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
+                limit=FRAME_LIMIT)
+        except BaseException:
+            remove_output_file(output_path)
+            raise
+        return cls(proc, output_path)
+
+    def output(self) -> str:
+        """What the current (or last) attempt printed so far."""
+        return read_output(self.output_path)
 
     @property
     def alive(self) -> bool:
@@ -111,7 +123,7 @@ class TaskProcess:
             await asyncio.wait_for(self._drain, 2.0)
         return AttemptReport(attempt=attempt, ok=False,
                              error=f"task process exited with code {self.proc.returncode} without a result",
-                             traceback=self._stderr.decode(errors="replace"))
+                             traceback=self._stderr.decode(errors="replace"), output=self.output())
 
     def kill(self) -> None:
         """SIGKILL the process's whole group (user code and anything it started)."""
@@ -130,7 +142,9 @@ class TaskProcess:
             self.proc.stdin.close()
 
     async def wait(self) -> None:
+        """Wait for the process to end, then remove its output file."""
         with contextlib.suppress(Exception):
             await self.proc.wait()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._drain, 2.0)
+        remove_output_file(self.output_path)

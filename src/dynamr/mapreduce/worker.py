@@ -24,11 +24,13 @@ import itertools
 import logging
 import os
 import time
+from pathlib import Path
 
 from dynamr.background import Background
 from dynamr.errors import DynamrError
 from dynamr.mapreduce import containment
 from dynamr.mapreduce.jobrun import job_of
+from dynamr.mapreduce.taskoutput import OUTPUT_FILES, remove_output_file
 from dynamr.mapreduce.taskpool import ProcessPool, Use
 from dynamr.mapreduce.taskprocess import TaskProcess
 from dynamr.mapreduce.workerstate import Kill, Start, WorkerState
@@ -116,6 +118,7 @@ class Worker:
         if leftovers:
             log.warning("worker %s: killed %d process(es) an earlier run of this node left behind",
                         self.node_id, leftovers)
+        self._remove_output_files()  # an earlier run's, if it was killed
         self._add_spares(self.pool.spares_wanted())
         while True:
             with contextlib.suppress(TimeoutError):
@@ -197,7 +200,7 @@ class Worker:
                 continue
             key = next(self._next_key)
             try:
-                proc = await TaskProcess.start(self.secret, self.owner, key)
+                proc = await TaskProcess.start(self.secret, self.owner, key, self.scratch_dir)
             except BaseException:
                 self.pool.launch_failed()
                 raise
@@ -212,7 +215,7 @@ class Worker:
     async def _add_spare(self) -> None:
         key = next(self._next_key)
         try:
-            proc = await TaskProcess.start(self.secret, self.owner, key)
+            proc = await TaskProcess.start(self.secret, self.owner, key, self.scratch_dir)
         except OSError:
             self.pool.spare_failed()
             return
@@ -235,6 +238,14 @@ class Worker:
         containment.kill_marked(self.owner, key)
 
     # --- attempts ------------------------------------------------------------------------------------
+
+    def _remove_output_files(self) -> None:
+        """Remove the output files of this worker's task processes (in its task directory, every one there)."""
+        for proc in [*self._procs.values(), *self.running.values()]:
+            remove_output_file(proc.output_path)
+        if self.scratch_dir:
+            for path in Path(self.scratch_dir).glob(OUTPUT_FILES):
+                remove_output_file(str(path))
 
     async def _run_attempt(self, spec: m.TaskSpec) -> None:
         attempt = spec.attempt
@@ -261,13 +272,12 @@ class Worker:
         killed = self._killed.pop(attempt, None)
         keep = False
         if killed is not None:
-            report = m.AttemptReport(attempt=attempt, ok=False, error=killed[0], cause=killed[1])
             proc.kill()
+            report = m.AttemptReport(attempt=attempt, ok=False, error=killed[0], cause=killed[1], output=proc.output())
             self._background.spawn(self._retire(proc, key))
         elif result is None:
             report = await proc.failure(attempt)
-            proc.kill_group()
-            containment.kill_marked(self.owner, key)
+            await self._retire(proc, key)
         else:
             report, retiring = result
             if report.attempt != attempt or report.cause not in m.REPORT_CAUSES:
@@ -311,6 +321,7 @@ class Worker:
         for proc in waiting:
             await proc.wait()
         containment.kill_marked(self.owner)  # also what escaped its group but kept the mark
+        self._remove_output_files()
         for task in list(self._background.tasks):
             task.cancel()
         for task in list(self._background.tasks):

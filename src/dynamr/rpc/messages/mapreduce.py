@@ -98,6 +98,8 @@ class JobFailure(Record):
     traceback: str = ""
     #: the input byte range of the failing task, when it read one
     input: SplitRef | None = None
+    #: what the failing attempt printed (bounded)
+    output: str = ""
 
 
 @record
@@ -207,6 +209,8 @@ class AttemptReport(Record):
     lost_attempt: str = ""
     #: skip mode: the record (as JSON) a failing map attempt was working on, if known
     bad_record: str | None = None
+    #: what the attempt printed (stdout and stderr, bounded: see dynamr.mapreduce.taskoutput)
+    output: str = ""
 
 
 #: the failure causes a report may give (see AttemptReport.cause)
@@ -346,3 +350,37 @@ class DeleteJob(Message):
 class DeleteJobReply(Message):
     #: the store paths removed
     removed: tuple[str, ...] = ()
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptLog(Record):
+    """What one attempt left: its outcome, the user's traceback of a failure, and what it printed (bounded)."""
+
+    task: str
+    attempt: str
+    node: str
+    ok: bool
+    started: float
+    ended: float
+    error: str = ""
+    traceback: str = ""
+    output: str = ""
+
+
+@register(51)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskLogs(Message):
+    """The logs of a job's attempts that failed or printed something; of one task when ``task`` is set (as
+    ``dynamr status`` shows it, e.g. ``s0-m3``, or in full, ``<job>/s0-m3``)."""
+
+    name: str
+    task: str = ""
+
+
+@register(52)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskLogsReply(Message):
+    logs: tuple[AttemptLog, ...] = ()
+    #: logs left out to keep the reply small (ask for one task to see them)
+    more: int = 0
