@@ -73,3 +73,45 @@ def test_remote_cluster_needs_the_right_secret(workdir: Path) -> None:
 def test_demo_round_trips_the_sample_data(tmp_path: Path) -> None:
     out = dynamr(tmp_path, "demo").stdout
     assert "ok:" in out and "all identical" in out
+
+
+def piped(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The command as a script runs it: output piped, no COLUMNS set."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    result = subprocess.run([sys.executable, "-m", "dynamr", *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=120, env=env)
+    if check:
+        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_scripts_get_whole_names_unwrapped_and_json(workdir: Path) -> None:
+    import json
+
+    dynamr(workdir, "cluster", "up", "--nodes", "3")
+    folder = workdir / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 50)
+    name = "a-rather-long-job-name-that-a-terminal-of-eighty-columns-would-cut-" + "x" * 30
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    ran = piped(workdir, "run", str(examples / "wordcount.py"), str(folder), "-o", str(workdir / "out"),
+                "--local-cluster", "--name", name)
+    assert name in ran.stdout + ran.stderr
+    listing = piped(workdir, "jobs").stdout
+    assert name in listing, listing  # one line, not cut or wrapped
+    assert any(name in line and "succeeded" in line for line in listing.splitlines())
+    jobs = json.loads(piped(workdir, "jobs", "--json").stdout)
+    assert [(j["name"], j["state"]) for j in jobs] == [(name, "succeeded")]
+    status = json.loads(piped(workdir, "status", name, "--json").stdout)
+    assert status["name"] == name and status["state"] == "succeeded" and status["maps"] == status["maps_done"] >= 1
+    cluster = json.loads(piped(workdir, "cluster", "status", "--json").stdout)
+    assert [(n["node"], n["state"]) for n in cluster["nodes"]] == [("n1", "up"), ("n2", "up"), ("n3", "up")]
+    assert cluster["up"] == 3 and cluster["n"] == 3
+    assert all(n["status"]["keys"] >= 0 and n["report"]["record"]["node_id"] == n["node"] for n in cluster["nodes"])
+    dynamr(workdir, "fs", "put", str(folder / "a.txt"), "/data/a.txt")
+    files = json.loads(piped(workdir, "fs", "ls", "/data", "--json").stdout)
+    assert files == [{"name": "a.txt", "kind": "file", "size": 2200, "mtime": files[0]["mtime"]}]
+    # a hint that names a command is never split across lines when piped
+    missing = piped(workdir, "status", "no-such-job-" + "y" * 90, check=False)
+    assert missing.returncode == 1
+    assert any("no-such-job-" + "y" * 90 in line and "dynamr jobs" in line for line in missing.stderr.splitlines())

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from rich.table import Table
 
-from dynamr.cli.common import Target, cluster_options, console, resolve_target
+from dynamr.cli.common import Target, cluster_options, console, json_option, print_json, resolve_target
 from dynamr.config import Quorum, StoreSettings
 from dynamr.errors import ConfigError, DeadlineExceededError, DynamrError, UnavailableError
 from dynamr.localcluster import COORDINATOR, DEFAULT_DIR, LocalCluster
 from dynamr.rpc import messages as m
 from dynamr.store import membership
+from dynamr.store.client import ClusterView
 from dynamr.store.membership import ClusterState
 from dynamr.store.ring import Ring
 
@@ -62,52 +64,89 @@ def up(nodes: int | None, n: int, r: int, w: int, root: Path, use_tls: bool) -> 
         console.print(f"  {node.node_id}  {node.host}:{node.port}", highlight=False)
 
 
+@dataclass(frozen=True)
+class NodeRow:
+    """One node as ``cluster status`` shows it."""
+
+    node: str
+    address: str
+    #: up, storage failing, unreachable (from here, but up for others) or down
+    state: str
+    member: str
+    #: its own answer, when it gave one
+    status: m.NodeStatusReply | None
+    #: its freshest gossiped health report among the answers
+    report: m.HealthSeen | None
+    #: nodes that answered and hold it up
+    up_for: tuple[str, ...]
+
+
+def node_rows(view: ClusterView, statuses: dict[str, m.NodeStatusReply | DynamrError],
+              ring: ClusterState) -> list[NodeRow]:
+    rows = []
+    for node_id, address in view.nodes.items():
+        st = statuses[node_id]
+        seen = gossip_about(node_id, statuses)
+        up_for = tuple(sorted(n for n, other in statuses.items()
+                              if isinstance(other, m.NodeStatusReply) and node_id in other.up))
+        if isinstance(st, m.NodeStatusReply):
+            state = "storage failing" if st.storage_error else "up"
+        else:
+            state = "unreachable" if seen is not None and up_for and seen.age < ALIVE_WITHIN else "down"
+        rows.append(NodeRow(node_id, f"{address[0]}:{address[1]}", state, ring.status(node_id),
+                            st if isinstance(st, m.NodeStatusReply) else None, seen, up_for))
+    return rows
+
+
 @cluster.command("status")
+@json_option
 @cluster_options
-def status(target: Target) -> None:
-    """Show each node and its health."""
+def status(as_json: bool, target: Target) -> None:
+    """Show each node and its health (exits with 1 when a node does not answer)."""
     with target.client(timeout=3.0) as client:
         view = client.cluster()
         statuses = client.node_status()
     ring, _, _ = _admin(target, "show")
+    rows = node_rows(view, statuses, ring)
+    healthy = sum(1 for row in rows if row.status is not None)
+    if as_json:
+        print_json({"nodes": rows, "up": healthy, "n": view.n,
+                    "membership": membership.to_record(ring)})
+    else:
+        _print_status(rows, ring, view)
+        console.print(f"{healthy} of {len(view.nodes)} nodes up; N={view.n}")
+    if healthy < len(view.nodes):
+        raise SystemExit(1)
+
+
+def _print_status(rows: list[NodeRow], ring: ClusterState, view: ClusterView) -> None:
     table = Table(title="dynamr cluster")
     for col in ("node", "address", "state", "member", "epoch", "keys", "chunks", "hints", "tombstones",
                 "disk free", "sees down", "anti-entropy", "handoff"):
         table.add_column(col)
-    healthy = 0
-    troubled: list[str] = []
-    for node_id, address in view.nodes.items():
-        st = statuses[node_id]
-        addr = f"{address[0]}:{address[1]}"
-        seen = gossip_about(node_id, statuses)
-        if isinstance(st, DynamrError):
+    for row in rows:
+        st, seen = row.status, row.report
+        if st is None:
             if seen is None:
-                table.add_row(node_id, addr, "[red]down[/]", ring.status(node_id), *[""] * 9)
+                table.add_row(row.node, row.address, "[red]down[/]", row.member, *[""] * 9)
                 continue
             r = seen.record
-            seen_up_by = sorted(n for n, other in statuses.items()
-                                if isinstance(other, m.NodeStatusReply) and node_id in other.up)
-            state = (f"[yellow]unreachable from here; up for {', '.join(seen_up_by)} (reported {seen.age:.1f}s "
-                     "ago)[/]" if seen_up_by and seen.age < ALIVE_WITHIN else
-                     f"[red]down[/] (last report {seen.age:.0f}s ago)")
-            table.add_row(node_id, addr, state, ring.status(node_id), r.epoch, str(r.keys), "", str(r.hints),
+            state = (f"[yellow]unreachable from here; up for {', '.join(row.up_for)} (reported {seen.age:.1f}s "
+                     "ago)[/]" if row.state == "unreachable" else f"[red]down[/] (last report {seen.age:.0f}s ago)")
+            table.add_row(row.node, row.address, state, row.member, r.epoch, str(r.keys), "", str(r.hints),
                           "", _gigabytes(r.disk_free), ", ".join(r.down) or "-", "", "")
             continue
-        healthy += 1
         state = "[yellow]up, storage failing[/]" if st.storage_error else "[green]up[/]"
-        if st.storage_error:
-            troubled.append(f"{node_id}: {st.storage_error}")
-        table.add_row(node_id, addr, state, ring.status(node_id), st.epoch, str(st.keys), str(st.chunks),
+        table.add_row(row.node, row.address, state, row.member, st.epoch, str(st.keys), str(st.chunks),
                       str(st.hints), str(st.tombstones), _gigabytes(seen.record.disk_free) if seen else "",
                       ", ".join(st.down) or "-", anti_entropy(st), handoff(st))
     console.print(table)
     if ring.moving or ring.staged:
         _show_plan(ring, view.ring.vnodes, view.n)
-    for line in troubled:
-        console.print(f"[yellow]storage failing[/] on {line}", highlight=False, soft_wrap=True)
-    console.print(f"{healthy} of {len(view.nodes)} nodes up; N={view.n}")
-    if healthy < len(view.nodes):
-        raise SystemExit(1)
+    for row in rows:
+        if row.status is not None and row.status.storage_error:
+            console.print(f"[yellow]storage failing[/] on {row.node}: {row.status.storage_error}", highlight=False,
+                          soft_wrap=True)
 
 
 # --- membership: staged changes, committed (see dynamr.store.membership) ------------------------------

@@ -7,7 +7,9 @@ its secret (``--secret``, ``--secret-file`` or ``DYNAMR_SECRET``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +32,37 @@ if TYPE_CHECKING:  # ParamType is generic only in newer click releases
 else:
     _IntParam = _PairParam = click.ParamType
 
-console = Console()
-err_console = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    """A console for standard output or error: on a terminal, rich's; piped or redirected, one that never
+    wraps (tables as wide as their content, messages on one line), so scripts see whole names and commands."""
+    terminal = Console(stderr=stderr)
+    if terminal.is_terminal:
+        return terminal
+    return Console(stderr=stderr, width=1 << 16, soft_wrap=True)
+
+
+console = _console()
+err_console = _console(stderr=True)
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print JSON instead of a table (for scripts).")
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON types: dataclasses (messages and records) as objects, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(plain(value), indent=2))
 
 
 def parse_address(text: str) -> tuple[str, int]:

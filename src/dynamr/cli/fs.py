@@ -13,7 +13,7 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from dynamr.cli.common import Size, Target, cluster_options, console
+from dynamr.cli.common import Size, Target, cluster_options, console, json_option, print_json
 from dynamr.daemons import install_event_loop_policy
 from dynamr.files import FileSystem, paths
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
@@ -115,10 +115,14 @@ def cat(remote: str, target: Target) -> None:
 @fs.command("ls")
 @click.argument("remote", default="/")
 @click.option("-l", "long", is_flag=True, help="Show kind, size and modification time.")
+@json_option
 @cluster_options
-def ls(remote: str, long: bool, target: Target) -> None:
+def ls(remote: str, long: bool, as_json: bool, target: Target) -> None:
     """List a directory."""
-    entries = run(target, lambda fsys: fsys.ls(remote, long=long))
+    entries = run(target, lambda fsys: fsys.ls(remote, long=long or as_json))
+    if as_json:
+        print_json(entries)
+        return
     for entry in entries:
         name = entry.name + ("/" if entry.kind == "directory" else "")
         if long:

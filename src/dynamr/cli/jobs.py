@@ -34,6 +34,8 @@ from dynamr.cli.common import (
     connection_options,
     console,
     err_console,
+    json_option,
+    print_json,
     resolve_target,
 )
 from dynamr.config import Quorum, StoreSettings
@@ -298,10 +300,14 @@ def run_named(name: str, wait: bool, target: Target) -> None:
 
 @click.command("status")
 @click.argument("name")
+@json_option
 @cluster_options
-def status(name: str, target: Target) -> None:
+def status(name: str, as_json: bool, target: Target) -> None:
     """Show a job's state, progress, counters, and failures with tracebacks."""
     st = _run(lambda: _with_client(target, lambda c: JobClient(c).status(name)))
+    if as_json:
+        print_json(st)
+        return
     console.print(f"job {st.name}: [bold]{st.state}[/], step {st.step + 1}/{st.steps}, maps "
                   f"{st.maps_done}/{st.maps}, reduces {st.reduces_done}/{st.reduces}, "
                   f"{st.seconds:.1f}s", highlight=False)
@@ -377,10 +383,14 @@ def logs(name: str, task: str, target: Target) -> None:
 
 
 @click.command("jobs")
+@json_option
 @cluster_options
-def jobs(target: Target) -> None:
+def jobs(as_json: bool, target: Target) -> None:
     """List the cluster's jobs."""
     rows = _run(lambda: _with_client(target, lambda c: JobClient(c).jobs()))
+    if as_json:
+        print_json(rows)
+        return
     table = Table("name", "state", "maps", "reduces", "seconds", "output")
     for row in rows:
         table.add_row(row.name, row.state, f"{row.maps_done}/{row.maps}",
