@@ -238,12 +238,18 @@ class NodeAddress:
     node_id: str
     host: str
     port: int
+    #: where it serves HTTP on the same host (a node: /metrics; the coordinator: the dashboard and
+    #: /metrics); 0: no HTTP
+    http_port: int = 0
 
     def __post_init__(self) -> None:
         if not self.node_id or len(self.node_id) > MAX_NODE_ID or "@" in self.node_id:
             raise ConfigError(f"node id {self.node_id!r} must be 1 to {MAX_NODE_ID} characters without '@'")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port {self.port} of node {self.node_id} is out of range")
+        for name, port in (("port", self.port), ("http_port", self.http_port)):
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{name} {port} of {self.node_id} is out of range")
+        if self.http_port and self.http_port == self.port:
+            raise ConfigError(f"{self.node_id}: http_port must differ from port ({self.port})")
 
     @property
     def address(self) -> tuple[str, int]:
@@ -296,22 +302,25 @@ class ClusterSpec:
 
     def to_json(self) -> str:
         raw: dict[str, Any] = {
-            "nodes": [{"id": n.node_id, "host": n.host, "port": n.port} for n in self.nodes],
+            "nodes": [{"id": n.node_id, "host": n.host, "port": n.port, **_http(n)} for n in self.nodes],
             "settings": self.settings.to_dict(),
         }
         if self.coordinator is not None:
-            raw["coordinator"] = {"host": self.coordinator.host, "port": self.coordinator.port}
+            raw["coordinator"] = {"host": self.coordinator.host, "port": self.coordinator.port,
+                                  **_http(self.coordinator)}
         return json.dumps(raw, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> ClusterSpec:
         try:
             raw = json.loads(text)
-            nodes = tuple(NodeAddress(node_id=str(n["id"]), host=str(n["host"]), port=int(n["port"]))
+            nodes = tuple(NodeAddress(node_id=str(n["id"]), host=str(n["host"]), port=int(n["port"]),
+                                      http_port=int(n.get("http_port", 0)))
                           for n in raw["nodes"])
             settings = StoreSettings.from_dict(raw.get("settings", {}))
             coord = raw.get("coordinator")
-            coordinator = (NodeAddress(node_id="coordinator", host=str(coord["host"]), port=int(coord["port"]))
+            coordinator = (NodeAddress(node_id="coordinator", host=str(coord["host"]), port=int(coord["port"]),
+                                       http_port=int(coord.get("http_port", 0)))
                            if coord else None)
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"malformed cluster file: {exc}") from exc
@@ -325,6 +334,10 @@ class ClusterSpec:
             raise ConfigError(f"cannot read cluster file {path}: {exc.strerror}") from exc
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _http(address: NodeAddress) -> dict[str, int]:
+    return {"http_port": address.http_port} if address.http_port else {}
 
 
 def new_secret() -> bytes:

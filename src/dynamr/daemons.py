@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
 import ssl
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dynamr.config import ClusterSpec, NodeAddress, check_listen
+from dynamr.config import ClusterSpec, NodeAddress, StoreSettings, check_listen
 from dynamr.files.gc import run_collector
 from dynamr.rpc import tls
 from dynamr.rpc.client import TcpTransport
@@ -29,6 +31,10 @@ from dynamr.rpc.tls import TlsFiles
 from dynamr.store.blobs import DirectoryBlobStore
 from dynamr.store.engine import LmdbEngine
 from dynamr.store.node import StoreNode
+
+if TYPE_CHECKING:
+    from dynamr.mapreduce.coordinator import Coordinator
+    from dynamr.web.http import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +141,7 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
                        max_buffered_bytes=settings.max_buffered_bytes, max_connections=settings.max_connections)
     await server.start(me.host, me.port)
     node.start()
+    web = await _node_web(me, settings, secret, node)
     collector = asyncio.create_task(run_collector(node))
     worker = None
     coordinator = node.members.state.coordinator
@@ -160,6 +167,8 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
         if worker is not None:
             worker_task.cancel()
             await worker.stop()
+        if web is not None:
+            await web.close()
         await server.close()
         await transport.close()
         await node.stop()
@@ -199,14 +208,55 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
                        max_buffered_bytes=settings.max_buffered_bytes, max_connections=settings.max_connections)
     await server.start(spec.coordinator.host, spec.coordinator.port)
     coordinator.start()
+    web = await _coordinator_web(spec.coordinator, settings, secret, coordinator)
     log.info("coordinator listening on %s:%d", spec.coordinator.host, server.port)
     try:
         await wait_for_stop(exit_with_parent)
     finally:
+        if web is not None:
+            await web.close()
         await server.close()
         await coordinator.stop()
         await client.close()
         log.info("coordinator stopped cleanly")
+
+
+async def _node_web(address: NodeAddress, settings: StoreSettings, secret: bytes,
+                    node: StoreNode) -> HttpServer | None:
+    """Serve the node's ``/metrics`` on its ``http_port``, if it has one."""
+    if not address.http_port:
+        return None
+    from dynamr.metrics import Metrics
+    from dynamr.web import sources
+    from dynamr.web.http import HttpServer, make_app
+
+    metrics = Metrics(address.node_id)
+    node.dispatcher.stats = metrics.requests
+    metrics.add_source(functools.partial(sources.node_source, node))
+    server = HttpServer(make_app(secret, metrics))
+    await server.start(address, settings)
+    return server
+
+
+async def _coordinator_web(address: NodeAddress, settings: StoreSettings, secret: bytes,
+                           coordinator: Coordinator) -> HttpServer | None:
+    """Serve the dashboard and ``/metrics`` on the coordinator's ``http_port``, if it has one."""
+    if not address.http_port:
+        return None
+    from dynamr.metrics import Metrics
+    from dynamr.web import sources
+    from dynamr.web.dashboard import Dashboard
+    from dynamr.web.http import HttpServer, make_app
+
+    metrics = Metrics(address.node_id)
+    coordinator.dispatcher.stats = metrics.requests
+    metrics.add_source(functools.partial(sources.coordinator_source, coordinator))
+    app = make_app(secret, metrics)
+    dashboard = Dashboard(coordinator, app)
+    server = HttpServer(app, on_close=dashboard.close)
+    await server.start(address, settings)
+    coordinator.web_address = (address.host, server.port)
+    return server
 
 
 def run_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None = None,

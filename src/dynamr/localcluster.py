@@ -111,8 +111,10 @@ class LocalCluster:
     @classmethod
     def create(cls, root: Path, nodes: int, settings: StoreSettings | None = None,
                host: str = "127.0.0.1", ephemeral: bool = False, coordinator: bool = True,
-               use_tls: bool = False) -> LocalCluster:
-        """Write the cluster file and secret for ``nodes`` nodes on free ports (starts nothing)."""
+               use_tls: bool = False, http: bool | None = None) -> LocalCluster:
+        """Write the cluster file and secret for ``nodes`` nodes on free ports (starts nothing). ``http``:
+        give every node and the coordinator an HTTP port (metrics, the dashboard); by default a cluster
+        that stays up has them, an ephemeral one not."""
         if nodes < 1:
             raise ConfigError("a cluster needs at least one node")
         if settings is None:
@@ -128,10 +130,14 @@ class LocalCluster:
         os.chmod(root, 0o700)  # the secret, the data and the logs are the owner's only
         for sub in ("nodes", "logs", "pids"):
             (root / sub).mkdir(mode=0o700, exist_ok=True)
-        ports = free_ports(nodes + 1, host)
-        spec = ClusterSpec(nodes=tuple(NodeAddress(node_id=f"n{i + 1}", host=host, port=port)
+        if http is None:
+            http = not ephemeral
+        ports = free_ports(2 * (nodes + 1) if http else nodes + 1, host)
+        http_ports = ports[nodes + 1:] if http else [0] * (nodes + 1)
+        spec = ClusterSpec(nodes=tuple(NodeAddress(node_id=f"n{i + 1}", host=host, port=port, http_port=http_ports[i])
                                        for i, port in enumerate(ports[:nodes])), settings=settings,
-                           coordinator=NodeAddress(node_id=COORDINATOR, host=host, port=ports[-1])
+                           coordinator=NodeAddress(node_id=COORDINATOR, host=host, port=ports[nodes],
+                                                   http_port=http_ports[-1])
                            if coordinator else None)
         write_private(cluster.cluster_file, spec.to_json().encode())
         if not cluster.secret_file.exists():

@@ -21,9 +21,10 @@ MakeCluster = Callable[..., LocalCluster]
 def make_cluster(tmp_path: Path) -> Iterator[MakeCluster]:
     made: list[LocalCluster] = []
 
-    def make(nodes: int = 3, use_tls: bool = False, **settings: Any) -> LocalCluster:
+    def make(nodes: int = 3, use_tls: bool = False, http: bool = False, **settings: Any) -> LocalCluster:
         cluster = LocalCluster.create(tmp_path / f"cluster{len(made)}", nodes,
-                                      StoreSettings.from_dict({**FAST, **settings}), ephemeral=True, use_tls=use_tls)
+                                      StoreSettings.from_dict({**FAST, **settings}), ephemeral=True, use_tls=use_tls,
+                                      http=http)
         made.append(cluster)
         cluster.start()
         return cluster

@@ -55,7 +55,7 @@ def test_an_oversized_frame_from_a_task_process_fails_the_attempt_at_once() -> N
         proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stdin=asyncio.subprocess.PIPE,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                                                     start_new_session=True)
-        task = TaskProcess(proc)
+        task = TaskProcess(proc, output_path="")
         spec = TaskSpec(job="j", attempt="j/s0-m0#1", kind="map", step=0, source="/_jobs/j/x/j.py",
                         source_name="j.py")
         result = await asyncio.wait_for(task.run(spec, lambda line: None), 60)

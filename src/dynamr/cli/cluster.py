@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -11,17 +10,14 @@ from rich.table import Table
 
 from dynamr.cli.common import Target, cluster_options, console, json_option, print_json, resolve_target
 from dynamr.config import Quorum, StoreSettings
-from dynamr.errors import ConfigError, DeadlineExceededError, DynamrError, UnavailableError
+from dynamr.errors import ConfigError, DeadlineExceededError, UnavailableError
 from dynamr.localcluster import COORDINATOR, DEFAULT_DIR, LocalCluster
 from dynamr.rpc import messages as m
 from dynamr.store import membership
 from dynamr.store.client import ClusterView
 from dynamr.store.membership import ClusterState
+from dynamr.store.overview import NodeRow, node_rows
 from dynamr.store.ring import Ring
-
-#: a node unreachable from here is shown as up for the nodes that hold it up, if its gossiped report is newer
-#: than this (seconds)
-ALIVE_WITHIN = 10.0
 
 
 @click.group()
@@ -62,40 +58,6 @@ def up(nodes: int | None, n: int, r: int, w: int, root: Path, use_tls: bool) -> 
                   f"files in {root}", highlight=False)
     for node in spec.nodes:
         console.print(f"  {node.node_id}  {node.host}:{node.port}", highlight=False)
-
-
-@dataclass(frozen=True)
-class NodeRow:
-    """One node as ``cluster status`` shows it."""
-
-    node: str
-    address: str
-    #: up, storage failing, unreachable (from here, but up for others) or down
-    state: str
-    member: str
-    #: its own answer, when it gave one
-    status: m.NodeStatusReply | None
-    #: its freshest gossiped health report among the answers
-    report: m.HealthSeen | None
-    #: nodes that answered and hold it up
-    up_for: tuple[str, ...]
-
-
-def node_rows(view: ClusterView, statuses: dict[str, m.NodeStatusReply | DynamrError],
-              ring: ClusterState) -> list[NodeRow]:
-    rows = []
-    for node_id, address in view.nodes.items():
-        st = statuses[node_id]
-        seen = gossip_about(node_id, statuses)
-        up_for = tuple(sorted(n for n, other in statuses.items()
-                              if isinstance(other, m.NodeStatusReply) and node_id in other.up))
-        if isinstance(st, m.NodeStatusReply):
-            state = "storage failing" if st.storage_error else "up"
-        else:
-            state = "unreachable" if seen is not None and up_for and seen.age < ALIVE_WITHIN else "down"
-        rows.append(NodeRow(node_id, f"{address[0]}:{address[1]}", state, ring.status(node_id),
-                            st if isinstance(st, m.NodeStatusReply) else None, seen, up_for))
-    return rows
 
 
 @cluster.command("status")
@@ -268,18 +230,6 @@ def repair(only: str, target: Target) -> None:
             console.print(f"{node_id}: exchanged with {', '.join(reply.peers) or 'no peer (none up)'}; "
                           f"repaired {reply.keys} key(s), {reply.chunks} chunk(s)", highlight=False)
     console.print(f"repaired {total_keys} key(s) and {total_chunks} chunk(s) in all", highlight=False)
-
-
-def gossip_about(node_id: str, statuses: dict[str, m.NodeStatusReply | DynamrError]) -> m.HealthSeen | None:
-    """The freshest health record of ``node_id`` among the nodes that answered (its own report first)."""
-    own = statuses.get(node_id)
-    if isinstance(own, m.NodeStatusReply):
-        for seen in own.health:
-            if seen.record.node_id == node_id:
-                return seen
-    heard = [seen for st in statuses.values() if isinstance(st, m.NodeStatusReply)
-             for seen in st.health if seen.record.node_id == node_id]
-    return min(heard, key=lambda seen: seen.age, default=None)
 
 
 def _gigabytes(n: int) -> str:

@@ -48,6 +48,7 @@ from dynamr.mapreduce.splits import REPLACED
 from dynamr.mapreduce.submit import STORE, JobClient, build_plan, fetch_output, remote_output, stage_input
 from dynamr.rpc import messages as m
 from dynamr.store.client import AsyncClient
+from dynamr.web.token import web_token
 
 T = TypeVar("T")
 #: lines of a failed attempt's output shown with the failure (all of it: 'dynamr logs')
@@ -380,6 +381,26 @@ def logs(name: str, task: str, target: Target) -> None:
             console.print(entry.traceback.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
     if reply.more:
         console.print(f"({reply.more} more log(s) left out; name a task to see its own)", highlight=False)
+
+
+@click.command("dashboard")
+@click.option("--open", "open_browser", is_flag=True, help="Also open it in a web browser.")
+@cluster_options
+def dashboard(open_browser: bool, target: Target) -> None:
+    """Print the address of the cluster's web dashboard with its access token (the local cluster's unless
+    --cluster is given). The same token opens each node's and the coordinator's /metrics (as a bearer
+    token). Anyone with the address can see the cluster: share it as you would the secret."""
+    host, port = _run(lambda: _with_client(target, lambda c: JobClient(c).web_address()))
+    if not port:
+        raise BadRequestError("the coordinator serves no dashboard: give it an \"http_port\" in the cluster "
+                              "file's \"coordinator\" entry and restart it")
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/?token={web_token(target.secret)}"
+    click.echo(url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
 
 
 @click.command("jobs")

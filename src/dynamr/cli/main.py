@@ -21,7 +21,7 @@ from dynamr.cli.cluster import cluster
 from dynamr.cli.common import err_console, report_error
 from dynamr.cli.demo import demo
 from dynamr.cli.fs import fs
-from dynamr.cli.jobs import job, jobs, kill, logs, run, status
+from dynamr.cli.jobs import dashboard, job, jobs, kill, logs, run, status
 from dynamr.cli.kv import kv
 from dynamr.cli.node import coordinator, node
 from dynamr.errors import DynamrError
@@ -80,6 +80,7 @@ cli.add_command(status)
 cli.add_command(jobs)
 cli.add_command(kill)
 cli.add_command(logs)
+cli.add_command(dashboard)
 
 
 def main() -> None:

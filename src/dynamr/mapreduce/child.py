@@ -58,7 +58,7 @@ from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.shuffle import IncomparableKeys, decode_run, encode_run, total_order_in_use, use_total_order
 from dynamr.mapreduce.splits import LocalFile, Split
 from dynamr.mapreduce.taskoutput import OUTPUT_ENV, read_output
-from dynamr.mapreduce.tasks import batches, format_output, run_map, run_reduce
+from dynamr.mapreduce.tasks import BUILTIN, batches, format_output, run_map, run_reduce
 from dynamr.rpc import tls
 from dynamr.rpc.codec import SPEC_HEADER, pack_frame, record_values, unpack_record
 from dynamr.rpc.messages import AttemptReport, TaskOutput, TaskSpec
@@ -197,6 +197,8 @@ class TaskRun:
         self.scratch = Path(tempfile.mkdtemp(prefix="dynamr-task-", dir=spec.scratch_dir or None))
         self.progress = Progress()
         self.job: MRJob | None = None
+        #: the length of the byte range a map reads, when it reads one
+        self.split_bytes: int | None = None
 
     def load_job(self) -> MRJob:
         job = self.session.job_class(self.spec, self.client, self.fs)(dict(self.spec.options))
@@ -223,7 +225,7 @@ class TaskRun:
             job.input_path = split.path
             reader = job.input_reader()
             where = LocalFile(Path(split.path)) if source.local else StoreFile(self.client, self.fs, split.path)
-            self.progress.total = split.length
+            self.progress.total = self.split_bytes = split.length
             return reader(CountingSource(where, self.progress), split)
         # the output of the previous step: encoded records in a local file, or an object in the store
         if source.kind == "file":
@@ -242,7 +244,10 @@ class TaskRun:
         partitions: dict[int, Path] = {}
         local = bool(self.spec.local_intermediate) and self.spec.output is None
 
+        written = 0
+
         def sink(partition: int, blocks: Iterator[bytes]) -> None:
+            nonlocal written
             if local:
                 path = self._local_run(self.job_name, self.attempt, partition)
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +258,7 @@ class TaskRun:
                 for block in self.progress.tick(blocks):
                     out.write(block)
                     size += len(block)
+            written += size
             if size:
                 partitions[partition] = path
             else:
@@ -271,7 +277,12 @@ class TaskRun:
                 exc.dynamr_bad_record = tracker.current  # type: ignore[attr-defined]
             raise
         if tracker is not None and tracker.skipped:
-            job.increment_counter("dynamr", "skipped records", tracker.skipped)
+            job.increment_counter(BUILTIN, "skipped records", tracker.skipped)
+        # a split's bytes (its reader may fetch a little past its end for the last line), else what was read
+        job.increment_counter(BUILTIN, "map input bytes",
+                              self.progress.done if self.split_bytes is None else self.split_bytes)
+        if self.spec.output is None:
+            job.increment_counter(BUILTIN, "shuffle bytes", written)
         if self.spec.output is not None:  # a map-only step: partition 0 is the task's final output
             run_file = partitions.get(0)
             records = decode_run(_read(run_file)) if run_file is not None else iter(())
@@ -298,6 +309,8 @@ class TaskRun:
         if self.spec.output is None:
             raise ValueError(f"reduce attempt {self.attempt} has no output")
         count = self._write_output(job, run_reduce(step, runs), self.spec.output)
+        job.increment_counter(BUILTIN, "reduce input bytes", self.progress.done)
+        job.increment_counter(BUILTIN, "reduce output records", count)
         return count
 
     def _write_output(self, job: MRJob, records: Iterator[tuple[Any, Any]], output: TaskOutput) -> int:
@@ -317,6 +330,9 @@ class TaskRun:
         with open(local, "wb") as out:
             for block in self.progress.tick(blocks):
                 out.write(block)
+            size = out.tell()
+        job.increment_counter(BUILTIN, "step output bytes" if output.kind in ("object", "file") else "output bytes",
+                              size)
         if output.kind == "object":
             self.client.run(self.fs.put_object(output.key.encode(), _file_pieces(local)))
         elif output.kind in ("local", "file"):

@@ -423,7 +423,7 @@ class CoordinatorCore:
         jc = self.jobs.get(job_of(attempt))
         if jc is not None:
             jc.run.lost(attempt, reason, now)
-        return [p.PersistAttemptEnded(attempt, False, reason, self.wall(now))]
+        return [p.PersistAttemptEnded(attempt, False, reason, self.wall(now), cause="lost")]
 
     def _node_lost(self, node: str, reason: str, now: float) -> list[p.Instruction]:
         lost = self.scheduler.node_lost(node)
@@ -433,7 +433,7 @@ class CoordinatorCore:
             jc = self.jobs.get(job_of(attempt))
             if jc is not None:
                 jc.run.lost(attempt, reason, now)
-            out.append(p.PersistAttemptEnded(attempt, False, reason, self.wall(now)))
+            out.append(p.PersistAttemptEnded(attempt, False, reason, self.wall(now), cause="lost"))
         if lost:
             log.warning("node %s: %d running attempt(s) re-queued (%s)", node, len(lost), reason)
         for attempt in [a for a, (n, _) in self.unconfirmed.items() if n == node]:
@@ -454,7 +454,7 @@ class CoordinatorCore:
         jc.stopping.pop(report.attempt, None)
         run = jc.run
         out: list[p.Instruction] = [p.PersistAttemptEnded(report.attempt, report.ok, report.error, self.wall(now),
-                                                          report.output, report.traceback)]
+                                                          report.output, report.traceback, report.cause)]
         if jc.phase != "active":  # its outputs are deleted with the job's
             return out + self._maybe_finalize(jc, now)
         if report.ok:

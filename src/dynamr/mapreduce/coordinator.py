@@ -24,6 +24,7 @@ import logging
 import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,7 +36,7 @@ from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
-from dynamr.mapreduce.jobrun import JobPlan, check_plan, dump_plan, load_plan, summary_of
+from dynamr.mapreduce.jobrun import JobPlan, check_plan, dump_plan, load_plan, summary_of, task_of
 from dynamr.mapreduce.jobstore import JobStore
 from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, plan_splits
 from dynamr.rpc import messages as m
@@ -78,24 +79,28 @@ class Coordinator:
         self.core = CoordinatorCore(CoreSettings.from_settings(settings), incarnation=self.incarnation,
                                     wall_offset=time.time() - time.monotonic())
         self.dispatcher = Dispatcher("coordinator")
+        #: where the dashboard is served (host, port), once it is
+        self.web_address: tuple[str, int] = ("", 0)
+        #: attempts that ended since this coordinator started, by (map or reduce, outcome)
+        self.attempt_outcomes: Counter[tuple[str, str]] = Counter()
         for cls, handler in ((m.Ping, self._on_ping), (m.SubmitJob, self._on_submit), (m.RunJob, self._on_run),
                              (m.JobStatus, self._on_status), (m.ListJobs, self._on_list),
                              (m.WorkerHeartbeat, self._on_heartbeat), (m.KillJob, self._on_kill),
-                             (m.DeleteJob, self._on_delete), (m.TaskLogs, self._on_logs)):
+                             (m.DeleteJob, self._on_delete), (m.TaskLogs, self._on_logs),
+                             (m.WebAddress, self._on_web_address)):
             self.dispatcher.register(cls, handler)
         self._background = Background("coordinator", log)
         self._ticker: asyncio.Task[None] | None = None
         #: the effect carried out for each kind of instruction (persisting is synchronous)
         self._effects: dict[type[Any], Callable[[Any], None]] = {
             p.PersistJob: lambda i: self.store.add_job(i.name, dump_plan(i.plan), "created", i.created),
-            p.PersistStarted: lambda i: self.store.job_started(i.name, i.started),
+            p.PersistStarted: self._persist_started,
             p.PersistEnded: lambda i: self.store.job_ended(i.name, i.state, i.ended, i.error),
             p.PersistFinalized: self._persist_finalized,
             p.PersistSwept: lambda i: self.store.job_swept(i.name),
             p.PersistForgotten: lambda i: self.store.forget(i.name),
             p.PersistAttempt: lambda i: self.store.attempt_started(i.job, i.task, i.attempt, i.node, i.started),
-            p.PersistAttemptEnded: lambda i: self.store.attempt_ended(i.attempt, i.ok, i.error, i.ended, i.output,
-                                                                      i.traceback),
+            p.PersistAttemptEnded: self._attempt_ended,
             p.WriteCommit: lambda i: self._background.spawn(self._write_commit(i)),
             p.DeleteOutputs: lambda i: self._background.spawn(self._delete_outputs(i)),
             p.DeleteCommit: lambda i: self._background.spawn(self._delete_commit(i)),
@@ -138,6 +143,15 @@ class Coordinator:
                 log.exception("coordinator tick failed")
 
     # --- effects -------------------------------------------------------------------------------------
+
+    def _attempt_ended(self, ins: p.PersistAttemptEnded) -> None:
+        self.store.attempt_ended(ins.attempt, ins.ok, ins.error, ins.ended, ins.output, ins.traceback)
+        kind = "map" if "-m" in task_of(ins.attempt).rsplit("/", 1)[-1] else "reduce"
+        self.attempt_outcomes[kind, "ok" if ins.ok else ins.cause or "failed"] += 1
+
+    def _persist_started(self, ins: p.PersistStarted) -> None:
+        self.store.job_started(ins.name, ins.started)
+        self.store.keep_inputs(ins.name, list(self.task_inputs(ins.name).items()))
 
     def _persist_finalized(self, ins: p.PersistFinalized) -> None:
         self.store.job_finalized(ins.name, ins.state, ins.ended, ins.status)
@@ -283,6 +297,22 @@ class Coordinator:
             raise NotFoundError(f"no job named {name!r} (see 'dynamr jobs')")
         return jc.run.status(time.monotonic())
 
+    def status_of(self, name: str) -> m.JobStatusView:
+        """A job's status (raises NotFoundError for a job the coordinator does not know)."""
+        return self._status(name)
+
+    def statuses(self) -> list[m.JobStatusView]:
+        """Every job's status, finished ones first."""
+        now = time.monotonic()
+        return [*self.core.finished.values(), *(jc.run.status(now) for jc in self.core.jobs.values())]
+
+    def task_inputs(self, name: str) -> dict[str, m.SplitRef]:
+        """The input split of each map task of a job that reads byte ranges."""
+        jc = self.core.jobs.get(name)
+        if jc is None:
+            return self.store.inputs(name)
+        return {task: split for task, info in jc.run.tasks.items() if (split := info.split()) is not None}
+
     def _reply(self, name: str, instructions: list[p.Instruction]) -> m.JobStatusReply:
         for ins in instructions:
             if isinstance(ins, p.Refused):
@@ -398,13 +428,14 @@ class Coordinator:
             kept.append(entry)
         return m.TaskLogsReply(logs=tuple(kept), more=len(logs) - len(kept))
 
+    async def _on_web_address(self, msg: m.WebAddress) -> m.WebAddressReply:
+        return m.WebAddressReply(host=self.web_address[0], port=self.web_address[1])
+
     async def _on_status(self, msg: m.JobStatus) -> m.JobStatusReply:
         return m.JobStatusReply(status=self._status(msg.name))
 
     async def _on_list(self, msg: m.ListJobs) -> m.ListJobsReply:
-        now = time.monotonic()
-        statuses = [*self.core.finished.values(), *(jc.run.status(now) for jc in self.core.jobs.values())]
-        return m.ListJobsReply(jobs=tuple(summary_of(status) for status in statuses))
+        return m.ListJobsReply(jobs=tuple(summary_of(status) for status in self.statuses()))
 
     async def _on_heartbeat(self, msg: m.WorkerHeartbeat) -> m.WorkerHeartbeatReply:
         for report in msg.reports:

@@ -496,6 +496,8 @@ class JobRun:
             attempts=tuple(dataclasses.replace(h, started=h.started + wall, ended=h.ended + wall)
                            for h in self.history[-200:]),
             speculative_attempts=len(self._speculative), excluded_nodes=tuple(sorted(self.excluded_nodes)),
+            input_bytes=sum(size for _, size in self.plan.inputs),
+            started=self.started_at + wall if self.started_at else 0.0,
             running_attempts=tuple(
                 m.RunningAttemptView(task=t, attempt=a, node=n, started=self._attempt_started.get(a, 0.0) + wall,
                                      speculative=a in self._speculative)

@@ -8,10 +8,12 @@ What is kept, and why it is enough (see :meth:`Coordinator.recover`):
   restarted coordinator re-reads them (task ids are deterministic), so a crash between writing a commit
   record and noting it here loses nothing.
 - ``attempts``: every attempt ever started (node, times, outcome). A restart uses them for ``status``, and
-  to find and delete every attempt's intermediate output when the job ends.
+  to find and delete every attempt's intermediate output when the job ends; once a finished job's late
+  sweep is done (``swept``) they serve only as its history (the dashboard's timeline).
 - ``logs``: what each attempt that failed or printed something left (its output, bounded, and the user's
   traceback), for ``dynamr logs``; kept until the job is deleted, at most :data:`LOG_BYTES_PER_JOB` of
   output from attempts that succeeded.
+- ``inputs``: the input split of each map of step 0 of a job (the dashboard shows them).
 - ``meta``: the coordinator's incarnation number, part of every attempt id, so attempt ids never repeat
   across restarts (an attempt of the previous incarnation still running on a node stays distinguishable).
 
@@ -45,6 +47,9 @@ CREATE TABLE IF NOT EXISTS logs (
     started REAL NOT NULL, ended REAL NOT NULL, error TEXT NOT NULL, traceback TEXT NOT NULL,
     output TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_by_job ON logs (job);
+CREATE TABLE IF NOT EXISTS swept (job TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS inputs (
+    job TEXT NOT NULL, task TEXT NOT NULL, split BLOB NOT NULL, PRIMARY KEY (job, task));
 """
 #: bytes of output kept per job from attempts that succeeded (a failed attempt's log is always kept; each is
 #: bounded, see dynamr.mapreduce.taskoutput)
@@ -118,14 +123,25 @@ class JobStore:
                          (state, ended, pack_record(status), name))
 
     def job_swept(self, name: str) -> None:
-        """A finalized job's late sweep is done: its attempts are no longer needed."""
-        self._db.execute("DELETE FROM attempts WHERE job = ?", (name,))
+        """A finalized job's late sweep is done: its attempts are history only (not swept again)."""
+        self._db.execute("INSERT OR IGNORE INTO swept VALUES (?)", (name,))
 
     def forget(self, name: str) -> None:
         """A deleted job: nothing of it stays."""
         self._db.execute("DELETE FROM attempts WHERE job = ?", (name,))
         self._db.execute("DELETE FROM logs WHERE job = ?", (name,))
+        self._db.execute("DELETE FROM swept WHERE job = ?", (name,))
+        self._db.execute("DELETE FROM inputs WHERE job = ?", (name,))
         self._db.execute("DELETE FROM jobs WHERE name = ?", (name,))
+
+    def keep_inputs(self, job: str, splits: list[tuple[str, m.SplitRef]]) -> None:
+        """The input split of each map task of a job (kept when it starts, for when it has ended)."""
+        self._db.executemany("INSERT OR REPLACE INTO inputs VALUES (?, ?, ?)",
+                             [(job, task, pack_record(split)) for task, split in splits])
+
+    def inputs(self, job: str) -> dict[str, m.SplitRef]:
+        rows = self._db.execute("SELECT task, split FROM inputs WHERE job = ?", (job,)).fetchall()
+        return {task: unpack_record(m.SplitRef, raw) for task, raw in rows}
 
     def jobs(self) -> list[StoredJob]:
         rows = self._db.execute("SELECT name, plan, state, created, started, ended, error, final_status "
@@ -165,6 +181,13 @@ class JobStore:
                              traceback=tb, output=out) for t, a, n, ok, s, e, err, tb, out in rows]
 
     def attempts(self, job: str) -> list[StoredAttempt]:
+        """The attempts of a job not yet swept (what a restart must clean up after)."""
+        if self._db.execute("SELECT 1 FROM swept WHERE job = ?", (job,)).fetchone():
+            return []
+        return self.history(job)
+
+    def history(self, job: str) -> list[StoredAttempt]:
+        """Every attempt a job ever started, in the order they started."""
         rows = self._db.execute("SELECT attempt, task, node, started, ended, ok, error FROM attempts "
                                 "WHERE job = ? ORDER BY started", (job,)).fetchall()
         return [StoredAttempt(a, t, n, s, e, None if ok is None else bool(ok), err or "")

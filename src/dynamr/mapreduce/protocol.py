@@ -222,6 +222,8 @@ class PersistAttemptEnded:
     #: what the attempt printed, and the user's traceback of a failure (kept as the attempt's log)
     output: str = ""
     traceback: str = ""
+    #: why it failed: "" (its code or node), "lost" (its node died), or the report's cause
+    cause: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,6 +232,8 @@ class MapOutputCollector:
         self._spills: list[_Spill] = []
         self.records_in = 0
         self.spills = 0
+        #: records in the final runs, when known without decoding them again (no spill); -1 otherwise
+        self.records_out = -1
         #: whether combining a full buffer in memory shrinks it enough to skip a spill (until it did not)
         self._combine_pays = combiner is not None
         #: a fold (see dynamr.mapreduce.folds): key -> running value instead of key -> values
@@ -405,7 +407,9 @@ class MapOutputCollector:
         """Give each partition's final sorted run to ``sink(partition, encoded batches)``; remove spills."""
         try:
             if not self._spills:
-                for p, records in enumerate(self._drain_buffer()):
+                parts = self._drain_buffer()
+                self.records_out = sum(map(len, parts))
+                for p, records in enumerate(parts):
                     sink(p, encode_run(records))
                 return
             if self._buffered:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from dynamr.config import WILDCARD_HOSTS
 from dynamr.errors import (
     BadRequestError,
     ClusterNotFoundError,
@@ -212,6 +213,16 @@ class JobClient:
         if not isinstance(reply, m.TaskLogsReply):
             raise ProtocolError(f"the coordinator answered TaskLogs with {type(reply).__name__}")
         return reply
+
+    async def web_address(self) -> tuple[str, int]:
+        """Where the coordinator serves its dashboard (port 0: it serves none), and the host by which this
+        client reached it (for a coordinator that listens on every interface)."""
+        coordinator = await self.coordinator()
+        reply = await self.client.call_node(coordinator, m.WebAddress())
+        if not isinstance(reply, m.WebAddressReply):
+            raise ProtocolError(f"the coordinator answered WebAddress with {type(reply).__name__}")
+        host = reply.host if reply.host.strip("[]") not in WILDCARD_HOSTS else coordinator[0]
+        return host, reply.port
 
     async def jobs(self) -> tuple[m.JobSummary, ...]:
         reply = await self.client.call_node(await self.coordinator(), m.ListJobs())

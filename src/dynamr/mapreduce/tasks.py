@@ -84,6 +84,10 @@ class _LazyHook:
         return _hook_records(self.hook())
 
 
+#: the group of dynamr's built-in counters (records and bytes in and out of each phase, spills, combining)
+BUILTIN = "dynamr"
+
+
 def run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions: int, spill_dir: Path,
             sink: Sink, buffer_records: int = 1_000_000) -> int:
     """Run one map task; each partition's sorted output goes to ``sink``.
@@ -118,6 +122,7 @@ def _run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions
     if step.map_only:
         counted = _Counted(_map_stream(step, records))
         sink(0, encode_run(counted))
+        job.increment_counter(BUILTIN, "map output records", counted.count)
         return counted.count
     partitions = max(1, num_partitions)
     partitioner = job.effective_partitioner() if partitions > 1 else _single_partition
@@ -134,6 +139,14 @@ def _run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions
     if step.combiner_final is not None:
         collector.collect(_hook_records(step.combiner_final()))
     collector.finish(sink)
+    count = job.increment_counter
+    count(BUILTIN, "map output records", produced)
+    if collector.spills:
+        count(BUILTIN, "spills", collector.spills)
+    if collector.combiner is not None:
+        count(BUILTIN, "combine input records", collector.records_in)
+        if collector.records_out >= 0:
+            count(BUILTIN, "combine output records", collector.records_out)
     return produced
 
 

@@ -15,11 +15,14 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynamr.errors import DynamrError, ProtocolError
 from dynamr.rpc import auth, codec
 from dynamr.rpc.messages import Message
+
+if TYPE_CHECKING:
+    from dynamr.metrics import RequestStats
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,8 @@ class Dispatcher:
     def __init__(self, name: str) -> None:
         self.name = name
         self._table: dict[type[Message], Handler] = {}
+        #: where handled requests are counted and timed (see dynamr.metrics), if anywhere
+        self.stats: RequestStats | None = None
 
     def register(self, cls: type[Message], handler: Handler) -> None:
         self._table[cls] = handler
@@ -42,7 +47,20 @@ class Dispatcher:
         handler = self._table.get(type(msg))
         if handler is None:
             raise ProtocolError(f"{self.name} does not serve {type(msg).__name__} requests")
-        return await handler(msg)
+        stats = self.stats
+        if stats is None:
+            return await handler(msg)
+        start = time.perf_counter()
+        outcome = "internal"
+        try:
+            reply = await handler(msg)
+            outcome = "ok"
+            return reply
+        except DynamrError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            stats.observe(type(msg).__name__, time.perf_counter() - start, outcome)
 
     def error_reply(self, exc: BaseException, msg: Message) -> tuple[str, str]:
         """The (code, message) to send back for a handler's exception."""

@@ -102,6 +102,8 @@ class StoreNode:
         self._handoff_wakeup = asyncio.Event()
         #: extra handoff rounds run with the hints' (e.g. chunk hints); each returns how many it delivered
         self.handoff_rounds: list[Callable[[], Awaitable[int]]] = [functools.partial(upkeep.hand_off, self)]
+        #: hints (keys and chunks) handed back to their owners since this node started
+        self.hints_delivered = 0
         handlers: dict[type[m.Message], Callable[[Any], Awaitable[m.Message]]] = {
             m.Ping: self._on_ping,
             m.ClusterInfo: self._on_cluster_info,
@@ -578,7 +580,7 @@ class StoreNode:
             self._handoff_wakeup.clear()
             for round_ in self.handoff_rounds:
                 try:
-                    await round_()
+                    self.hints_delivered += await round_()
                 except Exception:
                     log.exception("hinted handoff round failed")
 

@@ -151,6 +151,9 @@ class JobStatusView(Record):
     speculative_attempts: int = 0
     excluded_nodes: tuple[str, ...] = ()
     running_attempts: tuple[RunningAttemptView, ...] = ()
+    #: bytes of input (the sizes of the input files) and when the job started (wall-clock seconds; 0: not yet)
+    input_bytes: int = 0
+    started: float = 0.0
 
 
 @record
@@ -384,3 +387,17 @@ class TaskLogsReply(Message):
     logs: tuple[AttemptLog, ...] = ()
     #: logs left out to keep the reply small (ask for one task to see them)
     more: int = 0
+
+
+@register(53)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebAddress(Message):
+    """Where the coordinator serves its dashboard."""
+
+
+@register(54)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebAddressReply(Message):
+    host: str
+    #: 0: no dashboard (the cluster file gives the coordinator no http_port)
+    port: int
