@@ -115,3 +115,75 @@ def test_scripts_get_whole_names_unwrapped_and_json(workdir: Path) -> None:
     missing = piped(workdir, "status", "no-such-job-" + "y" * 90, check=False)
     assert missing.returncode == 1
     assert any("no-such-job-" + "y" * 90 in line and "dynamr jobs" in line for line in missing.stderr.splitlines())
+
+
+SLOW_JOB = '''
+import time
+from dynamr.mapreduce import MRJob
+
+class Slow(MRJob):
+    def mapper(self, key, line):
+        for word in line.split():
+            yield word, 1
+    def mapper_final(self):
+        time.sleep(1.0)
+        return ()
+    def reducer(self, word, counts):
+        yield word, sum(counts)
+'''
+
+
+def test_piped_progress_is_a_line_per_change_and_ctrl_c_leaves_the_job_running(workdir: Path) -> None:
+    import signal
+    import time
+
+    dynamr(workdir, "cluster", "up", "--nodes", "2")
+    folder = workdir / "in"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"f{i}.txt").write_text("alpha beta gamma delta\n" * 400)
+    job = workdir / "slow.py"
+    job.write_text(SLOW_JOB)
+    ran = piped(workdir, "run", str(job), str(folder), "-o", str(workdir / "out"), "--local-cluster", "--name",
+                "progress", "--split-size", "4K", "-r", "2")
+    lines = ran.stdout.splitlines()
+    maps = [line for line in lines if line.startswith("progress: step 1/1 map: ")]
+    reduces = [line for line in lines if line.startswith("progress: step 1/1 reduce: ")]
+    assert maps and reduces, ran.stdout
+    assert maps[-1].startswith("progress: step 1/1 map: 12/12 done, 0 running, 36.8 kB of 36.8 kB read; "), maps
+    assert len(maps) < 40 and len(set(maps)) == len(maps)  # a line per change, no repeats
+    assert reduces[-1].startswith("progress: step 1/1 reduce: 2/2 done, 0 running; "), reduces
+    assert any(line.startswith("job progress succeeded") for line in lines), ran.stdout
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+
+    def start(name: str, *extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "dynamr", "run", str(job), str(folder), "-o",
+                                 str(workdir / name), "--local-cluster", "--name", name, "--split-size", "1K",
+                                 *extra], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+
+    def state(name: str) -> str:
+        import json
+        shown = piped(workdir, "status", name, "--json", check=False)
+        return json.loads(shown.stdout)["state"] if shown.returncode == 0 else "unknown"
+
+    def interrupt_when_running(proc: subprocess.Popen[str], name: str) -> str:
+        deadline = time.monotonic() + 60
+        while state(name) != "running":
+            assert time.monotonic() < deadline and proc.poll() is None, "the job never ran"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        return err
+
+    err = interrupt_when_running(start("keeps"), "keeps")
+    assert "stopped following job keeps; it keeps running on the cluster" in err and "Traceback" not in err
+    assert state("keeps") in ("running", "succeeded")
+    err = interrupt_when_running(start("stops", "--kill-on-interrupt"), "stops")
+    assert "job stops is being killed" in err
+    deadline = time.monotonic() + 60
+    while state("stops") != "killed":
+        assert time.monotonic() < deadline, state("stops")
+        time.sleep(0.1)

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dynamr.cli.common import (
@@ -40,7 +40,7 @@ from dynamr.cli.common import (
 )
 from dynamr.config import Quorum, StoreSettings
 from dynamr.daemons import install_event_loop_policy
-from dynamr.errors import BadRequestError
+from dynamr.errors import BadRequestError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import COORDINATOR, LocalCluster
 from dynamr.mapreduce.inline import check_output
@@ -48,6 +48,7 @@ from dynamr.mapreduce.splits import REPLACED
 from dynamr.mapreduce.submit import STORE, JobClient, build_plan, fetch_output, remote_output, stage_input
 from dynamr.rpc import messages as m
 from dynamr.store.client import AsyncClient
+from dynamr.units import format_duration, format_size
 from dynamr.web.token import web_token
 
 T = TypeVar("T")
@@ -81,19 +82,57 @@ def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
 
 
 class ProgressView:
+    """A job's progress as it runs: on a terminal, a bar per phase (the maps and the reduces of each step)
+    with tasks done, running and failed, bytes read, elapsed time and an estimate of what is left; piped,
+    one plain line each time a phase's counts change (at most one a second per phase, and always its
+    last)."""
+
     def __init__(self) -> None:
-        self.progress = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, disable=not console.is_terminal)
-        self.tasks: dict[str, TaskID] = {}
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console,
+            disable=not console.is_terminal)
+        self.tasks: dict[tuple[int, str], TaskID] = {}
+        self._printed: dict[tuple[int, str], tuple[tuple[int, ...], float]] = {}
+        self._started = time.monotonic()
 
     def __call__(self, status: m.JobStatusView) -> None:
-        for kind in ("maps", "reduces"):
-            total = getattr(status, kind)
-            if total and kind not in self.tasks:
-                self.tasks[kind] = self.progress.add_task(kind[:-1], total=total)
-            if kind in self.tasks:
-                self.progress.update(self.tasks[kind], total=total, completed=getattr(status, f"{kind}_done"),
-                                     description=f"step {status.step + 1}/{status.steps} {kind[:-1]}")
+        for phase in status.phases:
+            key = (phase.step, phase.kind)
+            counts = _phase_counts(phase)
+            by_bytes = phase.bytes > 0
+            total, done = (phase.bytes, phase.bytes_read) if by_bytes else (phase.tasks, phase.done)
+            if console.is_terminal:
+                if key not in self.tasks:
+                    if not (phase.running or phase.done or phase.failed):
+                        continue  # not begun: shown once it starts
+                    self.tasks[key] = self.progress.add_task(
+                        f"step {phase.step + 1}/{status.steps} {phase.kind}", total=total, counts=counts)
+                self.progress.update(self.tasks[key], total=total, completed=done, counts=counts)
+            else:
+                self._line(status, phase, counts)
+
+    def _line(self, status: m.JobStatusView, phase: m.PhaseView, counts: str) -> None:
+        key = (phase.step, phase.kind)
+        state = (phase.done, phase.running, phase.failed, phase.bytes_read)
+        previous = self._printed.get(key)
+        now = time.monotonic()
+        if previous is None and not (phase.running or phase.done or phase.failed):
+            return
+        if previous is not None and (previous[0] == state or (now - previous[1] < 1.0 and phase.done < phase.tasks)):
+            return
+        self._printed[key] = (state, now)
+        console.print(f"{status.name}: step {phase.step + 1}/{status.steps} {phase.kind}: {counts}; "
+                      f"{format_duration(now - self._started)}", highlight=False, soft_wrap=True)
+
+
+def _phase_counts(phase: m.PhaseView) -> str:
+    text = f"{phase.done}/{phase.tasks} done, {phase.running} running"
+    if phase.failed:
+        text += f", {phase.failed} failed"
+    if phase.bytes:
+        text += f", {format_size(phase.bytes_read)} of {format_size(phase.bytes)} read"
+    return text
 
 
 def report(status: m.JobStatusView) -> None:
@@ -129,6 +168,36 @@ def report(status: m.JobStatusView) -> None:
                "shows all that was kept)" if len(lines) > len(shown) else ""
         err_console.print(f"[bold]what the attempt printed[/]{more}:", highlight=False, soft_wrap=True)
         err_console.print("\n".join(shown), markup=False, highlight=False, soft_wrap=True)
+
+
+def _interrupted(target: Target, name: str, kill: bool) -> None:
+    """Ctrl-C while following a job on a cluster: say what became of it (or kill it, if asked)."""
+    async def settle(client: AsyncClient) -> str:
+        jobs = JobClient(client)
+        try:
+            state = (await jobs.status(name)).state
+        except NotFoundError:
+            return "not submitted"
+        if kill and state in ("created", "running"):
+            await jobs.kill(name)
+            return "killed"
+        return state
+
+    try:
+        outcome = _run(lambda: _with_client(target, settle))
+    except (DynamrError, KeyboardInterrupt):
+        outcome = "unknown"
+    if outcome == "not submitted":
+        err_console.print(f"interrupted: job {name} was not submitted", highlight=False)
+    elif outcome == "killed":
+        err_console.print(f"interrupted: job {name} is being killed ('dynamr status {name}' shows when it has "
+                          "stopped)", highlight=False, soft_wrap=True)
+    elif outcome in ("created", "running", "unknown"):
+        err_console.print(f"stopped following job {name}; it keeps running on the cluster. 'dynamr status "
+                          f"{name}' shows its progress, 'dynamr kill {name}' stops it (or run with "
+                          "--kill-on-interrupt)", highlight=False, soft_wrap=True)
+    else:
+        err_console.print(f"interrupted: job {name} is {outcome}", highlight=False)
 
 
 def _remove_output(path: Path) -> None:
@@ -186,10 +255,12 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
                                                      "of an embedded one.")
 @click.option("--slots", type=click.IntRange(min=0), default=0,
               help="Embedded cluster: task slots (default: one per core).")
+@click.option("--kill-on-interrupt", is_flag=True,
+              help="On a cluster, Ctrl-C kills the job (by default it keeps running there).")
 @connection_options
 @job_options
 def run(job_file: Path, inputs: tuple[str, ...], output: str, name: str | None, overwrite: bool,
-        local_cluster: bool, slots: int,
+        local_cluster: bool, slots: int, kill_on_interrupt: bool,
         cluster: str | None, secret: str | None, secret_file: Path | None, root: Path, tls_ca: Path | None,
         reducers: int | None, split_size: int, defines: tuple[tuple[str, str], ...], job_class: str | None,
         skip_bad_records: bool) -> None:
@@ -204,9 +275,13 @@ def run(job_file: Path, inputs: tuple[str, ...], output: str, name: str | None, 
         _remove_output(Path(output))
     if cluster or local_cluster:
         target = resolve_target(cluster, secret, secret_file, root, tls_ca)
-        status = _run(lambda: _with_client(target, lambda c: _run_on(
-            c, name, job_file, inputs, output, local_paths=False, reducers=reducers, split_size=size,
-            options=options, job_class=job_class, skip_bad_records=skip_bad_records)))
+        try:
+            status = _run(lambda: _with_client(target, lambda c: _run_on(
+                c, name, job_file, inputs, output, local_paths=False, reducers=reducers, split_size=size,
+                options=options, job_class=job_class, skip_bad_records=skip_bad_records)))
+        except KeyboardInterrupt:
+            _interrupted(target, name, kill_on_interrupt)
+            raise SystemExit(130) from None
     else:
         status = _embedded(name, job_file, inputs, output, slots, reducers, size, options, job_class,
                            skip_bad_records)
@@ -311,7 +386,9 @@ def status(name: str, as_json: bool, target: Target) -> None:
         return
     console.print(f"job {st.name}: [bold]{st.state}[/], step {st.step + 1}/{st.steps}, maps "
                   f"{st.maps_done}/{st.maps}, reduces {st.reduces_done}/{st.reduces}, "
-                  f"{st.seconds:.1f}s", highlight=False)
+                  f"{format_duration(st.seconds)}", highlight=False)
+    for phase in st.phases:
+        console.print(f"  step {phase.step + 1} {phase.kind}: {_phase_counts(phase)}", highlight=False)
     table = Table("task", "attempt", "node", "result", title="attempts")
 
     def attempt_id(attempt: m.AttemptView | m.RunningAttemptView) -> str:

@@ -497,11 +497,33 @@ class JobRun:
                            for h in self.history[-200:]),
             speculative_attempts=len(self._speculative), excluded_nodes=tuple(sorted(self.excluded_nodes)),
             input_bytes=sum(size for _, size in self.plan.inputs),
-            started=self.started_at + wall if self.started_at else 0.0,
+            started=self.started_at + wall if self.started_at else 0.0, phases=self.phases(),
             running_attempts=tuple(
                 m.RunningAttemptView(task=t, attempt=a, node=n, started=self._attempt_started.get(a, 0.0) + wall,
                                      speculative=a in self._speculative)
                 for t in self.tasks if t in self.scheduler.tasks for a, n in self.scheduler.tasks[t].running.items()))
+
+    def phases(self) -> tuple[m.PhaseView, ...]:
+        """Progress of each phase of each step: tasks done, running and failed, and input bytes read."""
+        totals: dict[tuple[int, str], list[int]] = {}
+        for task_id, info in self.tasks.items():
+            row = totals.setdefault((info.step, info.kind), [0, 0, 0, 0, 0, 0])
+            split = info.split()
+            length = split.end - split.start if split is not None else 0
+            row[0] += 1
+            row[4] += length
+            task = self.scheduler.tasks.get(task_id)
+            if task_id in self.commits:
+                row[1] += 1
+                row[5] += length
+            elif task is not None:
+                row[2] += len(task.running)
+                row[5] += int(length * max([task.progress.get(a, 0.0) for a in task.running] or [0.0]))
+            if task is not None:
+                row[3] += task.errors
+        return tuple(m.PhaseView(step=step, kind=kind, tasks=t, done=d, running=r, failed=f, bytes=b, bytes_read=br)
+                     for (step, kind), (t, d, r, f, b, br) in sorted(totals.items(), key=lambda kv: (
+                         kv[0][0], kv[0][1] != "map")))
 
     def summary(self, now: float) -> m.JobSummary:
         return summary_of(self.status(now))

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from dynamr.rpc import messages as m
 from dynamr.store.membership import ClusterState
 from dynamr.store.overview import NodeRow
+from dynamr.units import format_duration, format_size
 from dynamr.web import plots
 
 #: most failures and tasks one job page lists
@@ -32,22 +33,6 @@ def layout(title: str, here: str, body: str, live: str = "") -> str:
             f'<link rel="stylesheet" href="/static/style.css"></head><body>'
             f'<header><span class="brand">dynamr</span>{nav}<span class="muted">{badge}</span></header>'
             f'<main>{holder}</main><script src="/static/live.js"></script></body></html>')
-
-
-def size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-
-
-def duration(seconds: float) -> str:
-    seconds = max(seconds, 0.0)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def state_badge(state: str) -> str:
@@ -83,7 +68,7 @@ def cluster(rows: list[NodeRow], state: ClusterState | None, shares: dict[str, f
             escape(st.epoch if st else record.epoch if record else ""),
             f"{st.keys:,}" if st else (f"{record.keys:,}" if record else ""),
             f"{st.chunks:,}" if st else "", f"{st.hints:,}" if st else (f"{record.hints:,}" if record else ""),
-            size(record.disk_free) if record and record.disk_free else "",
+            format_size(record.disk_free) if record and record.disk_free else "",
             escape(", ".join(st.down if st else record.down if record else ())) or "-",
             f"{report.age:.1f}s ago" if report else "",
             escape(_anti_entropy(st)) if st else "", escape(_handoff(st)) if st else ""])
@@ -132,8 +117,8 @@ def jobs(statuses: Sequence[m.JobStatusView]) -> str:
         out = _output_bytes(st)
         rows.append([f'<a href="/jobs/{quote(st.name)}">{escape(st.name)}</a>', state_badge(st.state),
                      f"{plots.progress(done, total)} {done}/{total}", f"{st.step + 1}/{st.steps}",
-                     str(st.running), duration(st.seconds), size(st.input_bytes) if st.input_bytes else "-",
-                     size(out) if out else "-", started])
+                     str(st.running), format_duration(st.seconds),
+                     format_size(st.input_bytes) if st.input_bytes else "-", format_size(out) if out else "-", started])
     return "<h1>Jobs</h1>" + _table(("job", "state", "tasks done", "step", "running", "duration", "input",
                                      "output", "started"), rows, numeric=(4, 5, 6, 7))
 
@@ -145,14 +130,20 @@ def job(status: m.JobStatusView, bars: list[plots.Bar], logs: Sequence[m.Attempt
     cards = "".join(
         f'<div class="card"><div class="muted">{escape(label)}</div><div class="big">{value}</div></div>'
         for label, value in (
-            ("state", state_badge(st.state)), ("duration", duration(st.seconds)),
+            ("state", state_badge(st.state)), ("duration", format_duration(st.seconds)),
             ("step", f"{st.step + 1} of {st.steps}"),
             ("maps", f"{plots.progress(st.maps_done, st.maps, 90)} {st.maps_done}/{st.maps}"),
             ("reduces", f"{plots.progress(st.reduces_done, st.reduces, 90)} {st.reduces_done}/{st.reduces}"),
-            ("running", str(st.running)), ("input", size(st.input_bytes) if st.input_bytes else "-"),
-            ("output", size(out) if out else "-"), ("backups", str(st.speculative_attempts))))
+            ("running", str(st.running)), ("input", format_size(st.input_bytes) if st.input_bytes else "-"),
+            ("output", format_size(out) if out else "-"), ("backups", str(st.speculative_attempts))))
     parts = [f"<h1>Job {escape(st.name)}</h1><p class=muted>output: {escape(st.output)}</p>",
              f'<div class="cards">{cards}</div>']
+    if st.phases:
+        parts.append("<h2>Phases</h2>" + _table(("step", "phase", "tasks done", "running", "failed attempts",
+                                                  "input read"), [
+            [str(ph.step + 1), ph.kind, f"{plots.progress(ph.done, ph.tasks)} {ph.done}/{ph.tasks}", str(ph.running),
+             str(ph.failed), f"{format_size(ph.bytes_read)} of {format_size(ph.bytes)}" if ph.bytes else "-"]
+            for ph in st.phases], numeric=(3, 4)))
     if st.excluded_nodes:
         parts.append(f"<p>Nodes excluded after repeated failures: {escape(', '.join(st.excluded_nodes))}</p>")
     if st.error is not None:

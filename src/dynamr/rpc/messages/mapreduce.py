@@ -129,6 +129,25 @@ class RunningAttemptView(Record):
 
 @record
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PhaseView(Record):
+    """One phase (the maps or the reduces of one step) of a job, as progress shows it."""
+
+    step: int
+    #: map or reduce
+    kind: str
+    tasks: int
+    done: int
+    running: int
+    #: attempts of its tasks that failed (raised) so far
+    failed: int
+    #: bytes of input of its tasks (0: not known, e.g. the output of an earlier step), and how many of them
+    #: were read (tasks done whole, running ones by their reported progress)
+    bytes: int = 0
+    bytes_read: int = 0
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobStatusView(Record):
     """A job's state as ``dynamr status`` shows it."""
 
@@ -154,6 +173,8 @@ class JobStatusView(Record):
     #: bytes of input (the sizes of the input files) and when the job started (wall-clock seconds; 0: not yet)
     input_bytes: int = 0
     started: float = 0.0
+    #: each phase of each step, in order
+    phases: tuple[PhaseView, ...] = ()
 
 
 @record
