@@ -91,6 +91,7 @@ def test_metrics_parse_and_move_while_a_job_runs_and_need_the_token(make_cluster
     found = [w for f in files for w in re.findall(r"[a-z0-9']+", f.read_text().lower())]
     words = len(found)
     assert counters["map input bytes"] == sum(f.stat().st_size for f in files)
+    assert counters["map input records"] == sum(len(f.read_text().splitlines()) for f in files)
     assert counters["map output records"] == counters["combine input records"] == words
     assert 0 < counters["combine output records"] < words
     assert counters["shuffle bytes"] > 0 and counters["reduce input bytes"] == counters["shuffle bytes"]

@@ -175,9 +175,10 @@ class MRJob:
 
     def input_reader(self) -> Callable[..., Iterator[Record]]:
         """The reader of this job's input format (see :mod:`dynamr.mapreduce.splits`), counting bytes of text
-        input that are not valid in ``INPUT_ENCODING``."""
+        input that are not valid in ``INPUT_ENCODING``, and lines of text (``map input records``)."""
         return reader_for(self.INPUT_FORMAT, self.INPUT_ENCODING,
-                          lambda count: self.increment_counter(*REPLACED, count))
+                          lambda count: self.increment_counter(*REPLACED, count),
+                          lambda count: self.increment_counter("dynamr", "map input records", count))
 
     def reset_counters(self) -> dict[tuple[str, str], int]:
         out, self._counters = self._counters, {}

@@ -151,15 +151,16 @@ def _ignore(count: int) -> None:
 
 
 def text_records(source: RangeSource, split: Split, encoding: str = "utf-8",
-                 replaced: Replaced = _ignore) -> Iterator[tuple[Any, Any]]:
+                 replaced: Replaced = _ignore, lines: Replaced = _ignore) -> Iterator[tuple[Any, Any]]:
     """(byte offset, line as str) for each line; a trailing carriage return is dropped.
 
     A batch of lines is decoded at once and split again (a newline byte never occurs inside a multi-byte
     sequence of UTF-8 or of a single-byte encoding, so this is the same as decoding line by line, with one
     call instead of one per line). The records of a batch come out of ``zip`` through ``itertools.chain``:
-    no Python step per line. Bytes not valid in ``encoding`` become U+FFFD and are counted by ``replaced``.
+    no Python step per line. Bytes not valid in ``encoding`` become U+FFFD and are counted by ``replaced``;
+    ``lines`` is told how many lines each batch holds.
     """
-    return itertools.chain.from_iterable(_decoded_batches(source, split, encoding, replaced))
+    return itertools.chain.from_iterable(_decoded_batches(source, split, encoding, replaced, lines))
 
 
 def _counting_handler(exc: UnicodeError) -> tuple[str, int]:
@@ -184,11 +185,12 @@ def decode_counting(data: bytes, encoding: str, replaced: Replaced) -> str:
         return text
 
 
-def _decoded_batches(source: RangeSource, split: Split, encoding: str,
-                     replaced: Replaced) -> Iterator[Iterator[tuple[int, str]]]:
+def _decoded_batches(source: RangeSource, split: Split, encoding: str, replaced: Replaced,
+                     lines: Replaced) -> Iterator[Iterator[tuple[int, str]]]:
     for start, data in line_chunks(source, split):
         text = decode_counting(data, encoding, replaced)
         strs = _split_lines(text)
+        lines(len(strs))
         if len(text) == len(data):  # a character per byte (ASCII): offsets from the strings' lengths
             offsets = _offsets(start, map(len, strs))
         else:
@@ -253,10 +255,12 @@ INPUT_FORMATS = tuple(READERS)
 WHOLE_FILE_FORMATS = ("whole_file", "records")
 
 
-def reader_for(input_format: str, encoding: str = "utf-8", replaced: Replaced = _ignore) -> Reader:
-    """The reader of an input format; text is decoded with ``encoding``, replaced bytes counted."""
+def reader_for(input_format: str, encoding: str = "utf-8", replaced: Replaced = _ignore,
+               lines: Replaced = _ignore) -> Reader:
+    """The reader of an input format; text is decoded with ``encoding``, replaced bytes counted, and its
+    lines counted by ``lines`` (a batch at a time)."""
     if input_format == "text":
-        return functools.partial(text_records, encoding=encoding, replaced=replaced)
+        return functools.partial(text_records, encoding=encoding, replaced=replaced, lines=lines)
     return READERS[input_format]
 
 
