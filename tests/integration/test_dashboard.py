@@ -69,8 +69,11 @@ def test_metrics_parse_and_move_while_a_job_runs_and_need_the_token(make_cluster
         assert _get(_url(cluster, "/metrics", node), "x" * 40)[0] == 401
         assert _get(_url(cluster, f"/metrics?token={'0' * 40}", node))[0] == 401
     before = {node: _metrics(cluster, node) for node in ("coordinator", "n1", "n2", "n3")}
-    files = start_slow_wordcount(cluster, tmp_path, "wc-metrics", [4000, 4000, 4000, 4000], map_seconds=0.5,
+    files = start_slow_wordcount(cluster, tmp_path, "wc-metrics", [4000, 4000, 4000, 4000], map_seconds=1.0,
                                  reduce_seconds=0, reducers=2, split_size=8000)
+    # while it runs, a scrape sees attempts running and requests counted
+    wait_until(lambda: _total(_metrics(cluster, "coordinator"), "dynamr_attempts_running") > 0, 60,
+               "the coordinator's metrics to show running attempts")
     status = wait_for_job(cluster, "wc-metrics", 120)
     assert status.state == "succeeded"
     after = {node: _metrics(cluster, node) for node in ("coordinator", "n1", "n2", "n3")}
