@@ -19,6 +19,7 @@ import os
 import signal
 import ssl
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,10 @@ from dynamr.store.engine import LmdbEngine
 from dynamr.store.node import StoreNode
 
 if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
     from dynamr.mapreduce.coordinator import Coordinator
+    from dynamr.rpc.server import Dispatcher
     from dynamr.web.http import HttpServer
 
 log = logging.getLogger(__name__)
@@ -121,6 +125,7 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
     membership, unless this node's data directory already holds a cluster state; ``listen``: this node's
     address when the cluster file does not list it."""
     from dynamr.store.members import load_state, request_join
+    from dynamr.web.sources import node_source
 
     settings = spec.settings
     server_ssl, client_ssl = _contexts(tls_files)
@@ -141,7 +146,7 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
                        max_buffered_bytes=settings.max_buffered_bytes, max_connections=settings.max_connections)
     await server.start(me.host, me.port)
     node.start()
-    web = await _node_web(me, settings, secret, node)
+    web = await _web(me, settings, secret, node.dispatcher, functools.partial(node_source, node))
     collector = asyncio.create_task(run_collector(node))
     worker = None
     coordinator = node.members.state.coordinator
@@ -191,6 +196,7 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
     from dynamr.errors import ConfigError
     from dynamr.mapreduce.coordinator import Coordinator
     from dynamr.store.client import AsyncClient
+    from dynamr.web.sources import coordinator_source
 
     if spec.coordinator is None:
         raise ConfigError("the cluster file names no coordinator address")
@@ -208,7 +214,8 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
                        max_buffered_bytes=settings.max_buffered_bytes, max_connections=settings.max_connections)
     await server.start(spec.coordinator.host, spec.coordinator.port)
     coordinator.start()
-    web = await _coordinator_web(spec.coordinator, settings, secret, coordinator)
+    web = await _web(spec.coordinator, settings, secret, coordinator.dispatcher,
+                     functools.partial(coordinator_source, coordinator), coordinator)
     log.info("coordinator listening on %s:%d", spec.coordinator.host, server.port)
     try:
         await wait_for_stop(exit_with_parent)
@@ -221,41 +228,24 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
         log.info("coordinator stopped cleanly")
 
 
-async def _node_web(address: NodeAddress, settings: StoreSettings, secret: bytes,
-                    node: StoreNode) -> HttpServer | None:
-    """Serve the node's ``/metrics`` on its ``http_port``, if it has one."""
+async def _web(address: NodeAddress, settings: StoreSettings, secret: bytes, dispatcher: Dispatcher,
+               source: Callable[[], Iterable[Metric]], coordinator: Coordinator | None = None) -> HttpServer | None:
+    """Serve ``/metrics`` (and, for the coordinator, the dashboard) on the address's ``http_port``, if set."""
     if not address.http_port:
         return None
     from dynamr.metrics import Metrics
-    from dynamr.web import sources
-    from dynamr.web.http import HttpServer, make_app
-
-    metrics = Metrics(address.node_id)
-    node.dispatcher.stats = metrics.requests
-    metrics.add_source(functools.partial(sources.node_source, node))
-    server = HttpServer(make_app(secret, metrics))
-    await server.start(address, settings)
-    return server
-
-
-async def _coordinator_web(address: NodeAddress, settings: StoreSettings, secret: bytes,
-                           coordinator: Coordinator) -> HttpServer | None:
-    """Serve the dashboard and ``/metrics`` on the coordinator's ``http_port``, if it has one."""
-    if not address.http_port:
-        return None
-    from dynamr.metrics import Metrics
-    from dynamr.web import sources
     from dynamr.web.dashboard import Dashboard
     from dynamr.web.http import HttpServer, make_app
 
     metrics = Metrics(address.node_id)
-    coordinator.dispatcher.stats = metrics.requests
-    metrics.add_source(functools.partial(sources.coordinator_source, coordinator))
+    dispatcher.stats = metrics.requests
+    metrics.add_source(source)
     app = make_app(secret, metrics)
-    dashboard = Dashboard(coordinator, app)
-    server = HttpServer(app, on_close=dashboard.close)
+    dashboard = Dashboard(coordinator, app) if coordinator is not None else None
+    server = HttpServer(app, on_close=dashboard.close if dashboard is not None else None)
     await server.start(address, settings)
-    coordinator.web_address = (address.host, server.port)
+    if coordinator is not None:
+        coordinator.web_address = (address.host, server.port)
     return server
 
 

@@ -16,7 +16,7 @@ from dynamr.rpc import messages as m
 from dynamr.store import membership
 from dynamr.store.client import ClusterView
 from dynamr.store.membership import ClusterState
-from dynamr.store.overview import NodeRow, node_rows
+from dynamr.store.overview import NodeRow, anti_entropy, handoff, node_rows
 from dynamr.store.ring import Ring
 
 
@@ -234,28 +234,6 @@ def repair(only: str, target: Target) -> None:
 
 def _gigabytes(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n else "-"
-
-
-def handoff(st: m.NodeStatusReply) -> str:
-    """What a node sent to new owners in the current (or last) change of membership."""
-    if not (st.handing_off or st.handoff_keys or st.handoff_chunks):
-        return "-"
-    sent = f"{st.handoff_keys} keys, {st.handoff_chunks} chunks, {st.handoff_bytes / 1e6:.1f} MB"
-    return f"sending: {sent}" if st.handing_off else f"sent {sent}"
-
-
-def anti_entropy(st: m.NodeStatusReply) -> str:
-    """One node's anti-entropy at a glance: the exchange running, or when the last ended and what the
-    exchanges repaired so far."""
-    if st.exchanging_with:
-        now = f"exchanging with {st.exchanging_with}"
-    elif st.last_exchange_age >= 0:
-        now = f"last {st.last_exchange_age:.0f}s ago"
-    else:
-        now = "no exchange yet"
-    repaired = f"{st.keys_repaired} keys, {st.chunks_repaired} chunks repaired"
-    corrupt = f", {st.chunks_corrupt} corrupt found" if st.chunks_corrupt else ""
-    return f"{now}; {repaired}{corrupt}"
 
 
 def _local(root: Path, process: str) -> LocalCluster:

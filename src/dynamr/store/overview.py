@@ -61,3 +61,25 @@ def gossip_about(node_id: str, statuses: dict[str, m.NodeStatusReply | DynamrErr
     heard = [seen for st in statuses.values() if isinstance(st, m.NodeStatusReply)
              for seen in st.health if seen.record.node_id == node_id]
     return min(heard, key=lambda seen: seen.age, default=None)
+
+
+def handoff(st: m.NodeStatusReply) -> str:
+    """What a node sent to new owners in the current (or last) change of membership."""
+    if not (st.handing_off or st.handoff_keys or st.handoff_chunks):
+        return "-"
+    sent = f"{st.handoff_keys} keys, {st.handoff_chunks} chunks, {st.handoff_bytes / 1e6:.1f} MB"
+    return f"sending: {sent}" if st.handing_off else f"sent {sent}"
+
+
+def anti_entropy(st: m.NodeStatusReply) -> str:
+    """One node's anti-entropy at a glance: the exchange running, or when the last ended and what the
+    exchanges repaired so far."""
+    if st.exchanging_with:
+        now = f"exchanging with {st.exchanging_with}"
+    elif st.last_exchange_age >= 0:
+        now = f"last {st.last_exchange_age:.0f}s ago"
+    else:
+        now = "no exchange yet"
+    repaired = f"{st.keys_repaired} keys, {st.chunks_repaired} chunks repaired"
+    corrupt = f", {st.chunks_corrupt} corrupt found" if st.chunks_corrupt else ""
+    return f"{now}; {repaired}{corrupt}"

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from dynamr.rpc import messages as m
 from dynamr.store.membership import ClusterState
-from dynamr.store.overview import NodeRow
+from dynamr.store.overview import NodeRow, anti_entropy, handoff
 from dynamr.units import format_duration, format_size
 from dynamr.web import plots
 
@@ -71,7 +71,7 @@ def cluster(rows: list[NodeRow], state: ClusterState | None, shares: dict[str, f
             format_size(record.disk_free) if record and record.disk_free else "",
             escape(", ".join(st.down if st else record.down if record else ())) or "-",
             f"{report.age:.1f}s ago" if report else "",
-            escape(_anti_entropy(st)) if st else "", escape(_handoff(st)) if st else ""])
+            escape(anti_entropy(st)) if st else "", escape(handoff(st)) if st else ""])
     nodes = _table(("node", "address", "state", "member", "epoch", "keys", "chunks", "hints", "disk free",
                     "sees down", "last report", "anti-entropy", "handoff"), table_rows, numeric=(5, 6, 7))
     membership = ""
@@ -83,20 +83,6 @@ def cluster(rows: list[NodeRow], state: ClusterState | None, shares: dict[str, f
     return (f"<h1>Cluster</h1>{cards}{nodes}{membership}<h2>Ring ownership</h2>"
             f"<p class=muted>Share of the key space each node holds as first owner ({n} copies of each key "
             f"in all).</p>{plots.ownership(shares)}")
-
-
-def _anti_entropy(st: m.NodeStatusReply) -> str:
-    if st.exchanging_with:
-        return f"exchanging with {st.exchanging_with}"
-    last = f"last {st.last_exchange_age:.0f}s ago" if st.last_exchange_age >= 0 else "no exchange yet"
-    return f"{last}; {st.keys_repaired} keys, {st.chunks_repaired} chunks repaired"
-
-
-def _handoff(st: m.NodeStatusReply) -> str:
-    if not (st.handing_off or st.handoff_keys or st.handoff_chunks):
-        return "-"
-    sent = f"{st.handoff_keys} keys, {st.handoff_chunks} chunks, {st.handoff_bytes / 1e6:.1f} MB"
-    return f"sending: {sent}" if st.handing_off else f"sent {sent}"
 
 
 # --- jobs -------------------------------------------------------------------------------------------
