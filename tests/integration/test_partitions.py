@@ -159,8 +159,14 @@ def _status_of(cluster: netns.NetnsCluster, node: str) -> m.NodeStatusReply:
     return reply
 
 
-def _report(status: m.NodeStatusReply, about: str) -> m.HealthSeen:
-    return next(seen for seen in status.health if seen.record.node_id == about)
+def _report(status: m.NodeStatusReply, about: str) -> m.HealthSeen | None:
+    return next((seen for seen in status.health if seen.record.node_id == about), None)
+
+
+def _beat(cluster: netns.NetnsCluster, node: str, about: str) -> int:
+    """The heartbeat round of ``about``'s newest report that ``node`` holds (-1: none yet)."""
+    seen = _report(_status_of(cluster, node), about)
+    return -1 if seen is None else seen.record.beat
 
 
 def test_two_nodes_cut_from_each_other_hear_of_each_other_by_gossip(cluster: netns.NetnsCluster) -> None:
@@ -169,10 +175,11 @@ def test_two_nodes_cut_from_each_other_hear_of_each_other_by_gossip(cluster: net
         wait_until(lambda: "n3" in _status_of(cluster, "n1").down and "n1" in _status_of(cluster, "n3").down,
                    30, "n1 and n3 to hold each other down")
         # n2 carries their reports: n1's news of n3 keeps advancing though n1 cannot reach n3
-        first = _report(_status_of(cluster, "n1"), "n3").record.beat
-        wait_until(lambda: _report(_status_of(cluster, "n1"), "n3").record.beat > first + 4, 30,
+        first = _beat(cluster, "n1", "n3")
+        wait_until(lambda: _beat(cluster, "n1", "n3") > first + 4, 30,
                    "n1 to hear of n3's newer heartbeats through n2")
-        assert _report(_status_of(cluster, "n1"), "n3").record.down == ("n1",)
+        wait_until(lambda: (r := _report(_status_of(cluster, "n1"), "n3")) is not None and r.record.down == ("n1",),
+                   30, "n3's report, as n1 hears it, to hold n1 down")
         # the command line asked from n1's machine says so, and names who still reaches n3
         shown = subprocess.run(
             ["ip", "netns", "exec", cluster.namespace("n1"), sys.executable, "-m", "dynamr", "cluster", "status",
