@@ -73,22 +73,25 @@ def _vocabulary(rng: random.Random) -> list[str]:
     return words
 
 
-def generate_text(folder: Path, total: int, seed: int = 42) -> list[Path]:
-    """Sixteen files of uneven sizes summing to about ``total`` bytes of Zipf text (cached)."""
-    if folder.exists() and sum(p.stat().st_size for p in folder.iterdir()) >= total * 0.95:
+def generate_text(folder: Path, total: int, seed: int = 42, weights: list[float] | None = None) -> list[Path]:
+    """Files of Zipf text summing to about ``total`` bytes, sized by ``weights`` (the sixteen uneven
+    ``FILE_WEIGHTS`` by default); cached in ``folder``."""
+    weights = FILE_WEIGHTS if weights is None else weights
+    if folder.exists() and len(list(folder.iterdir())) == len(weights) and \
+            total * 0.95 <= sum(p.stat().st_size for p in folder.iterdir()) <= total * 1.2 + 100_000:
         return sorted(folder.iterdir())
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     vocabulary = _vocabulary(rng)
     cumulative = list(itertools.accumulate(1 / (rank + 1) for rank in range(len(vocabulary))))
     paths = []
-    for i, weight in enumerate(FILE_WEIGHTS):
-        target = int(total * weight / sum(FILE_WEIGHTS))
+    for i, weight in enumerate(weights):
+        target = int(total * weight / sum(weights))
         path = folder / f"text{i:02d}.txt"
         with open(path, "w") as out:
             written = 0
             while written < target:
-                words = rng.choices(vocabulary, cum_weights=cumulative, k=200_000)
+                words = rng.choices(vocabulary, cum_weights=cumulative, k=max(100, min(200_000, target // 6)))
                 lines, at = [], 0
                 while at < len(words):
                     step = rng.randint(1, 20)

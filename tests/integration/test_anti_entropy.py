@@ -120,7 +120,7 @@ def test_contexts_do_not_grow_by_an_entry_per_wipe(make_cluster: MakeCluster) ->
             shutil.rmtree(cluster.data_dir("n2"))
             cluster.start(["n2"])
             client.put(key, f"round {round_}".encode(), context=client.get(key).context)
-        wait_until(lambda: all(not set(dead) & _actors(client, n, key) for n in ("n1", "n2", "n3")), 60,
+        wait_until(lambda: all(not set(dead) & _actors(client, n, key) for n in ("n1", "n2", "n3")), 120,
                    "the dead epochs to leave the key's contexts")
         assert client.get(key).values == (b"round 2",)
         assert all(_actors(client, n, key) for n in ("n1", "n2", "n3"))

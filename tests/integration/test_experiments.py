@@ -1,0 +1,25 @@
+"""Every experiment runner (experiments/*/run.py) at its --quick size: it runs on real node processes,
+checks each job's output against a sequential count, and writes its raw results and its figure."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("experiment, figure", [("scaling", "scaling.png"), ("uneven", "uneven.png")])
+def test_a_quick_run_checks_its_outputs_and_draws_its_figure(experiment: str, figure: str, tmp_path: Path) -> None:
+    ran = subprocess.run([sys.executable, str(ROOT / "experiments" / experiment / "run.py"), "--quick", "--out",
+                          str(tmp_path), "--data", str(tmp_path / "data")], capture_output=True, text=True,
+                         timeout=300)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert rows and all(row["output_checked"] == "True" for row in rows)
+    png = (tmp_path / figure).read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
