@@ -10,6 +10,7 @@ Writes results.csv, results.json and scaling.png beside this file (or in --out).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import (  # noqa: E402
+from common import (
     MB,
     WORDCOUNT,
     cluster,
@@ -32,6 +33,7 @@ from common import (  # noqa: E402
 )
 
 HERE = Path(__file__).resolve().parent
+TITLE = "word count on dynamr, {split} KB splits, input and output on the store; {machine}"
 
 
 def measure(sizes: list[float], nodes: list[int], slots: int, split_size: int, data: Path, work: Path,
@@ -56,9 +58,11 @@ def measure(sizes: list[float], nodes: list[int], slots: int, split_size: int, d
                     maps.append(map_seconds)
                     cpus.append(cpu)
                 row = {"size_mb": size, "bytes": sum(f.stat().st_size for f in files), "nodes": k,
-                       "slots_per_node": slots, "map_tasks": status.maps, "total_s": round(statistics.median(totals), 3),
+                       "split_kb": split_size // 1024,
+                       "slots_per_node": slots, "map_tasks": status.maps,
+                       "total_s": round(statistics.median(totals), 3),
                        "map_phase_s": round(statistics.median(maps), 3),
-                       "cpu_s_per_mb": round(statistics.median(cpus) / size, 4),
+                       "slot_s_per_mb": round(statistics.median(cpus) / size, 4),
                        "sequential_s": round(sequential, 3), "output_checked": True}
                 rows.append(row)
                 print(row, flush=True)
@@ -81,14 +85,15 @@ def plot(rows: list[dict[str, object]], path: Path, title: str) -> None:
         left.plot(xs, [float(str(r["map_phase_s"])) for r in mine], marker="x", linestyle="--",
                   color=line.get_color())
         middle.plot(xs, [total[0] / t for t in total], marker="o", color=line.get_color(), label=f"{size:g} MB")
-        right.plot(xs, [float(str(r["cpu_s_per_mb"])) for r in mine], marker="o", color=line.get_color(),
+        right.plot(xs, [float(str(r["slot_s_per_mb"])) for r in mine], marker="o", color=line.get_color(),
                    label=f"{size:g} MB")
     nodes = sorted({int(str(r["nodes"])) for r in rows})
     middle.plot(nodes, nodes, color="grey", linestyle=":", label="ideal")
     middle.axhline(2, color="black", linewidth=0.8, linestyle="-.", label="2 cores")
-    left.set(xlabel="worker nodes (1 task slot each)", ylabel="seconds", title="Job time (solid) and map phase (dashed)")
+    left.set(xlabel="worker nodes (1 task slot each)", ylabel="seconds",
+             title="Job time (solid) and map phase (dashed)")
     middle.set(xlabel="worker nodes", ylabel="speed-up over 1 node", title="Speed-up")
-    right.set(xlabel="worker nodes", ylabel="CPU-seconds per MB", title="Work per MB (all attempts)")
+    right.set(xlabel="worker nodes", ylabel="slot-seconds per MB", title="Attempt time per MB (summed over slots)")
     for axis in (left, middle, right):
         axis.set_xticks(nodes)
         axis.grid(alpha=0.3)
@@ -110,14 +115,20 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "dynamr-experiments",
                         help="where corpora are generated (kept for later runs)")
     parser.add_argument("--out", type=Path, default=HERE, help="where results and the figure go")
+    parser.add_argument("--replot", action="store_true", help="only draw the figure again from results.json")
     args = parser.parse_args()
+    if args.replot:
+        rows = json.loads((args.out / "results.json").read_text())
+        split_kb = int(str(rows[0].get("split_kb", 4096)))
+        plot(rows, args.out / "scaling.png", TITLE.format(split=split_kb, machine=machine()))
+        return
     sizes = [1.0, 2.0] if args.quick else [float(s) for s in args.sizes.split(",")]
     nodes = [1, 2] if args.quick else [int(n) for n in args.nodes.split(",")]
     split = 256 * 1024 if args.quick else args.split_size
     with tempfile.TemporaryDirectory(prefix="dynamr-scaling-") as work:
         rows = measure(sizes, nodes, args.slots, split, args.data, Path(work), args.repeats)
     write_rows(args.out, "results", rows)
-    plot(rows, args.out / "scaling.png", f"word count on dynamr, {split // 1024} KB splits; {machine()}")
+    plot(rows, args.out / "scaling.png", TITLE.format(split=split // 1024, machine=machine()))
     print(f"wrote {args.out / 'results.csv'} and {args.out / 'scaling.png'}")
 
 

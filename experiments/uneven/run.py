@@ -2,13 +2,12 @@
 a+2b = the unevenness score, from 4, nearly even, to 500), counted with one split per file, or cut into
 byte-range splits of several sizes. The median time of several runs per point; every output checked.
 
-    python experiments/uneven/run.py            # 64 MB per point, 3 runs: about 10 minutes on 2 cores
+    python experiments/uneven/run.py            # 32 MB per point, 3 runs: about 9 minutes on 2 cores
     python experiments/uneven/run.py --quick    # 2 MB, scores 4 and 500, one run: checks correctness
 
-With two task slots (this machine's two cores), one split per file leaves a slot idle while the other
-counts the largest file: the scheduler hands out tasks in the files' order, so one slot ends with a and a+b
-and the other with b and a+2b. Splits of a few MB even the slots out. Writes results.csv, results.json and
-uneven.png beside this file (or in --out).
+The coordinator hands out a phase's largest splits first, so with two task slots (this machine's two
+cores) one split per file already keeps both slots busy (see README.md); smaller splits only add per-task
+cost at this size. Writes results.csv, results.json and uneven.png beside this file (or in --out).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import (  # noqa: E402
+from common import (
     MB,
     WORDCOUNT,
     cluster,
@@ -96,7 +95,7 @@ def plot(rows: list[dict[str, object]], path: Path, title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for CI: checks correctness, not timing")
-    parser.add_argument("--size", type=float, default=64, help="MB of text per unevenness score")
+    parser.add_argument("--size", type=float, default=32, help="MB of text per unevenness score")
     parser.add_argument("--chunks", default="0,1,4,16", help="split sizes in MB (0: one split per file)")
     parser.add_argument("--runs", type=int, default=3, help="runs per point (the median is plotted)")
     parser.add_argument("--nodes", type=int, default=2)
