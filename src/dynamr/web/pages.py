@@ -7,6 +7,7 @@ policy forbids them): pictures are SVG with attributes (:mod:`dynamr.web.plots`)
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from html import escape
@@ -177,7 +178,7 @@ def _tasks(bars: list[plots.Bar], inputs: dict[str, m.SplitRef], logs: Sequence[
     for bar in bars:
         by_task.setdefault(bar.task, []).append(bar)
     printed = {log.task for log in logs if log.output}
-    tasks = sorted(set(by_task) | set(inputs))
+    tasks = sorted(set(by_task) | set(inputs), key=_task_order)
     if not tasks:
         return ""
     rows = []
@@ -195,6 +196,12 @@ def _tasks(bars: list[plots.Bar], inputs: dict[str, m.SplitRef], logs: Sequence[
     more = f"<p class=muted>{len(tasks) - TASKS_SHOWN} more tasks not listed.</p>" if len(tasks) > TASKS_SHOWN else ""
     return "<h2>Tasks</h2>" + _table(("task", "state", "input split", "attempts", "took", "nodes", "printed"),
                                      rows, numeric=(3, 4)) + more
+
+
+def _task_order(task: str) -> tuple[int, str, int, str]:
+    """Tasks in a job's order: by step, maps before reduces, by number (``s0-m10`` after ``s0-m9``)."""
+    found = re.fullmatch(r"s(\d+)-([mr])(\d+)", task.rsplit("/", 1)[-1])
+    return (int(found[1]), found[2], int(found[3]), "") if found else (0, "", 0, task)
 
 
 def not_found(what: str) -> str:
