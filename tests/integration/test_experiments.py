@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("experiment, figure", [("scaling", "scaling.png"), ("uneven", "uneven.png")])
+@pytest.mark.parametrize("experiment, figure", [("scaling", "scaling.png"), ("uneven", "uneven.png"),
+                                                ("failures", "failures.png")])
 def test_a_quick_run_checks_its_outputs_and_draws_its_figure(experiment: str, figure: str, tmp_path: Path) -> None:
     ran = subprocess.run([sys.executable, str(ROOT / "experiments" / experiment / "run.py"), "--quick", "--out",
                           str(tmp_path), "--data", str(tmp_path / "data")], capture_output=True, text=True,
@@ -23,3 +24,8 @@ def test_a_quick_run_checks_its_outputs_and_draws_its_figure(experiment: str, fi
     assert rows and all(row["output_checked"] == "True" for row in rows)
     png = (tmp_path / figure).read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    if experiment == "failures":  # the seeds' point, from the task records: a lost map node costs no map
+        by_level = {row["level"]: row for row in rows}
+        assert by_level["map node during reduce"]["maps_rerun"] == "0"
+        assert int(by_level["map node during reduce"]["maps_rerun_if_node_local"]) > 0
+        assert by_level["map node during reduce"]["killed"] not in ("-", "coordinator")
