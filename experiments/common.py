@@ -9,10 +9,13 @@ expression in one plain Python process.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import os
 import re
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,8 +39,8 @@ WORDCOUNT = ROOT / "examples" / "wordcount.py"
 WORD = re.compile(r"[a-z0-9']+")
 MB = 1_000_000
 
-__all__ = ["MB", "ROOT", "WORDCOUNT", "cluster", "generate_text", "machine", "map_phase", "read_counts",
-           "run_job", "sequential_count", "upload", "write_rows"]
+__all__ = ["MB", "ROOT", "WORDCOUNT", "arguments", "cluster", "cluster_cpu", "generate_text", "machine", "map_phase",
+           "read_counts", "run_job", "save", "sequential_count", "upload", "write_rows"]
 
 
 @contextmanager
@@ -114,6 +117,28 @@ def map_phase(status: m.JobStatusView) -> tuple[float, float]:
     return end - status.started, busy
 
 
+def cluster_cpu(local: LocalCluster) -> float:
+    """CPU-seconds the cluster's processes have used so far: each node's and the coordinator's own, that of
+    their task processes that ended (counted in their parent once reaped), and that of those still alive.
+    The difference across a job is the job's CPU cost, with the cluster's background work (heartbeats)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    daemons = {pid for process in local.process_ids() if (pid := local.pid(process)) is not None}
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, parent = int(entry.name), int(fields[1])
+        if pid in daemons:
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, and those of reaped children
+        elif parent in daemons:
+            total += int(fields[11]) + int(fields[12])  # a task process still alive
+    return total / tick
+
+
 def write_rows(folder: Path, name: str, rows: list[dict[str, Any]]) -> None:
     """The raw measurements as ``name.csv`` and ``name.json`` in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -122,6 +147,26 @@ def write_rows(folder: Path, name: str, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def arguments(doc: str | None, here: Path) -> argparse.ArgumentParser:
+    """A runner's command line: its docstring as help, and --quick, --data and --out."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a small size, for CI: checks results, not timing")
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "dynamr-experiments",
+                        help="where generated inputs go (kept for later runs)")
+    parser.add_argument("--out", type=Path, default=here, help="where the results and the figure go")
+    return parser
+
+
+def save(figure: Any, path: Path, title: str) -> None:
+    """Title, lay out, write as PNG and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def machine() -> str:

@@ -19,7 +19,6 @@ Writes photos' ground truth, results.csv, results.json and faces.png beside this
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import subprocess
@@ -34,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import ROOT, cluster, machine, run_job, upload, write_rows
+from common import ROOT, arguments, cluster, machine, run_job, save, upload, write_rows
 
 from dynamr.client import Client
 
@@ -238,19 +237,13 @@ def plot(rows: list[dict[str, object]], path: Path, title: str) -> None:
     right.axhline(0.9, color="black", linestyle=":", linewidth=1)
     right.legend(fontsize=8, loc="lower left")
     right.grid(alpha=0.3, axis="y")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, title)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="few small photos, for CI: checks, not timing")
+    parser = arguments(__doc__, HERE)
     parser.add_argument("--photos", type=int, default=160)
     parser.add_argument("--nodes", default="1,2,3,4")
-    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "dynamr-experiments")
-    parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     count, (width, height) = (12, (640, 480)) if args.quick else (args.photos, (1024, 768))
     nodes = [3] if args.quick else [int(n) for n in args.nodes.split(",")]

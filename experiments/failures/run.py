@@ -14,7 +14,6 @@ results.csv, results.json and failures.png beside this file (or in --out).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -24,10 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import (
     MB,
+    arguments,
     cluster,
     generate_text,
     machine,
     read_counts,
+    save,
     sequential_count,
     upload,
     write_rows,
@@ -173,19 +174,13 @@ def plot(rows: list[dict[str, object]], path: Path, title: str) -> None:
     right.legend(fontsize=8)
     for axis in (left, right):
         axis.grid(alpha=0.3, axis="y")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, title)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small input, for CI: checks outputs, not timing")
+    parser = arguments(__doc__, HERE)
     parser.add_argument("--size", type=float, default=32, help="MB of text")
     parser.add_argument("--nodes", type=int, default=3)
-    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "dynamr-experiments")
-    parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     size = 2 if args.quick else args.size
     split = 256 * 1024 if args.quick else 4 * MB

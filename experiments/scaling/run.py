@@ -9,7 +9,6 @@ Writes results.csv, results.json and scaling.png beside this file (or in --out).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -21,19 +20,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import (
     MB,
     WORDCOUNT,
+    arguments,
     cluster,
+    cluster_cpu,
     generate_text,
     machine,
     map_phase,
     read_counts,
     run_job,
+    save,
     sequential_count,
     upload,
     write_rows,
 )
 
 HERE = Path(__file__).resolve().parent
-TITLE = "word count on dynamr, {split} KB splits, input and output on the store; {machine}"
+TITLE = "word count on dynamr, {split:g} MB splits, input and output on the store; {machine}"
 
 
 def measure(sizes: list[float], nodes: list[int], slots: int, split_size: int, data: Path, work: Path,
@@ -46,23 +48,26 @@ def measure(sizes: list[float], nodes: list[int], slots: int, split_size: int, d
             for size, files in corpora.items():
                 upload(local, files, f"/in/{size:g}")
                 reference, sequential = references[size]
-                totals, maps, cpus = [], [], []
+                totals, maps, cpus, slots_busy = [], [], [], []
                 for repeat in range(repeats):
                     name = f"wc-{size:g}MB-{k}n-{repeat}"
+                    before = cluster_cpu(local)
                     status, seconds = run_job(local, name, WORDCOUNT, [f"/in/{size:g}"], f"/out/{name}",
                                               reducers=k * slots, split_size=split_size)
+                    cpus.append(cluster_cpu(local) - before)
                     if read_counts(local, f"/out/{name}") != reference:
                         raise SystemExit(f"{name}: the output differs from the sequential count")
-                    map_seconds, cpu = map_phase(status)
+                    map_seconds, busy = map_phase(status)
                     totals.append(seconds)
                     maps.append(map_seconds)
-                    cpus.append(cpu)
+                    slots_busy.append(busy)
                 row = {"size_mb": size, "bytes": sum(f.stat().st_size for f in files), "nodes": k,
                        "split_kb": split_size // 1024,
                        "slots_per_node": slots, "map_tasks": status.maps,
                        "total_s": round(statistics.median(totals), 3),
                        "map_phase_s": round(statistics.median(maps), 3),
-                       "slot_s_per_mb": round(statistics.median(cpus) / size, 4),
+                       "cpu_s_per_mb": round(statistics.median(cpus) / size, 4),
+                       "slot_s_per_mb": round(statistics.median(slots_busy) / size, 4),
                        "sequential_s": round(sequential, 3), "output_checked": True}
                 rows.append(row)
                 print(row, flush=True)
@@ -85,7 +90,7 @@ def plot(rows: list[dict[str, object]], path: Path, title: str) -> None:
         left.plot(xs, [float(str(r["map_phase_s"])) for r in mine], marker="x", linestyle="--",
                   color=line.get_color())
         middle.plot(xs, [total[0] / t for t in total], marker="o", color=line.get_color(), label=f"{size:g} MB")
-        right.plot(xs, [float(str(r["slot_s_per_mb"])) for r in mine], marker="o", color=line.get_color(),
+        right.plot(xs, [float(str(r["cpu_s_per_mb"])) for r in mine], marker="o", color=line.get_color(),
                    label=f"{size:g} MB")
     nodes = sorted({int(str(r["nodes"])) for r in rows})
     middle.plot(nodes, nodes, color="grey", linestyle=":", label="ideal")
@@ -93,34 +98,27 @@ def plot(rows: list[dict[str, object]], path: Path, title: str) -> None:
     left.set(xlabel="worker nodes (1 task slot each)", ylabel="seconds",
              title="Job time (solid) and map phase (dashed)")
     middle.set(xlabel="worker nodes", ylabel="speed-up over 1 node", title="Speed-up")
-    right.set(xlabel="worker nodes", ylabel="slot-seconds per MB", title="Attempt time per MB (summed over slots)")
+    right.set(xlabel="worker nodes", ylabel="CPU-seconds per MB", title="CPU per MB (all of the cluster's processes)")
     for axis in (left, middle, right):
         axis.set_xticks(nodes)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, title)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for CI: checks correctness, not timing")
+    parser = arguments(__doc__, HERE)
     parser.add_argument("--sizes", default="5,10,100,250", help="MB of text, comma-separated")
     parser.add_argument("--nodes", default="1,2,3,4", help="worker node counts, comma-separated")
     parser.add_argument("--slots", type=int, default=1, help="task slots per node")
     parser.add_argument("--split-size", type=int, default=4 * MB, help="bytes per map task")
     parser.add_argument("--repeats", type=int, default=1, help="runs per point (the median is kept)")
-    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "dynamr-experiments",
-                        help="where corpora are generated (kept for later runs)")
-    parser.add_argument("--out", type=Path, default=HERE, help="where results and the figure go")
     parser.add_argument("--replot", action="store_true", help="only draw the figure again from results.json")
     args = parser.parse_args()
     if args.replot:
         rows = json.loads((args.out / "results.json").read_text())
-        split_kb = int(str(rows[0].get("split_kb", 4096)))
-        plot(rows, args.out / "scaling.png", TITLE.format(split=split_kb, machine=machine()))
+        split_mb = int(str(rows[0]["split_kb"])) * 1024 / MB
+        plot(rows, args.out / "scaling.png", TITLE.format(split=round(split_mb, 1), machine=machine()))
         return
     sizes = [1.0, 2.0] if args.quick else [float(s) for s in args.sizes.split(",")]
     nodes = [1, 2] if args.quick else [int(n) for n in args.nodes.split(",")]
@@ -128,7 +126,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dynamr-scaling-") as work:
         rows = measure(sizes, nodes, args.slots, split, args.data, Path(work), args.repeats)
     write_rows(args.out, "results", rows)
-    plot(rows, args.out / "scaling.png", TITLE.format(split=split // 1024, machine=machine()))
+    plot(rows, args.out / "scaling.png", TITLE.format(split=round(split / MB, 2), machine=machine()))
     print(f"wrote {args.out / 'results.csv'} and {args.out / 'scaling.png'}")
 
 

@@ -12,7 +12,6 @@ cost at this size. Writes results.csv, results.json and uneven.png beside this f
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -23,11 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import (
     MB,
     WORDCOUNT,
+    arguments,
     cluster,
     generate_text,
     machine,
     read_counts,
     run_job,
+    save,
     sequential_count,
     upload,
     write_rows,
@@ -83,25 +84,20 @@ def plot(rows: list[dict[str, object]], path: Path, title: str) -> None:
         label = "one split per file" if chunk == 0 else f"{chunk / MB:g} MB splits"
         axis.plot([int(str(r["score"])) for r in mine], [float(str(r["median_s"])) for r in mine], marker="o",
                   label=label)
-    axis.set(xlabel="unevenness score (a+2b with a = 1)", ylabel="median seconds (job)", title=title)
+    axis.set(xlabel="unevenness score (a+2b with a = 1)", ylabel="median seconds (job)")
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
     axis.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, title)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for CI: checks correctness, not timing")
+    parser = arguments(__doc__, HERE)
     parser.add_argument("--size", type=float, default=32, help="MB of text per unevenness score")
     parser.add_argument("--chunks", default="0,1,4,16", help="split sizes in MB (0: one split per file)")
     parser.add_argument("--runs", type=int, default=3, help="runs per point (the median is plotted)")
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--slots", type=int, default=1, help="task slots per node")
-    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "dynamr-experiments")
-    parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     scores = [4, 500] if args.quick else SCORES
     chunks = [0, 256 * 1024] if args.quick else [int(float(c) * MB) for c in args.chunks.split(",")]
