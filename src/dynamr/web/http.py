@@ -119,11 +119,8 @@ class HttpServer:
         """Listen on the address's host and ``http_port`` (the same rule as RPC: no wildcard unless allowed)."""
         check_listen(address, settings)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, address.host, address.http_port, reuse_address=True)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else address.http_port
+        await web.TCPSite(self._runner, address.host, address.http_port, reuse_address=True).start()
+        self.port = address.http_port
         log.info("%s serves HTTP on %s:%d", address.node_id, address.host, self.port)
 
     async def close(self) -> None:
