@@ -320,11 +320,13 @@ class Worker:
             proc.kill()
         for proc in waiting:
             await proc.wait()
-        containment.kill_marked(self.owner)  # also what escaped its group but kept the mark
-        self._remove_output_files()
-        for task in list(self._background.tasks):
+        for task in list(self._background.tasks):  # spares being started among them
             task.cancel()
         for task in list(self._background.tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for proc in self._procs.values():  # what started meanwhile
+            proc.kill()
+        containment.kill_marked(self.owner)  # also what escaped its group but kept the mark
+        self._remove_output_files()  # last: no process is left to make one
 
