@@ -16,7 +16,8 @@ from dynamr.mapreduce.folds import detect, is_identity
 from dynamr.mapreduce.inline import run_inline
 from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.partition import hash_partition, hash_partitions
-from dynamr.mapreduce.shuffle import MapOutputCollector, decode_run
+from dynamr.mapreduce.runs import decode_run
+from dynamr.mapreduce.shuffle import MapOutputCollector
 from tests.mrdata import read_json_parts
 
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from dynamr.files import FileSystem
 from dynamr.mapreduce import intermediate as im
-from dynamr.mapreduce.shuffle import decode_run, encode_run
+from dynamr.mapreduce.runs import decode_run, encode_run
 from tests.inprocess import SETTINGS, Cluster
 
 FS_SETTINGS = SETTINGS.replace(max_key_bytes=400, max_value_bytes=64 * 1024)

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dynamr.mapreduce.partition import RangePartitioner
-from dynamr.mapreduce.shuffle import MapOutputCollector, decode_run
+from dynamr.mapreduce.runs import decode_run
+from dynamr.mapreduce.shuffle import MapOutputCollector
 
 
 def _collect(tmp: Path, records: list[tuple[int, int]], partitioner: object, n: int, buffer: int,
@@ -95,7 +96,7 @@ def test_the_batched_merge_of_encoded_runs_equals_a_record_by_record_merge(seed:
     import heapq
     import random
 
-    from dynamr.mapreduce.shuffle import encode_batch, merge_encoded_runs
+    from dynamr.mapreduce.runs import encode_batch, merge_encoded_runs
 
     rng = random.Random(seed)
     runs = []

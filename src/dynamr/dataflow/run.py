@@ -23,7 +23,7 @@ from dynamr.dataflow.stage import InputSpec, PathSpec, StageSpec, job_source
 from dynamr.errors import BadRequestError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce.inline import expand_inputs
-from dynamr.mapreduce.shuffle import decode_run, encode_run
+from dynamr.mapreduce.runs import decode_run, encode_run
 from dynamr.mapreduce.submit import STORE, stage_input
 
 # --- graphs -------------------------------------------------------------------------------------------------

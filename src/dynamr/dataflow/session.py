@@ -33,7 +33,7 @@ from dynamr.files.client import FileSystem
 from dynamr.localcluster import COORDINATOR, DEFAULT_DIR, LocalCluster
 from dynamr.mapreduce.api import MRJob
 from dynamr.mapreduce.inline import DEFAULT_SPLIT_SIZE
-from dynamr.mapreduce.shuffle import decode_run
+from dynamr.mapreduce.runs import decode_run
 from dynamr.mapreduce.submit import STORE, JobClient, build_plan, fetch_output, remote_output, stage_input
 from dynamr.rpc import messages as m
 from dynamr.rpc import tls

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
-import itertools
 import json
 import os
 import resource
@@ -55,10 +54,18 @@ from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.api import MRJob
 from dynamr.mapreduce.loader import load_job_class
-from dynamr.mapreduce.shuffle import IncomparableKeys, decode_run, encode_run, total_order_in_use, use_total_order
+from dynamr.mapreduce.runs import IncomparableKeys, decode_run, total_order_in_use, use_total_order
 from dynamr.mapreduce.splits import LocalFile, Split
 from dynamr.mapreduce.taskoutput import OUTPUT_ENV, read_output
-from dynamr.mapreduce.tasks import BUILTIN, batches, format_output, run_map, run_reduce
+from dynamr.mapreduce.tasks import (
+    BUILTIN,
+    OutputBatch,
+    batches,
+    encode_batches,
+    format_batches,
+    reduce_batches,
+    run_map,
+)
 from dynamr.rpc import tls
 from dynamr.rpc.codec import SPEC_HEADER, pack_frame, record_values, unpack_record
 from dynamr.rpc.messages import AttemptReport, TaskOutput, TaskSpec
@@ -286,7 +293,7 @@ class TaskRun:
         if self.spec.output is not None:  # a map-only step: partition 0 is the task's final output
             run_file = partitions.get(0)
             records = decode_run(_read(run_file)) if run_file is not None else iter(())
-            self._write_output(job, records, self.spec.output)
+            self._write_output(job, batches(records), self.spec.output)
             return ()
         if local:
             return tuple(sorted(partitions))
@@ -308,25 +315,24 @@ class TaskRun:
                     for c in commits]
         if self.spec.output is None:
             raise ValueError(f"reduce attempt {self.attempt} has no output")
-        count = self._write_output(job, run_reduce(step, runs), self.spec.output)
+        count = self._write_output(job, reduce_batches(step, runs), self.spec.output)
         job.increment_counter(BUILTIN, "reduce input bytes", self.progress.done)
         job.increment_counter(BUILTIN, "reduce output records", count)
         return count
 
-    def _write_output(self, job: MRJob, records: Iterator[tuple[Any, Any]], output: TaskOutput) -> int:
-        """Write records as the next step's object, or as a part file (local or on the store)."""
+    def _write_output(self, job: MRJob, stream: Iterator[OutputBatch], output: TaskOutput) -> int:
+        """Write batches of records as the next step's object, or as a part file (local or on the store)."""
         local = self.scratch / "out"
         count = 0
 
-        def counted(stream: Iterator[tuple[Any, Any]]) -> Iterator[list[tuple[Any, Any]]]:
+        def counted(stream: Iterator[OutputBatch]) -> Iterator[OutputBatch]:
             nonlocal count
-            for batch in batches(stream):
+            for batch in stream:
                 count += len(batch)
                 yield batch
 
-        flowing = itertools.chain.from_iterable(counted(records))
-        blocks = (encode_run(flowing) if output.kind in ("object", "file")
-                  else format_output(flowing, job.OUTPUT_FORMAT))
+        blocks = (encode_batches(counted(stream)) if output.kind in ("object", "file")
+                  else format_batches(counted(stream), job.OUTPUT_FORMAT))
         with open(local, "wb") as out:
             for block in self.progress.tick(blocks):
                 out.write(block)

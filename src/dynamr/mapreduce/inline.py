@@ -21,9 +21,9 @@ from pathlib import Path
 
 from dynamr.errors import BadRequestError, NotFoundError
 from dynamr.mapreduce.api import MRJob, check_formats
-from dynamr.mapreduce.shuffle import IncomparableKeys, decode_run, encode_run, use_total_order
+from dynamr.mapreduce.runs import IncomparableKeys, decode_run, use_total_order
 from dynamr.mapreduce.splits import LocalFile, plan_splits
-from dynamr.mapreduce.tasks import format_output, run_map, run_reduce
+from dynamr.mapreduce.tasks import OutputBatch, batches, encode_batches, format_batches, reduce_batches, run_map
 
 DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
 
@@ -144,29 +144,30 @@ def _run_inline(job: MRJob, inputs: Sequence[Path], output: Path, num_reducers: 
                 run_map(job, step, records, reducers, step_dir / "spill", sink, buffer_records)
                 map_outputs.append(outputs)
                 result.map_tasks += 1
+            finals: list[tuple[int, Iterator[OutputBatch]]]
             if step.map_only:
-                finals = [(task, decode_run(_read_file(out[0]))) for task, out in enumerate(map_outputs)]
+                finals = [(task, batches(decode_run(_read_file(out[0])))) for task, out in enumerate(map_outputs)]
             else:
                 finals = []
                 for partition in range(reducers):
                     runs = [_read_file(out[partition]) for out in map_outputs if partition in out]
-                    finals.append((partition, run_reduce(step, runs)))
+                    finals.append((partition, reduce_batches(step, runs)))
                     result.reduce_tasks += 1
             if last:
                 output.mkdir(parents=True, exist_ok=True)
-                for number, records in finals:
+                for number, stream in finals:
                     part = output / f"part-{number:05d}"
                     with open(part, "wb") as out:
-                        for block in format_output(records, job.OUTPUT_FORMAT):
+                        for block in format_batches(stream, job.OUTPUT_FORMAT):
                             out.write(block)
                     result.parts.append(part)
                 (output / "_SUCCESS").write_bytes(b"")
             else:
                 next_sources: list[tuple[str, Iterator[tuple[object, object]]]] = []
-                for number, records in finals:
+                for number, stream in finals:
                     run_file = step_dir / f"out-{number}.run"
                     with open(run_file, "wb") as out:
-                        for block in encode_run(records):
+                        for block in encode_batches(stream):
                             out.write(block)
                     next_sources.append(("", decode_run(_read_file(run_file))))
                 sources = next_sources

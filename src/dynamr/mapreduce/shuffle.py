@@ -10,9 +10,9 @@ each partition are merged (k-way, streaming), combined once more, and handed to 
 output for that partition. A combiner may thus see a key several times, its own output among the
 values: it must be associative, as in Hadoop.
 
-A run is a stream of msgpack-encoded batches of ``[key, value]`` pairs; decoding uses tuples. Reduce side:
-runs from every map are merged a batch at a time (:func:`merge_encoded_runs`; memory: one batch per run)
-and grouped by key.
+Runs are encoded, decoded and merged by :mod:`dynamr.mapreduce.runs` (with ``text_runs``, string records
+are sorted and written as text lines). Reduce side: runs from every map are merged a batch at a time (memory: one batch
+per run) and grouped by key.
 """
 
 from __future__ import annotations
@@ -29,159 +29,32 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import msgpack
-
 from dynamr.mapreduce.folds import as_combiner
 from dynamr.mapreduce.keys import total_order
 from dynamr.mapreduce.partition import RangePartitioner, hash_partition, hash_partitions
+from dynamr.mapreduce.runs import (
+    Lines,
+    Record,
+    ShuffleError,
+    as_lines,
+    encode_part,
+    encode_rounds,
+    encode_run,
+    line_order_holds,
+    merge_encoded_runs,
+    merge_rounds,
+    sort_records,
+    total_order_in_use,
+)
 
-Record = tuple[Any, Any]
 Combiner = Callable[[Any, Iterable[Any]], Iterable[Record]]
 Partitioner = Callable[[Any, int], int]
 
-BATCH_RECORDS = 4096
 #: records taken from a mapper at a time by the collector
 COLLECT_BATCH = 1024
 _first = itemgetter(0)
 _second = itemgetter(1)
 _MISSING = object()
-
-
-class ShuffleError(Exception):
-    """Map output that cannot be shuffled (unsortable or unencodable records)."""
-
-
-class IncomparableKeys(ShuffleError):
-    """Keys of types Python cannot compare met in a merge sorted by their natural order: the task runs
-    again with every sort and merge in :func:`total_order` (see :func:`use_total_order`)."""
-
-
-# --- key order ------------------------------------------------------------------------------------------
-# Keys sort by their natural order (numbers as numbers, strings as strings), which is fast and what users
-# expect. Keys Python cannot compare (None, or a mix of types: mrjob's `yield None, ...` idiom) sort by a
-# total order instead, which agrees with the natural one wherever that one is defined, so runs sorted
-# either way merge correctly. A sort switches by itself; a merge that meets such keys cannot (part of its
-# output is gone), so it raises IncomparableKeys and the task starts over with the total order.
-
-def _total_first(record: Record) -> tuple[Any, ...]:
-    return total_order(record[0])
-
-
-_order: dict[str, Callable[[Record], Any]] = {"key": _first}
-
-
-def use_total_order(on: bool = True) -> None:
-    """Sort and merge keys by :func:`total_order` (for the rest of this process's task, until reset)."""
-    _order["key"] = _total_first if on else _first
-
-
-def total_order_in_use() -> bool:
-    return _order["key"] is _total_first
-
-
-def _sort(records: list[Record]) -> None:
-    try:
-        records.sort(key=_order["key"])
-    except TypeError:
-        use_total_order()  # runs already sorted naturally are in total order too
-        records.sort(key=_total_first)
-
-
-def encode_batch(records: list[Record]) -> bytes:
-    try:
-        packed: bytes = msgpack.packb(records, use_bin_type=True)
-    except (TypeError, OverflowError, ValueError) as exc:
-        sample = next((r for r in records if _unencodable(r)), records[0])
-        raise ShuffleError(f"cannot encode the record {sample!r}: {_unencodable(sample) or exc}") from exc
-    return packed
-
-
-def _unencodable(record: Any) -> str:
-    """Why a record cannot be encoded ("" when it can)."""
-    try:
-        msgpack.packb(record, use_bin_type=True)
-    except OverflowError:
-        return ("an integer in it is too large: records carry integers from -2**63 to 2**64-1; "
-                "emit a larger one as a str (or a float)")
-    except (TypeError, ValueError) as exc:
-        return (f"{exc}; emit str, bytes, numbers, None, bools, and tuples, lists or dicts of them")
-    return ""
-
-
-def encode_run(records: Iterable[Record]) -> Iterator[bytes]:
-    """A sorted stream of records as encoded batches."""
-    batch: list[Record] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) >= BATCH_RECORDS:
-            yield encode_batch(batch)
-            batch = []
-    if batch:
-        yield encode_batch(batch)
-
-
-def decode_run(blocks: Iterable[bytes]) -> Iterator[Record]:
-    """Records of a run, from its bytes in any block sizes."""
-    unpacker = msgpack.Unpacker(use_list=False, raw=False, max_buffer_size=0)
-    for block in blocks:
-        unpacker.feed(block)
-        for batch in unpacker:
-            yield from batch
-
-
-def decode_batches(blocks: Iterable[bytes]) -> Iterator[tuple[Record, ...]]:
-    """The batches of a run as they were encoded (sorted runs stay sorted batch after batch)."""
-    unpacker = msgpack.Unpacker(use_list=False, raw=False, max_buffer_size=0)
-    for block in blocks:
-        unpacker.feed(block)
-        yield from unpacker
-
-
-def merge_encoded_runs(runs: Iterable[Iterable[bytes]]) -> Iterator[Record]:
-    """K-way merge of encoded sorted runs, a batch at a time and in C: each round takes, from every run's
-    current batch, the records up to the smallest last key among those batches (found by bisection), and
-    sorts them together (Timsort merges the sorted slices). Every round empties at least one batch, so the
-    Python work is per batch, not per record, and memory is one batch per run. Equal keys stay adjacent;
-    their values may interleave across runs (no order of values is promised to a reducer)."""
-    key = _order["key"]
-    try:
-        yield from _merge_batches([iter(decode_batches(run)) for run in runs], key)
-    except TypeError as exc:
-        if key is _total_first:
-            raise
-        raise IncomparableKeys(f"keys of types that do not compare met in a merge ({exc})") from exc
-
-
-def _merge_batches(runs: list[Iterator[tuple[Record, ...]]], key: Callable[[Record], Any]) -> Iterator[Record]:
-    heads: list[list[Any]] = []  # [current batch, position, run]
-    for run in runs:
-        batch = next(run, None)
-        if batch:
-            heads.append([batch, 0, run])
-    while len(heads) > 1:
-        bound = min(key(head[0][-1]) for head in heads)
-        pieces = []
-        for head in heads:
-            batch, start = head[0], head[1]
-            stop = bisect.bisect_right(batch, bound, lo=start, key=key)
-            if stop > start:
-                pieces.append(batch[start:stop])
-                head[1] = stop
-        out = list(itertools.chain.from_iterable(pieces))
-        out.sort(key=key)
-        yield from out
-        for head in heads:
-            while head[1] >= len(head[0]):
-                batch = next(head[2], None)
-                if batch is None:
-                    break
-                head[0], head[1] = batch, 0
-        heads = [head for head in heads if head[1] < len(head[0])]
-    if heads:
-        batch, start, run = heads[0]
-        yield from itertools.islice(batch, start, None)
-        for batch in run:
-            yield from batch
 
 
 def group(records: Iterable[Record]) -> Iterator[tuple[Any, Iterator[Any]]]:
@@ -220,8 +93,11 @@ class MapOutputCollector:
     """Partitions, combines, sorts and spills one map task's output; bounded by ``buffer_records``."""
 
     def __init__(self, num_partitions: int, partitioner: Partitioner, combiner: Combiner | None,
-                 spill_dir: Path, buffer_records: int = 1_000_000, fold: str | None = None) -> None:
+                 spill_dir: Path, buffer_records: int = 1_000_000, fold: str | None = None,
+                 text_runs: bool = False) -> None:
         self.num_partitions = num_partitions
+        #: write string records as text batches (worth it when the reduce passes them through)
+        self.text_runs = text_runs
         self.partitioner = partitioner
         self.combiner = combiner
         self.spill_dir = spill_dir
@@ -330,7 +206,7 @@ class MapOutputCollector:
             for record in combiner(key, values):
                 yield record if type(record) is tuple and len(record) == 2 else _as_pair(record)
 
-    def _drain_buffer(self) -> list[list[Record]]:
+    def _drain_buffer(self) -> list[list[Record] | Lines]:
         """Partitioned, sorted records of the buffer (combined first when there is a combiner)."""
         if isinstance(self.partitioner, RangePartitioner) and self.num_partitions > 1:
             return self._drain_by_ranges(self.partitioner)
@@ -362,29 +238,46 @@ class MapOutputCollector:
                             p = cache[key] = partition(key, n)
                     parts[p].append(record)
         self._buffered = 0
-        for part in parts:
-            _sort(part)
-        return parts
+        return [self._sorted(part) for part in parts]
 
-    def _drain_by_ranges(self, ranges: RangePartitioner) -> list[list[Record]]:
+    def _sorted(self, records: list[Record]) -> list[Record] | Lines:
+        """Records sorted by key; with ``text_runs``, string records as sorted lines when they can be."""
+        lines = as_lines(records) if self.text_runs and records and not total_order_in_use() else None
+        if lines is None:
+            sort_records(records)
+            return records
+        lines.sort()
+        return lines
+
+    def _drain_by_ranges(self, ranges: RangePartitioner) -> list[list[Record] | Lines]:
         """Range partitioning without a call per record: sort everything once, cut at the boundaries."""
         if self.combiner is not None:
             records = list(self._take_combined())
         else:
             records, self._records = self._records, []
         self._buffered = 0
-        _sort(records)
         bounds = ranges.boundaries[:self.num_partitions - 1]
+        ordered: list[Record] | Lines = records
+        if line_order_holds(bounds):
+            ordered = self._sorted(records)
+        else:
+            sort_records(records)
         cuts = None
-        if not total_order_in_use():
-            keys = [record[0] for record in records]
+        if isinstance(ordered, Lines):  # a boundary sorts among lines as among their keys
+            cuts = [bisect.bisect_left(ordered, b) for b in bounds]
+        elif not total_order_in_use():
+            keys = [record[0] for record in ordered]
             with contextlib.suppress(TypeError):  # boundaries of another type than the keys
                 cuts = [bisect.bisect_left(keys, b) for b in bounds]
         if cuts is None:  # keys sorted in the total order, or mixed types: cut in the total order
-            keys = [total_order(record[0]) for record in records]
+            keys = [total_order(record[0]) for record in ordered]
             cuts = [bisect.bisect_left(keys, total_order(b)) for b in bounds]
-        edges = [0, *cuts, len(records)]
-        parts = [records[edges[i]:edges[i + 1]] for i in range(len(edges) - 1)]
+        spans = list(zip([0, *cuts], [*cuts, len(ordered)], strict=True))
+        parts: list[list[Record] | Lines]
+        if isinstance(ordered, Lines):  # (a slice of Lines is a plain list)
+            parts = [Lines(ordered[start:end]) for start, end in spans]
+        else:
+            parts = [ordered[start:end] for start, end in spans]
         parts += [[] for _ in range(self.num_partitions - len(parts))]
         return parts
 
@@ -397,7 +290,7 @@ class MapOutputCollector:
                 if not records:
                     continue
                 start = out.tell()
-                for batch in encode_run(records):
+                for batch in encode_part(records):
                     out.write(batch)
                 spill.index[p] = (start, out.tell() - start)
         self._spills.append(spill)
@@ -410,15 +303,16 @@ class MapOutputCollector:
                 parts = self._drain_buffer()
                 self.records_out = sum(map(len, parts))
                 for p, records in enumerate(parts):
-                    sink(p, encode_run(records))
+                    sink(p, encode_part(records))
                 return
             if self._buffered:
                 self.spill()
             for p in range(self.num_partitions):
-                merged: Iterator[Record] = merge_encoded_runs([spill.read(p) for spill in self._spills])
-                if self.combiner is not None:
-                    merged = combine_sorted(merged, self.combiner)
-                sink(p, encode_run(merged))
+                runs = [spill.read(p) for spill in self._spills]
+                if self.combiner is None:
+                    sink(p, encode_rounds(merge_rounds(runs)))
+                    continue
+                sink(p, encode_run(combine_sorted(merge_encoded_runs(runs), self.combiner)))
         finally:
             for spill in self._spills:
                 spill.path.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from dynamr.mapreduce.shuffle import decode_run
+from dynamr.mapreduce.runs import decode_run
 
 OVERRUN_STEP = 64 * 1024
 

@@ -2,8 +2,9 @@
 
 :func:`run_map` feeds a split's records through the step's mapper (with its init and final hooks) into a
 :class:`~dynamr.mapreduce.shuffle.MapOutputCollector`, which hands each partition's sorted run to a sink.
-:func:`run_reduce` merges the runs of one partition from every map, groups them and calls the reducer.
-:func:`format_output` renders final records as lines of a part file.
+:func:`run_reduce` merges the runs of one partition from every map, groups them and calls the reducer;
+:func:`reduce_batches` gives the same a batch at a time, a pass-through reducer's merged text as
+:class:`Lines`. :func:`format_output` renders final records as lines of a part file.
 """
 
 from __future__ import annotations
@@ -11,13 +12,22 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from dynamr.mapreduce import folds
 from dynamr.mapreduce.api import MRJob, MRStep, Record, _hook_records
-from dynamr.mapreduce.shuffle import MapOutputCollector, encode_run, group, merge_encoded_runs
+from dynamr.mapreduce.runs import (
+    Lines,
+    encode_rounds,
+    encode_run,
+    line_records,
+    merge_encoded_runs,
+    merge_rounds,
+    output_text,
+)
+from dynamr.mapreduce.shuffle import MapOutputCollector, group
 
 Sink = Callable[[int, Iterator[bytes]], None]
 
@@ -130,7 +140,8 @@ def _run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions
     if fold is not None and fold not in folds.FOLDS:
         raise ValueError(f"MRStep(combine={fold!r}): combine must be one of {', '.join(folds.FOLDS)}")
     combiner = None if step.combiner is None else checked(step.combiner, "combiner")
-    collector = MapOutputCollector(partitions, partitioner, combiner, spill_dir, buffer_records, fold=fold)
+    collector = MapOutputCollector(partitions, partitioner, combiner, spill_dir, buffer_records, fold=fold,
+                                   text_runs=_passes_through(step))
     if step.combiner_init is not None:
         collector.collect(_hook_records(step.combiner_init()))
     before = collector.records_in
@@ -167,6 +178,24 @@ class _Counted:
             yield record
 
 
+#: a batch of a task's output: records, or text lines (a pass-through reducer's merged round)
+OutputBatch = Sequence[Record] | Lines
+
+
+def _passes_through(step: MRStep) -> bool:
+    """The step's reduce yields its input records as they are (no hooks, an identity reducer)."""
+    return (step.reducer is not None and step.reducer_stream is None and step.reducer_init is None
+            and step.reducer_final is None and folds.is_identity(step.reducer))
+
+
+def reduce_batches(step: MRStep, runs: Iterable[Iterable[bytes]]) -> Iterator[OutputBatch]:
+    """:func:`run_reduce`'s output a batch at a time; a pass-through reducer's merged text rounds come as
+    :class:`Lines`, with no record made of them."""
+    if not _passes_through(step):
+        return batches(run_reduce(step, runs))
+    return (Lines(items) if is_text else items for is_text, items in merge_rounds(runs))
+
+
 def run_reduce(step: MRStep, runs: Iterable[Iterable[bytes]]) -> Iterator[Record]:
     """Merge one partition's runs from every map and reduce them."""
     merged = merge_encoded_runs(runs)
@@ -192,18 +221,28 @@ def batches(records: Iterable[Record], size: int = 4096) -> Iterator[list[Record
 
 
 def format_output(records: Iterable[Record], fmt: str) -> Iterator[bytes]:
-    """Part-file lines: ``json(key) TAB json(value)`` (mrjob's default) or ``key TAB value`` as text.
+    """Part-file lines: ``json(key) TAB json(value)`` (mrjob's default) or ``key TAB value`` as text."""
+    return format_batches(batches(records), fmt)
+
+
+def encode_batches(stream: Iterable[OutputBatch]) -> Iterator[bytes]:
+    """Batches (some may be :class:`Lines`) as a run another step reads."""
+    return encode_rounds((isinstance(batch, Lines), batch) for batch in stream)
+
+
+def format_batches(stream: Iterable[OutputBatch], fmt: str) -> Iterator[bytes]:
+    """:func:`format_output` over batches of records (some may be :class:`Lines`).
 
     Text lines of a batch whose keys and values are all strings are joined in C; any other batch goes
     record by record (``None`` keys write the value alone; bytes are written as they are)."""
     if fmt == "records":
-        yield from encode_run(records)
+        yield from encode_batches(stream)
         return
     if fmt == "json":
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-        for batch in batches(records):
+        for batch in stream:
             lines = []
-            for record in batch:
+            for record in line_records(batch) if isinstance(batch, Lines) else batch:
                 key, value = record
                 try:
                     lines.append(f"{dumps(key)}\t{dumps(value)}\n")
@@ -212,7 +251,10 @@ def format_output(records: Iterable[Record], fmt: str) -> Iterator[bytes]:
                                     "yield JSON types or set OUTPUT_FORMAT = 'text'") from exc
             yield "".join(lines).encode()
         return
-    for batch in batches(records):
+    for batch in stream:
+        if isinstance(batch, Lines):
+            yield output_text(batch).encode()
+            continue
         try:
             text = "\n".join(map(_TAB_JOIN, batch))
         except TypeError:  # not all strings (or not pairs): line by line
@@ -224,7 +266,7 @@ def format_output(records: Iterable[Record], fmt: str) -> Iterator[bytes]:
 _TAB_JOIN = "\t".join
 
 
-def _text_lines(batch: list[Record]) -> bytes:
+def _text_lines(batch: Sequence[Record]) -> bytes:
     out = bytearray()
     for key, value in batch:
         if type(key) is bytes or type(value) is bytes:
