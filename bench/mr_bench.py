@@ -492,7 +492,8 @@ def main() -> None:
     parser.add_argument("--size", default="100M", help="input size per job (text, and sort records)")
     parser.add_argument("--jobs", default="wordcount,wordcount_inmapper,inverted_index,grep,sort,dataflow_wordcount")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "dynamr-bench-data")
-    parser.add_argument("--split-size", default="32M")
+    parser.add_argument("--split-size", default="64M",
+                        help="dynamr's split size (its default), Dask's blocksize and Spark's partition size")
     args = parser.parse_args()
     size = parse_size(args.size)
     cores = os.cpu_count() or 1

@@ -11,8 +11,8 @@ output for that partition. A combiner may thus see a key several times, its own 
 values: it must be associative, as in Hadoop.
 
 Runs are encoded, decoded and merged by :mod:`dynamr.mapreduce.runs` (with ``text_runs``, string records
-are sorted and written as text lines). Reduce side: runs from every map are merged a batch at a time (memory: one batch
-per run) and grouped by key.
+are sorted and written as text lines). Reduce side: runs from every map are merged a batch at a time
+(memory: one batch per run) and grouped by key.
 """
 
 from __future__ import annotations
