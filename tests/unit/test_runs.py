@@ -138,23 +138,30 @@ def test_all_text_runs_merge_as_lines_in_key_order() -> None:
     assert lines == sorted(f"{k}\0v{k}" for run in runs for k in run)
 
 
-@pytest.mark.parametrize("ranges", [False, True])
+def _by_length(key: Any, n: int) -> int:
+    return len(key) % n
+
+
+@pytest.mark.parametrize("partitioner", ["hash", "ranges", "custom"])
 @pytest.mark.parametrize("buffer", [10_000, 97])
-def test_a_collector_with_text_runs_writes_what_one_without_writes(tmp_path: Path, ranges: bool,
-                                                                   buffer: int) -> None:
+@pytest.mark.parametrize("bad", [None, 100, 1234, 2999])
+def test_a_collector_with_text_runs_writes_what_one_without_writes(tmp_path: Path, partitioner: str,
+                                                                   buffer: int, bad: int | None) -> None:
+    """Lines while every batch can be lines, records from the first that cannot (at ``bad``)."""
     rng = random.Random(buffer)
     records = [(_string(rng, 0) + "xy", _string(rng, 0)) for _ in range(3000)]
-    if not ranges or buffer < len(records):  # (range partitioning makes lines of a whole buffer or none)
-        records[1234] = ("bad\0key", "the partition (or the spill) it is in goes as records")
-    partitioner = RangePartitioner(["ay", "bx", "z"]) if ranges else hash_partition
+    if bad is not None:
+        records[bad] = ("bad\0key", "from its batch on, the task's records are records")
+    partition = {"hash": hash_partition, "ranges": RangePartitioner(["ay", "bx", "z"]),
+                 "custom": _by_length}[partitioner]
     outputs = []
     for text in (False, True):
-        collector = MapOutputCollector(4, partitioner, None, tmp_path / f"{text}", buffer, text_runs=text)
+        collector = MapOutputCollector(4, partition, None, tmp_path / f"{text}", buffer, text_runs=text)
         collector.collect(iter(records))
         got: dict[int, list[bytes]] = {}
         collector.finish(lambda p, blocks, got=got: got.setdefault(p, list(blocks)))
         outputs.append(got)
-        if text and buffer >= len(records):  # (after spills, one spill of records makes the merge records)
+        if text and bad is None:
             assert any(isinstance(b, str) for blocks in got.values() for b in decode_batches(blocks))
     plain, text = outputs
     for p in range(4):

@@ -163,6 +163,11 @@ def line_records(lines: Iterable[str]) -> list[Record]:
     return list(map(_KEY_AND_VALUE, map(_PARTITION, lines)))
 
 
+def line_keys(lines: Iterable[str]) -> list[str]:
+    """The keys of text lines."""
+    return list(map(_first, map(_PARTITION, lines)))
+
+
 def decode_batches(blocks: Iterable[bytes]) -> Iterator[tuple[Record, ...] | str]:
     """The batches of a run as they were encoded: tuples of records, or text (sorted runs stay sorted
     batch after batch)."""

@@ -40,7 +40,9 @@ from dynamr.mapreduce.runs import (
     encode_part,
     encode_rounds,
     encode_run,
+    line_keys,
     line_order_holds,
+    line_records,
     merge_encoded_runs,
     merge_rounds,
     sort_records,
@@ -118,6 +120,11 @@ class MapOutputCollector:
         if fold is not None:
             self.combiner = as_combiner(fold)  # merging spilled runs
             self._combine_pays = False
+        #: with ``text_runs`` and nothing to combine, the buffer as lines, each batch joined while it is
+        #: still in the CPU's cache (and no tuple kept); None once a batch could not be lines
+        self._lines: Lines | None = None
+        if text_runs and self.combiner is None and not total_order_in_use():
+            self._lines = Lines()
 
     def collect(self, records: Iterable[Record]) -> None:
         """The map side's hot loop: take everything a mapper call yields (counted in ``records_in``).
@@ -143,7 +150,11 @@ class MapOutputCollector:
                                        f"combined: {exc}") from exc
             else:
                 _check_pairs(batch)
-                self._records.extend(batch)
+                if self._lines is not None and (lines := as_lines(batch)) is not None:
+                    self._lines += lines
+                else:
+                    self._no_lines()
+                    self._records.extend(batch)
             self._buffered = len(self._folded) if self.fold is not None else self._buffered + len(batch)
             self.records_in += len(batch)
             if self._buffered >= self.buffer_records:
@@ -206,8 +217,45 @@ class MapOutputCollector:
             for record in combiner(key, values):
                 yield record if type(record) is tuple and len(record) == 2 else _as_pair(record)
 
+    def _no_lines(self) -> None:
+        """Records in the buffer from here on (the lines so far become records again, exactly)."""
+        if self._lines is not None:
+            self._records.extend(line_records(self._lines))
+            self._lines = None
+
+    def _drain_lines(self) -> list[list[Record] | Lines] | None:
+        """The buffer's lines partitioned and sorted; None (and the buffer as records) for a partitioner
+        that must be called per key."""
+        lines, self._lines = self._lines or Lines(), Lines()
+        n = self.num_partitions
+        ranges = self.partitioner if isinstance(self.partitioner, RangePartitioner) else None
+        bounds = ranges.boundaries[:n - 1] if ranges is not None and n > 1 else []
+        parts: list[list[Record] | Lines] = []
+        if self.partitioner is hash_partition and n > 1:
+            by_hash = [Lines() for _ in range(n)]
+            for number, line in zip(hash_partitions(line_keys(lines), n), lines, strict=True):
+                by_hash[number].append(line)
+            for part in by_hash:
+                part.sort()
+            parts += by_hash
+        elif n == 1 or (ranges is not None and line_order_holds(bounds)):
+            lines.sort()
+            cuts = [bisect.bisect_left(lines, b) for b in bounds]  # a boundary sorts among lines as a key
+            parts += [Lines(lines[a:b]) for a, b in zip([0, *cuts], [*cuts, len(lines)], strict=True)]
+            parts += [Lines() for _ in range(n - len(parts))]
+        else:
+            self._lines = lines
+            self._no_lines()
+            return None
+        self._buffered = 0
+        return parts
+
     def _drain_buffer(self) -> list[list[Record] | Lines]:
         """Partitioned, sorted records of the buffer (combined first when there is a combiner)."""
+        if self._lines:
+            drained = self._drain_lines()
+            if drained is not None:
+                return drained
         if isinstance(self.partitioner, RangePartitioner) and self.num_partitions > 1:
             return self._drain_by_ranges(self.partitioner)
         parts: list[list[Record]] = [[] for _ in range(self.num_partitions)]
@@ -241,11 +289,13 @@ class MapOutputCollector:
         return [self._sorted(part) for part in parts]
 
     def _sorted(self, records: list[Record]) -> list[Record] | Lines:
-        """Records sorted by key; with ``text_runs``, string records as sorted lines when they can be."""
+        """Records sorted by key; with ``text_runs``, string records as sorted lines when they can be (the
+        list of records, the collector's own, is then emptied: its tuples need not outlive the lines)."""
         lines = as_lines(records) if self.text_runs and records and not total_order_in_use() else None
         if lines is None:
             sort_records(records)
             return records
+        records.clear()
         lines.sort()
         return lines
 
