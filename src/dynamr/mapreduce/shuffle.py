@@ -98,7 +98,7 @@ class MapOutputCollector:
                  spill_dir: Path, buffer_records: int = 1_000_000, fold: str | None = None,
                  text_runs: bool = False) -> None:
         self.num_partitions = num_partitions
-        #: write string records as text batches (worth it when the reduce passes them through)
+        #: string records as sorted text lines (cheaper to sort, encode and merge than tuples)
         self.text_runs = text_runs
         self.partitioner = partitioner
         self.combiner = combiner

@@ -141,7 +141,7 @@ def _run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions
         raise ValueError(f"MRStep(combine={fold!r}): combine must be one of {', '.join(folds.FOLDS)}")
     combiner = None if step.combiner is None else checked(step.combiner, "combiner")
     collector = MapOutputCollector(partitions, partitioner, combiner, spill_dir, buffer_records, fold=fold,
-                                   text_runs=_passes_through(step))
+                                   text_runs=True)
     if step.combiner_init is not None:
         collector.collect(_hook_records(step.combiner_init()))
     before = collector.records_in
