@@ -10,9 +10,11 @@ each partition are merged (k-way, streaming), combined once more, and handed to 
 output for that partition. A combiner may thus see a key several times, its own output among the
 values: it must be associative, as in Hadoop.
 
-Runs are encoded, decoded and merged by :mod:`dynamr.mapreduce.runs` (with ``text_runs``, string records
-are sorted and written as text lines). Reduce side: runs from every map are merged a batch at a time
-(memory: one batch per run) and grouped by key.
+With ``text_runs``, string records are kept as ``key NUL value`` lines instead (each batch joined as it
+arrives from the mapper, while its tuples are still in the CPU's cache), partitioned and sorted as
+strings, and written as text batches; the first batch that cannot be lines turns the buffer back into
+records. Runs are encoded, decoded and merged by :mod:`dynamr.mapreduce.runs`. Reduce side: runs from
+every map are merged a batch at a time (memory: one batch per run) and grouped by key.
 """
 
 from __future__ import annotations
