@@ -65,3 +65,32 @@ def test_an_oversized_frame_from_a_task_process_fails_the_attempt_at_once() -> N
         return report.error
 
     assert "over the 16 MiB limit" in asyncio.run(go())
+
+
+def test_a_status_request_that_waits_is_answered_when_its_job_ends(tmp_path: Path) -> None:
+    """A client following a job holds one status request, answered at the job's end (no polling delay)."""
+    from dynamr.mapreduce import protocol as p
+    from dynamr.rpc import messages as m
+
+    coord = coordinator(tmp_path, local_jobs=True)
+    coord._effects = {}  # only the wake-up is under test, not what ending a job persists
+    state = {"j": "running"}
+    coord._status = lambda name: m.JobStatusView(name=name, state=state[name])  # type: ignore[method-assign]
+
+    async def go() -> None:
+        assert (await coord._on_status(m.JobStatus(name="j"))).status.state == "running"  # no wait: at once
+        assert (await coord._on_status(m.JobStatus(name="j", wait=0.05))).status.state == "running"  # waited out
+        held = asyncio.ensure_future(coord._on_status(m.JobStatus(name="j", wait=30.0)))
+        await asyncio.sleep(0)
+        coord.carry_out([p.PersistStarted("other", 1.0)])  # another job's change: the request waits on
+        await asyncio.sleep(0)
+        assert not held.done()
+        state["j"] = "succeeded"
+        coord.carry_out([p.PersistFinalized("j", "succeeded", 2.0, m.JobStatusView(name="j", state="succeeded"))])
+        reply = await asyncio.wait_for(held, 10.0)  # well before its 30 s
+        assert reply.status.state == "succeeded"
+        for bad in (-1.0, 31.0, float("nan")):
+            with pytest.raises(BadRequestError, match="may wait 0 to 30 seconds"):
+                await coord._on_status(m.JobStatus(name="j", wait=bad))
+
+    asyncio.run(go())

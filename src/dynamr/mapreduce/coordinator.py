@@ -36,7 +36,7 @@ from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
-from dynamr.mapreduce.jobrun import JobPlan, check_plan, dump_plan, load_plan, summary_of, task_of
+from dynamr.mapreduce.jobrun import ENDED, JobPlan, check_plan, dump_plan, load_plan, summary_of, task_of
 from dynamr.mapreduce.jobstore import JobStore
 from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, plan_splits
 from dynamr.rpc import messages as m
@@ -49,6 +49,10 @@ JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TICK = 0.25
 #: bytes of output and tracebacks one TaskLogsReply carries at most (more: ask for one task)
 LOGS_REPLY_BYTES = 8 << 20
+#: the longest a status request may wait for its job to end (JobStatus.wait)
+MAX_STATUS_WAIT = 30.0
+#: instructions after which a job's state as a status request sees it may have changed
+_JOB_CHANGES = (p.PersistStarted, p.PersistEnded, p.PersistFinalized, p.PersistForgotten)
 
 
 def check_job_name(name: str) -> None:
@@ -90,6 +94,8 @@ class Coordinator:
                              (m.WebAddress, self._on_web_address)):
             self.dispatcher.register(cls, handler)
         self._background = Background("coordinator", log)
+        #: set (and replaced) whenever a job starts, ends or is forgotten: wakes status requests that wait
+        self._job_changed = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
         #: the effect carried out for each kind of instruction (persisting is synchronous)
         self._effects: dict[type[Any], Callable[[Any], None]] = {
@@ -129,10 +135,15 @@ class Coordinator:
         return instructions
 
     def carry_out(self, instructions: list[p.Instruction]) -> None:
+        changed = False
         for ins in instructions:
             effect = self._effects.get(type(ins))
             if effect is not None:
                 effect(ins)
+            changed = changed or isinstance(ins, _JOB_CHANGES)
+        if changed:
+            self._job_changed.set()
+            self._job_changed = asyncio.Event()
 
     async def _tick_forever(self) -> None:
         while True:
@@ -432,7 +443,17 @@ class Coordinator:
         return m.WebAddressReply(host=self.web_address[0], port=self.web_address[1])
 
     async def _on_status(self, msg: m.JobStatus) -> m.JobStatusReply:
-        return m.JobStatusReply(status=self._status(msg.name))
+        """The job's status; with ``wait``, once the job has ended or that many seconds have passed (a
+        client following a job learns of its end at once, without polling)."""
+        if not 0.0 <= msg.wait <= MAX_STATUS_WAIT:
+            raise BadRequestError(f"a status request may wait 0 to {MAX_STATUS_WAIT:g} seconds, not {msg.wait!r}")
+        status = self._status(msg.name)
+        deadline = time.monotonic() + msg.wait
+        while status.state not in ENDED and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._job_changed.wait(), left)
+            status = self._status(msg.name)
+        return m.JobStatusReply(status=status)
 
     async def _on_list(self, msg: m.ListJobs) -> m.ListJobsReply:
         return m.ListJobsReply(jobs=tuple(summary_of(status) for status in self.statuses()))

@@ -31,7 +31,7 @@ from dynamr.files.client import FileSystem
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
 from dynamr.mapreduce.api import MRJob, check_formats
 from dynamr.mapreduce.inline import check_output, expand_inputs, sample_keys
-from dynamr.mapreduce.jobrun import JobPlan, StepPlan, check_plan
+from dynamr.mapreduce.jobrun import ENDED, JobPlan, StepPlan, check_plan
 from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.splits import LocalFile, Split, plan_splits
 from dynamr.rpc import messages as m
@@ -41,6 +41,8 @@ from dynamr.store.client import AsyncClient
 SAMPLE_BYTES = 256 * 1024
 #: the prefix of a path on the store, where a local path is also allowed
 STORE = "store:"
+#: seconds a client following a job lets the coordinator hold each status request (it answers at the end)
+FOLLOW_WAIT = 10.0
 
 
 class _Bytes:
@@ -168,8 +170,10 @@ class JobClient:
                                        "'dynamr coordinator start', or use 'dynamr cluster up')")
         return view.coordinator
 
-    async def _ask(self, msg: m.Message) -> m.JobStatusView:
-        reply = await self.client.call_node(await self.coordinator(), msg)
+    async def _ask(self, msg: m.Message, waits: float = 0.0) -> m.JobStatusView:
+        """Send ``msg`` to the coordinator; ``waits``: seconds it may hold the answer on purpose."""
+        timeout = self.client.timeout + waits if waits else None
+        reply = await self.client.call_node(await self.coordinator(), msg, timeout)
         if not isinstance(reply, m.JobStatusReply):
             raise ProtocolError(f"the coordinator answered {type(msg).__name__} with {type(reply).__name__}")
         return reply.status
@@ -232,12 +236,15 @@ class JobClient:
 
     async def wait(self, name: str, on_status: Callable[[m.JobStatusView], None] | None = None,
                    interval: float = 0.2, unreachable_for: float = 60.0) -> m.JobStatusView:
-        """Follow a job until it ends. A coordinator that cannot be reached (restarting) is asked again for
-        up to ``unreachable_for`` seconds before giving up."""
+        """Follow a job until it ends. The coordinator holds each status request until the job ends (or
+        ``interval`` seconds pass, when ``on_status`` shows progress; else up to :data:`FOLLOW_WAIT`), so the
+        end is known at once. A coordinator that cannot be reached (restarting) is asked again for up to
+        ``unreachable_for`` seconds before giving up."""
         unreachable_since: float | None = None
+        wait = interval if on_status is not None else FOLLOW_WAIT
         while True:
             try:
-                status = await self.status(name)
+                status = await self._ask(m.JobStatus(name=name, wait=wait), wait)
             except (UnavailableError, DeadlineExceededError):
                 now = time.monotonic()
                 unreachable_since = unreachable_since or now
@@ -248,6 +255,5 @@ class JobClient:
             unreachable_since = None
             if on_status is not None:
                 on_status(status)
-            if status.state in ("succeeded", "failed", "killed"):
+            if status.state in ENDED:
                 return status
-            await asyncio.sleep(interval)

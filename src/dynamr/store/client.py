@@ -162,6 +162,11 @@ class AsyncClient:
                                coordinator=(host, int(port)) if info.coordinator else None)
         raise UnavailableError("no node of the cluster answered: " + "; ".join(errors))
 
+    @property
+    def timeout(self) -> float:
+        """Seconds a request waits for its answer, unless the call gives its own."""
+        return self._timeout
+
     async def call_node(self, node_id_or_address: str | Address, msg: m.Message,
                         timeout: float | None = None) -> m.Message:
         """Send any message to one node (by id or address); for tools and tests."""

@@ -72,6 +72,8 @@ class RunJob(Message):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobStatus(Message):
     name: str
+    #: seconds the coordinator may hold the answer while the job has not ended (0: answer now)
+    wait: float = 0.0
 
 
 @record
