@@ -241,3 +241,25 @@ def test_every_source_kind_and_the_remaining_operations(session: Session, tmp_pa
     assert sorted(users.distinct().run()) == ["u0", "u1", "u2", "u3"]
     keyed = users.key_by(len).map_values(str.upper).count_by_key()
     assert keyed.run() == [(2, 40)]
+
+
+
+def test_the_stages_of_one_run_share_task_processes_and_other_runs_do_not(session: Session) -> None:
+    """A later stage runs in the task processes the earlier one left idle (one program: nothing to keep
+    apart, and no process to start); a different run never gets them."""
+    def pid_of(record: Any) -> tuple[Any, int]:
+        return record, __import__("os").getpid()
+
+    def run_pids() -> tuple[set[int], set[int]]:
+        first = (Flow(session).feed(range(40)).map(pid_of).map(lambda r: (r[0] % 4, r[1]))
+                 .group_by_key().map(pid_of))  # stage 0: ((key, [map pids]), reduce pid)
+        later = first.map(lambda r: (r[0][0] % 2, r)).group_by_key().map(pid_of)  # stage 1
+        records = later.run()
+        stage0 = {pid for (_, firsts), _ in records for ((_, map_pids), reduce_pid) in firsts
+                  for pid in [*map_pids, reduce_pid]}
+        return stage0, {pid for _, pid in records}
+
+    stage0, stage1 = run_pids()
+    assert stage1 <= stage0  # stage 1 ran in the processes stage 0 left idle
+    other0, other1 = run_pids()
+    assert not (other0 | other1) & (stage0 | stage1)  # another run: other processes

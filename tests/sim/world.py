@@ -590,12 +590,12 @@ class SimNode:
             msg = self.state.poll()
             self._poll_sent = w.now
             w.send(lambda: w.coord.receive_poll(msg), f"poll {msg.seq} from {self.name}")
-        w.at(0.5 if not self.state.reports else 0.1, lambda: self._loop(generation))
+        w.at(self.state.next_poll(0.5 if not self.state.reports else 0.1), lambda: self._loop(generation))
 
     def receive_reply(self, ins: p.ReplyToWorker) -> None:
         if not self.up or self.paused:
             return
-        for action in self.state.replied(ins.seq, ins.assignments, ins.kills, ins.acked):
+        for action in self.state.replied(ins.seq, ins.assignments, ins.kills, ins.acked, ins.soon):
             if isinstance(action, Start):
                 self._start(action.attempt, action.spec)
             elif isinstance(action, Kill) and action.attempt in self.attempts:

@@ -8,32 +8,38 @@ from dynamr.mapreduce.scheduler import IllegalTransition
 from dynamr.mapreduce.taskpool import LetGo, ProcessPool, StartNew, Use
 
 
-def test_a_process_serves_one_job_and_is_reused_for_it() -> None:
+def test_a_process_serves_one_group_and_is_reused_for_it() -> None:
     pool = ProcessPool(slots=2)
-    action, spares = pool.acquire("a")
-    assert action == StartNew() and spares == 1  # nothing ready: start one now, and a spare for the free slot
-    pool.started(1, "a")
-    pool.started(2, None)
-    assert pool.released(1, keep=True, now=0.0) == []
-    assert pool.acquire("a") == (Use(1), 0)  # warm: same job
-    assert pool.acquire("b")[0] == Use(2)  # another job never gets process 1: a spare
-    assert pool.procs[2].job == "b"
-
-
-def test_spares_start_when_the_worker_starts_and_only_on_slots_no_attempt_needs() -> None:
-    pool = ProcessPool(slots=2)
-    assert pool.spares_wanted() == 2  # the worker starts: a spare per slot, for the first job
-    assert pool.spares_wanted() == 0  # ...which are starting
+    assert pool.spares_wanted(now=0.0) == 2  # the worker starts: a spare per slot
     pool.started(1, None), pool.started(2, None)
-    assert pool.acquire("a") == (Use(2), 0)  # one slot busy, one spare ready: nothing to start
-    assert pool.acquire("a") == (Use(1), 0)  # both slots busy: a spare would slow them down
-    assert pool.spares_wanted() == 0
-    pool.released(2, keep=True, now=0.0)  # a slot frees (a phase's tail): one spare for the next job
-    assert pool.spares_wanted() == 1
-    pool.spare_failed()
-    assert pool.acquire("b") == (StartNew(), 0)  # both slots busy again
+    assert pool.acquire("a", now=1.0) == Use(2)
+    assert pool.released(2, keep=True, now=2.0) == []
+    assert pool.acquire("a", now=3.0) == Use(2)  # warm: same group
+    assert pool.acquire("b", now=3.0) == Use(1)  # another group never gets process 2: the other spare
+    assert pool.procs[1].group == "b"
+    assert pool.acquire("c", now=3.0) == StartNew()  # nothing ready
+    pool.started(3, "c")
+    assert pool.procs[3].state == "busy"
+
+
+def test_spares_start_on_free_slots_once_the_attempts_have_not_changed_for_a_while() -> None:
+    pool = ProcessPool(slots=2, spare_after=0.5)
+    assert pool.spares_wanted(now=0.0) == 2  # the worker starts: a spare per slot, for the first job
+    assert pool.spares_wanted(now=0.0) == 0  # ...which are starting
+    pool.started(1, None), pool.started(2, None)
+    assert pool.acquire("a", now=1.0) == Use(2)
+    assert pool.acquire("a", now=1.0) == Use(1)
+    assert pool.spares_wanted(now=9.0) == 0  # both slots busy: a spare would slow the attempts down
+    pool.released(2, keep=True, now=10.0)  # a slot frees in a phase's tail: the next phase takes it at once
+    assert pool.spares_wanted(now=10.1) == 0
+    assert pool.acquire("a", now=10.1) == Use(2)  # (the reduce, on the idle process: no spare was needed)
+    pool.released(2, keep=True, now=11.0), pool.released(1, keep=True, now=11.0)  # the job ends
+    assert pool.spares_wanted(now=11.2) == 0
+    assert pool.spares_wanted(now=11.6) == 2  # quiet for spare_after: spares for the next job
+    pool.spare_failed(), pool.spare_failed()
+    assert pool.acquire("b", now=12.0) == StartNew()  # no spare came up
     pool.launch_failed()
-    assert pool.spares_wanted() == 1
+    assert pool.spares_wanted(now=12.6) == 2
 
 
 def test_at_most_slots_idle_processes_are_kept_and_idle_ones_expire() -> None:
@@ -46,12 +52,12 @@ def test_at_most_slots_idle_processes_are_kept_and_idle_ones_expire() -> None:
     assert pool.procs == {}
 
 
-def test_a_failed_or_retiring_process_is_not_kept_and_a_kill_lets_the_jobs_idle_ones_go() -> None:
+def test_a_failed_or_retiring_process_is_not_kept_and_a_kill_lets_the_groups_idle_ones_go() -> None:
     pool = ProcessPool(slots=3)
     pool.started(1, "a"), pool.started(2, "a"), pool.started(3, "b")
     assert pool.released(1, keep=False, now=0.0) == [] and 1 not in pool.procs
     pool.released(2, keep=True, now=0.0), pool.released(3, keep=True, now=0.0)
-    assert pool.kill_job("a") == [LetGo(2)] and 3 in pool.procs
+    assert pool.kill_group("a") == [LetGo(2)] and 3 in pool.procs
 
 
 def test_an_illegal_move_is_a_bug() -> None:

@@ -398,7 +398,8 @@ class CoordinatorCore:
                 self.unconfirmed[assignment.attempt_id] = (node, ev.seq)
                 out.append(p.PersistAttempt(jc.run.name, assignment.task_id, assignment.attempt_id, node,
                                             self.wall(now)))
-        return [p.ReplyToWorker(node, ev.seq, tuple(specs), tuple(sorted(kills)), tuple(acked)), *out]
+        soon = ev.free_slots > len(specs) and any(jc.writing for jc in self.jobs.values())
+        return [p.ReplyToWorker(node, ev.seq, tuple(specs), tuple(sorted(kills)), tuple(acked), soon), *out]
 
     def _adopt(self, attempt: str, node: str, now: float, out: list[p.Instruction]) -> bool:
         """An attempt this incarnation did not start (one from before a restart) that is still wanted becomes

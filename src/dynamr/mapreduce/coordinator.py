@@ -466,4 +466,4 @@ class Coordinator:
                                                 msg.progress, msg.reports))
         reply = next(i for i in instructions if isinstance(i, p.ReplyToWorker))
         return m.WorkerHeartbeatReply(assignments=reply.assignments, kills=reply.kills, acked=reply.acked,
-                                      seq=reply.seq)
+                                      seq=reply.seq, soon=reply.soon)

@@ -70,6 +70,8 @@ def check_plan(plan: JobPlan) -> None:
          "job options must map strings to strings")
     need(isinstance(plan.partition_state, bytes), "partition state must be bytes")
     need(plan.job_class is None or isinstance(plan.job_class, str), "job class must be a name")
+    need(isinstance(plan.process_group, str) and len(plan.process_group) <= 100,
+         "process group must be a name of at most 100 characters")
     for flag in ("local_inputs", "local_output", "skip_bad_records"):
         need(isinstance(getattr(plan, flag), bool), f"job plan field {flag} must be true or false")
 
@@ -278,8 +280,8 @@ class JobRun:
             producer = m.CommitRef(task_id=task, attempt=self.commits[task].attempt)
         return m.TaskSpec(
             job=self.name, attempt=assignment.attempt_id, kind=info.kind, step=info.step, source=plan.source,
-            source_name=plan.source_name, job_class=plan.job_class, options=plan.options,
-            partition_state=plan.partition_state,
+            source_name=plan.source_name, process_group=plan.process_group, job_class=plan.job_class,
+            options=plan.options, partition_state=plan.partition_state,
             chunk_size=plan.chunk_size, buffer_records=plan.buffer_records,
             local_intermediate=plan.local_intermediate, input=info.input, output=info.output,
             num_partitions=info.num_partitions, partition=info.index if info.kind == "reduce" else 0,

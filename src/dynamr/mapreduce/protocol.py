@@ -119,6 +119,9 @@ class ReplyToWorker:
     assignments: tuple[TaskSpec, ...]
     kills: tuple[str, ...]
     acked: tuple[str, ...]
+    #: commit records are being written and the worker has a free slot: tasks may become ready within
+    #: moments (the last map's commit makes the reduces ready), so it should poll again soon
+    soon: bool = False
 
 
 @dataclass(frozen=True, slots=True)

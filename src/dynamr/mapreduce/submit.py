@@ -86,8 +86,10 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
                      local: bool, reducers: int | None = None, split_size: int = 64 << 20,
                      options: dict[str, str] | None = None, job_class: str | None = None,
                      chunk_size: int = DEFAULT_CHUNK_SIZE, local_intermediate: str = "",
-                     skip_bad_records: bool = False, source: str | None = None) -> JobPlan:
-    """The plan of a job file (or of ``source``, the text of one named ``job_file``) over ``inputs``."""
+                     skip_bad_records: bool = False, source: str | None = None,
+                     process_group: str = "") -> JobPlan:
+    """The plan of a job file (or of ``source``, the text of one named ``job_file``) over ``inputs``;
+    ``process_group``: jobs of one program that may share task processes (a dataflow run's stages)."""
     if source is None:
         source = job_file.read_text()
     job = load_job_class(source, str(job_file), job_class)(options or {})
@@ -117,7 +119,8 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
                    partition_state=b"" if state is None else pack_any(state),
                    job_class=job_class, chunk_size=chunk_size, local_intermediate=local_intermediate,
                    skip_bad_records=skip_bad_records or job.SKIP_BAD_RECORDS,
-                   whole_inputs=tuple(path for path, _ in sized if job.whole_input(path)))
+                   whole_inputs=tuple(path for path, _ in sized if job.whole_input(path)),
+                   process_group=process_group)
     check_plan(plan)
     return plan
 

@@ -2,17 +2,20 @@
 
 The asyncio worker owns the processes themselves (keyed by a number) and carries out what this decides:
 
-- an attempt of job J runs on an *idle* process that last ran J (its store client and J's loaded code are
-  warm), else on a *spare* (started ahead, imports done, no job yet), else on a process started for it;
-  a process never serves two jobs (user code of one must not see another's module state);
-- spares are started only on a core no attempt needs: up to ``slots`` minus the attempts running (or
-  whose process is starting) are ready or starting. So the worker starts ``slots`` of them when it starts,
-  none while every slot is busy (importing would slow the attempts: 0.25 s of CPU each), and the pool fills
-  again in a phase's tail and between jobs, for the next job;
+- an attempt runs on an *idle* process of its group (its store client and loaded code are warm), else on
+  a *spare* (started ahead, imports done, no group yet), else on a process started for it. A group is a
+  job, or the jobs of one program that asked to share processes (the stages of a dataflow run); a process
+  never serves two groups (user code of one must not see another's module state);
+- spares are started for the *next* job, only on a core no attempt needs, and only once the worker's
+  attempts have not changed for ``spare_after`` seconds: up to ``slots`` minus the attempts running (or
+  whose process is starting) are then ready or starting. So the worker starts ``slots`` of them when it
+  starts, none while every slot is busy (importing would slow the attempts: 0.2 s of CPU each), and none
+  in a job's own tails (between its maps and its reduces the slots free for a moment: a spare started
+  then imports while the reduces run, and they take the idle processes anyway);
 - after an attempt the worker says whether the process may be kept (it ended well, did not ask to retire,
   is alive); at most ``slots`` idle processes are kept (the oldest goes), and one idle for
   ``idle_seconds`` goes;
-- killing an attempt of J also lets J's idle processes go (user code may have left things behind).
+- killing an attempt also lets its group's idle processes go (user code may have left things behind).
 
 Legal moves are in :data:`MOVES`; a process that is gone is forgotten.
 """
@@ -35,7 +38,7 @@ MOVES: frozenset[tuple[str, str]] = frozenset({
 class Proc:
     key: int
     state: str
-    job: str | None = None
+    group: str | None = None
     idle_since: float = 0.0
 
 
@@ -62,46 +65,52 @@ class LetGo:
 class ProcessPool:
     slots: int
     idle_seconds: float = 20.0
+    spare_after: float = 0.5
     procs: dict[int, Proc] = field(default_factory=dict)
     #: spares being started
     starting: int = 0
     #: processes being started for an attempt (StartNew)
     launching: int = 0
+    #: when an attempt last took or left a process (spares wait until that is ``spare_after`` ago)
+    changed_at: float = float("-inf")
 
     def _move(self, proc: Proc, new: str) -> None:
         if (proc.state, new) not in MOVES:
             raise IllegalTransition(f"task process {proc.key}: {proc.state} -> {new} is not a legal move")
         proc.state = new
 
-    def acquire(self, job: str) -> tuple[Use | StartNew, int]:
-        """A process for an attempt of ``job``; also how many spares to start now."""
-        idle = [p for p in self.procs.values() if p.state == "idle" and p.job == job]
+    def acquire(self, group: str, now: float) -> Use | StartNew:
+        """A process for an attempt of ``group``."""
+        self.changed_at = now
+        idle = [p for p in self.procs.values() if p.state == "idle" and p.group == group]
         spares = [p for p in self.procs.values() if p.state == "spare"]
         if idle or spares:
             proc = idle[0] if idle else spares[-1]
             self._move(proc, "busy")
-            proc.job = job
-            return Use(proc.key), self.spares_wanted()
+            proc.group = group
+            return Use(proc.key)
         self.launching += 1
-        return StartNew(), self.spares_wanted()
+        return StartNew()
 
-    def spares_wanted(self) -> int:
+    def spares_wanted(self, now: float) -> int:
         """How many spares to start now (they count as starting until :meth:`started` or
         :meth:`spare_failed`)."""
+        if now - self.changed_at < self.spare_after:
+            return 0
         busy = sum(1 for p in self.procs.values() if p.state == "busy") + self.launching
         ready = sum(1 for p in self.procs.values() if p.state == "spare")
         wanted = max(0, self.slots - busy - ready - self.starting)
         self.starting += wanted
         return wanted
 
-    def started(self, key: int, job: str | None) -> None:
-        """A process is up: a spare (``job`` None, one of those asked for), or one started for an attempt."""
-        if job is None:
+    def started(self, key: int, group: str | None) -> None:
+        """A process is up: a spare (``group`` None, one of those asked for), or one started for an attempt."""
+        if group is None:
             self.starting = max(0, self.starting - 1)
             self.procs[key] = Proc(key, "spare")
         else:
             self.launching = max(0, self.launching - 1)
-            self.procs[key] = Proc(key, "busy", job)
+            self.procs[key] = Proc(key, "busy", group)
 
     def launch_failed(self) -> None:
         """The process started for an attempt (:class:`StartNew`) did not start."""
@@ -112,6 +121,7 @@ class ProcessPool:
 
     def released(self, key: int, *, keep: bool, now: float) -> list[LetGo]:
         """An attempt on ``key`` ended. Kept: idle (the oldest idle goes past ``slots``); else it is gone."""
+        self.changed_at = now
         proc = self.procs.get(key)
         if proc is None:
             return []
@@ -136,9 +146,9 @@ class ProcessPool:
         return [self._let_go(p) for p in list(self.procs.values())
                 if p.state == "idle" and now - p.idle_since > self.idle_seconds]
 
-    def kill_job(self, job: str) -> list[LetGo]:
-        """An attempt of ``job`` is killed: its idle processes go too."""
-        return [self._let_go(p) for p in list(self.procs.values()) if p.state == "idle" and p.job == job]
+    def kill_group(self, group: str) -> list[LetGo]:
+        """An attempt of ``group`` is killed: the group's idle processes go too."""
+        return [self._let_go(p) for p in list(self.procs.values()) if p.state == "idle" and p.group == group]
 
     def idle_or_spare(self) -> list[int]:
         return [p.key for p in self.procs.values() if p.state in ("idle", "spare")]

@@ -105,6 +105,8 @@ class Worker:
         self._next_key = itertools.count(1)
         self.progress: dict[str, AttemptProgress] = {}
         self._timeouts: dict[str, float] = {}
+        #: attempt -> its process group, while it runs
+        self._groups: dict[str, str] = {}
         #: attempts the coordinator wants killed that had no process yet
         self._doomed: set[str] = set()
         #: attempts ended here on purpose: (reason, cause)
@@ -119,10 +121,10 @@ class Worker:
             log.warning("worker %s: killed %d process(es) an earlier run of this node left behind",
                         self.node_id, leftovers)
         self._remove_output_files()  # an earlier run's, if it was killed
-        self._add_spares(self.pool.spares_wanted())
+        self._add_spares(self.pool.spares_wanted(time.monotonic()))
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.interval)
+                await asyncio.wait_for(self._wakeup.wait(), self.state.next_poll(self.interval))
             self._wakeup.clear()
             try:
                 await self._poll_once()
@@ -144,7 +146,7 @@ class Worker:
             self.state.poll_failed()
             log.warning("the coordinator answered a poll with %s", type(reply).__name__)
             return
-        for action in self.state.replied(reply.seq, reply.assignments, reply.kills, reply.acked):
+        for action in self.state.replied(reply.seq, reply.assignments, reply.kills, reply.acked, reply.soon):
             if isinstance(action, Kill):
                 self.kill(action.attempt)
             elif isinstance(action, Start):
@@ -169,7 +171,7 @@ class Worker:
                 self._procs.pop(key, None)
         for go in self.pool.tick(now):
             self._let_go(go.key)
-        self._add_spares(self.pool.spares_wanted())
+        self._add_spares(self.pool.spares_wanted(now))
 
     def _check_memory(self) -> None:
         """Stop an attempt whose processes (the task process and all it started) hold more than the limit."""
@@ -186,11 +188,10 @@ class Worker:
 
     # --- task processes ------------------------------------------------------------------------------
 
-    async def _process_for(self, job: str) -> tuple[int, TaskProcess]:
-        """The process the pool chooses for an attempt of ``job`` (spares asked for start in the background)."""
+    async def _process_for(self, group: str) -> tuple[int, TaskProcess]:
+        """The process the pool chooses for an attempt of process group ``group``."""
         while True:
-            action, spares = self.pool.acquire(job)
-            self._add_spares(spares)
+            action = self.pool.acquire(group, time.monotonic())
             if isinstance(action, Use):
                 proc = self._procs[action.key]
                 if proc.alive:
@@ -205,7 +206,7 @@ class Worker:
                 self.pool.launch_failed()
                 raise
             self._procs[key] = proc
-            self.pool.started(key, job)
+            self.pool.started(key, group)
             return key, proc
 
     def _add_spares(self, count: int) -> None:
@@ -252,9 +253,11 @@ class Worker:
         spec = dataclasses.replace(spec, seeds=tuple((str(h), int(p)) for h, p in self.seeds),
                                    scratch_dir=self.scratch_dir or "", max_tasks=self.reuse, max_rss=self.max_rss,
                                    tls_ca=self.tls_ca)
+        group = self._groups[attempt] = spec.process_group or spec.job
         try:
-            key, proc = await self._process_for(spec.job)
+            key, proc = await self._process_for(group)
         except OSError as exc:
+            self._groups.pop(attempt, None)
             self._ended(m.AttemptReport(attempt=attempt, ok=False, error=f"could not start the task process: {exc}"))
             return
         self.running[attempt] = proc
@@ -267,6 +270,7 @@ class Worker:
             result = await proc.run(spec, lambda line: progress.update(line, time.monotonic()))
         finally:
             self.running.pop(attempt, None)
+            self._groups.pop(attempt, None)
             self.progress.pop(attempt, None)
             self._timeouts.pop(attempt, None)
         killed = self._killed.pop(attempt, None)
@@ -303,7 +307,7 @@ class Worker:
     def kill(self, attempt: str, reason: str = "killed at the coordinator's request", cause: str = "killed") -> None:
         """SIGKILL the attempt's whole process group (user code and anything it started); idle processes
         of its job go too."""
-        for go in self.pool.kill_job(job_of(attempt)):
+        for go in self.pool.kill_group(self._groups.get(attempt) or job_of(attempt)):
             self._let_go(go.key)
         proc = self.running.get(attempt)
         if proc is None:

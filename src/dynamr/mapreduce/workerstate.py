@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 from dynamr.rpc.messages import AttemptReport, TaskSpec, WorkerHeartbeat
 
+#: seconds to the next poll when the coordinator said tasks may be ready soon, and how many such quick
+#: polls may follow each other (a commit that takes long to write does not make a worker poll in a loop)
+SOON = 0.02
+QUICK_POLLS = 10
+
 
 @dataclass(frozen=True, slots=True)
 class Start:
@@ -39,6 +44,8 @@ class WorkerState:
         self.reports: dict[str, AttemptReport] = {}
         #: attempts asked to be killed (so a kill repeated in later replies is carried out once)
         self.killing: set[str] = set()
+        #: quick polls in a row (see :meth:`next_poll`)
+        self.quick = 0
 
     def poll(self, progress: dict[str, float] | None = None) -> WorkerHeartbeat:
         """The next poll to send (a poll still in flight is abandoned: its reply will be dropped)."""
@@ -55,11 +62,13 @@ class WorkerState:
         self.in_flight = None
 
     def replied(self, seq: int, assignments: tuple[TaskSpec, ...], kills: tuple[str, ...],
-                acked: tuple[str, ...]) -> list[Start | Kill]:
-        """Apply the reply to poll ``seq``; returns what to start and what to kill."""
+                acked: tuple[str, ...], soon: bool = False) -> list[Start | Kill]:
+        """Apply the reply to poll ``seq``; returns what to start and what to kill. ``soon``: the
+        coordinator expects tasks to be ready within moments (see :meth:`next_poll`)."""
         if seq != self.in_flight:
             return []  # late, repeated or unasked for
         self.in_flight = None
+        self.quick = self.quick + 1 if soon else 0
         for attempt in acked:
             self.reports.pop(attempt, None)
         out: list[Start | Kill] = []
@@ -74,6 +83,11 @@ class WorkerState:
             self.running[attempt] = spec
             out.append(Start(attempt, spec))
         return out
+
+    def next_poll(self, interval: float) -> float:
+        """Seconds until the next poll: soon after a reply that said tasks may be ready within moments
+        (at most :data:`QUICK_POLLS` times in a row), else ``interval``."""
+        return min(interval, SOON) if 0 < self.quick <= QUICK_POLLS else interval
 
     def ended(self, report: AttemptReport) -> None:
         """An attempt ended (its report goes out with the next polls until acknowledged)."""

@@ -48,6 +48,9 @@ class JobPlan(Record):
     skip_bad_records: bool = False
     #: inputs read whole, one split each (files of records, whole files)
     whole_inputs: tuple[str, ...] = ()
+    #: jobs of one process group may run in each other's task processes (the stages of one dataflow run:
+    #: one program); empty: a task process serves this job alone
+    process_group: str = ""
 
 
 @register(40)
@@ -289,6 +292,8 @@ class TaskSpec(Record):
     step: int
     source: str
     source_name: str
+    #: the job's process group (see JobPlan); empty: the job's own
+    process_group: str = ""
     job_class: str | None = None
     options: tuple[tuple[str, str], ...] = ()
     #: the job's sampled partition state, msgpack-encoded (empty: none)
@@ -352,6 +357,8 @@ class WorkerHeartbeatReply(Message):
     acked: tuple[str, ...] = ()
     #: the poll this answers
     seq: int = 0
+    #: tasks may become ready within moments (commits are being written): poll again soon
+    soon: bool = False
 
 
 @register(48)
