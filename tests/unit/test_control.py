@@ -127,3 +127,33 @@ def test_a_job_is_forgotten_only_when_it_is_not_running_and_its_name_is_free_aga
     created = core.handle(p.JobSubmitted("k", plan(), run=False), drive.now)
     assert not any(isinstance(i, p.Refused) for i in created)
     assert core.handle(p.ForgetRequested("k"), drive.now) == [p.PersistForgotten("k")], "never run: forgotten"
+
+
+def test_a_worker_with_a_free_slot_hears_that_a_commit_is_in_flight_and_polls_again_soon() -> None:
+    """The last map's commit makes the reduces ready: the poll that reported it is told so, and the worker
+    asks again in moments instead of a heartbeat later (but not in an endless loop)."""
+    from dynamr.mapreduce.workerstate import QUICK_POLLS, SOON, WorkerState
+
+    core = CoordinatorCore()
+    core.handle(p.JobSubmitted("j", plan(steps=(StepPlan(map_only=False, reducers=1),))), 0.0)
+    (spec,) = next(i for i in core.handle(p.WorkerPolled("n1", "inc", 1, 2), 1.0)
+                   if isinstance(i, p.ReplyToWorker)).assignments
+    assert not next(i for i in core.handle(p.WorkerPolled("n1", "inc", 2, 1, (spec.attempt,)), 1.5)
+                    if isinstance(i, p.ReplyToWorker)).soon  # nothing in flight
+    done = AttemptReport(attempt=spec.attempt, ok=True, partitions=(0,))
+    out = core.handle(p.WorkerPolled("n1", "inc", 3, 2, (), (), (done,)), 2.0)
+    reply = next(i for i in out if isinstance(i, p.ReplyToWorker))
+    assert reply.assignments == () and reply.soon  # the reduce waits for the commit being written
+    (write,) = [i for i in out if isinstance(i, p.WriteCommit)]
+    core.handle(p.CommitWritten(write.job, write.record, write.record), 2.01)
+    reply = next(i for i in core.handle(p.WorkerPolled("n1", "inc", 4, 2), 2.03) if isinstance(i, p.ReplyToWorker))
+    assert [s.kind for s in reply.assignments] == ["reduce"] and not reply.soon
+
+    worker = WorkerState("n1", "inc", 2)
+    waits = []
+    for _ in range(QUICK_POLLS + 2):
+        worker.replied(worker.poll().seq, (), (), (), soon=True)
+        waits.append(worker.next_poll(0.5))
+    assert waits == [SOON] * QUICK_POLLS + [0.5, 0.5]  # a commit slow to write: back to heartbeats
+    worker.replied(worker.poll().seq, (), (), ())
+    assert worker.next_poll(0.5) == 0.5

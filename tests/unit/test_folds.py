@@ -165,3 +165,26 @@ def test_partitions_of_a_batch_are_those_of_each_key(keys: list[Any], parts: int
     if strings_only:  # the C path, surrogates included
         keys = [k for k in keys if isinstance(k, str)] + ["\udcff", "é"]
     assert hash_partitions(keys, parts) == [hash_partition(k, parts) for k in keys]
+
+
+def test_string_keys_a_process_has_seen_are_looked_up_and_it_remembers_a_bounded_number(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from dynamr.mapreduce import partition
+
+    monkeypatch.setattr(partition, "KNOWN_KEYS", 1000)
+    monkeypatch.setattr(partition, "_known", {})
+    words = [f"w{i}" for i in range(800)]
+    assert hash_partitions(words, 3) == [hash_partition(w, 3) for w in words]  # hashed, and remembered
+    assert len(partition._known[3]) == 800
+    again = [f"w{i}" for i in range(800)] + ["new", "other"]  # the same keys as new string objects
+    partition._known[3]["w5"] = (hash_partition("w5", 3) + 1) % 3  # (a wrong memory shows it was used)
+    assert hash_partitions(again, 3)[5] != hash_partition("w5", 3)
+    partition._known[3]["w5"] = hash_partition("w5", 3)
+    assert hash_partitions(again, 3) == [hash_partition(w, 3) for w in again]  # unknown ones hashed on the way
+    assert len(partition._known[3]) == 802
+    others = [f"x{i}" for i in range(900)]
+    assert hash_partitions(others, 3) == [hash_partition(w, 3) for w in others]
+    assert len(partition._known[3]) == 802  # more would pass the bound: not remembered
+    mostly_known = words[:600] + others[:500]
+    assert hash_partitions(mostly_known, 3) == [hash_partition(w, 3) for w in mostly_known]
+    assert partition._known == {}  # looked up, the misses remembered past the bound: forgotten at once

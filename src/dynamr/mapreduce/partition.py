@@ -33,16 +33,51 @@ def hash_partition(key: Any, num_partitions: int) -> int:
 
 
 _ENCODE = operator.methodcaller("encode", "utf-8", "surrogatepass")
+#: string keys whose partition a process remembers (a task process runs many tasks of a job, whose keys
+#: repeat from task to task: a word count's vocabulary), at most this many
+KNOWN_KEYS = 200_000
+#: keys looked up first, to tell whether a batch's keys are mostly known
+_PROBE = 256
+
+
+class _Known(dict[str, int]):
+    """Partitions of string keys for one number of partitions; an unknown key is hashed when looked up."""
+
+    def __init__(self, num_partitions: int) -> None:
+        super().__init__()
+        self.num_partitions = num_partitions
+
+    def __missing__(self, key: str) -> int:
+        number = self[key] = int(xxhash.xxh3_64_intdigest(_ENCODE(key))) % self.num_partitions
+        return number
+
+
+_known: dict[int, _Known] = {}
 
 
 def hash_partitions(keys: list[Any], num_partitions: int) -> list[int]:
     """``[hash_partition(key, num_partitions) for key in keys]``, in C when every key is a ``str`` (the
-    common case: no Python call per key)."""
+    common case: no Python call per key). String keys seen before in this process cost one dict lookup
+    (their ``hash`` is cached in the string): when most of a sample of the batch is known, the batch is
+    looked up; else it is hashed in C, and remembered while the process knows fewer than
+    :data:`KNOWN_KEYS` keys."""
     if num_partitions == 1:
         return [0] * len(keys)
     if set(map(type, keys)) <= {str}:
+        known = _known.get(num_partitions)
+        if known is None:
+            known = _known[num_partitions] = _Known(num_partitions)
+        probe = keys[:_PROBE]
+        if probe and 2 * sum(map(known.__contains__, probe)) >= len(probe):
+            numbers = list(map(known.__getitem__, keys))  # an unknown key is hashed (and remembered)
+            if sum(map(len, _known.values())) > KNOWN_KEYS:
+                _known.clear()
+            return numbers
         hashes = map(xxhash.xxh3_64_intdigest, map(_ENCODE, keys))
-        return list(map(operator.mod, hashes, itertools.repeat(num_partitions)))
+        numbers = list(map(operator.mod, hashes, itertools.repeat(num_partitions)))
+        if sum(map(len, _known.values())) + len(keys) <= KNOWN_KEYS:
+            known.update(zip(keys, numbers, strict=True))
+        return numbers
     return [hash_partition(key, num_partitions) for key in keys]
 
 
