@@ -6,9 +6,11 @@ which what it starts inherits: the node's task directory and the process's numbe
 
 - :func:`group_members` and :func:`group_rss` find a task's processes and the memory they hold, so the
   worker can stop an attempt the moment its group passes the memory limit;
-- :func:`kill_strays` and :func:`kill_marked` with the task process's mark kill what an attempt left
-  running once it ended (the task process itself stays, ready for the next attempt), including a process
-  that left the group with ``setsid`` but kept its environment;
+- :func:`kill_leftovers` kills what an attempt left running once it ended (the task process itself stays,
+  ready for the next attempt): its group, and a process that left the group with ``setsid`` but kept its
+  environment. It runs after every attempt, before the attempt is reported, so it reads ``/proc`` in one
+  pass with plain ``os`` calls and reads the environment only of processes younger than the task process
+  (only they can descend from it);
 - :func:`kill_marked` with the worker's mark alone kills every process of its task processes: at start-up
   (what a node killed with -9 left behind) and at stop. A process that both calls ``setsid`` and clears
   its environment escapes; only a cgroup would hold it, and that needs privileges dynamr does not ask for.
@@ -29,13 +31,29 @@ PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 PROC = Path("/proc")
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state is [0], pgrp is [2])."""
+def _read(path: str) -> bytes | None:
+    """A small /proc file's bytes (None when it is gone or not ours to read)."""
     try:
-        text = (PROC / str(pid) / "stat").read_text()
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
-    return text.rsplit(")", 1)[1].split()
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """Fields of /proc/<pid>/stat after the command name (state is [0], pgrp is [2], start time is [19])."""
+    data = _read(f"/proc/{pid}/stat")
+    if data is None:
+        return None
+    return data.rsplit(b")", 1)[1].split()
 
 
 def _pids() -> list[int]:
@@ -48,9 +66,10 @@ def _pids() -> list[int]:
 def group_members(pgid: int) -> list[int]:
     """Live processes of a process group (zombies excluded)."""
     members = []
+    group = str(pgid).encode()
     for pid in _pids():
         fields = _stat_fields(pid)
-        if fields is not None and fields[2] == str(pgid) and fields[0] != "Z":
+        if fields is not None and fields[2] == group and fields[0] != b"Z":
             members.append(pid)
     return members
 
@@ -68,21 +87,9 @@ def group_rss(pgid: int) -> int:
     return sum(rss(pid) for pid in group_members(pgid))
 
 
-def kill_strays(leader: int) -> int:
-    """SIGKILL every process of ``leader``'s group but the leader; returns how many were killed."""
-    killed = 0
-    for pid in group_members(leader):
-        if pid != leader:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-    return killed
-
-
 def _mark_of(pid: int) -> bytes | None:
-    try:
-        environ = (PROC / str(pid) / "environ").read_bytes()
-    except OSError:
+    environ = _read(f"/proc/{pid}/environ")
+    if environ is None:
         return None
     for entry in environ.split(b"\0"):
         if entry.startswith(OWNER.encode() + b"="):
@@ -93,6 +100,30 @@ def _mark_of(pid: int) -> bytes | None:
 def mark_for(owner: str, process: int) -> str:
     """The mark of one task process of ``owner`` (what it starts inherits it)."""
     return f"{owner}#{process}"
+
+
+def kill_leftovers(leader: int, owner: str, process: int) -> int:
+    """After an attempt: SIGKILL every process of task process ``leader``'s group but itself, and every
+    younger process marked as started by it (task process number ``process`` of ``owner``); returns how
+    many were killed. One pass over /proc."""
+    me = os.getpid()
+    fields = _stat_fields(leader)
+    born = int(fields[19]) if fields is not None and len(fields) > 19 else 0
+    group = str(leader).encode()
+    wanted = mark_for(owner, process).encode()
+    killed = 0
+    for pid in _pids():
+        if pid in (me, leader):
+            continue
+        stat = _stat_fields(pid)
+        if stat is None or len(stat) <= 19 or stat[0] == b"Z":
+            continue
+        if stat[2] != group and (int(stat[19]) < born or _mark_of(pid) != wanted):
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed
 
 
 def kill_marked(owner: str, process: int | None = None, *, spare: int = 0) -> int:

@@ -291,8 +291,7 @@ class Worker:
             keep = not retiring and proc.alive
             if not keep:
                 self._background.spawn(self._retire(proc, key))
-            elif containment.kill_strays(proc.proc.pid) + containment.kill_marked(self.owner, key,
-                                                                                 spare=proc.proc.pid):
+            elif containment.kill_leftovers(proc.proc.pid, self.owner, key):
                 log.info("attempt %s left processes running; they were killed", attempt)  # none outlives it
         if not keep:
             self._procs.pop(key, None)
