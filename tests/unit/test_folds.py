@@ -188,3 +188,38 @@ def test_string_keys_a_process_has_seen_are_looked_up_and_it_remembers_a_bounded
     mostly_known = words[:600] + others[:500]
     assert hash_partitions(mostly_known, 3) == [hash_partition(w, 3) for w in mostly_known]
     assert partition._known == {}  # looked up, the misses remembered past the bound: forgotten at once
+
+
+@pytest.mark.parametrize("fold", ["sum", "min", "max", "add"])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_reduce_side_fold_of_unsorted_runs_gives_what_merging_sorted_runs_and_combining_gives(
+        tmp_path: Path, fold: str, seed: int) -> None:
+    """A step with a fold combiner writes its map runs unsorted and its reduce folds them in a dict: the
+    reducer must see exactly the records a merge of sorted runs, combined, would give it (keys of mixed
+    types in the total order, spills of the fold past its buffer included)."""
+    from dynamr.mapreduce.folds import as_combiner
+    from dynamr.mapreduce.runs import encode_run, merge_encoded_runs, sort_records, use_total_order
+    from dynamr.mapreduce.shuffle import combine_sorted, folded_records
+
+    rng = random.Random(seed)
+    kinds = [lambda: f"k{rng.randrange(60)}", lambda: rng.randrange(40), lambda: None, lambda: ("t", rng.randrange(5))]
+    mixed = seed % 2 == 1
+    runs = []
+    for _ in range(rng.randrange(1, 6)):
+        run = [((rng.choice(kinds) if mixed else kinds[0])(), rng.randrange(-9, 9)) for _ in range(rng.randrange(300))]
+        runs.append(run)
+    use_total_order(False)
+    try:
+        sorted_runs = []
+        for run in runs:
+            ordered = list(run)
+            sort_records(ordered)
+            sorted_runs.append(list(encode_run(ordered)))
+        expected = list(combine_sorted(merge_encoded_runs(sorted_runs), as_combiner(fold)))
+        use_total_order(False)
+        buffer = rng.choice([5, 50, 100_000])
+        got = list(folded_records([list(encode_run(run)) for run in runs], fold, tmp_path / "spill", buffer))
+    finally:
+        use_total_order(False)
+    assert got == expected
+    assert not any((tmp_path / "spill").glob("*")) if (tmp_path / "spill").exists() else True  # spills removed

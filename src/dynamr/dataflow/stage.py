@@ -225,8 +225,9 @@ def _distinct_combiner(spec: StageSpec) -> Callable[[Any, Iterable[Any]], Iterat
 _Combiner = Callable[[StageSpec], Callable[[Any, Iterable[Any]], Iterator[tuple[Any, Any]]]]
 #: wide operation -> (engine fold, combiner made from the spec)
 _COMBINING: dict[str, tuple[str | None, _Combiner | None]] = {
-    # frequencies and count_by_key count a whole map task with one Counter: its keys are distinct already
-    "frequencies": (None, None), "count_by_key": (None, None), "reduce_by_key": (None, _reduce_combiner),
+    # frequencies and count_by_key count a whole map task with one Counter (its keys are distinct already);
+    # their "sum" lets the map side skip sorting and the reduce side add each key's counts in a dict
+    "frequencies": ("sum", None), "count_by_key": ("sum", None), "reduce_by_key": (None, _reduce_combiner),
     "fold_by_key": (None, _fold_combiner), "distinct": (None, _distinct_combiner),
 }
 

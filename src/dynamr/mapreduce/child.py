@@ -315,7 +315,8 @@ class TaskRun:
                     for c in commits]
         if self.spec.output is None:
             raise ValueError(f"reduce attempt {self.attempt} has no output")
-        count = self._write_output(job, reduce_batches(step, runs), self.spec.output)
+        count = self._write_output(job, reduce_batches(step, runs, self.scratch / "spill", self.spec.buffer_records),
+                                   self.spec.output)
         job.increment_counter(BUILTIN, "reduce input bytes", self.progress.done)
         job.increment_counter(BUILTIN, "reduce output records", count)
         return count

@@ -151,7 +151,7 @@ def _run_inline(job: MRJob, inputs: Sequence[Path], output: Path, num_reducers: 
                 finals = []
                 for partition in range(reducers):
                     runs = [_read_file(out[partition]) for out in map_outputs if partition in out]
-                    finals.append((partition, reduce_batches(step, runs)))
+                    finals.append((partition, reduce_batches(step, runs, step_dir / "spill", buffer_records)))
                     result.reduce_tasks += 1
             if last:
                 output.mkdir(parents=True, exist_ok=True)

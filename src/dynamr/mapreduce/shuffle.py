@@ -39,6 +39,7 @@ from dynamr.mapreduce.runs import (
     Record,
     ShuffleError,
     as_lines,
+    decode_run,
     encode_part,
     encode_rounds,
     encode_run,
@@ -98,8 +99,10 @@ class MapOutputCollector:
 
     def __init__(self, num_partitions: int, partitioner: Partitioner, combiner: Combiner | None,
                  spill_dir: Path, buffer_records: int = 1_000_000, fold: str | None = None,
-                 text_runs: bool = False) -> None:
+                 text_runs: bool = False, sort_runs: bool = True) -> None:
         self.num_partitions = num_partitions
+        #: False: a task that spilled nothing gives its partitions unsorted (the reduce side folds them)
+        self.sort_runs = sort_runs
         #: string records as sorted text lines (cheaper to sort, encode and merge than tuples)
         self.text_runs = text_runs
         self.partitioner = partitioner
@@ -252,8 +255,9 @@ class MapOutputCollector:
         self._buffered = 0
         return parts
 
-    def _drain_buffer(self) -> list[list[Record] | Lines]:
-        """Partitioned, sorted records of the buffer (combined first when there is a combiner)."""
+    def _drain_buffer(self, sort: bool = True) -> list[list[Record] | Lines]:
+        """Partitioned, sorted records of the buffer (combined first when there is a combiner; unsorted
+        when not ``sort``)."""
         if self._lines:
             drained = self._drain_lines()
             if drained is not None:
@@ -268,9 +272,11 @@ class MapOutputCollector:
             self._records = []
             for number, record in zip(hash_partitions([record[0] for record in records], n), records, strict=True):
                 parts[number].append(record)
+        elif self.combiner is not None and n == 1:
+            parts[0] = list(self._take_combined())
         elif self.combiner is not None:
             for record in self._take_combined():
-                parts[partition(record[0], n) if n > 1 else 0].append(record)
+                parts[partition(record[0], n)].append(record)
         else:
             records, self._records = self._records, []
             if n == 1:
@@ -288,7 +294,7 @@ class MapOutputCollector:
                             p = cache[key] = partition(key, n)
                     parts[p].append(record)
         self._buffered = 0
-        return [self._sorted(part) for part in parts]
+        return [self._sorted(part) for part in parts] if sort else list(parts)
 
     def _sorted(self, records: list[Record]) -> list[Record] | Lines:
         """Records sorted by key; with ``text_runs``, string records as sorted lines when they can be (the
@@ -348,11 +354,28 @@ class MapOutputCollector:
         self._spills.append(spill)
         self.spills += 1
 
+    def sorted_records(self) -> Iterator[Record]:
+        """A one-partition collector's records in key order (spills merged and combined, then removed)."""
+        try:
+            if not self._spills:
+                (records,) = self._drain_buffer()
+                yield from line_records(records) if isinstance(records, Lines) else records
+                return
+            if self._buffered:
+                self.spill()
+            runs = [spill.read(0) for spill in self._spills]
+            yield from (merge_encoded_runs(runs) if self.combiner is None
+                        else combine_sorted(merge_encoded_runs(runs), self.combiner))
+        finally:
+            for spill in self._spills:
+                spill.path.unlink(missing_ok=True)
+            self._spills = []
+
     def finish(self, sink: Callable[[int, Iterator[bytes]], None]) -> None:
         """Give each partition's final sorted run to ``sink(partition, encoded batches)``; remove spills."""
         try:
             if not self._spills:
-                parts = self._drain_buffer()
+                parts = self._drain_buffer(sort=self.sort_runs)
                 self.records_out = sum(map(len, parts))
                 for p, records in enumerate(parts):
                     sink(p, encode_part(records))
@@ -369,6 +392,18 @@ class MapOutputCollector:
             for spill in self._spills:
                 spill.path.unlink(missing_ok=True)
             self._spills = []
+
+
+def folded_records(runs: Iterable[Iterable[bytes]], fold: str, spill_dir: Path,
+                   buffer_records: int = 1_000_000) -> Iterator[Record]:
+    """One partition's runs (sorted or not) with each key's values folded into one, in key order: the
+    reduce input of a step with a fold combiner. A dict holds a running value per key, so the runs need no
+    merge and the map side no sort; past ``buffer_records`` keys it is sorted and spilled, and the spills
+    are merged (memory stays bounded however many keys a partition has)."""
+    collector = MapOutputCollector(1, hash_partition, None, spill_dir, buffer_records, fold=fold)
+    for run in runs:  # (a generator: nothing is read before the reducer's init hook has run)
+        collector.collect(decode_run(run))
+    yield from collector.sorted_records()
 
 
 def _check_pairs(batch: list[Any]) -> None:

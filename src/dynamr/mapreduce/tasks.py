@@ -27,7 +27,7 @@ from dynamr.mapreduce.runs import (
     merge_rounds,
     output_text,
 )
-from dynamr.mapreduce.shuffle import MapOutputCollector, group
+from dynamr.mapreduce.shuffle import MapOutputCollector, folded_records, group
 
 Sink = Callable[[int, Iterator[bytes]], None]
 
@@ -140,8 +140,9 @@ def _run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions
     if fold is not None and fold not in folds.FOLDS:
         raise ValueError(f"MRStep(combine={fold!r}): combine must be one of {', '.join(folds.FOLDS)}")
     combiner = None if step.combiner is None else checked(step.combiner, "combiner")
+    # with a fold, the reduce side folds each key's values in a dict (see reduce_fold): runs need no sort
     collector = MapOutputCollector(partitions, partitioner, combiner, spill_dir, buffer_records, fold=fold,
-                                   text_runs=True)
+                                   text_runs=True, sort_runs=fold is None)
     if step.combiner_init is not None:
         collector.collect(_hook_records(step.combiner_init()))
     before = collector.records_in
@@ -188,17 +189,35 @@ def _passes_through(step: MRStep) -> bool:
             and step.reducer_final is None and folds.is_identity(step.reducer))
 
 
-def reduce_batches(step: MRStep, runs: Iterable[Iterable[bytes]]) -> Iterator[OutputBatch]:
+def reduce_fold(step: MRStep) -> str | None:
+    """The fold the reduce side applies to each key's values before its reducer sees them: the step's fold
+    combiner (declared, or recognised by :func:`folds.detect`). A combiner may be applied to any grouping of
+    a key's values, any number of times (Hadoop applies it in reduce-side merges too), so the reducer gets
+    the one combined value of each key, in key order as ever. The map side then need not sort its runs,
+    nor the reduce side merge them: a dict of running values, its keys sorted at the end
+    (:func:`~dynamr.mapreduce.shuffle.folded_records`)."""
+    fold = step.combine or folds.detect(step.combiner)
+    return fold if fold in folds.FOLDS else None
+
+
+def reduce_batches(step: MRStep, runs: Iterable[Iterable[bytes]], spill_dir: Path,
+                   buffer_records: int = 1_000_000) -> Iterator[OutputBatch]:
     """:func:`run_reduce`'s output a batch at a time; a pass-through reducer's merged text rounds come as
     :class:`Lines`, with no record made of them."""
-    if not _passes_through(step):
-        return batches(run_reduce(step, runs))
+    if not _passes_through(step) or reduce_fold(step) is not None:
+        return batches(run_reduce(step, runs, spill_dir, buffer_records))
     return (Lines(items) if is_text else items for is_text, items in merge_rounds(runs))
 
 
-def run_reduce(step: MRStep, runs: Iterable[Iterable[bytes]]) -> Iterator[Record]:
-    """Merge one partition's runs from every map and reduce them."""
-    merged = merge_encoded_runs(runs)
+def run_reduce(step: MRStep, runs: Iterable[Iterable[bytes]], spill_dir: Path,
+               buffer_records: int = 1_000_000) -> Iterator[Record]:
+    """Merge one partition's runs from every map (or fold them, see :func:`reduce_fold`) and reduce them;
+    ``spill_dir`` is where a fold too large for memory spills."""
+    fold = reduce_fold(step)
+    if fold is None:
+        merged: Iterator[Record] = merge_encoded_runs(runs)
+    else:
+        merged = folded_records(runs, fold, spill_dir, buffer_records)
     if step.reducer_init is not None:
         yield from _hook_records(step.reducer_init())
     if step.reducer_stream is not None:
