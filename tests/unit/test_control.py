@@ -157,3 +157,20 @@ def test_a_worker_with_a_free_slot_hears_that_a_commit_is_in_flight_and_polls_ag
     assert waits == [SOON] * QUICK_POLLS + [0.5, 0.5]  # a commit slow to write: back to heartbeats
     worker.replied(worker.poll().seq, (), (), ())
     assert worker.next_poll(0.5) == 0.5
+
+
+def test_a_worker_whose_slots_are_all_busy_polls_less_often() -> None:
+    from dynamr.mapreduce.workerstate import BUSY, WorkerState
+    from dynamr.rpc.messages import TaskSpec
+
+    worker = WorkerState("n1", "inc", 2)
+    specs = tuple(TaskSpec(job="j", attempt=f"j/s0-m{i}#1", kind="map", step=0, source="s", source_name="s.py")
+                  for i in range(2))
+    assert worker.next_poll(0.1) == 0.1  # free slots: quick to take work
+    worker.replied(worker.poll().seq, specs[:1], (), ())
+    assert worker.next_poll(0.1) == 0.1
+    worker.replied(worker.poll().seq, specs[1:], (), ())
+    assert worker.next_poll(0.1) == BUSY  # nothing could be taken: the poll only says it lives
+    assert worker.next_poll(2.0) == 2.0  # (never more often than asked)
+    worker.ended(AttemptReport(attempt=specs[0].attempt, ok=True))
+    assert worker.next_poll(0.1) == 0.1  # a report to send and a free slot

@@ -17,6 +17,9 @@ from dynamr.rpc.messages import AttemptReport, TaskSpec, WorkerHeartbeat
 #: polls may follow each other (a commit that takes long to write does not make a worker poll in a loop)
 SOON = 0.02
 QUICK_POLLS = 10
+#: the longest wait between polls while every slot is busy and nothing is to report (the poll then only
+#: says the worker lives and how far its attempts are; an attempt that ends wakes the worker at once)
+BUSY = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +89,13 @@ class WorkerState:
 
     def next_poll(self, interval: float) -> float:
         """Seconds until the next poll: soon after a reply that said tasks may be ready within moments
-        (at most :data:`QUICK_POLLS` times in a row), else ``interval``."""
-        return min(interval, SOON) if 0 < self.quick <= QUICK_POLLS else interval
+        (at most :data:`QUICK_POLLS` times in a row); up to :data:`BUSY` while every slot is busy and no
+        report waits (no assignment could be taken); else ``interval``."""
+        if 0 < self.quick <= QUICK_POLLS:
+            return min(interval, SOON)
+        if len(self.running) >= self.slots and not self.reports:
+            return max(interval, BUSY)
+        return interval
 
     def ended(self, report: AttemptReport) -> None:
         """An attempt ended (its report goes out with the next polls until acknowledged)."""
