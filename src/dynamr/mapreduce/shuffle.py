@@ -209,12 +209,14 @@ class MapOutputCollector:
         self._groups = combined
         self._buffered = count
 
-    def _take_combined(self) -> Iterator[Record]:
+    def _take_combined(self) -> Iterable[Record]:
         """Empty the buffer of key -> values through the combiner, checking that it yields pairs."""
         if self.fold is not None:
             folded, self._folded = self._folded, {}
-            yield from folded.items()
-            return
+            return folded.items()  # (iterated in C, no generator step per record)
+        return self._combined_groups()
+
+    def _combined_groups(self) -> Iterator[Record]:
         groups, self._groups = self._groups, defaultdict(list)
         combiner = self.combiner
         assert combiner is not None
