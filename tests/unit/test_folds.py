@@ -223,3 +223,65 @@ def test_the_reduce_side_fold_of_unsorted_runs_gives_what_merging_sorted_runs_an
         use_total_order(False)
     assert got == expected
     assert not any((tmp_path / "spill").glob("*")) if (tmp_path / "spill").exists() else True  # spills removed
+
+
+class _KeyJobs:
+    """Mappers that read their key, or not, in every way the bytecode can show."""
+
+    def ignores(self, offset, line):  # type: ignore[no-untyped-def]
+        yield line, 1
+
+    def reads(self, offset, line):  # type: ignore[no-untyped-def]
+        yield line, offset
+
+    def captures(self, offset, line):  # type: ignore[no-untyped-def]
+        yield line, [offset + i for i in range(2)]  # a comprehension: a closure over the key
+
+    def introspects(self, offset, line):  # type: ignore[no-untyped-def]
+        yield line, locals()
+
+    def deletes(self, offset, line):  # type: ignore[no-untyped-def]
+        del offset
+        yield line, 1
+
+    def star(self, *args):  # type: ignore[no-untyped-def]
+        yield args[1], 1
+
+
+def _plain_ignores(key: Any, value: Any) -> Iterator[tuple[Any, int]]:
+    yield value, 1
+
+
+def _plain_reads(key: Any, value: Any) -> Iterator[tuple[Any, Any]]:
+    yield value, key
+
+
+@pytest.mark.parametrize(("name", "ignores"), [("ignores", True), ("reads", False), ("captures", False),
+                                              ("introspects", False), ("deletes", False), ("star", False)])
+def test_a_mapper_that_never_reads_its_key_is_recognised_from_its_bytecode(name: str, ignores: bool) -> None:
+    from dynamr.mapreduce.folds import ignores_key
+
+    assert ignores_key(getattr(_KeyJobs(), name)) is ignores
+
+
+def test_plain_functions_and_callables_and_what_a_reader_then_gives(tmp_path: Path) -> None:
+    import functools
+
+    from dynamr.mapreduce.folds import ignores_key
+    from dynamr.mapreduce.splits import LocalFile, Split
+    from dynamr.mapreduce.tasks import input_reader
+
+    assert ignores_key(_plain_ignores) and not ignores_key(_plain_reads)
+    assert not ignores_key(functools.partial(_plain_ignores)) and not ignores_key(None)
+    assert not ignores_key(lambda *a: a)  # (a wrapper: anything may reach the key)
+    path = tmp_path / "in.txt"
+    path.write_text("ab\ncd\n")
+    split = Split(0, str(path), 0, 6, 6)
+
+    def keys(step: MRStep, **kw: Any) -> list[Any]:
+        return [key for key, _ in input_reader(DeclaredSum(), step, **kw)(LocalFile(path), split)]
+
+    assert keys(MRStep(mapper=_plain_ignores)) == [None, None]  # no offsets computed
+    assert keys(MRStep(mapper=_plain_reads)) == [0, 3]
+    assert keys(MRStep(mapper=_plain_ignores), keys_needed=True) == [0, 3]  # skip mode names records by key
+    assert keys(MRStep(mapper_stream=lambda records: records)) == [0, 3]

@@ -86,8 +86,8 @@ class StageJob(MRJob):
         index = self.spec.files.get(path)
         return index is not None and self.spec.inputs[index].fmt in ("records", "whole_file")
 
-    def input_reader(self) -> Callable[..., Iterator[Any]]:
-        """Each input's reader; text comes as chunks of whole lines (see :func:`_path_chain`)."""
+    def input_reader(self, keys: bool = True) -> Callable[..., Iterator[Any]]:
+        """Each input's reader; text comes as chunks of whole lines (see :func:`_path_chain`), with no keys."""
         spec = self.spec
 
         def replaced(count: int) -> None:

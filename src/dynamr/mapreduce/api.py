@@ -173,12 +173,13 @@ class MRJob:
         """Whether the input file ``path`` is read as one split (not cut into byte ranges)."""
         return self.INPUT_FORMAT in WHOLE_FILE_FORMATS
 
-    def input_reader(self) -> Callable[..., Iterator[Record]]:
+    def input_reader(self, keys: bool = True) -> Callable[..., Iterator[Record]]:
         """The reader of this job's input format (see :mod:`dynamr.mapreduce.splits`), counting bytes of text
-        input that are not valid in ``INPUT_ENCODING``, and lines of text (``map input records``)."""
+        input that are not valid in ``INPUT_ENCODING``, and lines of text (``map input records``). Without
+        ``keys``, lines of text come with None for their byte offsets (a mapper that never reads them)."""
         return reader_for(self.INPUT_FORMAT, self.INPUT_ENCODING,
                           lambda count: self.increment_counter(*REPLACED, count),
-                          lambda count: self.increment_counter("dynamr", "map input records", count))
+                          lambda count: self.increment_counter("dynamr", "map input records", count), keys)
 
     def reset_counters(self) -> dict[tuple[str, str], int]:
         out, self._counters = self._counters, {}

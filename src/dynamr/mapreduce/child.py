@@ -52,7 +52,7 @@ from dynamr.errors import (
 )
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
-from dynamr.mapreduce.api import MRJob
+from dynamr.mapreduce.api import MRJob, MRStep
 from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.runs import IncomparableKeys, decode_run, total_order_in_use, use_total_order
 from dynamr.mapreduce.splits import LocalFile, Split
@@ -63,6 +63,7 @@ from dynamr.mapreduce.tasks import (
     batches,
     encode_batches,
     format_batches,
+    input_reader,
     reduce_batches,
     run_map,
 )
@@ -222,7 +223,7 @@ class TaskRun:
         self.run_reduce(job, step)
         return ()
 
-    def _input_records(self, job: MRJob) -> Iterator[tuple[Any, Any]]:
+    def _input_records(self, job: MRJob, step: MRStep) -> Iterator[tuple[Any, Any]]:
         source = self.spec.input
         if source is None:
             raise ValueError(f"map attempt {self.attempt} has no input")
@@ -230,7 +231,7 @@ class TaskRun:
             ref = source.split
             split = Split(index=ref.index, path=ref.path, start=ref.start, end=ref.end, file_size=ref.file_size)
             job.input_path = split.path
-            reader = job.input_reader()
+            reader = input_reader(job, step, keys_needed=self.spec.track_records)
             where = LocalFile(Path(split.path)) if source.local else StoreFile(self.client, self.fs, split.path)
             self.progress.total = self.split_bytes = split.length
             return reader(CountingSource(where, self.progress), split)
@@ -247,7 +248,7 @@ class TaskRun:
         """Where a map attempt's partition lives when intermediate data stays on the local disk."""
         return Path(self.spec.local_intermediate) / job_name / attempt.replace("/", "_") / f"{partition}.run"
 
-    def run_map(self, job: MRJob, step: Any) -> tuple[int, ...]:
+    def run_map(self, job: MRJob, step: MRStep) -> tuple[int, ...]:
         partitions: dict[int, Path] = {}
         local = bool(self.spec.local_intermediate) and self.spec.output is None
 
@@ -271,7 +272,7 @@ class TaskRun:
             else:
                 path.unlink(missing_ok=True)
 
-        records: Iterator[tuple[Any, Any]] = self._input_records(job)
+        records: Iterator[tuple[Any, Any]] = self._input_records(job, step)
         tracker = None
         if self.spec.track_records:  # skip mode: know which record failed, skip known bad ones
             tracker = RecordTracker(records, list(self.spec.skip_records))

@@ -23,7 +23,15 @@ from dynamr.errors import BadRequestError, NotFoundError
 from dynamr.mapreduce.api import MRJob, check_formats
 from dynamr.mapreduce.runs import IncomparableKeys, decode_run, use_total_order
 from dynamr.mapreduce.splits import LocalFile, plan_splits
-from dynamr.mapreduce.tasks import OutputBatch, batches, encode_batches, format_batches, reduce_batches, run_map
+from dynamr.mapreduce.tasks import (
+    OutputBatch,
+    batches,
+    encode_batches,
+    format_batches,
+    input_reader,
+    reduce_batches,
+    run_map,
+)
 
 DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
 
@@ -116,7 +124,7 @@ def _run_inline(job: MRJob, inputs: Sequence[Path], output: Path, num_reducers: 
     try:
         splits = plan_splits([(str(f), f.stat().st_size) for f in files], split_size,
                              whole=frozenset(str(f) for f in files if job.whole_input(str(f))))
-        reader = job.input_reader()
+        reader = input_reader(job, steps[0])
         first_reducers = steps[0].num_reducers or num_reducers or job.NUM_REDUCERS or 1
         if job.wants_sample():
             job.partition_state = job.partition_sample(

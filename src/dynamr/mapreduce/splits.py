@@ -150,9 +150,10 @@ def _ignore(count: int) -> None:
     return None
 
 
-def text_records(source: RangeSource, split: Split, encoding: str = "utf-8",
-                 replaced: Replaced = _ignore, lines: Replaced = _ignore) -> Iterator[tuple[Any, Any]]:
-    """(byte offset, line as str) for each line; a trailing carriage return is dropped.
+def text_records(source: RangeSource, split: Split, encoding: str = "utf-8", replaced: Replaced = _ignore,
+                 lines: Replaced = _ignore, offsets: bool = True) -> Iterator[tuple[Any, Any]]:
+    """(byte offset, line as str) for each line; a trailing carriage return is dropped. Without
+    ``offsets``, (None, line): for a mapper that never reads the key, the offsets are not computed.
 
     A batch of lines is decoded at once and split again (a newline byte never occurs inside a multi-byte
     sequence of UTF-8 or of a single-byte encoding, so this is the same as decoding line by line, with one
@@ -160,7 +161,7 @@ def text_records(source: RangeSource, split: Split, encoding: str = "utf-8",
     no Python step per line. Bytes not valid in ``encoding`` become U+FFFD and are counted by ``replaced``;
     ``lines`` is told how many lines each batch holds.
     """
-    return itertools.chain.from_iterable(_decoded_batches(source, split, encoding, replaced, lines))
+    return itertools.chain.from_iterable(_decoded_batches(source, split, encoding, replaced, lines, offsets))
 
 
 def _counting_handler(exc: UnicodeError) -> tuple[str, int]:
@@ -186,11 +187,14 @@ def decode_counting(data: bytes, encoding: str, replaced: Replaced) -> str:
 
 
 def _decoded_batches(source: RangeSource, split: Split, encoding: str, replaced: Replaced,
-                     lines: Replaced) -> Iterator[Iterator[tuple[int, str]]]:
+                     lines: Replaced, with_offsets: bool) -> Iterator[Iterator[tuple[int | None, str]]]:
     for start, data in line_chunks(source, split):
         text = decode_counting(data, encoding, replaced)
         strs = _split_lines(text)
         lines(len(strs))
+        if not with_offsets:
+            yield zip(itertools.repeat(None), _without_returns(strs, text))
+            continue
         if len(text) == len(data):  # a character per byte (ASCII): offsets from the strings' lengths
             offsets = _offsets(start, map(len, strs))
         else:
@@ -256,11 +260,12 @@ WHOLE_FILE_FORMATS = ("whole_file", "records")
 
 
 def reader_for(input_format: str, encoding: str = "utf-8", replaced: Replaced = _ignore,
-               lines: Replaced = _ignore) -> Reader:
+               lines: Replaced = _ignore, offsets: bool = True) -> Reader:
     """The reader of an input format; text is decoded with ``encoding``, replaced bytes counted, and its
-    lines counted by ``lines`` (a batch at a time)."""
+    lines counted by ``lines`` (a batch at a time); without ``offsets``, text lines have None keys."""
     if input_format == "text":
-        return functools.partial(text_records, encoding=encoding, replaced=replaced, lines=lines)
+        return functools.partial(text_records, encoding=encoding, replaced=replaced, lines=lines,
+                                 offsets=offsets)
     return READERS[input_format]
 
 

@@ -94,6 +94,16 @@ class _LazyHook:
         return _hook_records(self.hook())
 
 
+def input_reader(job: MRJob, step: MRStep, keys_needed: bool = False) -> Callable[..., Iterator[Record]]:
+    """The reader a map task of ``step`` reads its split with: the job's own, without computing text
+    offsets when the step's mapper never reads its key (:func:`folds.ignores_key`) and nothing else needs
+    them (``keys_needed``: skip mode names bad records by key)."""
+    if (keys_needed or step.mapper_stream is not None or not folds.ignores_key(step.mapper)
+            or type(job).input_reader is not MRJob.input_reader):  # (a job's own reader is called as it is)
+        return job.input_reader()
+    return job.input_reader(keys=False)
+
+
 #: the group of dynamr's built-in counters (records and bytes in and out of each phase, spills, combining)
 BUILTIN = "dynamr"
 
