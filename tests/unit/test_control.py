@@ -104,7 +104,9 @@ def test_malformed_plans_are_refused_with_what_to_fix() -> None:
     for bad, words in ((plan(split_size=0), "split size must be a positive whole number"),
                        (plan(steps=()), "the job has no steps"),
                        (plan(steps=(StepPlan(map_only=False, reducers=0),)), "use -r 1 or more"),
-                       (plan(input_format="xml"), "unknown input format")):
+                       (plan(input_format="xml"), "unknown input format"),
+                       (plan(process_group="g" * 101), "process group must be a name of at most 100"),
+                       (plan(process_group=7), "process group must be a name")):
         (refused,) = core.handle(p.JobSubmitted("j", bad), 0.0)
         assert isinstance(refused, p.Refused) and words in refused.message, refused
     assert not core.jobs
