@@ -94,3 +94,18 @@ def test_a_status_request_that_waits_is_answered_when_its_job_ends(tmp_path: Pat
                 await coord._on_status(m.JobStatus(name="j", wait=bad))
 
     asyncio.run(go())
+
+
+def test_a_task_process_whose_output_file_was_removed_exits_and_leaves_no_file(tmp_path: Path) -> None:
+    """A worker that stops while a spare is starting removes the spare's output file; the process must not
+    make it again (it once did, and a stopped node left the file behind)."""
+    import os
+    import subprocess
+
+    from dynamr.mapreduce.taskoutput import OUTPUT_ENV
+
+    gone = tmp_path / "dynamr-output-gone.log"
+    done = subprocess.run([sys.executable, "-m", "dynamr.mapreduce.child"], env={**os.environ, OUTPUT_ENV: str(gone)},
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert not gone.exists()

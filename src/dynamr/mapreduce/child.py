@@ -421,7 +421,10 @@ class Channel:
         os.close(devnull)
         self.output_path = os.environ.get(OUTPUT_ENV, "")
         if self.output_path:
-            fd = os.open(self.output_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:  # made by the worker: never created here, so a process it gave up on leaves no file behind
+                fd = os.open(self.output_path, os.O_WRONLY | os.O_APPEND)
+            except FileNotFoundError:
+                raise SystemExit(0) from None  # the worker stopped starting this process (it is stopping)
             os.dup2(fd, 2)
             os.close(fd)
         os.dup2(2, 1)
