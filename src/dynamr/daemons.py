@@ -100,6 +100,10 @@ async def _watch_parent(stop: asyncio.Event, interval: float = 0.5) -> None:
             stop.set()
 
 
+def _ignore() -> None:
+    return None
+
+
 async def wait_for_stop(exit_with_parent: bool, stop: asyncio.Event | None = None) -> None:
     """Return on SIGTERM or SIGINT, when the parent process is gone (with ``exit_with_parent``), or when
     ``stop`` is set."""
@@ -113,9 +117,10 @@ async def wait_for_stop(exit_with_parent: bool, stop: asyncio.Event | None = Non
     finally:
         if watchdog is not None:
             watchdog.cancel()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C stops at once
+        with contextlib.suppress(Exception):  # a repeated SIGTERM must not cut the clean-up short (task
+            loop.add_signal_handler(signal.SIGTERM, _ignore)  # processes, their files): SIGKILL still works
 
 
 async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
