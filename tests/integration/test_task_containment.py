@@ -114,3 +114,38 @@ def test_a_task_over_the_memory_limit_is_stopped_while_it_runs(make_cluster: Mak
     assert status.state == "failed"
     assert status.error is not None and "used more than 100 MiB of memory" in status.error.error, status.error
     assert "raise task_memory_limit" in status.error.error
+
+
+GROUP_HOLDER = '''
+import subprocess, sys
+hold = bytearray(b"x" * (60 << 20))  # resident: every page written
+code = "import sys; h = bytearray(b'y' * (40 << 20)); print('ready', flush=True); sys.stdin.read()"
+helper = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+assert helper.stdout.readline() == "ready\\n"
+print("ready", flush=True)
+sys.stdin.read()
+helper.stdin.close()
+helper.wait()
+'''
+
+
+def test_a_group_s_memory_counts_every_process_in_it_and_nothing_else() -> None:
+    """The memory check adds up the task process and what it started, and only that group's processes."""
+    import subprocess
+    import sys
+
+    from dynamr.mapreduce import containment
+
+    leader = subprocess.Popen([sys.executable, "-c", GROUP_HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        assert leader.stdout is not None and leader.stdout.readline() == "ready\n"
+        gone = 2**22 + 7  # above pid_max's default: no such group
+        held = containment.groups_rss([leader.pid, gone])
+        assert held[gone] == 0
+        assert 100 << 20 <= held[leader.pid] < 400 << 20, held  # both processes' pages, not the test's own
+        assert containment.groups_rss([]) == {}
+    finally:
+        assert leader.stdin is not None
+        leader.stdin.close()
+        leader.wait(30)

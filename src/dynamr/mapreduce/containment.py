@@ -4,8 +4,8 @@ Every task process leads a process group of its own (and runs in its own session
 starts is in that group unless it calls ``setsid``. It also carries an *owner mark* in its environment,
 which what it starts inherits: the node's task directory and the process's number. From that:
 
-- :func:`group_members` and :func:`group_rss` find a task's processes and the memory they hold, so the
-  worker can stop an attempt the moment its group passes the memory limit;
+- :func:`groups_rss` finds the memory each task's processes hold, so the worker can stop an attempt
+  the moment its group passes the memory limit;
 - :func:`kill_leftovers` kills what an attempt left running once it ended (the task process itself stays,
   ready for the next attempt): its group, and a process that left the group with ``setsid`` but kept its
   environment. It runs after every attempt, before the attempt is reported, so it reads ``/proc`` in one
@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Collection
 from pathlib import Path
 
 #: the environment variable that marks a task process and everything it starts
@@ -63,28 +64,22 @@ def _pids() -> list[int]:
         return []
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live processes of a process group (zombies excluded)."""
-    members = []
-    group = str(pgid).encode()
+def groups_rss(pgids: Collection[int]) -> dict[int, int]:
+    """Resident memory in bytes of each of the process groups ``pgids`` (0 for a group with no live
+    process), in one pass over /proc reading each process's ``stat`` once (it holds both the group and
+    the resident pages): the worker checks every running attempt's group every few hundred ms."""
+    used = dict.fromkeys(pgids, 0)
+    groups = {str(pgid).encode(): pgid for pgid in pgids}
+    if not groups:
+        return used
     for pid in _pids():
         fields = _stat_fields(pid)
-        if fields is not None and fields[2] == group and fields[0] != b"Z":
-            members.append(pid)
-    return members
-
-
-def rss(pid: int) -> int:
-    """Resident memory of one process in bytes (0 when it is gone)."""
-    try:
-        return int((PROC / str(pid) / "statm").read_text().split()[1]) * PAGE
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def group_rss(pgid: int) -> int:
-    """Resident memory of a whole process group in bytes."""
-    return sum(rss(pid) for pid in group_members(pgid))
+        if fields is None or len(fields) <= 21 or fields[0] == b"Z":
+            continue
+        pgid = groups.get(fields[2])
+        if pgid is not None:
+            used[pgid] += int(fields[21]) * PAGE
+    return used
 
 
 def _mark_of(pid: int) -> bytes | None:

@@ -175,10 +175,11 @@ class Worker:
 
     def _check_memory(self) -> None:
         """Stop an attempt whose processes (the task process and all it started) hold more than the limit."""
-        for attempt, proc in list(self.running.items()):
-            if not proc.alive or attempt in self._killed:
-                continue
-            used = containment.group_rss(proc.proc.pid)
+        watched = {attempt: proc.proc.pid for attempt, proc in self.running.items()
+                   if proc.alive and attempt not in self._killed}
+        held = containment.groups_rss(watched.values())
+        for attempt, pid in watched.items():
+            used = held[pid]
             if used > self.memory_limit:
                 mib = self.memory_limit >> 20
                 log.warning("attempt %s holds %d MiB, over the %d MiB limit: killing it", attempt, used >> 20, mib)
