@@ -95,6 +95,9 @@ class ProgressView:
         self.tasks: dict[tuple[int, str], TaskID] = {}
         self._printed: dict[tuple[int, str], tuple[tuple[int, ...], float]] = {}
         self._started = time.monotonic()
+        #: seconds between status requests: a bar moves smoothly; piped lines come at most once a second
+        #: (the coordinator answers at once when the job ends, whatever the interval)
+        self.interval = 0.2 if console.is_terminal else 1.0
 
     def __call__(self, status: m.JobStatusView) -> None:
         for phase in status.phases:
@@ -237,7 +240,7 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
     await jobs.submit(name, plan, job_file.read_bytes())
     view = ProgressView()
     with view.progress:
-        status = await jobs.wait(name, view)
+        status = await jobs.wait(name, view, view.interval)
     if not local_paths:  # the output fetched, and what this command staged in the store removed
         await fetch_output(fs, name, status, output)
         if status.state == "succeeded" and not output.startswith(STORE):
@@ -363,7 +366,7 @@ def run_named(name: str, wait: bool, target: Target) -> None:
             return status
         view = ProgressView()
         with view.progress:
-            return await jobs.wait(name, view)
+            return await jobs.wait(name, view, view.interval)
 
     status = _run(lambda: _with_client(target, action))
     if wait:
