@@ -81,6 +81,26 @@ async def _run_job(cluster: LocalCluster, name: str, job_file: Path, inputs: lis
         return await jobs.wait(name)
 
 
+def test_work_reaches_idle_workers_at_once_not_a_heartbeat_later(make_cluster: MakeCluster,
+                                                                 corpus: list[Path]) -> None:
+    """Idle workers' polls wait at the coordinator for the next task: with workers that poll only every 20 s,
+    a job sent to a cluster just started, and one sent to workers that have just finished a job, run their
+    maps and reduces at once. Without the held polls each waited up to 20 s for a poll."""
+    cluster = make_cluster(2, n=2, r=1, w=2, task_slots=2, worker_heartbeat=20.0, worker_timeout=90.0)
+
+    async def upload() -> None:
+        async with AsyncClient(cluster.seeds, cluster.secret) as client:
+            await FileSystem(client).put_tree(corpus[0].parent, "/in")
+
+    asyncio.run(upload())
+    first = asyncio.run(_run_job(cluster, "idle-1", EXAMPLES / "wordcount.py", ["/in"], "/out1", reducers=2))
+    assert first.state == "succeeded", first
+    assert first.seconds < 10.0, f"the job waited for a heartbeat: {first.seconds:.1f}s"
+    second = asyncio.run(_run_job(cluster, "idle-2", EXAMPLES / "wordcount.py", ["/in"], "/out2", reducers=2))
+    assert second.state == "succeeded", second
+    assert second.seconds < 10.0, f"the job waited for a heartbeat: {second.seconds:.1f}s"
+
+
 def overlapping(attempts: list[dict[str, Any]], a: str, b: str) -> bool:
     """Some attempt on node a and some attempt on node b ran during a common interval (from task records)."""
     return any(x.node == a and y.node == b and x.started < y.ended and y.started < x.ended

@@ -28,7 +28,7 @@ from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
 from dynamr.mapreduce.jobrun import JobPlan, StepPlan, task_of
-from dynamr.mapreduce.workerstate import Kill, Start, WorkerState
+from dynamr.mapreduce.workerstate import Kill, Start, WorkerState, keepable
 from dynamr.rpc.messages import AttemptReport, TaskSpec, WorkerHeartbeat
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu",
@@ -347,6 +347,10 @@ class SimCoordinator:
         self.core: CoordinatorCore | None = None
         self.generation = 0
         self.pending_submits: list[SimJob] = []
+        #: node -> the idle worker's poll kept while the core has nothing for it (as the shell's _hold)
+        self.parked: dict[str, WorkerHeartbeat] = {}
+        #: the idle poll being answered, and whether it was kept (its reply then says "again")
+        self.answering: tuple[WorkerHeartbeat, bool] | None = None
 
     def finished_names(self) -> set[str]:
         return {n for n, row in self.w.durable.jobs.items() if row["final"] is not None}
@@ -377,6 +381,7 @@ class SimCoordinator:
     def crash(self) -> None:
         self.core = None
         self.generation += 1
+        self.parked.clear()  # kept polls die with the process: their workers time out and poll again
 
     def _tick(self, generation: int) -> None:
         if generation != self.generation or self.core is None:
@@ -407,13 +412,41 @@ class SimCoordinator:
     def receive_poll(self, msg: WorkerHeartbeat) -> None:
         if self.core is None:
             return  # the coordinator is down: the poll is lost
+        core = self.core
+        if keepable(msg) and core.may_hold(msg.node_id, msg.incarnation, self.w.now):
+            self.parked[msg.node_id] = msg
+            generation = self.generation
+            self.w.at(core.hold_for(msg.hold), lambda: self._release(msg, generation))
+            return
+        self._answer(msg, held=False)
+
+    def _release(self, msg: WorkerHeartbeat, generation: int) -> None:
+        """A kept poll is answered: its hold ran out, or the core has something for its worker."""
+        if generation != self.generation or self.parked.get(msg.node_id) is not msg:
+            return
+        del self.parked[msg.node_id]
+        self._answer(msg, held=True)
+
+    def _answer(self, msg: WorkerHeartbeat, held: bool) -> None:
+        assert self.core is not None
         ev = p.WorkerPolled(msg.node_id, msg.incarnation, msg.seq, msg.free_slots, msg.running, msg.progress,
                             msg.reports)
-        self._carry_out(self.core.handle(ev, self.w.now))
+        self.answering = (msg, held) if keepable(msg) else None
+        try:
+            self._carry_out(self.core.handle(ev, self.w.now))
+        finally:
+            self.answering = None
 
     # --- instructions ----------------------------------------------------------------------------
 
     def _carry_out(self, instructions: list[p.Instruction]) -> None:
+        self._carry_out_all(instructions)
+        if self.core is not None:  # the core moved on: a kept poll whose worker now has work is answered
+            for node, msg in list(self.parked.items()):
+                if not self.core.may_hold(node, msg.incarnation, self.w.now):
+                    self._release(msg, self.generation)
+
+    def _carry_out_all(self, instructions: list[p.Instruction]) -> None:
         for ins in instructions:
             if isinstance(ins, p.PERSIST):
                 self.w.durable.apply(ins)
@@ -437,7 +470,11 @@ class SimCoordinator:
                 w.reruns.append(f"{spec.attempt} (committed {record.attempt})")
             w.log(f"ASSIGN {spec.attempt} -> {ins.node}")
         node = w.nodes[ins.node]
-        w.send(lambda: node.receive_reply(ins), f"reply {ins.seq} to {ins.node}")
+        again = False
+        if self.answering is not None and self.answering[0].node_id == ins.node and self.answering[0].seq == ins.seq:
+            msg, held = self.answering  # as the shell: the next poll will be kept
+            again = held or (self.core is not None and self.core.may_hold(ins.node, msg.incarnation, w.now))
+        w.send(lambda: node.receive_reply(ins, again), f"reply {ins.seq} to {ins.node}{' (again)' if again else ''}")
 
     def _apply_commit(self, ins: p.WriteCommit) -> im.Commit:
         """The store side of writing a commit record: the first record not superseded stays in force."""
@@ -587,15 +624,19 @@ class SimNode:
         if not self.paused and (self.state.in_flight is None or w.now - self._poll_sent > 2.0):
             if self.state.in_flight is not None:
                 self.state.poll_failed()  # no answer in time
-            msg = self.state.poll()
-            self._poll_sent = w.now
-            w.send(lambda: w.coord.receive_poll(msg), f"poll {msg.seq} from {self.name}")
+            self._send_poll()
         w.at(self.state.next_poll(0.5 if not self.state.reports else 0.1), lambda: self._loop(generation))
 
-    def receive_reply(self, ins: p.ReplyToWorker) -> None:
+    def _send_poll(self) -> None:
+        w = self.w
+        msg = self.state.poll(hold=0.5)
+        self._poll_sent = w.now
+        w.send(lambda: w.coord.receive_poll(msg), f"poll {msg.seq} from {self.name}")
+
+    def receive_reply(self, ins: p.ReplyToWorker, again: bool = False) -> None:
         if not self.up or self.paused:
             return
-        for action in self.state.replied(ins.seq, ins.assignments, ins.kills, ins.acked, ins.soon):
+        for action in self.state.replied(ins.seq, ins.assignments, ins.kills, ins.acked, ins.soon, again):
             if isinstance(action, Start):
                 self._start(action.attempt, action.spec)
             elif isinstance(action, Kill) and action.attempt in self.attempts:
@@ -603,6 +644,8 @@ class SimNode:
                 del self.attempts[action.attempt]
                 self._partial(action.attempt)
                 self.state.ended(AttemptReport(attempt=action.attempt, ok=False, error="killed", cause="killed"))
+        if self.state.in_flight is None and self.state.next_poll(0.5) == 0.0:
+            self._send_poll()  # "again" and nothing started: the next goes at once, as the worker's loop sends it
 
     # --- attempts --------------------------------------------------------------------------------
 

@@ -168,6 +168,7 @@ def test_a_worker_whose_slots_are_all_busy_polls_less_often() -> None:
     worker = WorkerState("n1", "inc", 2)
     specs = tuple(TaskSpec(job="j", attempt=f"j/s0-m{i}#1", kind="map", step=0, source="s", source_name="s.py")
                   for i in range(2))
+    worker.replied(worker.poll().seq, (), (), ())
     assert worker.next_poll(0.1) == 0.1  # free slots: quick to take work
     worker.replied(worker.poll().seq, specs[:1], (), ())
     assert worker.next_poll(0.1) == 0.1
@@ -176,3 +177,47 @@ def test_a_worker_whose_slots_are_all_busy_polls_less_often() -> None:
     assert worker.next_poll(2.0) == 2.0  # (never more often than asked)
     worker.ended(AttemptReport(attempt=specs[0].attempt, ok=True))
     assert worker.next_poll(0.1) == 0.1  # a report to send and a free slot
+
+
+def test_an_idle_worker_s_poll_may_be_held_until_a_task_is_ready_and_only_then() -> None:
+    """The core says when an idle worker's poll would get nothing (the shell may keep it): not once a task
+    it could take is pending, nor while its poll has something to settle."""
+    core = CoordinatorCore(CoreSettings(node_timeout=3.0))
+    assert not core.may_hold("n1", "inc", 0.0)  # a node not heard of yet: its first poll registers it
+    core.handle(p.WorkerPolled("n1", "inc", 1, 2), 0.0)
+    assert core.may_hold("n1", "inc", 0.1)  # nothing to do
+    assert not core.may_hold("n1", "restarted", 0.1)  # a new incarnation: the old one's attempts are lost
+    core.handle(p.JobSubmitted("j", plan()), 0.2)
+    assert not core.may_hold("n1", "inc", 0.3)  # a task waits for it
+    (spec,) = next(i for i in core.handle(p.WorkerPolled("n1", "inc", 2, 2), 0.3)
+                   if isinstance(i, p.ReplyToWorker)).assignments
+    assert not core.may_hold("n1", "inc", 0.4)  # its assignment is not confirmed yet
+    core.handle(p.WorkerPolled("n1", "inc", 3, 1, (spec.attempt,)), 0.5)
+    assert core.may_hold("n2", "x", 0.5) is False and not core.may_hold("n1", "inc", 0.6)  # it runs one
+    assert core.hold_for(0.5) == 0.5 and core.hold_for(10.0) == 1.0 and core.hold_for(-1.0) == 0.0
+
+
+def test_a_worker_polls_again_at_once_after_an_again_reply_that_started_nothing() -> None:
+    from dynamr.mapreduce.workerstate import RETRY, WorkerState
+    from dynamr.rpc.messages import TaskSpec
+
+    worker = WorkerState("n1", "inc", 1)
+    assert worker.next_poll(20.0) == 0.0  # the first poll goes at once: it makes the worker known
+    failed = worker.poll(hold=0.5)
+    worker.poll_failed()
+    assert worker.next_poll(20.0) == RETRY  # no answer: a long heartbeat does not keep it away long
+    assert worker.next_poll(0.5) == 0.5
+    worker.replied(failed.seq, (), (), ())  # (a late reply to an abandoned poll changes nothing)
+    assert worker.next_poll(20.0) == RETRY
+    idle = worker.poll(hold=0.5)
+    assert idle.hold == 0.5  # idle: the coordinator may keep it
+    worker.replied(idle.seq, (), (), (), again=True)
+    assert worker.next_poll(0.5) == 0.0  # the next poll waits at the coordinator, not here
+    not_kept = worker.poll(hold=0.5)
+    assert worker.next_poll(0.5) == 0.5  # (never while a poll is in flight)
+    worker.replied(not_kept.seq, (), (), ())
+    assert worker.next_poll(0.5) == 0.5  # answered at once with nothing: a heartbeat later, no busy loop
+    spec = TaskSpec(job="j", attempt="j/s0-m0#1", kind="map", step=0, source="s", source_name="s.py")
+    kept = worker.poll(hold=0.5)
+    worker.replied(kept.seq, (spec,), (), (), again=True)
+    assert worker.next_poll(0.5) == 0.5 and worker.poll(hold=0.5).hold == 0.0  # busy: answered at once

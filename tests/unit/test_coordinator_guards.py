@@ -109,3 +109,18 @@ def test_a_task_process_whose_output_file_was_removed_exits_and_leaves_no_file(t
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert not gone.exists()
+
+
+def test_a_poll_s_hold_is_checked_and_an_idle_worker_is_told_to_poll_again(tmp_path: Path) -> None:
+    from dynamr.rpc import messages as m
+
+    coord = coordinator(tmp_path, local_jobs=True)
+    for bad in (-1.0, float("nan"), 31.0):
+        with pytest.raises(BadRequestError, match="a poll may be held 0 to 30 seconds"):
+            asyncio.run(coord._on_heartbeat(m.WorkerHeartbeat(node_id="n1", free_slots=1, seq=1, hold=bad)))
+    first = asyncio.run(coord._on_heartbeat(m.WorkerHeartbeat(node_id="n1", free_slots=1, seq=1, hold=0.05)))
+    assert first.again and not first.assignments  # known now: its next poll will be kept
+    kept = asyncio.run(coord._on_heartbeat(m.WorkerHeartbeat(node_id="n1", free_slots=1, seq=2, hold=0.05)))
+    assert kept.again and not kept.assignments  # kept until the hold ran out, with nothing for it
+    busy = asyncio.run(coord._on_heartbeat(m.WorkerHeartbeat(node_id="n1", free_slots=0, seq=3, hold=0.05)))
+    assert not busy.again  # no free slot: answered at once, and a heartbeat until the next

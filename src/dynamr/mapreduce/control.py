@@ -401,6 +401,26 @@ class CoordinatorCore:
         soon = ev.free_slots > len(specs) and any(jc.writing for jc in self.jobs.values())
         return [p.ReplyToWorker(node, ev.seq, tuple(specs), tuple(sorted(kills)), tuple(acked), soon), *out]
 
+    def may_hold(self, node: str, incarnation: str, now: float) -> bool:
+        """Whether the poll of an idle worker (free slots, nothing running, nothing to report) would only be
+        answered with nothing now, so the shell may keep it until this changes (or its hold runs out): no
+        pending task it could take, and nothing its poll would settle (a restart to notice, an assignment
+        to confirm or write off, an attempt to kill, collect or stop). Holding such a poll changes no
+        outcome, only when the worker hears of its next task."""
+        view = self.nodes.get(node)
+        if view is None or view.incarnation != incarnation or self.kills.get(node):
+            return False
+        if self.scheduler.running_on(node) or any(owner == node for owner, _ in self.unconfirmed.values()):
+            return False
+        if node in self.stragglers.values() or any(node in jc.stopping.values() for jc in self.jobs.values()):
+            return False
+        return now < self.assign_after or not self.scheduler.has_pending_for(node)
+
+    def hold_for(self, asked: float) -> float:
+        """The longest the shell may keep a poll whose worker allows ``asked`` seconds: a third of the time
+        after which a silent node counts as dead, so holding never makes a live worker look dead."""
+        return max(0.0, min(asked, self.settings.node_timeout / 3))
+
     def _adopt(self, attempt: str, node: str, now: float, out: list[p.Instruction]) -> bool:
         """An attempt this incarnation did not start (one from before a restart) that is still wanted becomes
         a running attempt of its task."""

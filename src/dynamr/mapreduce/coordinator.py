@@ -39,6 +39,7 @@ from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
 from dynamr.mapreduce.jobrun import ENDED, JobPlan, check_plan, dump_plan, load_plan, summary_of, task_of
 from dynamr.mapreduce.jobstore import JobStore
 from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, plan_splits
+from dynamr.mapreduce.workerstate import keepable
 from dynamr.rpc import messages as m
 from dynamr.rpc.server import Dispatcher
 from dynamr.store.client import AsyncClient
@@ -51,6 +52,8 @@ TICK = 0.25
 LOGS_REPLY_BYTES = 8 << 20
 #: the longest a status request may wait for its job to end (JobStatus.wait)
 MAX_STATUS_WAIT = 30.0
+#: the longest a worker may ask the coordinator to keep its poll (WorkerHeartbeat.hold)
+MAX_POLL_HOLD = 30.0
 #: instructions after which a job's state as a status request sees it may have changed
 _JOB_CHANGES = (p.PersistStarted, p.PersistEnded, p.PersistFinalized, p.PersistForgotten)
 
@@ -96,6 +99,8 @@ class Coordinator:
         self._background = Background("coordinator", log)
         #: set (and replaced) whenever a job starts, ends or is forgotten: wakes status requests that wait
         self._job_changed = asyncio.Event()
+        #: set (and replaced) after every event the core handles: held polls look again
+        self._core_changed = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
         #: the effect carried out for each kind of instruction (persisting is synchronous)
         self._effects: dict[type[Any], Callable[[Any], None]] = {
@@ -132,6 +137,8 @@ class Coordinator:
         refusals are the caller's to use)."""
         instructions = self.core.handle(event, time.monotonic())
         self.carry_out(instructions)
+        self._core_changed.set()  # a held poll looks again (see _hold)
+        self._core_changed = asyncio.Event()
         return instructions
 
     def carry_out(self, instructions: list[p.Instruction]) -> None:
@@ -462,8 +469,26 @@ class Coordinator:
         for report in msg.reports:
             if report.cause not in m.REPORT_CAUSES:
                 raise BadRequestError(f"unknown failure cause {report.cause!r} in a report")
+        if not 0.0 <= msg.hold <= MAX_POLL_HOLD:
+            raise BadRequestError(f"a poll may be held 0 to {MAX_POLL_HOLD:g} seconds, not {msg.hold!r}")
+        held = await self._hold(msg)
         instructions = self.feed(p.WorkerPolled(msg.node_id, msg.incarnation, msg.seq, msg.free_slots, msg.running,
                                                 msg.progress, msg.reports))
         reply = next(i for i in instructions if isinstance(i, p.ReplyToWorker))
+        # again: the next poll will be kept (a worker's first poll, which registers it, is answered at once)
+        again = held or (keepable(msg) and self.core.may_hold(msg.node_id, msg.incarnation, time.monotonic()))
         return m.WorkerHeartbeatReply(assignments=reply.assignments, kills=reply.kills, acked=reply.acked,
-                                      seq=reply.seq, soon=reply.soon)
+                                      seq=reply.seq, soon=reply.soon, again=again)
+
+    async def _hold(self, msg: m.WorkerHeartbeat) -> bool:
+        """Keep an idle worker's poll while the core has nothing for it (see CoordinatorCore.may_hold), up to
+        the hold it allows: a task that becomes ready reaches it at once. Whether the poll was kept."""
+        if not keepable(msg):
+            return False
+        deadline = time.monotonic() + self.core.hold_for(msg.hold)
+        held = False
+        while self.core.may_hold(msg.node_id, msg.incarnation, now := time.monotonic()) and now < deadline:
+            held = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._core_changed.wait(), deadline - now)
+        return held

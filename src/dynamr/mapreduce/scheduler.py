@@ -212,6 +212,10 @@ class Scheduler:
     def heartbeat(self, node: str, now: float) -> None:
         self._last_heard[node] = now
 
+    def has_pending_for(self, node: str) -> bool:
+        """Whether a pending task could go to ``node`` (what :meth:`offer` would hand out first)."""
+        return any(t.state is TaskState.PENDING and not self.excluded(t.job, node) for t in self.tasks.values())
+
     def offer(self, node: str, free_slots: int, now: float) -> list[Assignment]:
         """A node has ``free_slots``: hand it the best pending tasks, then backups of stragglers."""
         self.heartbeat(node, now)

@@ -135,9 +135,9 @@ class Worker:
 
     async def _poll_once(self) -> None:
         self._housekeeping()
-        msg = self.state.poll({a: p.fraction for a, p in self.progress.items()})
+        msg = self.state.poll({a: p.fraction for a, p in self.progress.items()}, hold=self.interval)
         try:
-            reply = await self.transport.call(self.coordinator, msg, 5.0)
+            reply = await self.transport.call(self.coordinator, msg, 5.0 + msg.hold)
         except DynamrError as exc:
             self.state.poll_failed()  # the reports stay and go out again with the next poll
             log.debug("poll of the coordinator failed: %s", exc)
@@ -146,7 +146,8 @@ class Worker:
             self.state.poll_failed()
             log.warning("the coordinator answered a poll with %s", type(reply).__name__)
             return
-        for action in self.state.replied(reply.seq, reply.assignments, reply.kills, reply.acked, reply.soon):
+        for action in self.state.replied(reply.seq, reply.assignments, reply.kills, reply.acked, reply.soon,
+                                          reply.again):
             if isinstance(action, Kill):
                 self.kill(action.attempt)
             elif isinstance(action, Start):

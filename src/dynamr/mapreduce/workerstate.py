@@ -5,6 +5,11 @@ sequence number; only the reply to the poll in flight is applied (a late or repe
 an assignment is started once). An attempt is *running* from the moment its assignment is accepted until
 it ends, and every poll lists it, so the coordinator can tell an assignment that never arrived. An ended
 attempt's report is resent with every poll until a reply acknowledges it.
+
+An idle worker (free slots, nothing running, nothing to report) lets the coordinator hold its poll while
+there is no task for it; a reply that says "again" and starts nothing is followed by the next poll at
+once. So an idle worker always has a poll waiting at the coordinator, and a new task reaches it the moment
+it is ready instead of up to a heartbeat later; the coordinator still hears from it once a hold at most.
 """
 
 from __future__ import annotations
@@ -17,9 +22,18 @@ from dynamr.rpc.messages import AttemptReport, TaskSpec, WorkerHeartbeat
 #: polls may follow each other (a commit that takes long to write does not make a worker poll in a loop)
 SOON = 0.02
 QUICK_POLLS = 10
+#: the longest wait before polling again after a poll failed (the coordinator restarting, or not yet up
+#: when its nodes start): a long heartbeat does not keep a worker from its coordinator for long
+RETRY = 1.0
 #: the longest wait between polls while every slot is busy and nothing is to report (the poll then only
 #: says the worker lives and how far its attempts are; an attempt that ends wakes the worker at once)
 BUSY = 0.5
+
+
+def keepable(poll: WorkerHeartbeat) -> bool:
+    """A poll the coordinator may keep while it has no task for the worker: the worker allows it and is idle
+    (free slots, nothing running, nothing to report)."""
+    return poll.hold > 0 and not poll.reports and not poll.running and poll.free_slots > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,29 +63,41 @@ class WorkerState:
         self.killing: set[str] = set()
         #: quick polls in a row (see :meth:`next_poll`)
         self.quick = 0
+        #: the last reply said "again" and started nothing: poll again at once (the coordinator keeps it);
+        #: so is the first poll, which makes the worker known
+        self.again = True
+        #: the last poll got no answer
+        self.failed = False
 
-    def poll(self, progress: dict[str, float] | None = None) -> WorkerHeartbeat:
-        """The next poll to send (a poll still in flight is abandoned: its reply will be dropped)."""
+    def poll(self, progress: dict[str, float] | None = None, hold: float = 0.0) -> WorkerHeartbeat:
+        """The next poll to send (a poll still in flight is abandoned: its reply will be dropped). An idle
+        worker lets the coordinator keep it up to ``hold`` seconds while there is no task for it."""
         self.seq += 1
         self.in_flight = self.seq
         running = tuple(self.running)
         fractions = progress or {}
+        idle = not self.running and not self.reports
         return WorkerHeartbeat(node_id=self.node_id, free_slots=max(0, self.slots - len(self.running)),
                                reports=tuple(self.reports.values()), running=running,
                                progress=tuple(fractions.get(a, -1.0) for a in running),
-                               incarnation=self.incarnation, seq=self.seq)
+                               incarnation=self.incarnation, seq=self.seq, hold=hold if idle else 0.0)
 
     def poll_failed(self) -> None:
         self.in_flight = None
+        self.failed = True
+        self.again = False  # (a coordinator that is down is not polled in a loop)
 
     def replied(self, seq: int, assignments: tuple[TaskSpec, ...], kills: tuple[str, ...],
-                acked: tuple[str, ...], soon: bool = False) -> list[Start | Kill]:
+                acked: tuple[str, ...], soon: bool = False, again: bool = False) -> list[Start | Kill]:
         """Apply the reply to poll ``seq``; returns what to start and what to kill. ``soon``: the
-        coordinator expects tasks to be ready within moments (see :meth:`next_poll`)."""
+        coordinator expects tasks to be ready within moments; ``again``: it will keep the next poll until it has
+        a task (see :meth:`next_poll`)."""
         if seq != self.in_flight:
             return []  # late, repeated or unasked for
         self.in_flight = None
+        self.failed = False
         self.quick = self.quick + 1 if soon else 0
+        self.again = again and not assignments and not kills
         for attempt in acked:
             self.reports.pop(attempt, None)
         out: list[Start | Kill] = []
@@ -88,9 +114,15 @@ class WorkerState:
         return out
 
     def next_poll(self, interval: float) -> float:
-        """Seconds until the next poll: soon after a reply that said tasks may be ready within moments
+        """Seconds until the next poll: none after an "again" reply that started nothing (the coordinator keeps
+        the next one until it has a task); soon after a reply that said tasks may be ready within moments
         (at most :data:`QUICK_POLLS` times in a row); up to :data:`BUSY` while every slot is busy and no
-        report waits (no assignment could be taken); else ``interval``."""
+        report waits (no assignment could be taken); at most :data:`RETRY` after a poll that failed; else
+        ``interval``."""
+        if self.again and self.in_flight is None and not self.running and not self.reports:
+            return 0.0
+        if self.failed:
+            return min(interval, RETRY)
         if 0 < self.quick <= QUICK_POLLS:
             return min(interval, SOON)
         if len(self.running) >= self.slots and not self.reports:

@@ -344,6 +344,9 @@ class WorkerHeartbeat(Message):
     incarnation: str = ""
     #: grows by one with each poll of this incarnation: an older or repeated poll is recognized
     seq: int = 0
+    #: seconds the coordinator may keep the poll of an idle worker (free slots, nothing running, nothing to
+    #: report) while it has no task for it, answering the moment one is ready (0: answer at once)
+    hold: float = 0.0
 
 
 @register(47)
@@ -359,6 +362,9 @@ class WorkerHeartbeatReply(Message):
     seq: int = 0
     #: tasks may become ready within moments (commits are being written): poll again soon
     soon: bool = False
+    #: poll again at once: the coordinator kept this poll, or will keep the next, until it has a task for
+    #: the worker (see WorkerHeartbeat.hold); an idle worker's poll so always waits there for its next task
+    again: bool = False
 
 
 @register(48)
