@@ -28,6 +28,7 @@ from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
 from dynamr.mapreduce.jobrun import JobPlan, StepPlan, task_of
+from dynamr.mapreduce.scheduler import TaskState
 from dynamr.mapreduce.workerstate import Kill, Start, WorkerState, keepable
 from dynamr.rpc.messages import AttemptReport, TaskSpec, WorkerHeartbeat
 
@@ -441,7 +442,11 @@ class SimCoordinator:
 
     def _carry_out(self, instructions: list[p.Instruction]) -> None:
         self._carry_out_all(instructions)
-        if self.core is not None:  # the core moved on: a kept poll whose worker now has work is answered
+        if self.core is not None:
+            tasks = self.core.scheduler.tasks  # the scheduler's index of pending tasks is never stale
+            assert set(self.core.scheduler._pending) == {t for t, task in tasks.items()
+                                                          if task.state is TaskState.PENDING}
+            # the core moved on: a kept poll whose worker now has work is answered
             for node, msg in list(self.parked.items()):
                 if not self.core.may_hold(node, msg.incarnation, self.w.now):
                     self._release(msg, self.generation)

@@ -148,6 +148,8 @@ class Scheduler:
         self._backups: dict[str, int] = {}
         #: (job, node) -> attempts that failed there
         self._node_failures: dict[tuple[str, str], int] = {}
+        #: the pending tasks (kept as tasks move, so a poll looks at these instead of every task)
+        self._pending: dict[str, Task] = {}
 
     # --- tasks ---------------------------------------------------------------------------------------
 
@@ -158,20 +160,29 @@ class Scheduler:
         task = Task(task_id, frozenset(preferred), state=TaskState.PENDING if runnable else TaskState.WAITING,
                     order=next(self._order), job=job, phase=phase, weight=max(1, weight))
         self.tasks[task_id] = task
+        if runnable:
+            self._pending[task_id] = task
         self._job_tasks[job] = self._job_tasks.get(job, 0) + 1
         return task
+
+    def _move(self, task: Task, new: TaskState) -> None:
+        move(task, new)
+        if new is TaskState.PENDING:
+            self._pending[task.task_id] = task
+        else:
+            self._pending.pop(task.task_id, None)
 
     def release(self, task_id: str) -> None:
         """A waiting task's inputs are ready: it may run."""
         task = self.tasks[task_id]
         if task.state is TaskState.WAITING:
-            move(task, TaskState.PENDING)
+            self._move(task, TaskState.PENDING)
 
     def hold(self, task_id: str) -> None:
         """A pending task's inputs are no longer all there (one is being produced again): it waits."""
         task = self.tasks[task_id]
         if task.state is TaskState.PENDING:
-            move(task, TaskState.WAITING)
+            self._move(task, TaskState.WAITING)
 
     def reopen(self, task_id: str, reason: str) -> bool:
         """A succeeded task's committed output was lost: run it again, one priority level up. False when its
@@ -181,9 +192,9 @@ class Scheduler:
         task.failures.append(reason)
         task.losses += 1
         if task.losses >= self.max_attempts:
-            move(task, TaskState.FAILED)
+            self._move(task, TaskState.FAILED)
             return False
-        move(task, TaskState.PENDING)
+        self._move(task, TaskState.PENDING)
         task.speculated = False
         task.priority = min(MAX_PRIORITY, task.priority + 1)
         return True
@@ -195,6 +206,7 @@ class Scheduler:
             task = self.tasks.pop(task_id, None)
             if task is None:
                 continue
+            self._pending.pop(task_id, None)
             running.update(task.running)
             for attempt in task.attempts:
                 self._attempts.pop(attempt, None)
@@ -214,12 +226,12 @@ class Scheduler:
 
     def has_pending_for(self, node: str) -> bool:
         """Whether a pending task could go to ``node`` (what :meth:`offer` would hand out first)."""
-        return any(t.state is TaskState.PENDING and not self.excluded(t.job, node) for t in self.tasks.values())
+        return any(not self.excluded(t.job, node) for t in self._pending.values())
 
     def offer(self, node: str, free_slots: int, now: float) -> list[Assignment]:
         """A node has ``free_slots``: hand it the best pending tasks, then backups of stragglers."""
         self.heartbeat(node, now)
-        pending = [t for t in self.tasks.values() if t.state is TaskState.PENDING and not self.excluded(t.job, node)]
+        pending = [t for t in self._pending.values() if not self.excluded(t.job, node)]
         pending.sort(key=lambda t: (-t.priority, node not in t.preferred, t.order))
         out = [self._start(task, node, now) for task in pending[:max(0, free_slots)]]
         if self.speculative and len(out) < free_slots:
@@ -236,7 +248,7 @@ class Scheduler:
         task.attempts.append(attempt)
         task.running[attempt] = node
         task.started[attempt] = now
-        move(task, TaskState.RUNNING)
+        self._move(task, TaskState.RUNNING)
         self._attempts[attempt] = task.task_id
         return Assignment(task.task_id, attempt, node, node in task.preferred, speculative)
 
@@ -248,7 +260,7 @@ class Scheduler:
 
     def stragglers(self, node: str, now: float) -> list[Task]:
         """Running tasks worth a backup attempt on ``node``, the latest-finishing first (see the module)."""
-        open_phases = {t.phase for t in self.tasks.values() if t.state is TaskState.PENDING}
+        open_phases = {t.phase for t in self._pending.values()}
         found: list[tuple[float, Task]] = []
         for task in self.tasks.values():
             if (task.state is not TaskState.RUNNING or task.speculated or task.blocked or len(task.running) != 1
@@ -314,7 +326,7 @@ class Scheduler:
                 task.failures.append(f"attempt {attempt} lost with node {node}")
             lost_attempts.extend(lost)
             if lost and task.state is TaskState.RUNNING and not task.running:
-                move(task, TaskState.PENDING)
+                self._move(task, TaskState.PENDING)
                 task.priority = min(MAX_PRIORITY, task.priority + 1)
         return lost_attempts
 
@@ -328,7 +340,7 @@ class Scheduler:
         task.progress.pop(attempt, None)
         task.failures.append(reason)
         if task.state is TaskState.RUNNING and not task.running:
-            move(task, TaskState.PENDING)
+            self._move(task, TaskState.PENDING)
         return True
 
     # --- attempt results -----------------------------------------------------------------------------
@@ -343,7 +355,7 @@ class Scheduler:
             return Outcome(commit=False)  # a loser (another attempt committed), or the task failed
         # an attempt written off (its node seemed dead) that did finish is as good as any: it wins
         task.committing = attempt
-        move(task, TaskState.COMMITTING)
+        self._move(task, TaskState.COMMITTING)
         started = task.started.get(attempt)
         if now is not None and started is not None:
             self._speeds.setdefault(task.phase, []).append(task.weight / max(now - started, 1e-3))
@@ -362,9 +374,9 @@ class Scheduler:
         if task.state is not TaskState.RUNNING or task.running:
             return Outcome(commit=False)  # another attempt is still going, or the task is already done
         if task.errors >= self.max_attempts:
-            move(task, TaskState.FAILED)
+            self._move(task, TaskState.FAILED)
             return Outcome(commit=False, task_failed=True)
-        move(task, TaskState.PENDING)
+        self._move(task, TaskState.PENDING)
         task.priority = min(MAX_PRIORITY, task.priority + 1)
         return Outcome(commit=False, retry=True)
 
@@ -377,7 +389,7 @@ class Scheduler:
         task.progress.pop(attempt, None)
         task.failures.append(reason)
         if task.state is TaskState.RUNNING and not task.running:
-            move(task, TaskState.WAITING)
+            self._move(task, TaskState.WAITING)
 
     def other_attempts(self, attempt: str) -> dict[str, str]:
         """Attempts of the same task still running besides ``attempt`` (attempt -> node)."""
@@ -407,7 +419,7 @@ class Scheduler:
         task.running[attempt] = node
         if now is not None:
             task.started[attempt] = now
-        move(task, TaskState.RUNNING)
+        self._move(task, TaskState.RUNNING)
         self._attempts[attempt] = task_id
         return True
 
@@ -419,7 +431,7 @@ class Scheduler:
             return
         task.committed = attempt
         task.committing = None
-        move(task, TaskState.SUCCEEDED)
+        self._move(task, TaskState.SUCCEEDED)
         self._attempts.setdefault(attempt, task_id)
 
     def committing(self) -> list[tuple[str, str]]:
