@@ -443,9 +443,10 @@ class SimCoordinator:
     def _carry_out(self, instructions: list[p.Instruction]) -> None:
         self._carry_out_all(instructions)
         if self.core is not None:
-            tasks = self.core.scheduler.tasks  # the scheduler's index of pending tasks is never stale
+            tasks = self.core.scheduler.tasks  # the scheduler's indexes are never stale
             assert set(self.core.scheduler._pending) == {t for t, task in tasks.items()
                                                           if task.state is TaskState.PENDING}
+            assert self.core.scheduler._running_at == {a: n for task in tasks.values() for a, n in task.running.items()}
             # the core moved on: a kept poll whose worker now has work is answered
             for node, msg in list(self.parked.items()):
                 if not self.core.may_hold(node, msg.incarnation, self.w.now):

@@ -150,6 +150,8 @@ class Scheduler:
         self._node_failures: dict[tuple[str, str], int] = {}
         #: the pending tasks (kept as tasks move, so a poll looks at these instead of every task)
         self._pending: dict[str, Task] = {}
+        #: attempt -> node of every running attempt (the union of the tasks' ``running``)
+        self._running_at: dict[str, str] = {}
 
     # --- tasks ---------------------------------------------------------------------------------------
 
@@ -208,6 +210,8 @@ class Scheduler:
                 continue
             self._pending.pop(task_id, None)
             running.update(task.running)
+            for attempt in task.running:
+                self._running_at.pop(attempt, None)
             for attempt in task.attempts:
                 self._attempts.pop(attempt, None)
             self._speeds.pop(task.phase, None)
@@ -247,6 +251,7 @@ class Scheduler:
         attempt = f"{task.task_id}#{self.attempt_prefix}{next(self._ids)}"
         task.attempts.append(attempt)
         task.running[attempt] = node
+        self._running_at[attempt] = node
         task.started[attempt] = now
         self._move(task, TaskState.RUNNING)
         self._attempts[attempt] = task.task_id
@@ -322,6 +327,7 @@ class Scheduler:
             lost = [a for a, n in task.running.items() if n == node]
             for attempt in lost:
                 del task.running[attempt]
+                self._running_at.pop(attempt, None)
                 task.progress.pop(attempt, None)
                 task.failures.append(f"attempt {attempt} lost with node {node}")
             lost_attempts.extend(lost)
@@ -337,6 +343,7 @@ class Scheduler:
         task = self._task_of(attempt)
         if task is None or task.running.pop(attempt, None) is None:
             return False
+        self._running_at.pop(attempt, None)
         task.progress.pop(attempt, None)
         task.failures.append(reason)
         if task.state is TaskState.RUNNING and not task.running:
@@ -350,6 +357,7 @@ class Scheduler:
         if task is None:
             return Outcome(commit=False)
         task.running.pop(attempt, None)
+        self._running_at.pop(attempt, None)
         task.progress.pop(attempt, None)
         if task.state not in (TaskState.RUNNING, TaskState.PENDING, TaskState.WAITING):
             return Outcome(commit=False)  # a loser (another attempt committed), or the task failed
@@ -366,6 +374,7 @@ class Scheduler:
         node = task.running.pop(attempt, None) if task is not None else None
         if task is None or node is None:
             return Outcome(commit=False)
+        self._running_at.pop(attempt, None)
         task.progress.pop(attempt, None)
         key = (task.job, node)
         self._node_failures[key] = self._node_failures.get(key, 0) + 1
@@ -386,6 +395,7 @@ class Scheduler:
         task = self._task_of(attempt)
         if task is None or task.running.pop(attempt, None) is None:
             return
+        self._running_at.pop(attempt, None)
         task.progress.pop(attempt, None)
         task.failures.append(reason)
         if task.state is TaskState.RUNNING and not task.running:
@@ -417,6 +427,7 @@ class Scheduler:
             return False
         task.attempts.append(attempt)
         task.running[attempt] = node
+        self._running_at[attempt] = node
         if now is not None:
             task.started[attempt] = now
         self._move(task, TaskState.RUNNING)
@@ -444,7 +455,7 @@ class Scheduler:
         return self.tasks.get(task_id) if task_id is not None else None
 
     def running_on(self, node: str) -> list[str]:
-        return [a for t in self.tasks.values() for a, n in t.running.items() if n == node]
+        return [a for a, n in self._running_at.items() if n == node]
 
     def all_done(self, task_ids: Iterable[str]) -> bool:
         return all(self.tasks[t].state is TaskState.SUCCEEDED for t in task_ids)
