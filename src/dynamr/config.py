@@ -96,7 +96,8 @@ class StoreSettings:
     gc_grace: float = 3600.0
     #: task slots per node (tasks run at once in child processes); 0: one per CPU core
     task_slots: int = 0
-    #: seconds between a worker's heartbeats to the coordinator
+    #: seconds between a worker's heartbeats to the coordinator (an idle worker's poll instead waits up to
+    #: this long at the coordinator, which answers it the moment a task is ready)
     worker_heartbeat: float = 0.5
     #: seconds without a worker heartbeat before the coordinator considers the node dead
     worker_timeout: float = 5.0
