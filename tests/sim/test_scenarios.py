@@ -13,7 +13,8 @@ import dataclasses
 import pytest
 
 from dynamr.mapreduce import protocol as p
-from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
+from dynamr.mapreduce.control import CoordinatorCore
+from dynamr.mapreduce.corestate import CoreSettings
 from dynamr.mapreduce.jobrun import JobPlan, StepPlan
 from tests.sim.world import Faults, Scenario, World
 

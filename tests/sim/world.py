@@ -26,7 +26,8 @@ from typing import Any
 
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
-from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
+from dynamr.mapreduce.control import CoordinatorCore
+from dynamr.mapreduce.corestate import CoreSettings
 from dynamr.mapreduce.jobrun import JobPlan, StepPlan, task_of
 from dynamr.mapreduce.scheduler import TaskState
 from dynamr.mapreduce.workerstate import Kill, Start, WorkerState, keepable

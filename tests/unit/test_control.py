@@ -6,7 +6,8 @@ import dataclasses
 from typing import Any
 
 from dynamr.mapreduce import protocol as p
-from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
+from dynamr.mapreduce.control import CoordinatorCore
+from dynamr.mapreduce.corestate import CoreSettings
 from dynamr.mapreduce.jobrun import JobPlan, StepPlan
 from dynamr.rpc.messages import AttemptReport
 

@@ -35,7 +35,8 @@ from dynamr.errors import BadRequestError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
-from dynamr.mapreduce.control import CoordinatorCore, CoreSettings
+from dynamr.mapreduce.control import CoordinatorCore
+from dynamr.mapreduce.corestate import CoreSettings
 from dynamr.mapreduce.jobrun import ENDED, JobPlan, check_plan, dump_plan, load_plan, summary_of, task_of
 from dynamr.mapreduce.jobstore import JobStore
 from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, plan_splits
