@@ -90,28 +90,29 @@ def install_event_loop_policy() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _watch_parent(stop: asyncio.Event, interval: float = 0.5) -> None:
-    """Set ``stop`` when the process that started this node is gone (we were re-parented)."""
-    parent = os.getppid()
+async def _watch_parent(stop: asyncio.Event, parent: int, interval: float = 0.5) -> None:
+    """Set ``stop`` once this process's parent is no longer ``parent`` (it exited and we were re-parented).
+    ``parent`` is known from the start, so a parent that died before this watch began is noticed at once."""
     while not stop.is_set():
-        await asyncio.sleep(interval)
         if os.getppid() != parent:
-            log.warning("the process that started this node exited; stopping")
+            log.warning("the process that started this one (pid %d) exited; stopping", parent)
             stop.set()
+            return
+        await asyncio.sleep(interval)
 
 
 def _ignore() -> None:
     return None
 
 
-async def wait_for_stop(exit_with_parent: bool, stop: asyncio.Event | None = None) -> None:
-    """Return on SIGTERM or SIGINT, when the parent process is gone (with ``exit_with_parent``), or when
-    ``stop`` is set."""
+async def wait_for_stop(parent: int | None, stop: asyncio.Event | None = None) -> None:
+    """Return on SIGTERM or SIGINT, when the parent process ``parent`` is gone (if given), or when ``stop``
+    is set."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    watchdog = asyncio.create_task(_watch_parent(stop)) if exit_with_parent else None
+    watchdog = asyncio.create_task(_watch_parent(stop, parent)) if parent is not None else None
     try:
         await stop.wait()
     finally:
@@ -124,7 +125,7 @@ async def wait_for_stop(exit_with_parent: bool, stop: asyncio.Event | None = Non
 
 
 async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
-                     tls_files: TlsFiles | None = None, exit_with_parent: bool = False,
+                     tls_files: TlsFiles | None = None, parent: int | None = None,
                      join: tuple[str, int] | None = None, listen: NodeAddress | None = None) -> None:
     """Run a node until it is stopped (or has left the cluster). ``join``: a member's address to ask for
     membership, unless this node's data directory already holds a cluster state; ``listen``: this node's
@@ -170,7 +171,7 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
         worker_task = asyncio.create_task(worker.run())
     log.info("node %s (epoch %s) listening on %s:%d", node_id, node.replica.epoch, me.host, server.port)
     try:
-        await wait_for_stop(exit_with_parent, node.members.departed)
+        await wait_for_stop(parent, node.members.departed)
     finally:
         log.info("node %s stopping", node_id)
         collector.cancel()
@@ -186,17 +187,17 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
 
 
 def run_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
-             tls_files: TlsFiles | None = None, exit_with_parent: bool = False,
+             tls_files: TlsFiles | None = None, parent: int | None = None,
              join: tuple[str, int] | None = None, listen: NodeAddress | None = None) -> None:
     pin_malloc_thresholds()
     install_event_loop_policy()
     private_files(data_dir)
-    asyncio.run(serve_node(spec, node_id, data_dir, secret, tls_files=tls_files, exit_with_parent=exit_with_parent,
+    asyncio.run(serve_node(spec, node_id, data_dir, secret, tls_files=tls_files, parent=parent,
                            join=join, listen=listen))
 
 
 async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None = None,
-                            tls_files: TlsFiles | None = None, exit_with_parent: bool = False,
+                            tls_files: TlsFiles | None = None, parent: int | None = None,
                             local_jobs: bool = False) -> None:
     from dynamr.errors import ConfigError
     from dynamr.mapreduce.coordinator import Coordinator
@@ -223,7 +224,7 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
                      functools.partial(coordinator_source, coordinator), coordinator)
     log.info("coordinator listening on %s:%d", spec.coordinator.host, server.port)
     try:
-        await wait_for_stop(exit_with_parent)
+        await wait_for_stop(parent)
     finally:
         if web is not None:
             await web.close()
@@ -255,12 +256,12 @@ async def _web(address: NodeAddress, settings: StoreSettings, secret: bytes, dis
 
 
 def run_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None = None,
-                    tls_files: TlsFiles | None = None, exit_with_parent: bool = False,
+                    tls_files: TlsFiles | None = None, parent: int | None = None,
                     local_jobs: bool = False) -> None:
     install_event_loop_policy()
     private_files(data_dir)
     asyncio.run(serve_coordinator(spec, secret, data_dir=data_dir, tls_files=tls_files,
-                                  exit_with_parent=exit_with_parent, local_jobs=local_jobs))
+                                  parent=parent, local_jobs=local_jobs))
 
 
 def _contexts(files: TlsFiles | None) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:

@@ -149,7 +149,7 @@ class LocalCluster:
     # --- processes -----------------------------------------------------------------------------------
 
     def node_command(self, node_id: str) -> list[str]:
-        extra = ["--exit-with-parent"] if self.ephemeral else []
+        extra = ["--exit-with-parent", "--parent-pid", str(os.getpid())] if self.ephemeral else []
         files = self.tls_files
         if files is not None:
             extra += ["--tls-cert", str(files.cert), "--tls-key", str(files.key), "--tls-ca", str(files.ca)]

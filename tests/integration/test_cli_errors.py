@@ -79,3 +79,12 @@ def test_a_malformed_cluster_file_is_a_one_line_error(tmp_path: Path, env: dict[
     (tmp_path / ".dynamr").mkdir()
     (tmp_path / ".dynamr" / "cluster.json").write_text("{not json")
     _check_all([["kv", "get", "k"], ["cluster", "status"]], tmp_path, env, "cluster.json")
+
+
+def test_a_parent_pid_without_exit_with_parent_is_a_one_line_error(tmp_path: Path, env: dict[str, str]) -> None:
+    from dynamr.localcluster import LocalCluster
+
+    cluster = LocalCluster.create(tmp_path / "c", 1)  # files only: nothing is started
+    values = {"spec": str(cluster.cluster_file), "tmp": str(tmp_path)}
+    cases = [[*_fill(c, **values), "--secret", "s", "--parent-pid", "12345"] for c in DAEMONS]
+    _check_all(cases, tmp_path, env, "--parent-pid goes with --exit-with-parent")

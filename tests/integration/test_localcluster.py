@@ -21,6 +21,16 @@ time.sleep(120)
 """
 
 
+STARTER = """
+import sys, time
+from pathlib import Path
+from dynamr.localcluster import LocalCluster
+c = LocalCluster.create(Path(sys.argv[1]), 2, ephemeral=True)
+print(",".join(str(c.start_node(n)) for n in c.process_ids()), flush=True)
+time.sleep(120)
+"""
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -31,7 +41,16 @@ def _alive(pid: int) -> bool:
 
 
 def test_ephemeral_nodes_exit_when_their_owner_is_killed(tmp_path: Path) -> None:
-    owner = subprocess.Popen([sys.executable, "-c", OWNER, str(tmp_path / "c")], stdout=subprocess.PIPE, text=True)
+    _kill_owner_then_expect_nodes_gone(OWNER, tmp_path)
+
+
+def test_ephemeral_nodes_exit_when_their_owner_is_killed_before_they_are_up(tmp_path: Path) -> None:
+    """The owner dies while its nodes are still starting: they must not mistake their new parent for it."""
+    _kill_owner_then_expect_nodes_gone(STARTER, tmp_path)
+
+
+def _kill_owner_then_expect_nodes_gone(script: str, tmp_path: Path) -> None:
+    owner = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "c")], stdout=subprocess.PIPE, text=True)
     try:
         assert owner.stdout is not None
         pids = [int(p) for p in owner.stdout.readline().strip().split(",")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +40,25 @@ def tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> TlsFiles 
     return TlsFiles(cert, key, ca)
 
 
+def parent_options(func: F) -> F:
+    """--exit-with-parent and --parent-pid: a throwaway daemon stops when the process that started it exits."""
+    func = click.option("--parent-pid", type=click.IntRange(min=2), default=None, metavar="PID",
+                        help="With --exit-with-parent: the pid of the process that starts this one, as that "
+                             "process knows it; then its death is noticed even if it comes before this "
+                             "process is up (default: this process's parent when it starts).")(func)
+    return click.option("--exit-with-parent", is_flag=True,
+                        help="Stop when the process that started this one exits (for throwaway clusters).")(func)
+
+
+def watched_parent(exit_with_parent: bool, parent_pid: int | None) -> int | None:
+    """The pid whose exit stops this daemon, or None."""
+    if parent_pid is not None and not exit_with_parent:
+        raise ConfigError("--parent-pid goes with --exit-with-parent")
+    if not exit_with_parent:
+        return None
+    return parent_pid if parent_pid is not None else os.getppid()
+
+
 @click.group()
 def node() -> None:
     """Run a store node."""
@@ -53,8 +73,7 @@ def node() -> None:
 @click.option("--secret-file", type=click.Path(path_type=Path), help="File holding the cluster secret.")
 @click.option("--log-level", default="info", show_default=True, type=LOG_LEVELS)
 @tls_options
-@click.option("--exit-with-parent", is_flag=True,
-              help="Stop when the process that started this node exits (for throwaway clusters).")
+@parent_options
 @click.option("--join", "join", metavar="HOST:PORT", default=None,
               help="A member of a running cluster: this node asks it for membership (then stage and commit "
                    "its join with 'dynamr cluster join NODE' and 'dynamr cluster commit').")
@@ -62,9 +81,10 @@ def node() -> None:
               help="This node's address, when the cluster file does not list it (a node that joins).")
 def start(cluster_file: Path, node_id: str, data_dir: Path, secret: str | None, secret_file: Path | None,
           log_level: str, tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
-          exit_with_parent: bool, join: str | None, listen: str | None) -> None:
+          exit_with_parent: bool, parent_pid: int | None, join: str | None, listen: str | None) -> None:
     """Start a node in the foreground; it listens only on its own address (from the cluster file, or
     --listen)."""
+    parent = watched_parent(exit_with_parent, parent_pid)
     spec = ClusterSpec.load(cluster_file)
     if listen is not None:
         host, port = _address(listen, "--listen")
@@ -77,7 +97,7 @@ def start(cluster_file: Path, node_id: str, data_dir: Path, secret: str | None, 
     secret_bytes = load_secret(secret, secret_file)
     setup_logging(log_level, node_id)
     run_node(spec, node_id, data_dir, secret_bytes, tls_files=tls_files(tls_cert, tls_key, tls_ca),
-             exit_with_parent=exit_with_parent, join=_address(join, "--join") if join else None, listen=me)
+             parent=parent, join=_address(join, "--join") if join else None, listen=me)
 
 
 def _address(text: str, option: str) -> tuple[str, int]:
@@ -100,18 +120,19 @@ def coordinator() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where job state is kept so a restart resumes jobs (without it, state is in memory only).")
 @click.option("--log-level", default="info", show_default=True, type=LOG_LEVELS)
-@click.option("--exit-with-parent", is_flag=True, help="Stop when the process that started this one exits.")
+@parent_options
 @click.option("--local-jobs", is_flag=True,
               help="Accept jobs with local input and output paths (an embedded run on one machine).")
 @tls_options
 def start_coordinator(cluster_file: Path, secret: str | None, secret_file: Path | None, data_dir: Path | None,
-                      log_level: str, exit_with_parent: bool, local_jobs: bool, tls_cert: Path | None,
-                      tls_key: Path | None, tls_ca: Path | None) -> None:
+                      log_level: str, exit_with_parent: bool, parent_pid: int | None, local_jobs: bool,
+                      tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None) -> None:
     """Start the coordinator in the foreground, on the address the cluster file gives it."""
+    parent = watched_parent(exit_with_parent, parent_pid)
     from dynamr.daemons import run_coordinator
 
     spec = ClusterSpec.load(cluster_file)
     secret_bytes = load_secret(secret, secret_file)
     setup_logging(log_level, "coordinator")
     run_coordinator(spec, secret_bytes, data_dir=data_dir, tls_files=tls_files(tls_cert, tls_key, tls_ca),
-                    exit_with_parent=exit_with_parent, local_jobs=local_jobs)
+                    parent=parent, local_jobs=local_jobs)
