@@ -92,3 +92,36 @@ def test_an_integer_is_accepted_where_a_number_is_declared() -> None:
     env = codec.decode_envelope(msgpack.packb([codec.REQUEST, 1, m.Put.TAG, b"k", b"v", b"", 3, 2, 5]))
     assert env.message == m.Put(key=b"k", value=b"v", n=3, w=2, timeout=5.0)
     assert isinstance(env.message.timeout, float)
+
+
+def test_every_message_and_record_class_has_a_check_for_every_field() -> None:
+    """Checks are worked out on a class's first use; this makes sure no class would fail then."""
+    from dynamr.rpc.messages.base import RECORD_TYPES
+
+    classes: list[type[m.Message] | type[m.Record]] = [*m.MESSAGE_TYPES.values(), *RECORD_TYPES]
+    assert len(classes) > 60
+    for cls in classes:
+        assert len(cls.CHECKS) == len(cls.FIELDS) == len(cls.__dataclass_fields__), cls.__name__
+        assert set(cls.NESTED) <= set(cls.FIELDS), cls.__name__
+
+
+def test_a_field_type_without_a_check_is_refused_on_first_use_and_subclasses_are_refused() -> None:
+    from dataclasses import dataclass
+
+    from dynamr.rpc.messages.base import RECORD_TYPES, record
+
+    @record
+    @dataclass(frozen=True, slots=True, kw_only=True)
+    class Odd(m.Record):
+        where: set[int]
+
+    try:
+        with pytest.raises(TypeError, match="no wire check"):
+            Odd.CHECKS  # noqa: B018
+    finally:
+        RECORD_TYPES.remove(Odd)
+    with pytest.raises(TypeError, match="must not subclass"):
+        @record
+        @dataclass(frozen=True, slots=True, kw_only=True)
+        class Child(m.AttemptReport):
+            extra: int = 0

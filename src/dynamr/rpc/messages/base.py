@@ -6,40 +6,65 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from dynamr.rpc.messages.checks import Check, FieldError, checker
 
 M = TypeVar("M", bound="Message")
+T = TypeVar("T")
+
+
+class _Derived(Generic[T]):
+    """A class attribute worked out from a message or record class's fields on first use (see :func:`_setup`),
+    then stored on that class, where every later lookup finds it without coming here. Working these out
+    for every class at import took a third of the time to import the messages, which every process
+    (each task process too) pays when it starts."""
+
+    def __init__(self, empty: T) -> None:
+        self.empty = empty
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, cls: type | None = None) -> T:
+        owner = cls if cls is not None else type(obj)
+        if not dataclasses.is_dataclass(owner):
+            return self.empty  # a base class itself
+        _setup(owner)
+        value: T = owner.__dict__[self.name]
+        return value
 
 
 class Record:
     """Base of records carried inside messages (a field typed ``R`` or ``tuple[R, ...]`` for a record class
     ``R``): encoded as the array of their field values, like a message body. Declared with :func:`record`."""
 
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    #: the field names, in order
+    FIELDS = _Derived[tuple[str, ...]](())
     #: field name -> (record class, whether the field is a tuple of them), for records nested in this one
-    NESTED: ClassVar[dict[str, tuple[type[Record], bool]]] = {}
+    NESTED = _Derived[dict[str, tuple[type["Record"], bool]]]({})
     #: one checker per field, in field order (see :mod:`dynamr.rpc.messages.checks`)
-    CHECKS: ClassVar[tuple[Check, ...]] = ()
+    CHECKS = _Derived[tuple[Check, ...]](())
 
 
 class Message:
     """Base of all wire messages. Subclasses are registered with :func:`register`."""
 
     TAG: ClassVar[int] = -1
-    FIELDS: ClassVar[tuple[str, ...]] = ()
-    NESTED: ClassVar[dict[str, tuple[type[Record], bool]]] = {}
-    CHECKS: ClassVar[tuple[Check, ...]] = ()
+    FIELDS = _Derived[tuple[str, ...]](())
+    NESTED = _Derived[dict[str, tuple[type[Record], bool]]]({})
+    CHECKS = _Derived[tuple[Check, ...]](())
 
 
+#: every record class (see :func:`record`), for a test that sets each one up
+RECORD_TYPES: list[type[Record]] = []
 MESSAGE_TYPES: dict[int, type[Message]] = {}
 R = TypeVar("R", bound=Record)
 
 
-def _nested(cls: type) -> dict[str, tuple[type[Record], bool]]:
+def _nested(cls: type, hints: dict[str, Any]) -> dict[str, tuple[type[Record], bool]]:
     """The fields of a dataclass that hold records (``R`` or ``tuple[R, ...]``)."""
-    hints = typing.get_type_hints(cls)
     out: dict[str, tuple[type[Record], bool]] = {}
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
@@ -79,16 +104,30 @@ def build(cls: type[Any], values: tuple[Any, ...]) -> Any:
 
 
 def _setup(cls: type[Any]) -> None:
-    cls.FIELDS = tuple(f.name for f in dataclasses.fields(cls))
-    cls.NESTED = _nested(cls)
+    """Work out a class's FIELDS, NESTED and CHECKS (once: they then sit on the class itself). Raises
+    TypeError for a field type no checker exists for."""
+    if "CHECKS" in cls.__dict__:
+        return
     hints = typing.get_type_hints(cls)
-    cls.CHECKS = tuple(checker(hints[name], _is_record, build) for name in cls.FIELDS)
+    fields = tuple(f.name for f in dataclasses.fields(cls))
+    checks = tuple(checker(hints[name], _is_record, build) for name in fields)
+    cls.FIELDS = fields
+    cls.NESTED = _nested(cls, hints)
+    cls.CHECKS = checks  # last: its presence says the class is set up
 
 
 def record(cls: type[R]) -> type[R]:
     """Class decorator (outside ``@dataclass``): make a dataclass a :class:`Record`."""
-    _setup(cls)
+    _direct(cls)
+    RECORD_TYPES.append(cls)
     return cls
+
+
+def _direct(cls: type) -> None:
+    """Message and record classes do not inherit from one another (a subclass would find its parent's
+    FIELDS, NESTED and CHECKS)."""
+    if any(dataclasses.is_dataclass(base) for base in cls.__mro__[1:]):
+        raise TypeError(f"{cls.__name__}: a message or record class must not subclass another one")
 
 
 def register(tag: int) -> Callable[[type[M]], type[M]]:
@@ -97,8 +136,8 @@ def register(tag: int) -> Callable[[type[M]], type[M]]:
     def wrap(cls: type[M]) -> type[M]:
         if tag in MESSAGE_TYPES:
             raise ValueError(f"message tag {tag} used twice ({MESSAGE_TYPES[tag].__name__}, {cls.__name__})")
+        _direct(cls)
         cls.TAG = tag
-        _setup(cls)
         MESSAGE_TYPES[tag] = cls
         return cls
 

@@ -2,9 +2,10 @@
 
 :func:`checker` turns a field's type hint into a function that returns the value (converted where the
 wire form differs: an array of records becomes a tuple of record instances, an integer given for a float
-becomes a float) or raises :class:`FieldError`. Checkers are built once per class when it is registered,
-so decoding a message costs one small function call per field. A hint this module cannot check is a
-programming error reported when the class is defined, so no field ever goes unchecked.
+becomes a float) or raises :class:`FieldError`. Checkers are built once per class, on its first use, so
+decoding a message costs one small function call per field. A hint this module cannot check is a
+programming error: the class refuses to be used, and a unit test uses every class, so no field ever goes
+unchecked.
 """
 
 from __future__ import annotations
