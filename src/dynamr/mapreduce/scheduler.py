@@ -174,6 +174,17 @@ class Scheduler:
         else:
             self._pending.pop(task.task_id, None)
 
+    def _run(self, task: Task, attempt: str, node: str) -> None:
+        """``attempt`` of ``task`` runs on ``node`` (the task's own record and the index by node)."""
+        task.running[attempt] = node
+        self._running_at[attempt] = node
+
+    def _unrun(self, task: Task, attempt: str) -> str | None:
+        """``attempt`` of ``task`` no longer runs: the node it ran on, or None if it was not running."""
+        self._running_at.pop(attempt, None)
+        task.progress.pop(attempt, None)
+        return task.running.pop(attempt, None)
+
     def release(self, task_id: str) -> None:
         """A waiting task's inputs are ready: it may run."""
         task = self.tasks[task_id]
@@ -250,8 +261,7 @@ class Scheduler:
     def _start(self, task: Task, node: str, now: float, speculative: bool = False) -> Assignment:
         attempt = f"{task.task_id}#{self.attempt_prefix}{next(self._ids)}"
         task.attempts.append(attempt)
-        task.running[attempt] = node
-        self._running_at[attempt] = node
+        self._run(task, attempt, node)
         task.started[attempt] = now
         self._move(task, TaskState.RUNNING)
         self._attempts[attempt] = task.task_id
@@ -326,9 +336,7 @@ class Scheduler:
         for task in self.tasks.values():
             lost = [a for a, n in task.running.items() if n == node]
             for attempt in lost:
-                del task.running[attempt]
-                self._running_at.pop(attempt, None)
-                task.progress.pop(attempt, None)
+                self._unrun(task, attempt)
                 task.failures.append(f"attempt {attempt} lost with node {node}")
             lost_attempts.extend(lost)
             if lost and task.state is TaskState.RUNNING and not task.running:
@@ -341,10 +349,8 @@ class Scheduler:
         task goes back to the queue unless another attempt runs; nothing is counted against the task or the
         node. False when the attempt was not running."""
         task = self._task_of(attempt)
-        if task is None or task.running.pop(attempt, None) is None:
+        if task is None or self._unrun(task, attempt) is None:
             return False
-        self._running_at.pop(attempt, None)
-        task.progress.pop(attempt, None)
         task.failures.append(reason)
         if task.state is TaskState.RUNNING and not task.running:
             self._move(task, TaskState.PENDING)
@@ -356,9 +362,7 @@ class Scheduler:
         task = self._task_of(attempt)
         if task is None:
             return Outcome(commit=False)
-        task.running.pop(attempt, None)
-        self._running_at.pop(attempt, None)
-        task.progress.pop(attempt, None)
+        self._unrun(task, attempt)
         if task.state not in (TaskState.RUNNING, TaskState.PENDING, TaskState.WAITING):
             return Outcome(commit=False)  # a loser (another attempt committed), or the task failed
         # an attempt written off (its node seemed dead) that did finish is as good as any: it wins
@@ -371,11 +375,9 @@ class Scheduler:
 
     def failed(self, attempt: str, error: str) -> Outcome:
         task = self._task_of(attempt)
-        node = task.running.pop(attempt, None) if task is not None else None
+        node = self._unrun(task, attempt) if task is not None else None
         if task is None or node is None:
             return Outcome(commit=False)
-        self._running_at.pop(attempt, None)
-        task.progress.pop(attempt, None)
         key = (task.job, node)
         self._node_failures[key] = self._node_failures.get(key, 0) + 1
         task.failures.append(error)
@@ -393,10 +395,8 @@ class Scheduler:
         """``attempt`` ended because an input it needed was lost: no fault of its task or node (nothing is
         counted); the task waits for that input to be produced again, unless another attempt still runs."""
         task = self._task_of(attempt)
-        if task is None or task.running.pop(attempt, None) is None:
+        if task is None or self._unrun(task, attempt) is None:
             return
-        self._running_at.pop(attempt, None)
-        task.progress.pop(attempt, None)
         task.failures.append(reason)
         if task.state is TaskState.RUNNING and not task.running:
             self._move(task, TaskState.WAITING)
@@ -426,8 +426,7 @@ class Scheduler:
         if task is None or task.state not in (TaskState.PENDING, TaskState.RUNNING):
             return False
         task.attempts.append(attempt)
-        task.running[attempt] = node
-        self._running_at[attempt] = node
+        self._run(task, attempt, node)
         if now is not None:
             task.started[attempt] = now
         self._move(task, TaskState.RUNNING)

@@ -63,7 +63,7 @@ MESSAGE_TYPES: dict[int, type[Message]] = {}
 R = TypeVar("R", bound=Record)
 
 
-def _nested(cls: type, hints: dict[str, Any]) -> dict[str, tuple[type[Record], bool]]:
+def _nested(cls: type, hints: dict[str, object]) -> dict[str, tuple[type[Record], bool]]:
     """The fields of a dataclass that hold records (``R`` or ``tuple[R, ...]``)."""
     out: dict[str, tuple[type[Record], bool]] = {}
     for f in dataclasses.fields(cls):
