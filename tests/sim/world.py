@@ -119,6 +119,10 @@ class World:
         #: task -> attempts assigned while a valid commit record of the task was in the store
         self.reruns: list[str] = []
         self.finalized: Counter[str] = Counter()
+        #: (coordinator generation, job) -> attempts that incarnation started
+        self.started: dict[tuple[int, str], set[str]] = {}
+        #: final statuses that leave out an attempt their coordinator started, or list one twice
+        self.unlisted: list[str] = []
         self.lost_outputs: set[str] = set()  # tasks whose committed output was destroyed
         self.user_failures: Counter[str] = Counter()
 
@@ -296,6 +300,7 @@ class World:
             if count != 1:
                 problems.append(f"job {job} finalized {count} times")
         problems += [f"task re-run after it committed: {r}" for r in self.reruns]
+        problems += self.unlisted
         left = self.store.intermediate_keys()
         if left and all(j.name in finished for j in self.jobs):
             problems.append(f"intermediate keys left: {left[:5]} ({len(left)})")
@@ -457,13 +462,25 @@ class SimCoordinator:
         for ins in instructions:
             if isinstance(ins, p.PERSIST):
                 self.w.durable.apply(ins)
+                if isinstance(ins, p.PersistAttempt):
+                    self.w.started.setdefault((self.generation, ins.job), set()).add(ins.attempt)
                 if isinstance(ins, p.PersistFinalized):
                     self.w.finalized[ins.name] += 1
                     self.w.log(f"FINALIZED {ins.name} {ins.state}")
+                    self._check_listed(ins)
             elif isinstance(ins, p.ReplyToWorker):
                 self._reply(ins)
             else:
                 self._effect(ins)
+
+    def _check_listed(self, ins: p.PersistFinalized) -> None:
+        """The final status lists every attempt this incarnation started (how it ended), each once."""
+        listed = [a.attempt for a in ins.status.attempts]
+        started = self.w.started.get((self.generation, ins.name), set())
+        if len(listed) != len(set(listed)):
+            self.w.unlisted.append(f"{ins.name}: an attempt listed twice")
+        if len(listed) < 200 and started - set(listed):
+            self.w.unlisted.append(f"{ins.name}: attempts not in its final status: {sorted(started - set(listed))}")
 
     def _reply(self, ins: p.ReplyToWorker) -> None:
         w = self.w

@@ -222,3 +222,33 @@ def test_a_worker_polls_again_at_once_after_an_again_reply_that_started_nothing(
     kept = worker.poll(hold=0.5)
     worker.replied(kept.seq, (spec,), (), (), again=True)
     assert worker.next_poll(0.5) == 0.5 and worker.poll(hold=0.5).hold == 0.0  # busy: answered at once
+
+
+def test_the_final_status_shows_the_attempts_stopped_after_the_job_ended() -> None:
+    core = CoordinatorCore(CoreSettings(max_attempts=1))
+    core.handle(p.JobSubmitted("j", plan(split_size=50)), 0.0)
+    drive = Driver(core)
+    first, second = drive.poll().assignments
+    drive.poll(running=(second.attempt,), reports=(AttemptReport(attempt=first.attempt, ok=False,
+                                                                 error="ValueError: bad line"),))
+    assert core.jobs["j"].phase == "ending" and "j" not in core.finished  # the second attempt is being stopped
+    killed = AttemptReport(attempt=second.attempt, ok=False, cause="killed",
+                           error="killed at the coordinator's request")
+    drive.poll(reports=(killed,))
+    status = core.finished["j"]
+    assert status.state == "failed"
+    assert {(a.attempt, a.ok, a.error) for a in status.attempts} == {
+        (first.attempt, False, "ValueError: bad line"), (second.attempt, False, "killed at the coordinator's request")}
+
+
+def test_an_attempt_not_stopped_in_time_shows_in_the_final_status_as_still_running() -> None:
+    core = CoordinatorCore(CoreSettings(max_attempts=1, stop_timeout=5.0))
+    core.handle(p.JobSubmitted("j", plan(split_size=50)), 0.0)
+    drive = Driver(core)
+    first, second = drive.poll().assignments
+    drive.poll(running=(second.attempt,), reports=(AttemptReport(attempt=first.attempt, ok=False, error="bad"),))
+    while "j" not in core.finished:
+        drive.poll(running=(second.attempt,))
+        assert drive.now < 10, "the job is cleaned up once its stop timeout has passed"
+    (late,) = [a for a in core.finished["j"].attempts if a.attempt == second.attempt]
+    assert not late.ok and "still running when the job was cleaned up" in late.error

@@ -188,6 +188,9 @@ class CoordinatorCore:
         if jc is None or jc.phase != "finalizing":
             return []
         self._move(jc, "finalized")
+        for attempt in jc.stopping:  # the final status shows every attempt, these as not stopped in time
+            jc.run.ended_late(attempt, False, "still running when the job was cleaned up (its outputs are "
+                              "deleted when it ends)", now)
         jc.run.finalized = True
         status = jc.run.status(now)
         self.finished[ev.job] = status
@@ -199,7 +202,7 @@ class CoordinatorCore:
                 self.stragglers[attempt] = node
         del self.jobs[ev.job]
         out: list[p.Instruction] = [p.PersistFinalized(ev.job, jc.run.state, self.wall(jc.run.ended_at), status)]
-        reported = {h.attempt for h in jc.run.history if h.ok}
+        reported = {a for a, h in jc.run.history.items() if h.ok}
         return out + self._sweep_later(ev.job, [a for a, _ in jc.run.map_attempt_outputs() if a not in reported],
                                        now)
 
@@ -306,7 +309,8 @@ class CoordinatorCore:
             self.scheduler.progress(attempt, fraction)
         for jc in list(self.jobs.values()):
             for attempt in [a for a, n in jc.stopping.items() if n == node and a not in listed]:
-                del jc.stopping[attempt]
+                del jc.stopping[attempt]  # gone without a report: it never reached the node, or died with it
+                jc.run.ended_late(attempt, False, f"not running on node {node} when the job ended", now)
             out += self._maybe_finalize(jc, now)
         for attempt in [a for a, n in self.stragglers.items() if n == node and a not in listed]:
             out += self._collect(attempt, now, at=now + self.settings.late_write_grace)
@@ -399,6 +403,7 @@ class CoordinatorCore:
         out: list[p.Instruction] = [p.PersistAttemptEnded(report.attempt, report.ok, report.error, self.wall(now),
                                                           report.output, report.traceback, report.cause)]
         if jc.phase != "active":  # its outputs are deleted with the job's
+            run.ended_late(report.attempt, report.ok, report.error, now)
             return out + self._maybe_finalize(jc, now)
         if report.ok:
             if not self.scheduler.knows(report.attempt):  # ended before a restart, never acknowledged

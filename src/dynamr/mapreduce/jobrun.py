@@ -145,7 +145,8 @@ class JobRun:
         #: until then the output its readers used is the one counted)
         self._task_counters: dict[str, tuple[tuple[str, str, int], ...]] = {}
         #: every attempt that ended (monotonic times)
-        self.history: list[m.AttemptView] = []
+        #: how each attempt ended, in the order they ended (a later account of one attempt replaces the first)
+        self.history: dict[str, m.AttemptView] = {}
         self.started_at = 0.0
         self.ended_at = 0.0
         #: set by the coordinator once an ended job's output is marked and its intermediate data deleted
@@ -420,12 +421,16 @@ class JobRun:
             self._attempt_nodes[attempt] = node
             self._attempt_started[attempt] = started
             if ended is not None:
-                self.history.append(m.AttemptView(task=task_of(attempt), attempt=attempt, node=node, ok=bool(ok),
-                                                  started=started, ended=ended, error=error))
+                self._remember(m.AttemptView(task=task_of(attempt), attempt=attempt, node=node, ok=bool(ok),
+                                             started=started, ended=ended, error=error))
 
     def lost(self, attempt: str, error: str, now: float) -> None:
         """An attempt was written off with its node (the scheduler has re-queued its task)."""
         self._record(task_of(attempt), attempt, False, now, error)
+
+    def ended_late(self, attempt: str, ok: bool, error: str, now: float) -> None:
+        """An attempt stopped after its job had ended (its outputs go with the job's): history only."""
+        self._record(task_of(attempt), attempt, ok, now, error)
 
     def kill(self, now: float) -> bool:
         """The user stops the job. False when it has already ended."""
@@ -447,9 +452,15 @@ class JobRun:
         return out
 
     def _record(self, task_id: str, attempt: str, ok: bool, now: float, error: str) -> None:
-        self.history.append(m.AttemptView(task=task_id, attempt=attempt, node=self._attempt_nodes.get(attempt, ""),
-                                          ok=ok, started=self._attempt_started.get(attempt, now), ended=now,
-                                          error=error, speculative=attempt in self._speculative))
+        self._remember(m.AttemptView(task=task_id, attempt=attempt, node=self._attempt_nodes.get(attempt, ""),
+                                     ok=ok, started=self._attempt_started.get(attempt, now), ended=now,
+                                     error=error, speculative=attempt in self._speculative))
+
+    def _remember(self, view: m.AttemptView) -> None:
+        """An attempt written off (its node silent) may report later: the status lists it once, as it
+        was last heard of."""
+        self.history.pop(view.attempt, None)
+        self.history[view.attempt] = view
 
     def committed(self, record: im.Commit, now: float) -> None:
         """The commit record of a task is written (confirmed by the store): move the job forward when a
@@ -496,7 +507,7 @@ class JobRun:
             error=self.error, output=self.plan.output,
             seconds=(self.ended_at or now) - self.started_at if self.started_at else 0.0,
             attempts=tuple(dataclasses.replace(h, started=h.started + wall, ended=h.ended + wall)
-                           for h in self.history[-200:]),
+                           for h in list(self.history.values())[-200:]),
             speculative_attempts=len(self._speculative), excluded_nodes=tuple(sorted(self.excluded_nodes)),
             input_bytes=sum(size for _, size in self.plan.inputs),
             started=self.started_at + wall if self.started_at else 0.0, phases=self.phases(),
