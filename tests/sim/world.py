@@ -10,7 +10,9 @@ incarnations; the coordinator crashed and restarted from its durable state (what
 Everything random comes from one ``random.Random(seed)``, and events run in (time, sequence) order, so a seed
 replays exactly; every step is appended to a trace. After a run, :meth:`World.check` asserts the invariants:
 every job ends, succeeded, within the deadline; its output equals the sequential reference; no task runs
-again once committed unless its output was lost; each job is finalized once; no intermediate key remains.
+again once committed unless its output was lost; each job is finalized once; no intermediate key remains;
+each final status lists every attempt its coordinator started, once; and once every job has ended and been
+swept, neither the coordinator, its scheduler, its durable state nor a node holds anything for them.
 """
 
 from __future__ import annotations
@@ -171,7 +173,26 @@ class World:
 
     def _quiet(self) -> bool:
         return (all(j.name in self.coord.finished_names() for j in self.jobs)
-                and all(n.idle() for n in self.nodes.values()) and not self.store.intermediate_keys())
+                and all(n.idle() for n in self.nodes.values()) and not self.store.intermediate_keys()
+                and not self.leftovers())
+
+    def leftovers(self) -> list[str]:
+        """What is still held for jobs that have all ended and been swept (none when nothing leaks): the
+        coordinator's per-job and per-attempt records, the scheduler's, the attempts kept on disk, and the
+        kills the nodes still mean to carry out."""
+        core = self.coord.core
+        if core is None:
+            return []
+        sched = core.scheduler
+        held: dict[str, Any] = {
+            "jobs": core.jobs, "unconfirmed": core.unconfirmed, "stragglers": core.stragglers,
+            "garbage": core.garbage, "sweeps": core.sweeps, "kills": {n: k for n, k in core.kills.items() if k},
+            "tasks": sched.tasks, "attempt index": sched._attempts, "running index": sched._running_at,
+            "pending index": sched._pending, "speeds": sched._speeds, "tasks per job": sched._job_tasks,
+            "backups": sched._backups, "node failures": sched._node_failures,
+            "stored attempts": self.durable.attempts,
+            "kills on nodes": [a for n in self.nodes.values() if n.up for a in n.state.killing]}
+        return [f"{name}: {sorted(map(str, items))[:4]}" for name, items in held.items() if items]
 
     def _faults(self) -> None:
         f = self.sc.faults
@@ -281,6 +302,9 @@ class World:
                 continue
             final = self.durable.jobs[job.name]["final"]
             state = final.state
+            core = self.coord.core
+            if core is not None and core.state_of(job.name) != state:  # its status kept whole, or its summary
+                problems.append(f"job {job.name} is {core.state_of(job.name)} to the coordinator, {state} on disk")
             if job.kill_at is not None:
                 if state not in ("killed", "succeeded"):
                     problems.append(f"job {job.name} ended {state}, expected killed")
@@ -304,6 +328,8 @@ class World:
         left = self.store.intermediate_keys()
         if left and all(j.name in finished for j in self.jobs):
             problems.append(f"intermediate keys left: {left[:5]} ({len(left)})")
+        if all(j.name in finished for j in self.jobs):
+            problems += [f"held after every job ended: {what}" for what in self.leftovers()]
         if problems:
             tail = "\n".join(self.trace[-60:])
             raise Violation(f"seed {self.seed}: " + "; ".join(problems) + f"\n--- last trace lines ---\n{tail}")

@@ -122,3 +122,17 @@ def test_invariants_under_random_events(history: list[tuple[str, str, int]]) -> 
                 assert task.running
             if task.state is TaskState.SUCCEEDED:
                 assert task.committed == commits[task.task_id]
+
+
+def test_a_task_s_attempts_are_forgotten_with_it_even_one_found_committed_after_a_restart() -> None:
+    s = Scheduler(attempt_prefix="2.")
+    s.add("j/m0", job="j")
+    s.add("j/m1", job="j")
+    s.commit_written("j/m0", "j/m0#7")  # committed by the first incarnation, found in the store
+    assert s.reopen("j/m0", "its output was lost")
+    (again,) = [a for a in s.offer("n", 2, now=0) if a.task_id == "j/m0"]
+    s.succeeded(again.attempt_id, now=1)
+    s.commit_written("j/m0", again.attempt_id)
+    s.remove(["j/m0", "j/m1"])
+    assert not s.knows("j/m0#7") and not s.knows(again.attempt_id)
+    assert not s._attempts and not s._running_at and not s._pending and not s._job_tasks

@@ -442,7 +442,9 @@ class Scheduler:
         task.committed = attempt
         task.committing = None
         self._move(task, TaskState.SUCCEEDED)
-        self._attempts.setdefault(attempt, task_id)
+        if attempt not in self._attempts:  # found in the store: an earlier incarnation's attempt
+            self._attempts[attempt] = task_id
+            task.attempts.append(attempt)  # so that it is forgotten with the task
 
     def committing(self) -> list[tuple[str, str]]:
         """(task, attempt) of every task whose commit record is being written."""

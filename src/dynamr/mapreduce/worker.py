@@ -260,6 +260,7 @@ class Worker:
             key, proc = await self._process_for(group)
         except OSError as exc:
             self._groups.pop(attempt, None)
+            self._doomed.discard(attempt)
             self._ended(m.AttemptReport(attempt=attempt, ok=False, error=f"could not start the task process: {exc}"))
             return
         self.running[attempt] = proc
