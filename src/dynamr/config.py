@@ -118,6 +118,9 @@ class StoreSettings:
     #: seconds after a job's cleanup when the outputs of its map attempts that never reported success are
     #: deleted once more: a store node may still land a write sent by a task that died (a loaded machine)
     late_write_grace: float = 30.0
+    #: finished jobs whose whole status (every attempt) the coordinator keeps in memory, the newest; older ones
+    #: keep the line 'dynamr jobs' shows, and their status is read from the coordinator's disk when asked for
+    job_statuses_kept: int = 200
     #: attempts of one job a task process runs before a fresh process replaces it (1: a process per attempt)
     task_process_reuse: int = 20
     #: a task process whose peak resident memory passed this many bytes is replaced after its attempt
@@ -164,8 +167,8 @@ class StoreSettings:
             raise ConfigError("task_slots must be 0 (one per core) or more, and max_attempts at least 1")
         if not 0.0 <= self.speculative_share <= 1.0 or self.speculative_slow_factor <= 1.0:
             raise ConfigError("speculative_share must be between 0 and 1, and speculative_slow_factor above 1")
-        if self.node_exclusion_failures < 1:
-            raise ConfigError("node_exclusion_failures must be at least 1")
+        if self.node_exclusion_failures < 1 or self.job_statuses_kept < 1:
+            raise ConfigError("node_exclusion_failures and job_statuses_kept must be at least 1")
         if self.max_buffered_bytes < self.max_message_bytes or self.max_connections < 1:
             raise ConfigError("max_buffered_bytes must be at least max_message_bytes, and max_connections at least 1")
         if self.task_memory_limit != 0 and self.task_memory_limit < (32 << 20):

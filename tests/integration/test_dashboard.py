@@ -217,3 +217,24 @@ def test_json_of_a_job_and_the_page_agree(make_cluster: MakeCluster, tmp_path: P
     assert status == 200
     assert f"{shown['maps_done']}/{shown['maps']}" in page and time.strftime("%Y") in _get(
         _url(cluster, "/jobs"), web_token(cluster.secret))[1]
+
+
+def test_a_finished_job_whose_status_is_no_longer_kept_is_still_listed_shown_and_counted(
+        make_cluster: MakeCluster, tmp_path: Path) -> None:
+    cluster = make_cluster(1, http=True, n=1, r=1, w=1, job_statuses_kept=1)
+    start_slow_wordcount(cluster, tmp_path, "first", [2000, 2000], map_seconds=0, reduce_seconds=0, reducers=1)
+    assert wait_for_job(cluster, "first", 60).state == "succeeded"
+    submit(cluster, "second", tmp_path / "slowcount.py", ["/in"], "/out2", reducers=1)
+    assert wait_for_job(cluster, "second", 60).state == "succeeded"
+    first = job_status(cluster, "first")  # read back from the coordinator's disk
+    assert first.state == "succeeded" and first.maps == first.maps_done == 2
+    assert sorted(a.task for a in first.attempts if a.ok) == ["first/s0-m0", "first/s0-m1", "first/s0-r0"]
+    listed = dynamr("jobs", "--dir", str(cluster.root), cwd=tmp_path).stdout
+    assert "first" in listed and "second" in listed
+    token = web_token(cluster.secret)
+    page = _get(_url(cluster, "/jobs"), token)[1]
+    assert "/jobs/second" in page and "/jobs/first" not in page and "1 older finished job(s)" in page
+    assert _get(_url(cluster, "/jobs/first"), token)[0] == 200
+    assert _total(_metrics(cluster, "coordinator"), "dynamr_jobs", state="succeeded") == 2
+    refused = dynamr("status", "nosuchjob", "--dir", str(cluster.root), cwd=tmp_path, check=False)
+    assert refused.returncode != 0 and "no job named 'nosuchjob'" in refused.stderr

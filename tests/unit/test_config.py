@@ -56,7 +56,8 @@ def test_secret_sources(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # t
     ("speculative_after", -1.0, "speculative_after must be positive"),
     ("speculative_share", 1.5, "speculative_share must be between 0 and 1"),
     ("speculative_slow_factor", 1.0, "speculative_slow_factor above 1"),
-    ("node_exclusion_failures", 0, "node_exclusion_failures must be at least 1"),
+    ("node_exclusion_failures", 0, "node_exclusion_failures and job_statuses_kept must be at least 1"),
+    ("job_statuses_kept", 0, "node_exclusion_failures and job_statuses_kept must be at least 1"),
     ("task_process_reuse", 0, "task_process_reuse must be at least 1"),
     ("task_process_max_rss", 1 << 20, "task_process_max_rss at least 16 MiB"),
 ])

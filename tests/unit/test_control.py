@@ -252,3 +252,19 @@ def test_an_attempt_not_stopped_in_time_shows_in_the_final_status_as_still_runni
         assert drive.now < 10, "the job is cleaned up once its stop timeout has passed"
     (late,) = [a for a in core.finished["j"].attempts if a.attempt == second.attempt]
     assert not late.ok and "still running when the job was cleaned up" in late.error
+
+
+def test_only_the_newest_final_statuses_are_kept_whole_and_the_older_as_summaries() -> None:
+    core = CoordinatorCore(CoreSettings(statuses_kept=2))
+    drive = Driver(core)
+    for name in ("a", "b", "c"):
+        core.handle(p.JobSubmitted(name, plan()), drive.now)
+        (spec,) = drive.poll().assignments
+        drive.poll(reports=(AttemptReport(attempt=spec.attempt, ok=True, partitions=(0,)),))
+    assert list(core.finished) == ["b", "c"] and list(core.older) == ["a"]
+    assert core.older["a"].state == "succeeded" and core.older["a"].maps_done == 1
+    assert core.state_of("a") == "succeeded"
+    refused = core.handle(p.JobSubmitted("a", plan()), drive.now)
+    assert isinstance(refused[0], p.Refused) and "already exists" in refused[0].message
+    assert core.handle(p.ForgetRequested("a"), drive.now) == [p.PersistForgotten("a")]
+    assert core.state_of("a") == "unknown" and not core.older

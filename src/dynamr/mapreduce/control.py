@@ -36,9 +36,9 @@ from dynamr.errors import BadRequestError
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.corestate import PHASES, CoreSettings, JobCore, NodeView, Tombstone
-from dynamr.mapreduce.jobrun import ENDED, JobRun, check_plan, job_of, task_of
+from dynamr.mapreduce.jobrun import ENDED, JobRun, check_plan, job_of, summary_of, task_of
 from dynamr.mapreduce.scheduler import IllegalTransition, Scheduler
-from dynamr.rpc.messages import AttemptReport, JobStatusView, TaskSpec
+from dynamr.rpc.messages import AttemptReport, JobStatusView, JobSummary, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,11 @@ class CoordinatorCore:
                                    slow_factor=s.slow_factor, speculative_share=s.speculative_share,
                                    speculative_after=s.speculative_after)
         self.jobs: dict[str, JobCore] = {}
-        #: final status of jobs finalized (in this incarnation or before)
+        #: final status of the last ``statuses_kept`` jobs finalized (in this incarnation or before), oldest
+        #: first
         self.finished: dict[str, JobStatusView] = {}
+        #: the line ``dynamr jobs`` shows of each job finalized before those (its full status is on disk)
+        self.older: dict[str, JobSummary] = {}
         self.tombstones: dict[str, Tombstone] = {}
         self.nodes: dict[str, NodeView] = {}
         #: attempt -> (node, seq of the poll whose reply assigned it), until the node lists it
@@ -96,7 +99,7 @@ class CoordinatorCore:
         return self.jobs[name]
 
     def _on_submitted(self, ev: p.JobSubmitted, now: float) -> list[p.Instruction]:
-        if ev.name in self.jobs or ev.name in self.finished:
+        if self._state(ev.name) != "unknown":
             return [p.Refused(ev.name, f"a job named {ev.name!r} already exists; choose another name")]
         try:
             check_plan(ev.plan)
@@ -135,10 +138,11 @@ class CoordinatorCore:
         if jc is not None and jc.run.state != "created":
             return [p.Refused(ev.name, f"job {ev.name!r} is {jc.run.state}: kill it first ('dynamr kill "
                                        f"{ev.name}') or wait for it to end")]
-        if jc is None and ev.name not in self.finished:
+        if jc is None and ev.name not in self.finished and ev.name not in self.older:
             return [p.Refused(ev.name, f"no job named {ev.name!r} (see 'dynamr jobs')")]
         self.jobs.pop(ev.name, None)
         self.finished.pop(ev.name, None)
+        self.older.pop(ev.name, None)
         return [p.PersistForgotten(ev.name)]
 
     def state_of(self, name: str) -> str:
@@ -149,7 +153,17 @@ class CoordinatorCore:
         jc = self.jobs.get(name)
         if jc is not None:
             return jc.run.state
-        return self.finished[name].state if name in self.finished else "unknown"
+        if name in self.finished:
+            return self.finished[name].state
+        return self.older[name].state if name in self.older else "unknown"
+
+    def _keep(self, name: str, status: JobStatusView) -> None:
+        """A finalized job's status is kept whole while it is among the last ``statuses_kept``; then only
+        its summary (a coordinator that runs jobs for months does not hold every attempt of every one)."""
+        self.finished[name] = status
+        while len(self.finished) > self.settings.statuses_kept:
+            oldest = next(iter(self.finished))
+            self.older[oldest] = summary_of(self.finished.pop(oldest))
 
     def _move(self, jc: JobCore, new: str) -> None:
         if (jc.phase, new) not in PHASES:
@@ -193,7 +207,7 @@ class CoordinatorCore:
                               "deleted when it ends)", now)
         jc.run.finalized = True
         status = jc.run.status(now)
-        self.finished[ev.job] = status
+        self._keep(ev.job, status)
         plan = jc.run.plan
         self.tombstones[ev.job] = Tombstone(max((s.reducers for s in plan.steps), default=1) or 1,
                                             plan.local_intermediate)
@@ -495,7 +509,7 @@ class CoordinatorCore:
         """Rebuild a job of an earlier incarnation (before serving). Returns the tasks whose commit records to
         look up (see :meth:`replayed`); none for a job that never started."""
         if stored.final_status is not None:
-            self.finished[stored.name] = stored.final_status
+            self._keep(stored.name, stored.final_status)
             self.tombstones[stored.name] = Tombstone(
                 max((s.reducers for s in stored.plan.steps), default=1) or 1, stored.plan.local_intermediate)
             unswept = [a for a, _, _, _, ok, _ in stored.attempts if not ok and "-m" in task_of(a)]

@@ -37,7 +37,16 @@ from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.corestate import CoreSettings
-from dynamr.mapreduce.jobrun import ENDED, JobPlan, check_plan, dump_plan, load_plan, summary_of, task_of
+from dynamr.mapreduce.jobrun import (
+    ENDED,
+    JobPlan,
+    check_plan,
+    dump_plan,
+    load_plan,
+    shuffle_bytes,
+    summary_of,
+    task_of,
+)
 from dynamr.mapreduce.jobstore import JobStore
 from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, plan_splits
 from dynamr.mapreduce.workerstate import keepable
@@ -91,6 +100,8 @@ class Coordinator:
         self.web_address: tuple[str, int] = ("", 0)
         #: attempts that ended since this coordinator started, by (map or reduce, outcome)
         self.attempt_outcomes: Counter[tuple[str, str]] = Counter()
+        #: map output bytes written for reduces by the jobs finalized since this coordinator started
+        self.shuffle_bytes_done = 0
         for cls, handler in ((m.Ping, self._on_ping), (m.SubmitJob, self._on_submit), (m.RunJob, self._on_run),
                              (m.JobStatus, self._on_status), (m.ListJobs, self._on_list),
                              (m.WorkerHeartbeat, self._on_heartbeat), (m.KillJob, self._on_kill),
@@ -174,6 +185,7 @@ class Coordinator:
 
     def _persist_finalized(self, ins: p.PersistFinalized) -> None:
         self.store.job_finalized(ins.name, ins.state, ins.ended, ins.status)
+        self.shuffle_bytes_done += shuffle_bytes(ins.status)
         log.info("job %s %s in %.1fs", ins.name, ins.state, ins.status.seconds)
 
     async def _write_commit(self, ins: p.WriteCommit) -> None:
@@ -286,7 +298,7 @@ class Coordinator:
             resumed += stored.final_status is None and stored.state == "running"
         self.carry_out(self.core.resume_sweeps(now))
         log.info("coordinator incarnation %d: %d job(s) resumed, %d finished", self.incarnation, resumed,
-                 len(self.core.finished))
+                 len(self.core.finished) + len(self.core.older))
 
     async def _lookup(self, job: str, tasks: list[str]) -> dict[str, im.Commit | None]:
         found = await asyncio.gather(*(im.committed(self.client, job, t) for t in tasks))
@@ -311,6 +323,10 @@ class Coordinator:
     def _status(self, name: str) -> m.JobStatusView:
         if name in self.core.finished:
             return self.core.finished[name]
+        if name in self.core.older:
+            status = self.store.final_status(name)
+            if status is not None:
+                return status
         jc = self.core.jobs.get(name)
         if jc is None:
             raise NotFoundError(f"no job named {name!r} (see 'dynamr jobs')")
@@ -321,9 +337,17 @@ class Coordinator:
         return self._status(name)
 
     def statuses(self) -> list[m.JobStatusView]:
-        """Every job's status, finished ones first."""
+        """The status of every job not finished and of the last ``job_statuses_kept`` finished, those first."""
+        return [*self.core.finished.values(), *self.unfinished()]
+
+    def unfinished(self) -> list[m.JobStatusView]:
+        """The status of every job not finalized yet (created, running or finishing)."""
         now = time.monotonic()
-        return [*self.core.finished.values(), *(jc.run.status(now) for jc in self.core.jobs.values())]
+        return [jc.run.status(now) for jc in self.core.jobs.values()]
+
+    def summaries(self) -> list[m.JobSummary]:
+        """A line for every job the coordinator knows, finished ones first (what 'dynamr jobs' shows)."""
+        return [*self.core.older.values(), *(summary_of(status) for status in self.statuses())]
 
     def task_inputs(self, name: str) -> dict[str, m.SplitRef]:
         """The input split of each map task of a job that reads byte ranges."""
@@ -340,7 +364,7 @@ class Coordinator:
 
     async def _on_submit(self, msg: m.SubmitJob) -> m.JobStatusReply:
         check_job_name(msg.name)
-        if msg.name in self.core.jobs or msg.name in self.core.finished:
+        if self.core.state_of(msg.name) != "unknown":
             raise BadRequestError(f"a job named {msg.name!r} already exists; choose another name")
         if msg.check_only:
             return m.JobStatusReply(status=m.JobStatusView(name=msg.name, state="unknown"))
@@ -464,7 +488,7 @@ class Coordinator:
         return m.JobStatusReply(status=status)
 
     async def _on_list(self, msg: m.ListJobs) -> m.ListJobsReply:
-        return m.ListJobsReply(jobs=tuple(summary_of(status) for status in self.statuses()))
+        return m.ListJobsReply(jobs=tuple(self.summaries()))
 
     async def _on_heartbeat(self, msg: m.WorkerHeartbeat) -> m.WorkerHeartbeatReply:
         for report in msg.reports:

@@ -45,6 +45,8 @@ class CoreSettings:
     stop_timeout: float = 2 * _DEFAULTS.worker_timeout
     #: after a job's cleanup, its map attempts that never reported success are swept once more this late
     late_write_grace: float = _DEFAULTS.late_write_grace
+    #: finalized jobs whose whole status is kept in memory (the newest); older ones keep a summary
+    statuses_kept: int = _DEFAULTS.job_statuses_kept
 
     @classmethod
     def from_settings(cls, s: StoreSettings) -> CoreSettings:
@@ -52,7 +54,8 @@ class CoreSettings:
                    speculative=s.speculative_execution, slow_factor=s.speculative_slow_factor,
                    speculative_share=s.speculative_share, speculative_after=s.speculative_after,
                    task_timeout=s.task_timeout, recovery_grace=max(1.0, 3 * s.worker_heartbeat),
-                   stop_timeout=2 * s.worker_timeout, late_write_grace=s.late_write_grace)
+                   stop_timeout=2 * s.worker_timeout, late_write_grace=s.late_write_grace,
+                   statuses_kept=s.job_statuses_kept)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from dynamr.errors import BadRequestError
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.scheduler import Assignment, IllegalTransition, Scheduler, TaskState
 from dynamr.mapreduce.splits import INPUT_FORMATS, WHOLE_FILE_FORMATS, Split, plan_splits
+from dynamr.mapreduce.tasks import BUILTIN
 from dynamr.rpc import messages as m
 from dynamr.rpc.codec import pack_any, pack_record, unpack_record
 from dynamr.rpc.messages import AttemptReport, JobPlan, StepPlan
@@ -80,6 +81,11 @@ def summary_of(status: m.JobStatusView) -> m.JobSummary:
     return m.JobSummary(name=status.name, state=status.state, maps=status.maps, maps_done=status.maps_done,
                         reduces=status.reduces, reduces_done=status.reduces_done, seconds=status.seconds,
                         output=status.output)
+
+
+def shuffle_bytes(status: m.JobStatusView) -> int:
+    """Bytes of map output a job wrote for its reduces so far (its built-in counter)."""
+    return sum(value for group, name, value in status.counters if group == BUILTIN and name == "shuffle bytes")
 
 
 def dump_plan(plan: JobPlan) -> bytes:

@@ -150,6 +150,11 @@ class JobStore:
                           _status(final) if final else None)
                 for name, plan, state, created, started, ended, error, final in rows]
 
+    def final_status(self, name: str) -> m.JobStatusView | None:
+        """A finalized job's kept status (None: no such job, or not finalized)."""
+        row = self._db.execute("SELECT final_status FROM jobs WHERE name = ?", (name,)).fetchone()
+        return _status(row[0]) if row and row[0] else None
+
     # --- attempts ------------------------------------------------------------------------------------
 
     def attempt_started(self, job: str, task: str, attempt: str, node: str, now: float) -> None:

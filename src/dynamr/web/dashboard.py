@@ -100,7 +100,7 @@ class Dashboard:
         return None
 
     async def _jobs(self) -> str:
-        return pages.jobs(self.coordinator.statuses())
+        return pages.jobs(self.coordinator.statuses(), older=len(self.coordinator.core.older))
 
     def _job(self, name: str) -> tuple[str, bool]:
         """The job's fragment, and whether the job has ended."""

@@ -93,7 +93,8 @@ def _output_bytes(status: m.JobStatusView) -> int:
     return sum(v for g, name, v in status.counters if g == "dynamr" and name == "output bytes")
 
 
-def jobs(statuses: Sequence[m.JobStatusView]) -> str:
+def jobs(statuses: Sequence[m.JobStatusView], older: int = 0) -> str:
+    """The jobs page: ``statuses`` in full, and a line for the ``older`` finished jobs not shown."""
     if not statuses:
         return "<h1>Jobs</h1><p>No job yet. Run one with <code>dynamr run JOB.py INPUT -o OUTPUT --local-cluster" \
                "</code>.</p>"
@@ -106,8 +107,10 @@ def jobs(statuses: Sequence[m.JobStatusView]) -> str:
                      f"{plots.progress(done, total)} {done}/{total}", f"{st.step + 1}/{st.steps}",
                      str(st.running), format_duration(st.seconds),
                      format_size(st.input_bytes) if st.input_bytes else "-", format_size(out) if out else "-", started])
+    more = (f"<p class=muted>and {older} older finished job(s): <code>dynamr jobs</code> lists them, "
+            "<code>/jobs/NAME</code> shows one</p>") if older else ""
     return "<h1>Jobs</h1>" + _table(("job", "state", "tasks done", "step", "running", "duration", "input",
-                                     "output", "started"), rows, numeric=(4, 5, 6, 7))
+                                     "output", "started"), rows, numeric=(4, 5, 6, 7)) + more
 
 
 def job(status: m.JobStatusView, bars: list[plots.Bar], logs: Sequence[m.AttemptLog],

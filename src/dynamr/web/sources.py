@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from dynamr.mapreduce.jobrun import shuffle_bytes
 from dynamr.metrics import counter, gauge
 
 if TYPE_CHECKING:
@@ -52,9 +53,9 @@ def node_source(node: StoreNode) -> Iterator[Metric]:
 def coordinator_source(coordinator: Coordinator) -> Iterator[Metric]:
     jobs = GaugeMetricFamily("dynamr_jobs", "Jobs the coordinator knows, by state", labels=["state"])
     by_state: dict[str, int] = {}
-    statuses = coordinator.statuses()
-    for status in statuses:
-        by_state[status.state] = by_state.get(status.state, 0) + 1
+    for summary in coordinator.summaries():
+        by_state[summary.state] = by_state.get(summary.state, 0) + 1
+    running = coordinator.unfinished()
     for state in ("created", "running", "finishing", "succeeded", "failed", "killed"):
         jobs.add_metric([state], by_state.get(state, 0))
     yield jobs
@@ -63,9 +64,8 @@ def coordinator_source(coordinator: Coordinator) -> Iterator[Metric]:
     for (kind, outcome), count in sorted(coordinator.attempt_outcomes.items()):
         attempts.add_metric([kind, outcome], count)
     yield attempts
-    yield gauge("dynamr_attempts_running", "Task attempts running now", sum(s.running for s in statuses))
+    yield gauge("dynamr_attempts_running", "Task attempts running now", sum(s.running for s in running))
     shuffled = CounterMetricFamily("dynamr_shuffle_bytes", "Bytes of map output written for reduces (the "
-                                   "shuffle), summed over the jobs the coordinator knows", labels=[])
-    shuffled.add_metric([], sum(value for s in statuses for group, name, value in s.counters
-                                if group == "dynamr" and name == "shuffle bytes"))
+                                   "shuffle) by the jobs this coordinator finished or runs", labels=[])
+    shuffled.add_metric([], coordinator.shuffle_bytes_done + sum(shuffle_bytes(s) for s in running))
     yield shuffled
