@@ -9,7 +9,7 @@ from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.corestate import CoreSettings
 from dynamr.mapreduce.jobrun import JobPlan, StepPlan
-from dynamr.rpc.messages import AttemptReport
+from dynamr.rpc.messages import AttemptReport, TaskSpec
 
 
 def plan(**changes: Any) -> JobPlan:
@@ -268,3 +268,42 @@ def test_only_the_newest_final_statuses_are_kept_whole_and_the_older_as_summarie
     assert isinstance(refused[0], p.Refused) and "already exists" in refused[0].message
     assert core.handle(p.ForgetRequested("a"), drive.now) == [p.PersistForgotten("a")]
     assert core.state_of("a") == "unknown" and not core.older
+
+
+def test_a_straggler_of_a_deleted_job_is_not_taken_for_an_attempt_of_a_new_job_of_the_same_name() -> None:
+    def ok(spec: TaskSpec) -> AttemptReport:
+        return AttemptReport(attempt=spec.attempt, ok=True, partitions=(0,))
+
+    core = CoordinatorCore(CoreSettings(node_timeout=3.0))
+    core.handle(p.JobSubmitted("a", plan(split_size=50)), 0.0)
+    n1, n2 = Driver(core, "n1"), Driver(core, "n2")
+    first, second = n1.poll().assignments
+    n1.poll(running=(second.attempt,), reports=(ok(first),))
+    n2.now = n1.now
+    while "a" in core.jobs:  # n1 goes silent: written off, its task runs again on n2, and the job ends
+        core.handle(p.Tick(), n2.now)
+        for spec in n2.poll().assignments:
+            n2.poll(reports=(ok(spec),))
+        assert n2.now < 60, "the job ends without n1"
+    assert core.handle(p.ForgetRequested("a"), n2.now) == [p.PersistForgotten("a")]
+    core.handle(p.JobSubmitted("a", plan(split_size=50)), n2.now)  # a new job under the old name
+    n1.now = n2.now
+    n1.poll(running=(second.attempt,))  # n1 is back, still running the old job's attempt...
+    n1.poll(reports=(ok(second),))  # ...which then succeeds
+    assert not core.jobs["a"].run.commits, "the old job's output was taken for the new job's"
+
+
+def test_a_deleted_job_s_late_sweep_still_deletes_but_marks_no_job_of_that_name_swept() -> None:
+    core = CoordinatorCore(CoreSettings(late_write_grace=5.0))
+    core.handle(p.JobSubmitted("a", plan(steps=(StepPlan(map_only=False, reducers=1),))), 0.0)
+    drive = Driver(core)
+    (spec,) = drive.poll().assignments
+    (spec,) = drive.poll(reports=(AttemptReport(attempt=spec.attempt, ok=False, error="boom"),)).assignments
+    drive.poll(reports=(AttemptReport(attempt=spec.attempt, ok=True, partitions=(0,)),))
+    (reduce,) = drive.poll().assignments  # once the map's commit record is written
+    drive.poll(reports=(AttemptReport(attempt=reduce.attempt, ok=True, partitions=(0,)),))
+    assert core.finished["a"].state == "succeeded" and core.sweeps["a"]  # the failed map's outputs, later
+    core.handle(p.ForgetRequested("a"), drive.now)
+    late = [i for i in core.handle(p.Tick(), drive.now + 6.0) if isinstance(i, p.DeleteOutputs)]
+    assert [i.attempt for i in late] == [f"{spec.attempt.rsplit('#', 1)[0]}#1"]
+    assert core.handle(p.OutputsDeleted("a", late[0].attempt), drive.now + 6.0) == []  # no PersistSwept("a")

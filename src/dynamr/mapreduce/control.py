@@ -143,6 +143,8 @@ class CoordinatorCore:
         self.jobs.pop(ev.name, None)
         self.finished.pop(ev.name, None)
         self.older.pop(ev.name, None)
+        # its late sweep still deletes (the garbage entries), but is not recorded: the name may be reused
+        self.sweeps.pop(ev.name, None)
         return [p.PersistForgotten(ev.name)]
 
     def state_of(self, name: str) -> str:
@@ -367,8 +369,8 @@ class CoordinatorCore:
         if self.scheduler.knows(attempt):
             return False
         jc = self.jobs.get(job_of(attempt))
-        if jc is None or jc.phase != "active" or jc.run.state != "running":
-            return False
+        if jc is None or jc.phase != "active" or jc.run.state != "running" or not jc.run.started(attempt):
+            return False  # (not started for this job: an earlier job of the same name's, deleted since)
         if not self.scheduler.adopt(task_of(attempt), attempt, node, now):
             return False
         jc.run.adopted(attempt, node, now)
@@ -411,6 +413,8 @@ class CoordinatorCore:
                                  at=None if report.ok else now + self.settings.late_write_grace)
         if report.attempt in jc.reported:
             return []
+        if not jc.run.started(report.attempt):  # an earlier job of the same name's, deleted since: as above
+            return self._collect(report.attempt, now, at=None if report.ok else now + self.settings.late_write_grace)
         jc.reported.add(report.attempt)
         jc.stopping.pop(report.attempt, None)
         run = jc.run

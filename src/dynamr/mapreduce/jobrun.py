@@ -416,6 +416,10 @@ class JobRun:
             elif not ready and task.state is TaskState.PENDING:
                 self.scheduler.hold(task_id)
 
+    def started(self, attempt: str) -> bool:
+        """Whether ``attempt`` was started for this job (by this coordinator, or one before a restart)."""
+        return attempt in self._attempt_nodes
+
     def adopted(self, attempt: str, node: str, now: float) -> None:
         """The scheduler took over an attempt started before a coordinator restart."""
         self._attempt_nodes[attempt] = node
