@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dynamr.mapreduce.scheduler import IllegalTransition
-from dynamr.mapreduce.taskpool import LetGo, ProcessPool, StartNew, Use
+from dynamr.mapreduce.taskpool import LetGo, ProcessPool, StartNew, Use, WaitForSpare
 
 
 def test_a_process_serves_one_group_and_is_reused_for_it() -> None:
@@ -65,3 +65,24 @@ def test_an_illegal_move_is_a_bug() -> None:
     pool.started(1, None)
     with pytest.raises(IllegalTransition):
         pool.released(1, keep=True, now=0.0)  # a spare never ran an attempt
+
+
+def test_an_attempt_waits_for_a_spare_that_is_starting_instead_of_starting_its_own() -> None:
+    pool = ProcessPool(slots=2, spare_after=0.5)
+    assert pool.spares_wanted(now=1.0) == 2  # quiet: two spares start for the next job...
+    assert pool.acquire("a", now=1.1) == WaitForSpare()  # ...which arrives while they import
+    assert pool.acquire("a", now=1.1) == WaitForSpare()
+    assert pool.acquire("b", now=1.1) == StartNew()  # both promised: a third attempt starts its own
+    assert pool.started(7, None) == "a" and pool.procs[7].state == "busy" and pool.procs[7].group == "a"
+    assert pool.spare_failed()  # the other spare did not start: the second attempt must ask again
+    assert pool.acquire("a", now=1.2) == StartNew()
+    assert pool.waiting == [] and pool.starting == 0
+
+
+def test_a_spare_that_comes_up_with_nobody_waiting_stays_a_spare() -> None:
+    pool = ProcessPool(slots=1)
+    assert pool.spares_wanted(now=0.0) == 1
+    assert not pool.spare_failed()  # nobody was waiting
+    assert pool.spares_wanted(now=1.0) == 1
+    assert pool.started(3, None) is None and pool.procs[3].state == "spare"
+    assert pool.acquire("a", now=2.0) == Use(3)

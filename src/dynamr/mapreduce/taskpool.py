@@ -3,7 +3,9 @@
 The asyncio worker owns the processes themselves (keyed by a number) and carries out what this decides:
 
 - an attempt runs on an *idle* process of its group (its store client and loaded code are warm), else on
-  a *spare* (started ahead, imports done, no group yet), else on a process started for it. A group is a
+  a *spare* (started ahead, imports done, no group yet), else on a spare still starting (it waits for it: a
+  process started now would be up later, and import everything again), else on a process started for
+  it. A group is a
   job, or the jobs of one program that asked to share processes (the stages of a dataflow run); a process
   never serves two groups (user code of one must not see another's module state);
 - spares are started for the *next* job, only on a core no attempt needs, and only once the worker's
@@ -55,6 +57,12 @@ class StartNew:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitForSpare:
+    """A spare is starting and none is promised yet: wait for it (:meth:`ProcessPool.started` hands it to
+    the longest waiting attempt; :meth:`ProcessPool.spare_failed` says when one must ask again)."""
+
+
+@dataclass(frozen=True, slots=True)
 class LetGo:
     """Kill process ``key`` (it is idle or spare: no attempt is lost)."""
 
@@ -73,13 +81,15 @@ class ProcessPool:
     launching: int = 0
     #: when an attempt last took or left a process (spares wait until that is ``spare_after`` ago)
     changed_at: float = float("-inf")
+    #: the groups of attempts waiting for a starting spare, longest waiting first
+    waiting: list[str] = field(default_factory=list)
 
     def _move(self, proc: Proc, new: str) -> None:
         if (proc.state, new) not in MOVES:
             raise IllegalTransition(f"task process {proc.key}: {proc.state} -> {new} is not a legal move")
         proc.state = new
 
-    def acquire(self, group: str, now: float) -> Use | StartNew:
+    def acquire(self, group: str, now: float) -> Use | WaitForSpare | StartNew:
         """A process for an attempt of ``group``."""
         self.changed_at = now
         idle = [p for p in self.procs.values() if p.state == "idle" and p.group == group]
@@ -89,6 +99,9 @@ class ProcessPool:
             self._move(proc, "busy")
             proc.group = group
             return Use(proc.key)
+        if self.starting > len(self.waiting):
+            self.waiting.append(group)
+            return WaitForSpare()
         self.launching += 1
         return StartNew()
 
@@ -103,21 +116,32 @@ class ProcessPool:
         self.starting += wanted
         return wanted
 
-    def started(self, key: int, group: str | None) -> None:
-        """A process is up: a spare (``group`` None, one of those asked for), or one started for an attempt."""
+    def started(self, key: int, group: str | None) -> str | None:
+        """A process is up: a spare (``group`` None, one of those asked for), or one started for an attempt.
+        A spare goes at once to the longest waiting attempt: returns its group (None: it stays a spare)."""
         if group is None:
             self.starting = max(0, self.starting - 1)
+            if self.waiting:
+                taker = self.waiting.pop(0)
+                self.procs[key] = Proc(key, "busy", taker)
+                return taker
             self.procs[key] = Proc(key, "spare")
         else:
             self.launching = max(0, self.launching - 1)
             self.procs[key] = Proc(key, "busy", group)
+        return None
 
     def launch_failed(self) -> None:
         """The process started for an attempt (:class:`StartNew`) did not start."""
         self.launching = max(0, self.launching - 1)
 
-    def spare_failed(self) -> None:
+    def spare_failed(self) -> bool:
+        """A spare did not start. True: the longest waiting attempt has none coming and must ask again."""
         self.starting = max(0, self.starting - 1)
+        if len(self.waiting) > self.starting:
+            self.waiting.pop(0)
+            return True
+        return False
 
     def released(self, key: int, *, keep: bool, now: float) -> list[LetGo]:
         """An attempt on ``key`` ended. Kept: idle (the oldest idle goes past ``slots``); else it is gone."""

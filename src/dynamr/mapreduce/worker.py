@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import time
+from collections import deque
 from pathlib import Path
 
 from dynamr.background import Background
@@ -31,7 +32,7 @@ from dynamr.errors import DynamrError
 from dynamr.mapreduce import containment
 from dynamr.mapreduce.jobrun import job_of
 from dynamr.mapreduce.taskoutput import OUTPUT_FILES, remove_output_file
-from dynamr.mapreduce.taskpool import ProcessPool, Use
+from dynamr.mapreduce.taskpool import ProcessPool, Use, WaitForSpare
 from dynamr.mapreduce.taskprocess import TaskProcess
 from dynamr.mapreduce.workerstate import Kill, Start, WorkerState
 from dynamr.rpc import messages as m
@@ -109,6 +110,8 @@ class Worker:
         self._groups: dict[str, str] = {}
         #: attempts the coordinator wants killed that had no process yet
         self._doomed: set[str] = set()
+        #: attempts waiting for a starting spare, in the pool's order (``ProcessPool.waiting``)
+        self._spare_waiters: deque[asyncio.Future[int | None]] = deque()
         #: attempts ended here on purpose: (reason, cause)
         self._killed: dict[str, tuple[str, str]] = {}
         self._wakeup = asyncio.Event()
@@ -194,12 +197,21 @@ class Worker:
         """The process the pool chooses for an attempt of process group ``group``."""
         while True:
             action = self.pool.acquire(group, time.monotonic())
+            chosen: int | None = None
             if isinstance(action, Use):
-                proc = self._procs[action.key]
+                chosen = action.key
+            elif isinstance(action, WaitForSpare):
+                promised: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+                self._spare_waiters.append(promised)
+                chosen = await promised
+                if chosen is None:  # the spare did not start: ask again
+                    continue
+            if chosen is not None:
+                proc = self._procs[chosen]
                 if proc.alive:
-                    return action.key, proc
-                self.pool.gone(action.key)
-                self._procs.pop(action.key, None)
+                    return chosen, proc
+                self.pool.gone(chosen)
+                self._procs.pop(chosen, None)
                 continue
             key = next(self._next_key)
             try:
@@ -220,10 +232,16 @@ class Worker:
         try:
             proc = await TaskProcess.start(self.secret, self.owner, key, self.scratch_dir)
         except OSError:
-            self.pool.spare_failed()
+            if self.pool.spare_failed():
+                self._spare_waiters.popleft().set_result(None)
             return
         self._procs[key] = proc
-        self.pool.started(key, None)
+        if self.pool.started(key, None) is not None:  # an attempt was waiting for it
+            waiter = self._spare_waiters.popleft()
+            if waiter.done():  # it was cancelled (the worker is stopping): nobody takes the process
+                self._let_go(key)
+            else:
+                waiter.set_result(key)
 
     def _let_go(self, key: int) -> None:
         """Kill an idle or spare process: no attempt to lose, and what user code left behind goes too."""
