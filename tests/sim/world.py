@@ -126,6 +126,8 @@ class World:
         #: final statuses that leave out an attempt their coordinator started, or list one twice
         self.unlisted: list[str] = []
         self.lost_outputs: set[str] = set()  # tasks whose committed output was destroyed
+        #: store calls that took effect after their failure was reported (what the coordinator could not know)
+        self.landed_late: set[str] = set()
         self.user_failures: Counter[str] = Counter()
 
     # --- the event loop ------------------------------------------------------------------------------
@@ -372,6 +374,11 @@ class Durable:
         return out
 
 
+#: seconds after its answer was lost that a commit write may still land (the real store's hinted handoff and
+#: paused replicas can hold a write that long; the cleanup may have run by then)
+LATE_COMMIT = 4.0
+
+
 class SimCoordinator:
     """The coordinator's asyncio shell, simulated: carries out the core's instructions with faults."""
 
@@ -516,7 +523,8 @@ class SimCoordinator:
         for spec in ins.assignments:
             task = task_of(spec.attempt)
             record = w.store.data.get(f"commit/{spec.job}/{task}")
-            if isinstance(record, im.Commit) and task not in w.lost_outputs:
+            if isinstance(record, im.Commit) and task not in w.lost_outputs and \
+                    f"commit {record.attempt}" not in w.landed_late:
                 w.reruns.append(f"{spec.attempt} (committed {record.attempt})")
             w.log(f"ASSIGN {spec.attempt} -> {ins.node}")
         node = w.nodes[ins.node]
@@ -541,9 +549,11 @@ class SimCoordinator:
             self._carry_out(self.core.handle(event, self.w.now))
 
     def _store_call(self, apply: Callable[[], Any], done: Callable[[Any], p.Event], failed: Callable[[str], p.Event],
-                    what: str) -> None:
+                    what: str, late: float = 0.0) -> None:
         """A store call: it takes effect at a random point before its answer, may fail before taking effect,
-        or take effect and lose its answer; if the coordinator dies meanwhile, the effect still happens."""
+        or take effect and lose its answer; if the coordinator dies meanwhile, the effect still happens. With
+        ``late``, a call whose answer is lost may take effect up to that many seconds after it (a write held
+        by a paused replica, or carried by a hint)."""
         w, f, generation = self.w, self.w.sc.faults, self.generation
         roll = w.rng.random()
         latency = w.rng.uniform(0.002, 0.05)
@@ -552,7 +562,11 @@ class SimCoordinator:
             w.at(latency, lambda: self._feed_if(generation, failed("QuorumError: 1 of 2 replicas answered")))
             return
         result: list[Any] = []
-        w.at(w.rng.uniform(0.0, latency), lambda: result.append(apply()))
+        timed_out = roll < f.store_fail + f.store_timeout
+        lands = w.rng.uniform(0.0, latency + (late if timed_out else 0.0))
+        if lands > latency + 1.0:  # after its failure was reported: a restart's replay may have missed it
+            w.landed_late.add(what)
+        w.at(lands, lambda: result.append(apply()))
         if roll < f.store_fail + f.store_timeout:
             w.log(f"store TIMEOUT (applied) {what}")
             w.at(latency + 1.0, lambda: self._feed_if(generation, failed("DeadlineExceededError: no answer in time")))
@@ -584,7 +598,8 @@ class SimCoordinator:
                 return
 
             self._store_call(lambda: self._apply_commit(ins), lambda r: p.CommitWritten(ins.job, ins.record, r),
-                             lambda e: p.CommitFailed(ins.job, ins.record, e), f"commit {ins.record.attempt}")
+                             lambda e: p.CommitFailed(ins.job, ins.record, e), f"commit {ins.record.attempt}",
+                             late=LATE_COMMIT)
         elif isinstance(ins, p.DeleteOutputs):
             def delete() -> None:
                 for part in ins.partitions:
@@ -595,6 +610,16 @@ class SimCoordinator:
                                  lambda e: p.DeleteFailed(ins.job, ins.attempt, e), f"delete {ins.attempt}")
             elif w.rng.random() >= w.sc.faults.store_fail:
                 delete()
+        elif isinstance(ins, p.DeleteCommit) and ins.confirm:
+            def delete_if_named() -> None:
+                key = f"commit/{ins.job}/{ins.task}"
+                record = data.get(key)
+                if isinstance(record, im.Commit) and record.attempt == ins.attempt:
+                    del data[key]
+
+            named = p.commit_garbage(ins.task, ins.attempt)
+            self._store_call(delete_if_named, lambda _: p.OutputsDeleted(ins.job, named),
+                             lambda e: p.DeleteFailed(ins.job, named, e), f"delete commit {ins.task}")
         elif isinstance(ins, p.DeleteCommit):
             if w.rng.random() >= w.sc.faults.store_fail:
                 data.pop(f"commit/{ins.job}/{ins.task}", None)

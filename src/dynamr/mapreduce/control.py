@@ -29,7 +29,7 @@ The rules that make it safe (each has a named simulation test):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dynamr.errors import BadRequestError
@@ -69,8 +69,9 @@ class CoordinatorCore:
         self.assign_after = 0.0
         #: attempts of finalized jobs whose end was never confirmed (their node was cut off): attempt -> node
         self.stragglers: dict[str, str] = {}
-        #: outputs of finalized jobs to delete, until the store confirms it: attempt -> (instruction, retry at)
-        self.garbage: dict[str, tuple[p.DeleteOutputs, float]] = {}
+        #: outputs (and uncertain commit records) of finalized jobs to delete, until the store confirms it:
+        #: attempt (or p.commit_garbage(task)) -> (instruction, retry at)
+        self.garbage: dict[str, tuple[p.DeleteOutputs | p.DeleteCommit, float]] = {}
         #: finalized jobs whose late sweep is not done: job -> its attempts still to sweep
         self.sweeps: dict[str, set[str]] = {}
         #: sweeps of jobs finalized before a restart, started by :meth:`resume_sweeps`
@@ -220,15 +221,22 @@ class CoordinatorCore:
         out: list[p.Instruction] = [p.PersistFinalized(ev.job, jc.run.state, self.wall(jc.run.ended_at), status)]
         reported = {a for a, h in jc.run.history.items() if h.ok}
         return out + self._sweep_later(ev.job, [a for a, _ in jc.run.map_attempt_outputs() if a not in reported],
-                                       now)
+                                       now, sorted(jc.uncertain))
 
-    def _sweep_later(self, job: str, attempts: list[str], now: float) -> list[p.Instruction]:
+    def _sweep_later(self, job: str, attempts: list[str], now: float,
+                     uncertain: Sequence[tuple[str, str]] = ()) -> list[p.Instruction]:
         """Map attempts of a finalized job that never reported success (they died, were written off or
         killed) may have writes still in flight: their outputs are deleted once more, ``late_write_grace``
-        later. The job's attempts are kept (and a restart sweeps again) until that is confirmed."""
+        later. So are the commit records whose write failed or lost its answer (``uncertain``): such a
+        write may land after the cleanup. The job's attempts are kept (and a restart sweeps again) until
+        that is confirmed."""
         pending = {a for a in attempts if a not in self.stragglers}
         for attempt in pending:
             self._collect(attempt, now, at=now + self.settings.late_write_grace)
+        for task, attempt in uncertain:
+            key = p.commit_garbage(task, attempt)
+            self.garbage[key] = (p.DeleteCommit(job, task, attempt, confirm=True), now + self.settings.late_write_grace)
+            pending.add(key)
         if not pending:
             return [p.PersistSwept(job)]
         self.sweeps[job] = pending
@@ -273,6 +281,7 @@ class CoordinatorCore:
         if jc is None or jc.writing.get(ev.record.task_id) != ev.record:
             return []
         del jc.writing[ev.record.task_id]
+        jc.uncertain.add((ev.record.task_id, ev.record.attempt))  # it may land later all the same
         if jc.phase != "active":
             return self._maybe_finalize(jc, now)
         log.warning("job %s: commit record of %s not written (%s); trying again", ev.job, ev.record.task_id,

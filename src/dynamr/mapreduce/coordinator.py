@@ -213,9 +213,15 @@ class Coordinator:
 
     async def _delete_commit(self, ins: p.DeleteCommit) -> None:
         try:
-            await im.delete_commit(self.client, ins.job, ins.task)
+            await im.delete_commit(self.client, ins.job, ins.task, ins.attempt)
         except DynamrError as exc:  # the record is void for this job anyway, and cleanup deletes it
-            log.warning("job %s: the void commit record of %s stays for now: %s", ins.job, ins.task, exc)
+            if ins.confirm:
+                self.feed(p.DeleteFailed(ins.job, p.commit_garbage(ins.task, ins.attempt), str(exc)))
+            else:
+                log.warning("job %s: the void commit record of %s stays for now: %s", ins.job, ins.task, exc)
+        else:
+            if ins.confirm:
+                self.feed(p.OutputsDeleted(ins.job, p.commit_garbage(ins.task, ins.attempt)))
 
     async def _finalize(self, ins: p.Finalize) -> None:
         try:

@@ -80,6 +80,8 @@ class JobCore:
     rewrite: dict[str, tuple[im.Commit, float]] = field(default_factory=dict)
     #: attempts whose report was handled
     reported: set[str] = field(default_factory=set)
+    #: (task, attempt) of commit writes that failed or lost their answer: they may land, even after the cleanup
+    uncertain: set[tuple[str, str]] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)

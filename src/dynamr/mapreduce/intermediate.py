@@ -115,7 +115,10 @@ async def delete_outputs(fs: FileSystem, job: str, attempt: str, partitions: Ite
     return deleted
 
 
-async def delete_commit(client: AsyncClient, job: str, task_id: str) -> None:
+async def delete_commit(client: AsyncClient, job: str, task_id: str, attempt: str = "") -> None:
+    """Delete a task's commit record; with ``attempt``, only when the record names it."""
     result = await client.get(commit_key(job, task_id))
+    if attempt and not any(Commit.decode(v).attempt == attempt for v in result.values):
+        return
     if result.values:
         await client.delete(commit_key(job, task_id), context=result.context)

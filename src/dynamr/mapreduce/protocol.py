@@ -156,10 +156,20 @@ class DeleteOutputs:
 
 @dataclass(frozen=True, slots=True)
 class DeleteCommit:
-    """Delete a void commit record (best effort: a record naming a superseded attempt is ignored anyway)."""
+    """Delete a void commit record (best effort: a record naming a superseded attempt is ignored anyway).
+    With ``attempt``, only a record naming that attempt is deleted (a job of the same name may have written
+    its own since). With ``confirm`` (a finalized job's record whose write may have landed after its
+    cleanup) answer OutputsDeleted or DeleteFailed, naming :func:`commit_garbage` as the attempt."""
 
     job: str
     task: str
+    attempt: str = ""
+    confirm: bool = False
+
+
+def commit_garbage(task: str, attempt: str) -> str:
+    """How the core's garbage and sweeps name a commit record to delete (attempts are named as they are)."""
+    return f"commit:{task}:{attempt}"
 
 
 @dataclass(frozen=True, slots=True)
