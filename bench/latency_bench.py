@@ -16,18 +16,9 @@ import platform
 import random
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from dynamr.config import StoreSettings
-from dynamr.files.client import FileSystem
-from dynamr.localcluster import LocalCluster
-from dynamr.mapreduce.submit import JobClient, build_plan
-from dynamr.store.client import Client
-
-ROOT = Path(__file__).resolve().parent.parent
-JOB = ROOT / "examples" / "wordcount.py"
+from smalljobs import small_jobs
 
 
 def main() -> None:
@@ -38,34 +29,12 @@ def main() -> None:
     rng = random.Random(args.seed)
     seconds: list[float] = []
     first: list[float] = []  # from submission to the first task's start
-    with tempfile.TemporaryDirectory(prefix="dynamr-latency-bench-") as tmp:
-        folder = Path(tmp) / "in"
-        folder.mkdir()
-        for i in range(4):
-            (folder / f"f{i}.txt").write_text(f"alpha beta gamma {i}\n" * 50)
-        cluster = LocalCluster.create(Path(tmp) / "cluster", 3, StoreSettings(), ephemeral=True)
-        cluster.start()
-        try:
-            with Client(cluster.seeds, cluster.secret, timeout=60) as client:
-                fs = FileSystem(client.async_client)
-                client.run(fs.put_tree(folder, "/in"))
-                jobs = JobClient(client.async_client)
-                for n in range(args.jobs):
-                    time.sleep(rng.uniform(0.0, 1.0))  # (a pause between jobs, not a wait for a condition)
-                    name = f"small-{n}"
-                    plan = client.run(build_plan(fs, name, JOB, ["/in"], f"/out/{name}", local=False, reducers=2))
-                    client.run(jobs.submit(name, plan, JOB.read_bytes()))
-                    status = client.run(jobs.wait(name))
-                    if status.state != "succeeded":
-                        raise SystemExit(f"job {name} {status.state}: {status.error}")
-                    seconds.append(status.seconds)
-                    first.append(min(a.started for a in status.attempts) - status.started)
-                    output = b"".join(client.run(fs.read_bytes(f"/out/{name}/{e.name}"))
-                                      for e in client.run(fs.ls(f"/out/{name}")) if e.name.startswith("part-"))
-                    if output.count(b"\n") != 7:  # alpha, beta, gamma and the four numbers
-                        raise SystemExit(f"job {name} wrote {output!r}")
-        finally:
-            cluster.stop()
+    with small_jobs("dynamr-latency-bench-") as cluster:
+        for n in range(args.jobs):
+            time.sleep(rng.uniform(0.0, 1.0))  # (a pause between jobs, not a wait for a condition)
+            status = cluster.run(f"small-{n}")
+            seconds.append(status.seconds)
+            first.append(min(a.started for a in status.attempts) - status.started)
     print(f"machine: {platform.machine()}, Python {sys.version.split()[0]}; {args.jobs} small jobs on 3 nodes")
     for what, values in (("job", seconds), ("first task started after", first)):
         values.sort()

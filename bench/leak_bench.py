@@ -16,17 +16,9 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import tempfile
 from pathlib import Path
 
-from dynamr.config import StoreSettings
-from dynamr.files.client import FileSystem
-from dynamr.localcluster import LocalCluster
-from dynamr.mapreduce.submit import JobClient, build_plan
-from dynamr.store.client import Client
-
-ROOT = Path(__file__).resolve().parent.parent
-JOB = ROOT / "examples" / "wordcount.py"
+from smalljobs import small_jobs
 
 
 def rss_anon(pid: int) -> int:
@@ -44,43 +36,22 @@ def main() -> None:
     args = parser.parse_args()
     names = ["coordinator", "n1", "n2", "n3"]
     samples: list[tuple[int, list[int]]] = []
-    with tempfile.TemporaryDirectory(prefix="dynamr-leak-bench-") as tmp:
-        folder = Path(tmp) / "in"
-        folder.mkdir()
-        for i in range(4):
-            (folder / f"f{i}.txt").write_text(f"alpha beta gamma {i}\n" * 50)
-        cluster = LocalCluster.create(Path(tmp) / "cluster", 3, StoreSettings(), ephemeral=True)
-        cluster.start()
-        try:
-            pids = [cluster.pid(name) for name in names]
-            if None in pids:
-                raise SystemExit(f"a process of the cluster is not running: {dict(zip(names, pids, strict=True))}")
-            with Client(cluster.seeds, cluster.secret, timeout=60) as client:
-                fs = FileSystem(client.async_client)
-                client.run(fs.put_tree(folder, "/in"))
-                jobs = JobClient(client.async_client)
-                for n in range(args.jobs + 1):
-                    if n % args.every == 0:
-                        samples.append((n, [rss_anon(pid) for pid in pids if pid is not None]))
-                        print(f"{n:>6} jobs: " + ", ".join(f"{name} {kib / 1024:.1f} MiB"
-                                                          for name, kib in zip(names, samples[-1][1], strict=True)),
-                              flush=True)
-                    if n == args.jobs:
-                        break
-                    name = f"small-{n}"
-                    plan = client.run(build_plan(fs, name, JOB, ["/in"], f"/out/{name}", local=False, reducers=2))
-                    client.run(jobs.submit(name, plan, JOB.read_bytes()))
-                    status = client.run(jobs.wait(name))
-                    if status.state != "succeeded":
-                        raise SystemExit(f"job {name} {status.state}: {status.error}")
-                    parts = [e.name for e in client.run(fs.ls(f"/out/{name}")) if e.name.startswith("part-")]
-                    output = b"".join(client.run(fs.read_bytes(f"/out/{name}/{part}")) for part in parts)
-                    if output.count(b"\n") != 7:  # alpha, beta, gamma and the four numbers
-                        raise SystemExit(f"job {name} wrote {output!r}")
-                    client.run(fs.rm(f"/out/{name}", recursive=True))
-                    client.run(jobs.delete(name))
-        finally:
-            cluster.stop()
+    with small_jobs("dynamr-leak-bench-") as cluster:
+        pids = [cluster.cluster.pid(name) for name in names]
+        if None in pids:
+            raise SystemExit(f"a process of the cluster is not running: {dict(zip(names, pids, strict=True))}")
+        for n in range(args.jobs + 1):
+            if n % args.every == 0:
+                samples.append((n, [rss_anon(pid) for pid in pids if pid is not None]))
+                print(f"{n:>6} jobs: " + ", ".join(f"{name} {kib / 1024:.1f} MiB"
+                                                  for name, kib in zip(names, samples[-1][1], strict=True)),
+                      flush=True)
+            if n == args.jobs:
+                break
+            name = f"small-{n}"
+            cluster.run(name)
+            cluster.client.run(cluster.fs.rm(f"/out/{name}", recursive=True))
+            cluster.client.run(cluster.jobs.delete(name))
     half = samples[len(samples) // 2]
     last = samples[-1]
     print(f"machine: {platform.machine()}, Python {sys.version.split()[0]}; {args.jobs} small jobs on 3 nodes")
