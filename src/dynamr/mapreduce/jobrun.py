@@ -14,6 +14,7 @@ embedded mode, a directory on the store otherwise).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,8 +151,8 @@ class JobRun:
         #: task -> the counters of its latest commit (a task run again replaces them when it commits again;
         #: until then the output its readers used is the one counted)
         self._task_counters: dict[str, tuple[tuple[str, str, int], ...]] = {}
-        #: every attempt that ended (monotonic times)
-        #: how each attempt ended, in the order they ended (a later account of one attempt replaces the first)
+        #: how each attempt ended (monotonic times), in the order they ended; a later account of one attempt
+        #: replaces the first
         self.history: dict[str, m.AttemptView] = {}
         self.started_at = 0.0
         self.ended_at = 0.0
@@ -517,7 +518,7 @@ class JobRun:
             error=self.error, output=self.plan.output,
             seconds=(self.ended_at or now) - self.started_at if self.started_at else 0.0,
             attempts=tuple(dataclasses.replace(h, started=h.started + wall, ended=h.ended + wall)
-                           for h in list(self.history.values())[-200:]),
+                           for h in reversed(list(itertools.islice(reversed(self.history.values()), 200)))),
             speculative_attempts=len(self._speculative), excluded_nodes=tuple(sorted(self.excluded_nodes)),
             input_bytes=sum(size for _, size in self.plan.inputs),
             started=self.started_at + wall if self.started_at else 0.0, phases=self.phases(),
