@@ -87,7 +87,9 @@ class Scenario:
     #: one-shot faults, each armed this many times: "commit_fail" (a commit write fails before taking
     #: effect), "commit_crash" (a commit write takes effect, then the coordinator dies before it hears so),
     #: "drop_assignment" (a reply carrying assignments is lost), "kill_on_commit" (the user kills a job
-    #: while its commit write is in flight)
+    #: while its commit write is in flight), "publish_crash" (the commit write of a part file takes effect,
+    #: then the coordinator dies before publishing it), "lose_before_publish" (a part's output is lost
+    #: between its attempt's success and its commit)
     once: dict[str, int] = field(default_factory=dict)
     #: probability that a job is killed by the user at a random time
     kill_share: float = 0.0
@@ -100,7 +102,7 @@ class Store:
         self.data: dict[str, Any] = {}
 
     def intermediate_keys(self) -> list[str]:
-        return sorted(k for k in self.data if k.startswith(("out/", "commit/", "step/")))
+        return sorted(k for k in self.data if k.startswith(("out/", "commit/", "whole/")))
 
 
 class World:
@@ -129,6 +131,10 @@ class World:
         #: store calls that took effect after their failure was reported (what the coordinator could not know)
         self.landed_late: set[str] = set()
         self.user_failures: Counter[str] = Counter()
+        #: part key -> the attempt whose records it holds
+        self.part_writer: dict[str, str] = {}
+        #: job -> its parts' writers when it was finalized (a part must not change after that)
+        self.parts_at_end: dict[str, dict[str, str]] = {}
 
     # --- the event loop ------------------------------------------------------------------------------
 
@@ -209,7 +215,9 @@ class World:
         if self.coord.core is not None and self.rng.random() < f.coord_crash:
             self.crash_coordinator(self.rng.uniform(0.1, 3.0))
         if self.rng.random() < f.output_loss:
-            committed = sorted(k for k in self.store.data if k.startswith("commit/") and "-m" in k)
+            # a committed map's partitions, or any whole output (a step's, or a part not yet published)
+            committed = sorted(k for k in self.store.data if (k.startswith("commit/") and "-m" in k)
+                               or k.startswith("whole/"))
             if committed:
                 self.lose_output(self.rng.choice(committed))
         self.at(1.0, self._faults)
@@ -240,6 +248,12 @@ class World:
         self.at(down_for, self.coord.boot)
 
     def lose_output(self, commit_key: str) -> None:
+        if commit_key.startswith("whole/"):
+            attempt = commit_key.split("/", 2)[2]
+            del self.store.data[commit_key]
+            self.lost_outputs.add(task_of(attempt))
+            self.log(f"LOSE whole output of {attempt}")
+            return
         record = self.store.data.get(commit_key)
         if not isinstance(record, im.Commit):
             return
@@ -326,6 +340,11 @@ class World:
             if count != 1:
                 problems.append(f"job {job} finalized {count} times")
         problems += [f"task re-run after it committed: {r}" for r in self.reruns]
+        for job, parts in self.parts_at_end.items():
+            now = {k: a for k, a in self.part_writer.items() if k.startswith(f"part/{job}/")}
+            if now != parts:
+                changed = sorted(k for k in now if now[k] != parts.get(k))
+                problems.append(f"job {job}: part files written after the job ended: {changed[:3]}")
         problems += self.unlisted
         left = self.store.intermediate_keys()
         if left and all(j.name in finished for j in self.jobs):
@@ -499,6 +518,9 @@ class SimCoordinator:
                     self.w.started.setdefault((self.generation, ins.job), set()).add(ins.attempt)
                 if isinstance(ins, p.PersistFinalized):
                     self.w.finalized[ins.name] += 1
+                    prefix = f"part/{ins.name}/"
+                    self.w.parts_at_end[ins.name] = {k: a for k, a in self.w.part_writer.items()
+                                                     if k.startswith(prefix)}
                     self.w.log(f"FINALIZED {ins.name} {ins.state}")
                     self._check_listed(ins)
             elif isinstance(ins, p.ReplyToWorker):
@@ -540,9 +562,29 @@ class SimCoordinator:
         current = self.w.store.data.get(key)
         if isinstance(current, im.Commit) and current.attempt not in ins.superseded:
             return current
-        self.w.store.data[key] = ins.record
-        self.w.lost_outputs.discard(ins.record.task_id)
-        return ins.record
+        data = self.w.store.data
+        data[key] = ins.record
+        record = ins.record
+        there = (all(f"out/{ins.job}/{record.attempt}/{part}" in data for part in record.partitions)
+                 if "-m" in record.task_id and record.partitions else f"whole/{ins.job}/{record.attempt}" in data)
+        if there:  # a record naming an output lost before it was written does not count as a fresh commit
+            self.w.lost_outputs.discard(record.task_id)
+        return record
+
+    def _commit_and_publish(self, ins: p.WriteCommit) -> tuple[im.Commit, str]:
+        """The commit record, then (``publish``) the part file made of the attempt in force's whole output:
+        (the record in force, why it could not be published)."""
+        in_force = self._apply_commit(ins)
+        if not ins.publish:
+            return in_force, ""
+        data = self.w.store.data
+        whole = data.get(f"whole/{ins.job}/{in_force.attempt}")
+        if whole is None:
+            return in_force, f"NotFoundError: no object for {in_force.attempt}"
+        part = f"part/{ins.job}/{ins.publish.rsplit('-', 1)[1]}"
+        data[part] = whole
+        self.w.part_writer[part] = in_force.attempt
+        return in_force, ""
 
     def _feed_if(self, generation: int, event: p.Event) -> None:
         if generation == self.generation and self.core is not None:
@@ -585,11 +627,17 @@ class SimCoordinator:
             if last and w.once("kill_on_commit"):  # the job's last commit, nothing else running: a pure race
                 w.at(0.0, lambda: self.kill(ins.job))
                 w.at(0.3, lambda g=self.generation: self._feed_if(  # a slow write (it lands in any case)
-                    g, p.CommitWritten(ins.job, ins.record, self._apply_commit(ins))))
+                    g, p.CommitWritten(ins.job, ins.record, *self._commit_and_publish(ins))))
                 return
             if w.once("commit_fail"):
                 w.at(0.01, lambda g=self.generation: self._feed_if(g, p.CommitFailed(ins.job, ins.record, "fault")))
                 return
+            if ins.publish and w.once("publish_crash"):  # the record is written, the part not yet published
+                self._apply_commit(ins)
+                self.w.crash_coordinator(1.0)
+                return
+            if ins.publish and w.once("lose_before_publish"):  # every replica of the output dies meanwhile
+                w.lose_output(f"whole/{ins.job}/{ins.record.attempt}")
             if w.once("commit_crash"):
                 current = data.get(key)
                 if not (isinstance(current, im.Commit) and current.attempt not in ins.superseded):
@@ -597,13 +645,15 @@ class SimCoordinator:
                 self.w.crash_coordinator(1.0)
                 return
 
-            self._store_call(lambda: self._apply_commit(ins), lambda r: p.CommitWritten(ins.job, ins.record, r),
+            self._store_call(lambda: self._commit_and_publish(ins),
+                             lambda r: p.CommitWritten(ins.job, ins.record, *r),
                              lambda e: p.CommitFailed(ins.job, ins.record, e), f"commit {ins.record.attempt}",
                              late=LATE_COMMIT)
         elif isinstance(ins, p.DeleteOutputs):
             def delete() -> None:
                 for part in ins.partitions:
                     data.pop(f"out/{ins.job}/{ins.attempt}/{part}", None)
+                data.pop(f"whole/{ins.job}/{ins.attempt}", None)
 
             if ins.confirm:
                 self._store_call(delete, lambda _: p.OutputsDeleted(ins.job, ins.attempt),
@@ -630,10 +680,9 @@ class SimCoordinator:
                 for attempt, parts in ins.attempts:
                     for part in parts:
                         data.pop(f"out/{ins.job}/{attempt}/{part}", None)
+                    data.pop(f"whole/{ins.job}/{attempt}", None)
                 for task in ins.tasks:
                     data.pop(f"commit/{ins.job}/{task}", None)
-                for key in [k for k in data if k.startswith(f"step/{ins.job}/")]:
-                    del data[key]
 
             w.log(f"FINALIZE {ins.job} succeeded={ins.succeeded}")
             self._store_call(cleanup, lambda _: p.FinalizeDone(ins.job), lambda e: p.FinalizeFailed(ins.job, e),
@@ -731,12 +780,20 @@ class SimNode:
             duration *= 10
         self.attempts[attempt] = self.generation
         w.log(f"START {attempt} on {self.name} ({duration:.2f}s)")
-        w.at(duration, lambda: self._finish(attempt, spec, self.generation))
+        runner = Runner(w, spec)
+        runner.read()  # an attempt reads its input as it starts and writes its output as it ends
+        w.at(duration, lambda: self._finish(attempt, runner, self.generation))
 
-    def _finish(self, attempt: str, spec: TaskSpec, generation: int) -> None:
-        if generation != self.generation or self.attempts.pop(attempt, None) is None:
+    def _finish(self, attempt: str, runner: Runner, generation: int) -> None:
+        if generation != self.generation or attempt not in self.attempts:
             return  # the node crashed, or the attempt was killed
-        report = Runner(self.w, spec).run()
+        if self.paused and zlib.crc32(attempt.encode()) % 2:
+            # half the attempts are stopped with their paused node (SIGSTOP on its process group): they write
+            # when it resumes, maybe long after their job was cleaned up; the others run on, cut off from it
+            self.w.at(0.1, lambda: self._finish(attempt, runner, generation))
+            return
+        del self.attempts[attempt]
+        report = runner.run()
         self.w.log(f"END {attempt} on {self.name}: {'ok' if report.ok else report.cause or 'error'} "
                    f"{report.error}")
         self.state.ended(report)
@@ -750,6 +807,13 @@ class Runner:
         self.spec = spec
         self.job = spec.job
         self.attempt = spec.attempt
+        self.input: Counter[str] | LostInput | None = None
+
+    def read(self) -> None:
+        try:
+            self.input = self._read()
+        except LostInput as lost:
+            self.input = lost
 
     def run(self) -> AttemptReport:
         w, f = self.w, self.w.sc.faults
@@ -760,18 +824,17 @@ class Runner:
         if w.rng.random() < f.task_store_fail:
             return AttemptReport(attempt=self.attempt, ok=False, cause="store",
                                  error="QuorumError: only 1 of 2 replicas answered")
-        try:
-            counts = self._read()
-        except LostInput as lost:
+        counts = self.input
+        if isinstance(counts, LostInput):
+            lost = counts
             return AttemptReport(attempt=self.attempt, ok=False, cause="input_lost", lost_task=lost.task,
                                  lost_attempt=lost.attempt, error=f"InputLostError: {lost.task}")
+        assert counts is not None
         if self.spec.kind == "map":
             return self._write_map(counts)
         target = self.spec.output
-        assert target is not None
-        key = (f"part/{self.job}/{target.path.rsplit('-', 1)[1]}" if target.kind in ("store", "local")
-               else f"step/{self.job}/{target.key.rsplit('/', 2)[1]}/{target.key.rsplit('/', 1)[1]}")
-        w.store.data[key] = counts
+        assert target is not None and target.kind in ("store", "object") and target.key
+        w.store.data[f"whole/{self.job}/{self.attempt}"] = counts  # published, or read, once committed
         return AttemptReport(attempt=self.attempt, ok=True)
 
     def _read(self) -> Counter[str]:
@@ -799,10 +862,9 @@ class Runner:
                     counts.update(line.split())
                 offset += len(line) + 1
             return counts
-        step, number = source.key.rsplit("/", 2)[1:]
-        value = data.get(f"step/{self.job}/{step}/{number}")
+        assert spec.producer is not None and source.key.endswith(spec.producer.attempt)
+        value = data.get(f"whole/{self.job}/{spec.producer.attempt}")
         if value is None:
-            assert spec.producer is not None
             raise LostInput(spec.producer.task_id, spec.producer.attempt)
         return Counter(value)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.corestate import CoreSettings
@@ -307,3 +308,42 @@ def test_a_deleted_job_s_late_sweep_still_deletes_but_marks_no_job_of_that_name_
     late = [i for i in core.handle(p.Tick(), drive.now + 6.0) if isinstance(i, p.DeleteOutputs)]
     assert [i.attempt for i in late] == [f"{spec.attempt.rsplit('#', 1)[0]}#1"]
     assert core.handle(p.OutputsDeleted("a", late[0].attempt), drive.now + 6.0) == []  # no PersistSwept("a")
+
+
+def test_a_part_file_is_published_with_its_commit_and_one_whose_output_is_gone_runs_again() -> None:
+    core = CoordinatorCore()
+    core.handle(p.JobSubmitted("j", plan()), 0.0)
+    drive = Driver(core)
+    (first,) = drive.poll().assignments
+    assert first.output is not None and first.output.key.endswith(first.attempt)  # its own object
+    out = core.handle(p.WorkerPolled("n1", "inc", 2, 2, (), (), (AttemptReport(attempt=first.attempt, ok=True),)),
+                      1.0)
+    (write,) = [i for i in out if isinstance(i, p.WriteCommit)]
+    assert write.publish == "/out/part-00000"
+    # the record is written, but every replica of the attempt's output is gone: it cannot be published
+    out = core.handle(p.CommitWritten("j", write.record, write.record, lost="NotFoundError: no object"), 1.1)
+    assert p.DeleteCommit("j", write.record.task_id, first.attempt) in out
+    assert core.jobs["j"].run.state == "running"
+    drive.seq, drive.now = 2, 1.1
+    (second,) = drive.poll().assignments  # the task runs again, and its commit replaces the void record
+    assert second.attempt != first.attempt and second.attempt.startswith(write.record.task_id)
+    drive.poll(reports=(AttemptReport(attempt=second.attempt, ok=True),))
+    assert core.finished["j"].state == "succeeded"
+
+
+def test_a_restarted_coordinator_publishes_a_part_whose_commit_record_it_finds() -> None:
+    core = CoordinatorCore()
+    core.handle(p.JobSubmitted("j", plan()), 0.0)
+    (spec,) = Driver(core).poll().assignments
+    record = im.Commit(spec.attempt.split("#")[0], spec.attempt, ())
+    stored = p.StoredJobView("j", plan(), "running", 0.0, 0.0, None, None, ())
+    restarted = CoordinatorCore(incarnation=2)
+    todo = restarted.restore_job(stored, None, 5.0)
+    assert todo == [record.task_id]
+    todo, out = restarted.replayed("j", {record.task_id: record}, stored, 5.0)
+    # not taken as done: the record is written again (it stays in force) and the part published
+    assert out == [p.WriteCommit("j", record, frozenset(), "/out/part-00000")]
+    assert restarted.jobs["j"].run.state == "running"
+    out = restarted.handle(p.CommitWritten("j", record, record), 5.1)
+    assert restarted.jobs["j"].run.state == "succeeded"
+    assert [i for i in out if isinstance(i, p.Finalize) and i.succeeded]

@@ -7,7 +7,7 @@ import pytest
 
 from dynamr.errors import BadRequestError
 from dynamr.mapreduce import intermediate as im
-from dynamr.mapreduce.jobrun import JobPlan, JobRun, StepPlan, check_plan, dump_plan, load_plan
+from dynamr.mapreduce.jobrun import JobPlan, JobRun, StepPlan, check_plan, dump_plan, load_plan, task_of
 from dynamr.mapreduce.scheduler import Scheduler
 from dynamr.mapreduce.splits import INPUT_FORMATS
 from dynamr.rpc.codec import pack_any
@@ -69,9 +69,16 @@ def test_two_step_job_runs_maps_then_reduces_then_next_step() -> None:
     kinds = [(s.kind, s.step) for s in specs]
     # 250 bytes -> 3 splits, 50 -> 1 split; then 2 reduces; then 2 maps over the reduce outputs; then 1 reduce
     assert kinds == [("map", 0)] * 4 + [("reduce", 0)] * 2 + [("map", 1)] * 2 + [("reduce", 1)]
-    assert specs[6].input == TaskInput(kind="object", key="o:mr:j1/step0/0")
-    assert specs[-1].output == TaskOutput(kind="store", path="/out/part-00000")
-    assert specs[4].output == TaskOutput(kind="object", key="o:mr:j1/step0/0")
+    # each attempt writes its own object; the next step reads the committed attempt's, and the last step's
+    # part is published at its path by the coordinator when its commit record is written
+    first_reduce = specs[4].attempt
+    assert specs[4].output == TaskOutput(kind="object", key=f"o:mr:j1/whole/{first_reduce}")
+    assert specs[6].input == TaskInput(kind="object", key=f"o:mr:j1/whole/{first_reduce}")
+    assert specs[6].producer is not None and specs[6].producer.attempt == first_reduce
+    last = specs[-1].attempt
+    assert specs[-1].output == TaskOutput(kind="store", path="/out/part-00000", key=f"o:mr:j1/whole/{last}")
+    assert run.publish_path(task_of(last)) == "/out/part-00000"
+    assert run.publish_path(task_of(first_reduce)) == ""
     assert len(specs[4].commits) == 4
     assert run.status(100).counters == (("g", "n", 9),)
 
@@ -118,8 +125,10 @@ def test_embedded_jobs_keep_intermediate_data_in_local_files() -> None:
     specs = drive(run, sched)
     assert run.state == "succeeded"
     assert all(s.local_intermediate == "/scratch/mr" for s in specs)
-    assert specs[4].output == TaskOutput(kind="file", path="/scratch/mr/j4/step0/0.run")
-    assert specs[6].input == TaskInput(kind="file", path="/scratch/mr/j4/step0/0.run")
+    # in the attempt's own folder, which goes with the attempt's map outputs
+    folder = specs[4].attempt.replace("/", "_")
+    assert specs[4].output == TaskOutput(kind="file", path=f"/scratch/mr/j4/{folder}/whole.run")
+    assert specs[6].input == TaskInput(kind="file", path=f"/scratch/mr/j4/{folder}/whole.run")
 
 
 

@@ -22,7 +22,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -232,6 +232,22 @@ class FileSystem:
         manifest = await self.object_manifest(key)
         async for piece in self._read_manifest(manifest, key.decode(errors="replace"), offset, length):
             yield piece
+
+    async def publish_object(self, key: bytes, remote: str) -> Manifest:
+        """Make the object at ``key`` the file ``remote`` as well: its manifest is written at the path (the
+        chunks are shared, nothing is copied; the object itself stays). Idempotent: a file that already has
+        the object's chunks is left as it is. :class:`NotFoundError` when the object is gone."""
+        manifest = await self.object_manifest(key)
+        remote = paths.normalize(remote)
+        current, context = await self._manifest(remote)
+        if current is not None and current.chunks == manifest.chunks:
+            return current
+        self._known_dirs.difference_update(paths.ancestors(remote))  # a long-lived caller: they may be gone
+        await self._ensure_parents(remote)
+        published = replace(manifest, mtime=time.time())
+        await self.client.put(paths.manifest_key(remote), published.encode(), context=context)
+        await self._add_entry(paths.parent(remote), paths.name(remote), directory.FILE)
+        return published
 
     async def delete_object(self, key: bytes) -> bool:
         result = await self.client.get(key)

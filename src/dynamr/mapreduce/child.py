@@ -323,7 +323,8 @@ class TaskRun:
         return count
 
     def _write_output(self, job: MRJob, stream: Iterator[OutputBatch], output: TaskOutput) -> int:
-        """Write batches of records as the next step's object, or as a part file (local or on the store)."""
+        """Write batches of records as the next step's input, or as a part file (local, or on the store as the
+        attempt's object)."""
         local = self.scratch / "out"
         count = 0
 
@@ -341,14 +342,12 @@ class TaskRun:
             size = out.tell()
         job.increment_counter(BUILTIN, "step output bytes" if output.kind in ("object", "file") else "output bytes",
                               size)
-        if output.kind == "object":
-            self.client.run(self.fs.put_object(output.key.encode(), _file_pieces(local)))
-        elif output.kind in ("local", "file"):
+        if output.kind in ("local", "file"):
             target = Path(output.path)
             target.parent.mkdir(parents=True, exist_ok=True)
             local.replace(target)
-        else:
-            self.client.run(self.fs.put_file(local, output.path))
+        else:  # the attempt's own object: a step's output, or a part file the coordinator publishes at commit
+            self.client.run(self.fs.put_object(output.key.encode(), _file_pieces(local)))
         return count
 
     def close(self) -> None:

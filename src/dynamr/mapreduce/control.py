@@ -198,7 +198,7 @@ class CoordinatorCore:
         run = jc.run
         self._move(jc, "finalizing")
         return [p.Finalize(job=run.name, succeeded=run.state == "succeeded", plan=run.plan,
-                           attempts=tuple(run.map_attempt_outputs()), tasks=tuple(sorted(run.tasks)))]
+                           attempts=tuple(run.attempt_outputs()), tasks=tuple(sorted(run.tasks)))]
 
     def _on_finalized(self, ev: p.FinalizeDone, now: float) -> list[p.Instruction]:
         jc = self.jobs.get(ev.job)
@@ -215,17 +215,16 @@ class CoordinatorCore:
         self.tombstones[ev.job] = Tombstone(max((s.reducers for s in plan.steps), default=1) or 1,
                                             plan.local_intermediate)
         for attempt, node in jc.stopping.items():  # still running somewhere: collected when it ends
-            if "-m" in task_of(attempt):
-                self.stragglers[attempt] = node
+            self.stragglers[attempt] = node
         del self.jobs[ev.job]
         out: list[p.Instruction] = [p.PersistFinalized(ev.job, jc.run.state, self.wall(jc.run.ended_at), status)]
         reported = {a for a, h in jc.run.history.items() if h.ok}
-        return out + self._sweep_later(ev.job, [a for a, _ in jc.run.map_attempt_outputs() if a not in reported],
+        return out + self._sweep_later(ev.job, [a for a, _ in jc.run.attempt_outputs() if a not in reported],
                                        now, sorted(jc.uncertain))
 
     def _sweep_later(self, job: str, attempts: list[str], now: float,
                      uncertain: Sequence[tuple[str, str]] = ()) -> list[p.Instruction]:
-        """Map attempts of a finalized job that never reported success (they died, were written off or
+        """Attempts of a finalized job that never reported success (they died, were written off or
         killed) may have writes still in flight: their outputs are deleted once more, ``late_write_grace``
         later. So are the commit records whose write failed or lost its answer (``uncertain``): such a
         write may land after the cleanup. The job's attempts are kept (and a restart sweeps again) until
@@ -255,7 +254,7 @@ class CoordinatorCore:
 
     def _write(self, jc: JobCore, record: im.Commit) -> p.WriteCommit:
         jc.writing[record.task_id] = record
-        return p.WriteCommit(jc.run.name, record, frozenset(jc.run.superseded))
+        return p.WriteCommit(jc.run.name, record, frozenset(jc.run.superseded), jc.run.publish_path(record.task_id))
 
     def _on_commit_written(self, ev: p.CommitWritten, now: float) -> list[p.Instruction]:
         jc = self.jobs.get(ev.job)
@@ -268,8 +267,14 @@ class CoordinatorCore:
         in_force = ev.in_force
         if in_force.attempt in run.superseded:  # cannot happen (the write replaces void records): be safe
             in_force = ev.record
-        run.committed(in_force, now)
         out: list[p.Instruction] = []
+        if ev.lost:  # written, but the output it names is gone: the record is void, the task runs again
+            log.warning("job %s: the output of %s was lost before it was published: %s", ev.job, in_force.attempt,
+                        ev.lost)
+            run.lost_unpublished(in_force, ev.lost, now)
+            out.append(p.DeleteCommit(run.name, in_force.task_id, in_force.attempt))
+        else:
+            run.committed(in_force, now)
         if in_force.attempt != ev.record.attempt:  # an earlier incarnation's attempt had committed it
             out.append(self._delete_outputs(run, ev.record.attempt, ev.record.partitions))
         if run.state in ENDED:
@@ -456,15 +461,15 @@ class CoordinatorCore:
         return out
 
     def _collect(self, attempt: str, now: float, at: float | None = None) -> list[p.Instruction]:
-        """A map attempt of a job already cleaned up has ended (reported, or its node lost it): whatever it
-        wrote goes, every partition it may have started (a killed attempt reports none), until confirmed.
-        With ``at``, the delete waits until then (for writes still in flight)."""
+        """An attempt of a job already cleaned up has ended (reported, or its node lost it): whatever it
+        wrote goes, every partition a map may have started (a killed attempt reports none) or a whole
+        output, until confirmed. With ``at``, the delete waits until then (for writes still in flight)."""
         self.stragglers.pop(attempt, None)
         tomb = self.tombstones.get(job_of(attempt))
-        if tomb is None or "-m" not in task_of(attempt):
+        if tomb is None:
             return []
-        ins = p.DeleteOutputs(job_of(attempt), attempt, tuple(range(tomb.reducers)), tomb.local_intermediate,
-                              confirm=True)
+        partitions = tuple(range(tomb.reducers)) if "-m" in task_of(attempt) else ()
+        ins = p.DeleteOutputs(job_of(attempt), attempt, partitions, tomb.local_intermediate, confirm=True)
         if at is not None:
             if attempt not in self.garbage or self.garbage[attempt][1] < at:
                 self.garbage[attempt] = (ins, at)
@@ -525,7 +530,7 @@ class CoordinatorCore:
             self._keep(stored.name, stored.final_status)
             self.tombstones[stored.name] = Tombstone(
                 max((s.reducers for s in stored.plan.steps), default=1) or 1, stored.plan.local_intermediate)
-            unswept = [a for a, _, _, _, ok, _ in stored.attempts if not ok and "-m" in task_of(a)]
+            unswept = [a for a, _, _, _, ok, _ in stored.attempts if not ok]
             if stored.attempts:
                 self._restored_sweeps.append((stored.name, unswept))
             return []
@@ -554,13 +559,19 @@ class CoordinatorCore:
         jc = self.jobs[name]
         run = jc.run
         for task_id, record in found.items():
-            if record is not None and task_id not in run.commits:
+            if record is None or task_id in run.commits or task_id in jc.writing:
+                continue
+            if run.publish_path(task_id):  # its part file may not have been published: the write is done again
+                self.scheduler.commit_found(task_id, record.attempt)
+                jc.writing[task_id] = record
+            else:
                 run.committed(record, now)
         todo = [t for t in run.tasks if t not in run.commits and t not in found]
         if todo and any(found.values()):
             return todo, []
+        out: list[p.Instruction] = [self._write(jc, record) for record in jc.writing.values()]
         if stored.state in ("failed", "killed") and run.state == "running":
             run.state, run.error, run.ended_at = stored.state, stored.error, stored.ended - self.wall_offset
         if run.state in ENDED:
-            return [], self._end(jc, now)
-        return [], []
+            return [], out + self._end(jc, now)
+        return [], out

@@ -31,7 +31,7 @@ from typing import Any
 
 from dynamr.background import Background
 from dynamr.config import StoreSettings
-from dynamr.errors import BadRequestError, DynamrError, NotFoundError
+from dynamr.errors import BadRequestError, DataLostError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
@@ -189,12 +189,18 @@ class Coordinator:
         log.info("job %s %s in %.1fs", ins.name, ins.state, ins.status.seconds)
 
     async def _write_commit(self, ins: p.WriteCommit) -> None:
+        lost = ""
         try:
             in_force = await im.commit(self.client, ins.job, ins.record, superseded=ins.superseded)
+            if ins.publish:
+                try:
+                    await im.publish(self.fs, ins.job, in_force.attempt, ins.publish)
+                except (NotFoundError, DataLostError) as exc:
+                    lost = str(exc)
         except DynamrError as exc:
             self.feed(p.CommitFailed(ins.job, ins.record, str(exc)))
         else:
-            self.feed(p.CommitWritten(ins.job, ins.record, in_force))
+            self.feed(p.CommitWritten(ins.job, ins.record, in_force, lost))
 
     async def _delete_outputs(self, ins: p.DeleteOutputs) -> None:
         try:
@@ -246,13 +252,9 @@ class Coordinator:
         local = plan.local_intermediate
         if local:
             shutil.rmtree(Path(local) / ins.job, ignore_errors=True)
-        else:  # every map attempt's output, committed or not (a killed attempt may have written some)
+        else:  # every attempt's output, committed or not (a killed attempt may have written some)
             for attempt, partitions in ins.attempts:
                 await im.delete_outputs(self.fs, ins.job, attempt, partitions)
-            for step in range(len(plan.steps) - 1):
-                for number in range(max(len(ins.tasks), 1)):
-                    if not await self.fs.delete_object(im.step_key(ins.job, step, number).encode()):
-                        break
             await self._sweep_job_objects(ins.job)
         for task_id in ins.tasks:
             await im.delete_commit(self.client, ins.job, task_id)

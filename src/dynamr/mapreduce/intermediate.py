@@ -7,6 +7,13 @@ naming the winning attempt and which partitions it produced; the record is writt
 ever follows commit records, so keys are never listed and a late duplicate attempt is simply not read.
 Its objects, and every object of a job once it ends, are deleted by :func:`delete_outputs`.
 
+An attempt whose output is not partitioned (a reduce, or a map of a step without reducers) writes it whole
+as one object keyed by the attempt too (:func:`attempt_key`): the next step's maps read the committed
+attempt's, and a part file of the job's output is *published* by the coordinator (:func:`publish`) once the
+task's commit record names the attempt. So no attempt ever writes where another's output is read: a backup
+that lost, or an attempt cut off from the coordinator that writes after its job was cleaned up (and its
+output path perhaps removed and used again), writes only its own object.
+
 Because outputs live in the store (replicated N times) rather than on the mapper's disk, a node that dies
 after its maps committed costs no re-execution (seed 003). Only when every replica of a committed output
 is lost does its task run again: the reader reports it, and the coordinator voids the commit record.
@@ -32,9 +39,10 @@ def output_key(job: str, attempt: str, partition: int) -> bytes:
     return f"{OBJECTS}{job}/out/{attempt}/{partition}".encode()
 
 
-def step_key(job: str, step: int, number: int) -> str:
-    """The object holding task ``number``'s output of a step that the next step reads."""
-    return f"{OBJECTS}{job}/step{step}/{number}"
+def attempt_key(job: str, attempt: str) -> str:
+    """The object holding an attempt's whole (unpartitioned) output: a step's output for the next step, or
+    a part file of the job's output until it is published."""
+    return f"{OBJECTS}{job}/whole/{attempt}"
 
 
 def job_objects(job: str) -> bytes:
@@ -108,11 +116,19 @@ async def read_partition(fs: FileSystem, job: str, record: Commit, partition: in
 
 
 async def delete_outputs(fs: FileSystem, job: str, attempt: str, partitions: Iterable[int]) -> int:
-    """Delete an attempt's output objects (their chunks are freed by garbage collection)."""
+    """Delete an attempt's output objects: the ``partitions`` it may have written, and its whole output
+    (their chunks are freed by garbage collection)."""
     deleted = 0
     for partition in partitions:
         deleted += await fs.delete_object(output_key(job, attempt, partition))
+    deleted += await fs.delete_object(attempt_key(job, attempt).encode())
     return deleted
+
+
+async def publish(fs: FileSystem, job: str, attempt: str, path: str) -> None:
+    """Make the whole output of the committed ``attempt`` the file at ``path`` (idempotent; nothing is
+    copied). :class:`NotFoundError` when the attempt's object is gone."""
+    await fs.publish_object(attempt_key(job, attempt).encode(), path)
 
 
 async def delete_commit(client: AsyncClient, job: str, task_id: str, attempt: str = "") -> None:

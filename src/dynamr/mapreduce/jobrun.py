@@ -233,7 +233,7 @@ class JobRun:
         for step, plan in enumerate(self.plan.steps):
             if step > 0:
                 for number in range(maps):
-                    self._add_map(step, number, self._step_output(step - 1, number), set(), runnable=False)
+                    self._add_map(step, number, m.TaskInput(kind=self._whole_kind()), set(), runnable=False)
             if not plan.map_only:
                 for partition in range(plan.reducers):
                     task_id = self.task_id("reduce", step, partition)
@@ -258,17 +258,39 @@ class JobRun:
                            weight=split.end - split.start if split else 1, runnable=runnable)
 
     def _output_for(self, step: int, number: int) -> m.TaskOutput:
+        """Where task ``number`` of ``step`` writes, before the attempt is known (see :meth:`_whole`)."""
         if step < len(self.plan.steps) - 1:
-            out = self._step_output(step, number)
-            return m.TaskOutput(kind=out.kind, key=out.key, path=out.path)
+            return m.TaskOutput(kind=self._whole_kind())
         part = f"{self.plan.output.rstrip('/')}/part-{number:05d}"
         return m.TaskOutput(kind="local" if self.plan.local_output else "store", path=part)
 
-    def _step_output(self, step: int, number: int) -> m.TaskInput:
-        """Where output ``number`` of a non-final step goes (and where the next step's map reads it)."""
+    def _whole_kind(self) -> str:
+        """How a non-final step's outputs are kept: objects in the store, or files (local intermediate data).
+        Where exactly depends on the attempt (:meth:`_whole`)."""
+        return "file" if self.plan.local_intermediate else "object"
+
+    def _whole(self, attempt: str) -> tuple[str, str]:
+        """(key, path) of an attempt's whole output: an object in the store, or a file kept locally."""
         if self.plan.local_intermediate:
-            return m.TaskInput(kind="file", path=f"{self.plan.local_intermediate}/{self.name}/step{step}/{number}.run")
-        return m.TaskInput(kind="object", key=im.step_key(self.name, step, number))
+            folder = attempt.replace("/", "_")
+            return "", f"{self.plan.local_intermediate}/{self.name}/{folder}/whole.run"
+        return im.attempt_key(self.name, attempt), ""
+
+    def _attempt_output(self, info: TaskInfo, attempt: str) -> m.TaskOutput | None:
+        """An attempt writes a step's output, or a part file on the store, as its own object (the part is
+        published at the path when its commit record names the attempt): nothing reads a loser's."""
+        out = info.output
+        if out is None or out.kind == "local":
+            return out
+        key, path = self._whole(attempt) if out.kind != "store" else (im.attempt_key(self.name, attempt), out.path)
+        return m.TaskOutput(kind=out.kind, key=key, path=path)
+
+    def publish_path(self, task_id: str) -> str:
+        """Where the committed output of ``task_id`` is published: its part file on the store ("" when the
+        task writes nothing there)."""
+        info = self.tasks.get(task_id)
+        out = None if info is None else info.output
+        return out.path if out is not None and out.kind == "store" else ""
 
     def spec_for(self, assignment: Assignment, now: float, *, progress_timeout: float = 0.0) -> m.TaskSpec:
         """The spec of an assigned attempt (the worker adds its node's part)."""
@@ -283,15 +305,19 @@ class JobRun:
         if info.kind == "reduce":
             commits = tuple(m.CommitRef(task_id=c.task_id, attempt=c.attempt, partitions=c.partitions)
                             for c in (self.commits[t] for t in sorted(self._step_tasks("map", info.step))))
-        elif info.step > 0:
+        source = info.input
+        if info.kind == "map" and info.step > 0:
             task = self.producers(assignment.task_id)[0]
             producer = m.CommitRef(task_id=task, attempt=self.commits[task].attempt)
+            key, path = self._whole(producer.attempt)
+            source = m.TaskInput(kind="file" if path else "object", key=key, path=path)
         return m.TaskSpec(
             job=self.name, attempt=assignment.attempt_id, kind=info.kind, step=info.step, source=plan.source,
             source_name=plan.source_name, process_group=plan.process_group, job_class=plan.job_class,
             options=plan.options, partition_state=plan.partition_state,
             chunk_size=plan.chunk_size, buffer_records=plan.buffer_records,
-            local_intermediate=plan.local_intermediate, input=info.input, output=info.output,
+            local_intermediate=plan.local_intermediate, input=source,
+            output=self._attempt_output(info, assignment.attempt_id),
             num_partitions=info.num_partitions, partition=info.index if info.kind == "reduce" else 0,
             map_job=self.name if info.kind == "reduce" else "", commits=commits, producer=producer,
             track_records=assignment.task_id in self._tracked,
@@ -369,20 +395,31 @@ class JobRun:
             self._release_ready()  # the producer has been run again already (or is being run)
             return None
         del self.commits[producer]
-        self.superseded[producer_attempt] = producer
-        if self.scheduler.reopen(producer, f"the output of attempt {producer_attempt} was lost"):
-            for consumer in self.consumers(producer):
+        self._lost(producer, producer_attempt, error, now)
+        return producer
+
+    def lost_unpublished(self, record: im.Commit, error: str, now: float) -> None:
+        """The commit record of a task that writes a part file was written, but the attempt's output could
+        not be published: every replica of it is gone. The record is void and the task runs again."""
+        if self.state == "running":
+            self._lost(record.task_id, record.attempt, error, now)
+
+    def _lost(self, task_id: str, attempt: str, error: str, now: float) -> None:
+        """The committed output of ``attempt`` is gone: its record is void, and its task runs again (its
+        readers wait for it), or, lost too often, fails the job."""
+        self.superseded[attempt] = task_id
+        if self.scheduler.reopen(task_id, f"the output of attempt {attempt} was lost"):
+            for consumer in self.consumers(task_id):
                 self.scheduler.hold(consumer)
-            return producer
+            return
         self.move("failed")
         self.ended_at = now
-        info = self.tasks[producer]
+        info = self.tasks[task_id]
         self.error = m.JobFailure(
-            task=producer, attempt=producer_attempt, node=self._attempt_nodes.get(producer_attempt, ""),
-            error=f"the committed output of task {producer} was lost {self.scheduler.max_attempts} times (every "
+            task=task_id, attempt=attempt, node=self._attempt_nodes.get(attempt, ""),
+            error=f"the committed output of task {task_id} was lost {self.scheduler.max_attempts} times (every "
                   f"replica unreadable); check the nodes' disks and logs, then run the job again. Last: {error}",
             input=info.split())
-        return producer
 
     def _release_ready(self) -> None:
         self.gate()
@@ -453,13 +490,16 @@ class JobRun:
         self.error = m.JobFailure(error="killed by the user")
         return True
 
-    def map_attempt_outputs(self) -> list[tuple[str, range]]:
-        """Every map attempt ever started, with the partitions it may have written (for cleanup)."""
+    def attempt_outputs(self) -> list[tuple[str, range]]:
+        """Every attempt ever started, with the partitions it may have written (a map's of a step with
+        reducers; none for the others, whose output is one whole object), for cleanup."""
         out = []
         for attempt in self._attempt_nodes:
             info = self.tasks.get(task_of(attempt))
-            if info is not None and info.kind == "map" and not self.plan.steps[info.step].map_only:
-                out.append((attempt, range(self.plan.steps[info.step].reducers)))
+            if info is not None:
+                step = self.plan.steps[info.step]
+                shuffles = info.kind == "map" and not step.map_only
+                out.append((attempt, range(step.reducers if shuffles else 0)))
         return out
 
     def _record(self, task_id: str, attempt: str, ok: bool, now: float, error: str) -> None:

@@ -57,11 +57,13 @@ class WorkerPolled:
 
 @dataclass(frozen=True, slots=True)
 class CommitWritten:
-    """The commit record ``record`` was written, or one already there stays in force (``in_force``)."""
+    """The commit record ``record`` was written, or one already there stays in force (``in_force``), and
+    the part file it names was published. ``lost``: it could not be, the attempt's output is gone (why)."""
 
     job: str
     record: Commit
     in_force: Commit
+    lost: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,17 +137,20 @@ class Refused:
 @dataclass(frozen=True, slots=True)
 class WriteCommit:
     """Write the task's commit record unless one is in force (a record naming a ``superseded`` attempt is
-    void); answer with CommitWritten or CommitFailed."""
+    void); with ``publish``, then make the output of the attempt in force the part file at that path; answer
+    with CommitWritten or CommitFailed."""
 
     job: str
     record: Commit
     superseded: frozenset[str]
+    publish: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class DeleteOutputs:
-    """Delete one attempt's map outputs. Best effort while its job runs (the job's cleanup deletes every
-    attempt's anyway); with ``confirm`` (its job is already cleaned up) answer OutputsDeleted or DeleteFailed."""
+    """Delete one attempt's outputs (its partitions, and its whole output). Best effort while its job runs
+    (the job's cleanup deletes every attempt's anyway); with ``confirm`` (its job is already cleaned up)
+    answer OutputsDeleted or DeleteFailed."""
 
     job: str
     attempt: str
@@ -175,12 +180,12 @@ def commit_garbage(task: str, attempt: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Finalize:
     """The job ended and nothing of it runs: mark success (``_SUCCESS``) if it succeeded, then delete every
-    attempt's outputs, every commit record and every step output; answer FinalizeDone or FinalizeFailed."""
+    attempt's outputs and every commit record; answer FinalizeDone or FinalizeFailed."""
 
     job: str
     succeeded: bool
     plan: JobPlan
-    #: every map attempt ever started, with the partitions it may have written
+    #: every attempt ever started, with the partitions it may have written
     attempts: tuple[tuple[str, range], ...]
     #: every task of the job (their commit records go)
     tasks: tuple[str, ...]

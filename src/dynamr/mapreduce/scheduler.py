@@ -59,7 +59,8 @@ TASK_TRANSITIONS: frozenset[tuple[TaskState, TaskState]] = frozenset({
     (_S.COMMITTING, _S.SUCCEEDED),  # the commit record is written
     (_S.PENDING, _S.SUCCEEDED), (_S.WAITING, _S.SUCCEEDED), (_S.RUNNING, _S.SUCCEEDED),  # a record found
     (_S.SUCCEEDED, _S.PENDING),  # its committed output was lost: run it again
-    (_S.RUNNING, _S.FAILED), (_S.SUCCEEDED, _S.FAILED),  # out of attempts
+    (_S.COMMITTING, _S.PENDING),  # ...found lost as it was being published
+    (_S.RUNNING, _S.FAILED), (_S.SUCCEEDED, _S.FAILED), (_S.COMMITTING, _S.FAILED),  # out of attempts
 })
 
 
@@ -201,7 +202,7 @@ class Scheduler:
         """A succeeded task's committed output was lost: run it again, one priority level up. False when its
         output was lost ``max_attempts`` times (the task has failed: its job fails)."""
         task = self.tasks[task_id]
-        task.committed = None
+        task.committed = task.committing = None
         task.failures.append(reason)
         task.losses += 1
         if task.losses >= self.max_attempts:
@@ -445,6 +446,16 @@ class Scheduler:
         if attempt not in self._attempts:  # found in the store: an earlier incarnation's attempt
             self._attempts[attempt] = task_id
             task.attempts.append(attempt)  # so that it is forgotten with the task
+
+    def commit_found(self, task_id: str, attempt: str) -> None:
+        """A restarted coordinator found the task's commit record naming ``attempt``, but not that what
+        follows the write was done (its part file published): the task is committing again."""
+        task = self.tasks[task_id]
+        task.committing = attempt
+        if attempt not in self._attempts:  # an earlier incarnation's attempt
+            self._attempts[attempt] = task_id
+            task.attempts.append(attempt)
+        self._move(task, TaskState.COMMITTING)
 
     def committing(self) -> list[tuple[str, str]]:
         """(task, attempt) of every task whose commit record is being written."""
