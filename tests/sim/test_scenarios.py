@@ -142,6 +142,18 @@ def test_a_commit_write_that_lands_after_its_job_was_cleaned_up_is_swept() -> No
     assert world.landed_late
 
 
+def test_a_commit_write_of_an_earlier_incarnation_that_lands_after_the_cleanup_is_swept() -> None:
+    """Commit writes lose their answers, the coordinator dies, and the restarted one finishes the job; one of
+    the dead incarnation's writes lands after the cleanup. What lost its answer was not kept across the
+    restart, so every attempt that succeeded counts as uncertain: its record is deleted once more later (a
+    commit record was left behind before)."""
+    scenario = Scenario(jobs=2, faults=Faults(store_timeout=0.2, coord_crash=0.08),
+                        settings=CoreSettings(node_timeout=3.0, speculative=False, stop_timeout=8.0,
+                                              late_write_grace=5.0))
+    world = run(scenario, seed=89)  # found by search; it left commit/j0/j0/s0-r1 behind
+    assert lines(world, "BOOT coordinator incarnation 3")
+
+
 def test_a_negative_reducer_count_is_refused_with_a_clear_error() -> None:
     core = CoordinatorCore()
     plan = JobPlan(source="/_jobs/j/x/job.py", source_name="job.py", inputs=(("/in/a", 10),), output="/out",

@@ -75,7 +75,7 @@ class CoordinatorCore:
         #: finalized jobs whose late sweep is not done: job -> its attempts still to sweep
         self.sweeps: dict[str, set[str]] = {}
         #: sweeps of jobs finalized before a restart, started by :meth:`resume_sweeps`
-        self._restored_sweeps: list[tuple[str, list[str]]] = []
+        self._restored_sweeps: list[tuple[str, list[str], list[tuple[str, str]]]] = []
         self._handlers: dict[type[Any], Callable[[Any, float], list[p.Instruction]]] = {
             p.JobSubmitted: self._on_submitted, p.RunRequested: self._on_run, p.KillRequested: self._on_kill,
             p.ForgetRequested: self._on_forget,
@@ -531,13 +531,18 @@ class CoordinatorCore:
             self.tombstones[stored.name] = Tombstone(
                 max((s.reducers for s in stored.plan.steps), default=1) or 1, stored.plan.local_intermediate)
             unswept = [a for a, _, _, _, ok, _ in stored.attempts if not ok]
+            # which commit writes lost their answer is not kept: a record naming any attempt that succeeded
+            # may still land, so each is deleted once more
+            uncertain = [(task_of(a), a) for a, _, _, _, ok, _ in stored.attempts if ok]
             if stored.attempts:
-                self._restored_sweeps.append((stored.name, unswept))
+                self._restored_sweeps.append((stored.name, unswept, uncertain))
             return []
         run = JobRun(stored.name, stored.plan, self.scheduler, locate, wall_offset=self.wall_offset)
         run.restore([(a, n, started - self.wall_offset, None if ended is None else ended - self.wall_offset, ok, err)
                      for a, n, started, ended, ok, err in stored.attempts])
-        self.jobs[stored.name] = JobCore(run)
+        jc = self.jobs[stored.name] = JobCore(run)
+        # as for a finalized job: an earlier incarnation's commit write may still land, after this one's cleanup
+        jc.uncertain.update((task_of(a), a) for a, _, _, _, ok, _ in stored.attempts if ok)
         if stored.state == "created":
             return []
         run.start(stored.started - self.wall_offset)
@@ -547,8 +552,8 @@ class CoordinatorCore:
     def resume_sweeps(self, now: float) -> list[p.Instruction]:
         """After every job is restored: the late sweeps that an earlier incarnation had not finished."""
         out: list[p.Instruction] = []
-        for job, attempts in self._restored_sweeps:
-            out += self._sweep_later(job, attempts, now)
+        for job, attempts, uncertain in self._restored_sweeps:
+            out += self._sweep_later(job, attempts, now, uncertain)
         self._restored_sweeps.clear()
         return out
 
