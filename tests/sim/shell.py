@@ -272,7 +272,13 @@ class SimCoordinator:
         lands = w.rng.uniform(0.0, latency + (late if timed_out else 0.0))
         if lands > latency + 1.0:  # after its failure was reported: a restart's replay may have missed it
             w.landed_late.add(what)
-        w.at(lands, lambda: result.append(apply()))
+
+        def land() -> None:
+            if generation != self.generation and self.core is not None:  # after the next one had looked
+                w.landed_late.add(what)
+            result.append(apply())
+
+        w.at(lands, land)
         if roll < f.store_fail + f.store_timeout:
             w.log(f"store TIMEOUT (applied) {what}")
             w.at(latency + 1.0, lambda: self._feed_if(generation, failed("DeadlineExceededError: no answer in time")))
