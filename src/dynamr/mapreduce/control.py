@@ -526,14 +526,14 @@ class CoordinatorCore:
     def restore_job(self, stored: p.StoredJobView, locate: Any, now: float) -> list[str]:
         """Rebuild a job of an earlier incarnation (before serving). Returns the tasks whose commit records to
         look up (see :meth:`replayed`); none for a job that never started."""
+        # which commit writes lost their answer is not kept: a record naming any attempt that succeeded may
+        # still land, after this incarnation's cleanup, so each is deleted once more
+        uncertain = [(task_of(a), a) for a, _, _, _, ok, _ in stored.attempts if ok]
         if stored.final_status is not None:
             self._keep(stored.name, stored.final_status)
             self.tombstones[stored.name] = Tombstone(
                 max((s.reducers for s in stored.plan.steps), default=1) or 1, stored.plan.local_intermediate)
             unswept = [a for a, _, _, _, ok, _ in stored.attempts if not ok]
-            # which commit writes lost their answer is not kept: a record naming any attempt that succeeded
-            # may still land, so each is deleted once more
-            uncertain = [(task_of(a), a) for a, _, _, _, ok, _ in stored.attempts if ok]
             if stored.attempts:
                 self._restored_sweeps.append((stored.name, unswept, uncertain))
             return []
@@ -541,8 +541,7 @@ class CoordinatorCore:
         run.restore([(a, n, started - self.wall_offset, None if ended is None else ended - self.wall_offset, ok, err)
                      for a, n, started, ended, ok, err in stored.attempts])
         jc = self.jobs[stored.name] = JobCore(run)
-        # as for a finalized job: an earlier incarnation's commit write may still land, after this one's cleanup
-        jc.uncertain.update((task_of(a), a) for a, _, _, _, ok, _ in stored.attempts if ok)
+        jc.uncertain.update(uncertain)
         if stored.state == "created":
             return []
         run.start(stored.started - self.wall_offset)

@@ -282,7 +282,9 @@ class JobRun:
         out = info.output
         if out is None or out.kind == "local":
             return out
-        key, path = self._whole(attempt) if out.kind != "store" else (im.attempt_key(self.name, attempt), out.path)
+        if out.kind == "store":
+            return m.TaskOutput(kind="store", path=out.path, key=im.attempt_key(self.name, attempt))
+        key, path = self._whole(attempt)
         return m.TaskOutput(kind=out.kind, key=key, path=path)
 
     def publish_path(self, task_id: str) -> str:
@@ -310,7 +312,7 @@ class JobRun:
             task = self.producers(assignment.task_id)[0]
             producer = m.CommitRef(task_id=task, attempt=self.commits[task].attempt)
             key, path = self._whole(producer.attempt)
-            source = m.TaskInput(kind="file" if path else "object", key=key, path=path)
+            source = m.TaskInput(kind=self._whole_kind(), key=key, path=path)
         return m.TaskSpec(
             job=self.name, attempt=assignment.attempt_id, kind=info.kind, step=info.step, source=plan.source,
             source_name=plan.source_name, process_group=plan.process_group, job_class=plan.job_class,
