@@ -84,6 +84,12 @@ class ValueTooLargeError(BadRequestError):
     code = "value_too_large"
 
 
+class BusyError(BadRequestError):
+    """A request cannot be done yet, but will be shortly (the message says what is being waited for)."""
+
+    code = "busy"
+
+
 class NotFoundError(DynamrError):
     """A file, directory or chunk does not exist."""
 
@@ -154,6 +160,7 @@ _BY_CODE: dict[str, type[DynamrError]] = {
         DeadlineExceededError,
         QuorumError,
         BadRequestError,
+        BusyError,
         KeyTooLargeError,
         ValueTooLargeError,
         NotFoundError,

@@ -34,7 +34,9 @@ def chaos(seed: int) -> Scenario:
     # drawn last, so the draws above (and the seeds pinned in test_scenarios) are unchanged: some seeds keep
     # only the newest job's whole status, so the older ones' must not be needed
     kept = rng.choice([CoreSettings().statuses_kept, 1])
-    return dataclasses.replace(scenario, settings=dataclasses.replace(scenario.settings, statuses_kept=kept))
+    scenario = dataclasses.replace(scenario, settings=dataclasses.replace(scenario.settings, statuses_kept=kept))
+    # (drawn after everything else, for the same reason) some seeds delete ended jobs and reuse their names
+    return dataclasses.replace(scenario, reuse_share=rng.choice([0.0, 0.0, 0.5]))
 
 
 PROFILES: dict[str, Callable[[int], Scenario]] = {"quiet": quiet, "network": network, "chaos": chaos}

@@ -44,6 +44,10 @@ class Durable:
         elif isinstance(ins, p.PersistAttempt):
             self.attempts.setdefault(ins.attempt, {"job": ins.job, "node": ins.node, "started": ins.started,
                                                    "ended": None, "ok": None, "error": ""})
+        elif isinstance(ins, p.PersistForgotten):
+            self.jobs.pop(ins.name, None)
+            for attempt in [a for a, row in self.attempts.items() if row["job"] == ins.name]:
+                del self.attempts[attempt]
         elif isinstance(ins, p.PersistAttemptEnded) and ins.attempt in self.attempts:
             self.attempts[ins.attempt].update(ended=ins.ended, ok=ins.ok, error=ins.error)
 
@@ -91,7 +95,8 @@ class SimCoordinator:
             while todo:
                 found = {t: self._read_commit(stored.name, t) for t in todo}
                 looked.update(found)
-                todo, instructions = core.replayed(stored.name, found, stored, w.now)
+                todo, more = core.replayed(stored.name, found, stored, w.now)
+                instructions += more
             self.core = core
             self._carry_out(instructions)
         self.core = core
@@ -124,6 +129,23 @@ class SimCoordinator:
             return
         self.w.log(f"SUBMIT {job.name}: {len(job.plan.steps)} step(s), inputs {job.plan.inputs}")
         self._carry_out(self.core.handle(p.JobSubmitted(job.name, job.plan), self.w.now))
+
+    def delete(self, name: str) -> bool:
+        """The user deletes an ended job (``dynamr job delete``): refused (False) while it is not yet cleaned
+        up; else its leftover objects are swept (best effort) and the core forgets it."""
+        core = self.core
+        if core is None or core.forget_refusal(name) is not None:
+            return False
+        w = self.w
+        if w.rng.random() >= w.sc.faults.store_fail:  # the scan of every replica for the job's objects
+            for key in [k for k in w.store.data if k.startswith((f"out/{name}/", f"whole/{name}/"))]:
+                del w.store.data[key]
+        instructions = core.handle(p.ForgetRequested(name), w.now)
+        if any(isinstance(ins, p.Refused) for ins in instructions):
+            return False
+        w.log(f"DELETE {name}")
+        self._carry_out(instructions)
+        return True
 
     def kill(self, name: str) -> None:
         if self.core is None:
@@ -182,9 +204,9 @@ class SimCoordinator:
                     self.w.started.setdefault((self.generation, ins.job), set()).add(ins.attempt)
                 if isinstance(ins, p.PersistFinalized):
                     self.w.finalized[ins.name] += 1
-                    prefix = f"part/{ins.name}/"
-                    self.w.parts_at_end[ins.name] = {k: a for k, a in self.w.part_writer.items()
-                                                     if k.startswith(prefix)}
+                    output = self.w.durable.jobs[ins.name]["plan"].output
+                    self.w.parts_at_end[output] = {k: a for k, a in self.w.part_writer.items()
+                                                   if k.startswith(f"part:{output}/")}
                     self.w.log(f"FINALIZED {ins.name} {ins.state}")
                     self._check_listed(ins)
             elif isinstance(ins, p.ReplyToWorker):
@@ -210,7 +232,7 @@ class SimCoordinator:
             task = task_of(spec.attempt)
             record = w.store.data.get(f"commit/{spec.job}/{task}")
             if isinstance(record, im.Commit) and task not in w.lost_outputs and \
-                    f"commit {record.attempt}" not in w.landed_late:
+                    f"commit {record.attempt}" not in w.landed_late and record.attempt not in w.retired_attempts:
                 w.reruns.append(f"{spec.attempt} (committed {record.attempt})")
             w.log(f"ASSIGN {spec.attempt} -> {ins.node}")
         node = w.nodes[ins.node]
@@ -245,7 +267,7 @@ class SimCoordinator:
         whole = data.get(f"whole/{ins.job}/{in_force.attempt}")
         if whole is None:
             return in_force, f"NotFoundError: no object for {in_force.attempt}"
-        part = f"part/{ins.job}/{ins.publish.rsplit('-', 1)[1]}"
+        part = f"part:{ins.publish}"
         data[part] = whole
         self.w.part_writer[part] = in_force.attempt
         return in_force, ""
@@ -346,7 +368,7 @@ class SimCoordinator:
         elif isinstance(ins, p.Finalize):
             def cleanup() -> None:
                 if ins.succeeded:
-                    data[f"success/{ins.job}"] = True
+                    data[f"success:{ins.plan.output}"] = True
                 for attempt, parts in ins.attempts:
                     for part in parts:
                         data.pop(f"out/{ins.job}/{attempt}/{part}", None)

@@ -5,7 +5,8 @@ The coordinator's core (:class:`~dynamr.mapreduce.control.CoordinatorCore`) and 
 the asyncio shells do, on a virtual clock: a network that delays, drops, duplicates and reorders messages;
 a store whose calls fail or time out (sometimes after taking effect); task attempts that take random time,
 fail in user code or on store errors, and find inputs lost; nodes crashed, paused and restarted with new
-incarnations; the coordinator crashed and restarted from its durable state (what SQLite keeps).
+incarnations; the coordinator crashed and restarted from its durable state (what SQLite keeps); users
+killing jobs, and deleting ended ones to submit another job under the same name.
 
 Everything random comes from one ``random.Random(seed)``, and events run in (time, sequence) order, so a seed
 replays exactly; every step is appended to a trace. After a run, :meth:`World.check` asserts the invariants:
@@ -66,6 +67,10 @@ class SimJob:
     reference: Counter[str]
     submit_at: float = 0.0
     kill_at: float | None = None
+    #: seconds after it ended that the user deletes it and submits another job of the same name
+    reuse_after: float | None = None
+    #: deleted, its name reused (checked when it was deleted)
+    retired: bool = False
 
 
 @dataclass
@@ -91,6 +96,9 @@ class Scenario:
     once: dict[str, int] = field(default_factory=dict)
     #: probability that a job is killed by the user at a random time
     kill_share: float = 0.0
+    #: probability that a job, once ended, is deleted and another (other inputs and output) is submitted under
+    #: its name, while attempts of the first may still be running or writing
+    reuse_share: float = 0.0
 
 
 class Store:
@@ -131,8 +139,12 @@ class World:
         self.user_failures: Counter[str] = Counter()
         #: part key -> the attempt whose records it holds
         self.part_writer: dict[str, str] = {}
-        #: job -> its parts' writers when it was finalized (a part must not change after that)
+        #: output path -> its parts' writers when its job was finalized (a part must not change after that)
         self.parts_at_end: dict[str, dict[str, str]] = {}
+        #: attempts of deleted jobs (a record naming one is not a commit of the job now bearing the name)
+        self.retired_attempts: set[str] = set()
+        #: what was wrong with a job when it was deleted
+        self.problems: list[str] = []
 
     # --- the event loop ------------------------------------------------------------------------------
 
@@ -155,7 +167,9 @@ class World:
         for job in self.jobs:
             self.at(job.submit_at, lambda j=job: self.coord.submit(j))
             if job.kill_at is not None:
-                self.at(job.kill_at, lambda j=job: self.coord.kill(j.name))
+                self.at(job.kill_at, lambda j=job: self._kill(j))
+            if job.reuse_after is not None:
+                self.at(job.submit_at + 1.0, lambda j=job: self._reuse(j))
         for when, method, args in self.sc.script:
             self.at(when, lambda m=method, a=args: getattr(self, m)(*a))
         self.coord.boot()
@@ -177,10 +191,18 @@ class World:
                 break
         return self
 
+    def active(self) -> list[SimJob]:
+        """The jobs not deleted."""
+        return [j for j in self.jobs if not j.retired]
+
+    def all_ended(self) -> bool:
+        """Every job not deleted has ended, and none is still to be deleted and its name reused."""
+        finished = self.coord.finished_names()
+        return all(j.name in finished and j.reuse_after is None for j in self.active())
+
     def _quiet(self) -> bool:
-        return (all(j.name in self.coord.finished_names() for j in self.jobs)
-                and all(n.idle() for n in self.nodes.values()) and not self.store.intermediate_keys()
-                and not self.leftovers())
+        return (self.all_ended() and all(n.idle() for n in self.nodes.values())
+                and not self.store.intermediate_keys() and not self.leftovers())
 
     def leftovers(self) -> list[str]:
         """What is still held for jobs that have all ended and been swept (none when nothing leaks): the
@@ -202,7 +224,7 @@ class World:
 
     def _faults(self) -> None:
         f = self.sc.faults
-        if all(j.name in self.coord.finished_names() for j in self.jobs):
+        if self.all_ended():
             self._heal()
             return
         for node in self.nodes.values():
@@ -245,6 +267,40 @@ class World:
         self.coord.crash()
         self.at(down_for, self.coord.boot)
 
+    def _kill(self, job: SimJob) -> None:
+        """The user kills ``job`` (not once it was deleted: its name may be another job's by then)."""
+        if job.retired:
+            return
+        if self.coord.core is None:
+            self.at(0.5, lambda: self._kill(job))
+            return
+        self.coord.kill(job.name)
+
+    def _reuse(self, job: SimJob) -> None:
+        """Once ``job`` has ended (and ``reuse_after`` seconds more), the user deletes it and submits another
+        job under its name; tried again later while the coordinator is down or refuses (not yet cleaned up)."""
+        if job.name not in self.coord.finished_names() or self.coord.core is None:
+            self.at(1.0, lambda: self._reuse(job))
+            return
+        if job.reuse_after is not None and job.reuse_after > 0:
+            delay, job.reuse_after = job.reuse_after, 0.0
+            self.at(delay, lambda: self._reuse(job))
+            return
+        problems = self._job_problems(job)
+        if not self.coord.delete(job.name):
+            self.at(1.0, lambda: self._reuse(job))
+            return
+        self.problems += [f"(deleted) {problem}" for problem in problems]
+        job.retired, job.reuse_after = True, None
+        for key in [k for k in self.started if k[1] == job.name]:
+            self.retired_attempts |= self.started.pop(key)
+        successor = self._make_job(int(job.name[1:]), again=True)
+        self.jobs.append(successor)
+        self.log(f"REUSE the name {job.name}: a new job reads {[i for i, _ in successor.plan.inputs]}")
+        self.coord.submit(successor)
+        if successor.kill_at is not None:
+            self.at(successor.kill_at - self.now, lambda: self._kill(successor))
+
     def lose_output(self, commit_key: str) -> None:
         if commit_key.startswith("whole/"):
             attempt = commit_key.split("/", 2)[2]
@@ -276,12 +332,14 @@ class World:
 
     # --- jobs ----------------------------------------------------------------------------------------
 
-    def _make_job(self, index: int) -> SimJob:
+    def _make_job(self, index: int, again: bool = False) -> SimJob:
+        """Job ``j<index>`` (``again``: the second job of that name, with other inputs and output)."""
         rng = self.rng
         inputs = []
         reference: Counter[str] = Counter()
+        folder = f"j{index}{'-again' if again else ''}"
         for f in range(rng.randint(1, 3)):
-            path = f"/in/j{index}/f{f}"
+            path = f"/in/{folder}/f{f}"
             lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
                      for _ in range(rng.randint(5, 40))]
             self.files[path] = lines
@@ -292,13 +350,20 @@ class World:
         if self.sc.two_steps and rng.random() < 0.5:
             steps.append(StepPlan(map_only=False, reducers=rng.randint(1, 2)))
         plan = JobPlan(source=f"/_jobs/j{index}/job.py", source_name="job.py", inputs=tuple(inputs),
-                       output=f"/out/j{index}", steps=tuple(steps), split_size=rng.choice([40, 80, 200]))
+                       output=f"/out/{folder}", steps=tuple(steps), split_size=rng.choice([40, 80, 200]))
         kill_at = rng.uniform(0.5, 20.0) if rng.random() < self.sc.kill_share else None
-        return SimJob(f"j{index}", plan, reference, submit_at=rng.uniform(0.0, 3.0), kill_at=kill_at)
+        job = SimJob(f"j{index}", plan, reference, submit_at=rng.uniform(0.0, 3.0), kill_at=kill_at)
+        if again:
+            job.submit_at = self.now
+            if kill_at is not None:
+                job.kill_at = self.now + kill_at
+        elif self.sc.reuse_share and rng.random() < self.sc.reuse_share:  # (no draw without reuse: seeds keep)
+            job.reuse_after = rng.choice([0.0, rng.uniform(0.0, 8.0)])
+        return job
 
     def output_of(self, job: SimJob) -> Counter[str]:
         total: Counter[str] = Counter()
-        prefix = f"part/{job.name}/"
+        prefix = f"part:{job.plan.output}/"
         for key, value in self.store.data.items():
             if key.startswith(prefix):
                 total.update(value)
@@ -306,48 +371,53 @@ class World:
 
     # --- invariants ----------------------------------------------------------------------------------
 
+    def _job_problems(self, job: SimJob) -> list[str]:
+        """What is wrong with an ended job: its state, output, counters and _SUCCESS."""
+        final = self.durable.jobs[job.name]["final"]
+        state = final.state
+        core = self.coord.core
+        problems = []
+        if core is not None and core.state_of(job.name) != state:  # its status kept whole, or its summary
+            problems.append(f"job {job.name} is {core.state_of(job.name)} to the coordinator, {state} on disk")
+        if job.kill_at is not None:
+            if state not in ("killed", "succeeded"):
+                problems.append(f"job {job.name} ended {state}, expected killed")
+            return problems
+        if state != "succeeded":
+            return [*problems, f"job {job.name} ended {state}: {final.error}"]
+        if self.output_of(job) != job.reference:
+            problems.append(f"job {job.name}: output differs from the reference")
+        counters = {(g, n): v for g, n, v in final.counters}
+        if counters.get(("sim", "words"), 0) != sum(job.reference.values()):
+            problems.append(f"job {job.name}: counted {counters.get(('sim', 'words'), 0)} words, "
+                            f"not {sum(job.reference.values())} (a report counted twice or lost?)")
+        if f"success:{job.plan.output}" not in self.store.data:
+            problems.append(f"job {job.name}: no _SUCCESS")
+        return problems
+
     def check(self) -> None:
         """Assert every invariant; a violation shows the seed and the end of the trace."""
-        problems = []
+        problems = list(self.problems)
         finished = self.coord.finished_names()
-        for job in self.jobs:
+        for job in self.active():
             if job.name not in finished:
                 problems.append(f"job {job.name} did not end within {self.sc.deadline:g}s")
-                continue
-            final = self.durable.jobs[job.name]["final"]
-            state = final.state
-            core = self.coord.core
-            if core is not None and core.state_of(job.name) != state:  # its status kept whole, or its summary
-                problems.append(f"job {job.name} is {core.state_of(job.name)} to the coordinator, {state} on disk")
-            if job.kill_at is not None:
-                if state not in ("killed", "succeeded"):
-                    problems.append(f"job {job.name} ended {state}, expected killed")
-                continue
-            if state != "succeeded":
-                problems.append(f"job {job.name} ended {state}: {final.error}")
-                continue
-            if self.output_of(job) != job.reference:
-                problems.append(f"job {job.name}: output differs from the reference")
-            counters = {(g, n): v for g, n, v in final.counters}
-            if counters.get(("sim", "words"), 0) != sum(job.reference.values()):
-                problems.append(f"job {job.name}: counted {counters.get(('sim', 'words'), 0)} words, "
-                                f"not {sum(job.reference.values())} (a report counted twice or lost?)")
-            if f"success/{job.name}" not in self.store.data:
-                problems.append(f"job {job.name}: no _SUCCESS")
-        for job, count in self.finalized.items():
-            if count != 1:
-                problems.append(f"job {job} finalized {count} times")
+            else:
+                problems += self._job_problems(job)
+        for name, count in self.finalized.items():
+            if count != sum(j.name == name for j in self.jobs):
+                problems.append(f"job {name} finalized {count} times")
         problems += [f"task re-run after it committed: {r}" for r in self.reruns]
-        for job, parts in self.parts_at_end.items():
-            now = {k: a for k, a in self.part_writer.items() if k.startswith(f"part/{job}/")}
+        for output, parts in self.parts_at_end.items():
+            now = {k: a for k, a in self.part_writer.items() if k.startswith(f"part:{output}/")}
             if now != parts:
                 changed = sorted(k for k in now if now[k] != parts.get(k))
-                problems.append(f"job {job}: part files written after the job ended: {changed[:3]}")
+                problems.append(f"{output}: part files written after its job ended: {changed[:3]}")
         problems += self.unlisted
         left = self.store.intermediate_keys()
-        if left and all(j.name in finished for j in self.jobs):
+        if left and self.all_ended():
             problems.append(f"intermediate keys left: {left[:5]} ({len(left)})")
-        if all(j.name in finished for j in self.jobs):
+        if self.all_ended():
             problems += [f"held after every job ended: {what}" for what in self.leftovers()]
         if problems:
             tail = "\n".join(self.trace[-60:])

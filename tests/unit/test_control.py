@@ -9,7 +9,7 @@ from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.corestate import CoreSettings
-from dynamr.mapreduce.jobrun import JobPlan, StepPlan
+from dynamr.mapreduce.jobrun import JobPlan, StepPlan, task_of
 from dynamr.rpc.messages import AttemptReport, TaskSpec
 
 
@@ -286,6 +286,7 @@ def test_a_straggler_of_a_deleted_job_is_not_taken_for_an_attempt_of_a_new_job_o
         for spec in n2.poll().assignments:
             n2.poll(reports=(ok(spec),))
         assert n2.now < 60, "the job ends without n1"
+    _swept(core, "a", n2.now)
     assert core.handle(p.ForgetRequested("a"), n2.now) == [p.PersistForgotten("a")]
     core.handle(p.JobSubmitted("a", plan(split_size=50)), n2.now)  # a new job under the old name
     n1.now = n2.now
@@ -294,7 +295,22 @@ def test_a_straggler_of_a_deleted_job_is_not_taken_for_an_attempt_of_a_new_job_o
     assert not core.jobs["a"].run.commits, "the old job's output was taken for the new job's"
 
 
-def test_a_deleted_job_s_late_sweep_still_deletes_but_marks_no_job_of_that_name_swept() -> None:
+def _swept(core: CoordinatorCore, name: str, now: float) -> float:
+    """Run the job's late sweep, every delete confirmed; returns the time after."""
+    now += core.settings.late_write_grace + 1.0
+    for ins in core.handle(p.Tick(), now):
+        if isinstance(ins, p.DeleteOutputs):
+            core.handle(p.OutputsDeleted(name, ins.attempt), now)
+        elif isinstance(ins, p.DeleteCommit):
+            core.handle(p.OutputsDeleted(name, p.commit_garbage(ins.task, ins.attempt)), now)
+    assert name not in core.sweeps
+    return now
+
+
+def test_a_job_is_deleted_only_once_its_late_sweep_is_done() -> None:
+    """Until then a write of one of its attempts may still land, and only its sweep (resumed by a restart
+    from the job's record) deletes it: forgotten earlier, a restart would leave it, and the next job of the
+    same name could take a commit record of it for its own."""
     core = CoordinatorCore(CoreSettings(late_write_grace=5.0))
     core.handle(p.JobSubmitted("a", plan(steps=(StepPlan(map_only=False, reducers=1),))), 0.0)
     drive = Driver(core)
@@ -304,10 +320,31 @@ def test_a_deleted_job_s_late_sweep_still_deletes_but_marks_no_job_of_that_name_
     (reduce,) = drive.poll().assignments  # once the map's commit record is written
     drive.poll(reports=(AttemptReport(attempt=reduce.attempt, ok=True, partitions=(0,)),))
     assert core.finished["a"].state == "succeeded" and core.sweeps["a"]  # the failed map's outputs, later
-    core.handle(p.ForgetRequested("a"), drive.now)
+    (refused,) = core.handle(p.ForgetRequested("a"), drive.now)
+    assert isinstance(refused, p.Refused) and refused.busy
+    assert "writes of its attempts may still land" in refused.message
     late = [i for i in core.handle(p.Tick(), drive.now + 6.0) if isinstance(i, p.DeleteOutputs)]
     assert [i.attempt for i in late] == [f"{spec.attempt.rsplit('#', 1)[0]}#1"]
-    assert core.handle(p.OutputsDeleted("a", late[0].attempt), drive.now + 6.0) == []  # no PersistSwept("a")
+    assert core.handle(p.OutputsDeleted("a", late[0].attempt), drive.now + 6.0) == [p.PersistSwept("a")]
+    assert core.handle(p.ForgetRequested("a"), drive.now + 6.0) == [p.PersistForgotten("a")]
+
+
+def test_a_restarted_coordinator_ignores_and_deletes_a_commit_record_of_an_attempt_its_job_never_started() -> None:
+    """A record the job of the same name before it left (written after that job's sweep): not a commit."""
+    core = CoordinatorCore()
+    core.handle(p.JobSubmitted("a", plan(split_size=50)), 0.0)
+    drive = Driver(core)
+    first, second = drive.poll().assignments
+    stored = p.StoredJobView("a", plan(split_size=50), "running", 0.0, 0.0, None, None,
+                             ((first.attempt, "n1", 0.0, None, None, ""), (second.attempt, "n1", 0.0, None, None, "")))
+    restarted = CoordinatorCore(incarnation=2)
+    todo = restarted.restore_job(stored, None, 1.0)
+    foreign = im.Commit(task_of(first.attempt), task_of(first.attempt) + "#0.7", (0,))
+    found: dict[str, im.Commit | None] = {t: None for t in todo}
+    found[foreign.task_id] = foreign
+    todo, out = restarted.replayed("a", found, stored, 1.0)
+    assert p.DeleteCommit("a", foreign.task_id, foreign.attempt) in out
+    assert foreign.task_id not in restarted.jobs["a"].run.commits
 
 
 def test_a_part_file_is_published_with_its_commit_and_one_whose_output_is_gone_runs_again() -> None:
@@ -336,7 +373,8 @@ def test_a_restarted_coordinator_publishes_a_part_whose_commit_record_it_finds()
     core.handle(p.JobSubmitted("j", plan()), 0.0)
     (spec,) = Driver(core).poll().assignments
     record = im.Commit(spec.attempt.split("#")[0], spec.attempt, ())
-    stored = p.StoredJobView("j", plan(), "running", 0.0, 0.0, None, None, ())
+    stored = p.StoredJobView("j", plan(), "running", 0.0, 0.0, None, None,
+                             ((spec.attempt, "n1", 0.0, None, None, ""),))
     restarted = CoordinatorCore(incarnation=2)
     todo = restarted.restore_job(stored, None, 5.0)
     assert todo == [record.task_id]

@@ -419,7 +419,10 @@ def status(name: str, as_json: bool, target: Target) -> None:
 def delete(name: str, target: Target) -> None:
     """Forget job NAME (not running): its record, its stored source, the inputs and outputs dynamr staged
     for it. Outputs it wrote where you asked stay. The name can then be used again."""
-    removed = _run(lambda: _with_client(target, lambda c: JobClient(c).delete(name)))
+    def waiting(why: str) -> None:
+        err_console.print(f"{why}: waiting", highlight=False)
+
+    removed = _run(lambda: _with_client(target, lambda c: JobClient(c).delete(name, on_busy=waiting)))
     console.print(f"deleted job {name}" + (f" and {', '.join(removed)}" if removed else ""), highlight=False)
 
 

@@ -133,19 +133,37 @@ class CoordinatorCore:
                                        "kill")]
         return self._end(jc, now)
 
-    def _on_forget(self, ev: p.ForgetRequested, now: float) -> list[p.Instruction]:
-        """A job that is not running is forgotten (its tombstone stays, for reports that arrive late)."""
-        jc = self.jobs.get(ev.name)
+    def forget_refusal(self, name: str) -> p.Refused | None:
+        """Why job ``name`` cannot be forgotten now (None: it can).
+
+        Not while it runs, nor until its cleanup and late sweep are confirmed: a write of one of its attempts
+        may still land until then (a commit record, an output), and only this job's sweep, which a restart
+        resumes from the job's record, deletes it. Forgotten earlier, a restart would not know of it, and the
+        record could be taken for a commit of the next job of the same name."""
+        jc = self.jobs.get(name)
+        if jc is not None and jc.run.state in ("running",):
+            return p.Refused(name, f"job {name!r} is running: kill it first ('dynamr kill {name}') or wait "
+                                   "for it to end")
         if jc is not None and jc.run.state != "created":
-            return [p.Refused(ev.name, f"job {ev.name!r} is {jc.run.state}: kill it first ('dynamr kill "
-                                       f"{ev.name}') or wait for it to end")]
-        if jc is None and ev.name not in self.finished and ev.name not in self.older:
-            return [p.Refused(ev.name, f"no job named {ev.name!r} (see 'dynamr jobs')")]
+            return p.Refused(name, f"job {name!r} has ended and is being cleaned up: delete it in a moment",
+                             busy=True)
+        if jc is None and name not in self.finished and name not in self.older:
+            return p.Refused(name, f"no job named {name!r} (see 'dynamr jobs')")
+        if name in self.sweeps:
+            return p.Refused(name, f"job {name!r} ended less than {self.settings.late_write_grace:g}s ago: "
+                                   "writes of its attempts may still land, and are deleted then; delete it "
+                                   "after that", busy=True)
+        return None
+
+    def _on_forget(self, ev: p.ForgetRequested, now: float) -> list[p.Instruction]:
+        """A job that is not running and has been swept is forgotten (its tombstone stays, for reports that
+        arrive late)."""
+        refusal = self.forget_refusal(ev.name)
+        if refusal is not None:
+            return [refusal]
         self.jobs.pop(ev.name, None)
         self.finished.pop(ev.name, None)
         self.older.pop(ev.name, None)
-        # its late sweep still deletes (the garbage entries), but is not recorded: the name may be reused
-        self.sweeps.pop(ev.name, None)
         return [p.PersistForgotten(ev.name)]
 
     def state_of(self, name: str) -> str:
@@ -559,10 +577,17 @@ class CoordinatorCore:
     def replayed(self, name: str, found: dict[str, im.Commit | None], stored: p.StoredJobView,
                  now: float) -> tuple[list[str], list[p.Instruction]]:
         """Commit records looked up for a restored job (``None``: no record). Returns the tasks to look up next
-        (a phase that completed added new ones), and, once there are none, what to do."""
+        (a phase that completed added new ones), and what to do (each round's, to be carried out together)."""
         jc = self.jobs[name]
         run = jc.run
+        out: list[p.Instruction] = []
         for task_id, record in found.items():
+            if record is not None and not run.started(record.attempt):
+                # not this job's (one of a deleted job of the same name, written after its sweep): void
+                log.warning("job %s: commit record of %s names %s, which this job did not start: deleted",
+                            name, task_id, record.attempt)
+                out.append(p.DeleteCommit(name, task_id, record.attempt))
+                found[task_id] = record = None
             if record is None or task_id in run.commits or task_id in jc.writing:
                 continue
             if run.publish_path(task_id):  # its part file may not have been published: the write is done again
@@ -572,8 +597,8 @@ class CoordinatorCore:
                 run.committed(record, now)
         todo = [t for t in run.tasks if t not in run.commits and t not in found]
         if todo and any(found.values()):
-            return todo, []
-        out: list[p.Instruction] = [self._write(jc, record) for record in jc.writing.values()]
+            return todo, out
+        out += [self._write(jc, record) for record in jc.writing.values()]
         if stored.state in ("failed", "killed") and run.state == "running":
             run.state, run.error, run.ended_at = stored.state, stored.error, stored.ended - self.wall_offset
         if run.state in ENDED:

@@ -31,7 +31,7 @@ from typing import Any
 
 from dynamr.background import Background
 from dynamr.config import StoreSettings
-from dynamr.errors import BadRequestError, DataLostError, DynamrError, NotFoundError
+from dynamr.errors import BadRequestError, BusyError, DataLostError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
@@ -301,7 +301,8 @@ class Coordinator:
             instructions: list[p.Instruction] = []
             while todo:
                 found = await self._retrying(functools.partial(self._lookup, stored.name, todo))
-                todo, instructions = self.core.replayed(stored.name, found, view, now)
+                todo, more = self.core.replayed(stored.name, found, view, now)
+                instructions += more
             self.carry_out(instructions)
             resumed += stored.final_status is None and stored.state == "running"
         self.carry_out(self.core.resume_sweeps(now))
@@ -446,12 +447,11 @@ class Coordinator:
     async def _on_delete(self, msg: m.DeleteJob) -> m.DeleteJobReply:
         name = msg.name
         check_job_name(name)
-        state = self.core.state_of(name)
-        if state == "unknown":
+        if self.core.state_of(name) == "unknown":
             raise NotFoundError(f"no job named {name!r} (see 'dynamr jobs')")
-        if name in self.core.jobs and state != "created":  # running, or ended and not yet cleaned up
-            raise BadRequestError(f"job {name!r} is {state}: kill it first ('dynamr kill {name}') or wait for "
-                                  "it to end")
+        refusal = self.core.forget_refusal(name)  # running, or not yet cleaned up and swept
+        if refusal is not None:
+            raise (BusyError if refusal.busy else BadRequestError)(refusal.message)
         removed = []
         for path in (f"/_jobs/{name}", f"/_inputs/{name}", f"/_outputs/{name}"):
             if await self.fs.exists(path):
@@ -460,7 +460,7 @@ class Coordinator:
         await self._sweep_job_objects(name)
         for ins in self.feed(p.ForgetRequested(name)):
             if isinstance(ins, p.Refused):
-                raise BadRequestError(ins.message)
+                raise (BusyError if ins.busy else BadRequestError)(ins.message)
         log.info("job %s deleted (%s)", name, ", ".join(removed) or "nothing stored")
         return m.DeleteJobReply(removed=tuple(removed))
 

@@ -132,6 +132,8 @@ class Refused:
 
     job: str
     message: str
+    #: the request can be done shortly (the job is being cleaned up): the shell answers "busy"
+    busy: bool = False
 
 
 @dataclass(frozen=True, slots=True)

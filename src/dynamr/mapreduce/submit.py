@@ -20,6 +20,7 @@ from typing import Any
 from dynamr.config import WILDCARD_HOSTS
 from dynamr.errors import (
     BadRequestError,
+    BusyError,
     ClusterNotFoundError,
     DeadlineExceededError,
     DynamrError,
@@ -207,9 +208,24 @@ class JobClient:
     async def status(self, name: str) -> m.JobStatusView:
         return await self._ask(m.JobStatus(name=name))
 
-    async def delete(self, name: str) -> tuple[str, ...]:
-        """Forget a job that is not running; returns the store paths removed with it."""
-        reply = await self.client.call_node(await self.coordinator(), m.DeleteJob(name=name))
+    async def delete(self, name: str, wait: float = 120.0,
+                     on_busy: Callable[[str], None] | None = None) -> tuple[str, ...]:
+        """Forget a job that is not running; returns the store paths removed with it. A job that has ended
+        but is still being cleaned up (writes of its attempts may still land) is deleted once it has been,
+        waiting up to ``wait`` seconds (``on_busy`` is told why, once)."""
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                reply = await self.client.call_node(await self.coordinator(), m.DeleteJob(name=name))
+                break
+            except BusyError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                if on_busy is not None and not told:
+                    on_busy(str(exc))
+                    told = True
+                await asyncio.sleep(0.5)
         if not isinstance(reply, m.DeleteJobReply):
             raise ProtocolError(f"the coordinator answered DeleteJob with {type(reply).__name__}")
         return reply.removed
