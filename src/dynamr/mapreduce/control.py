@@ -134,14 +134,11 @@ class CoordinatorCore:
         return self._end(jc, now)
 
     def forget_refusal(self, name: str) -> p.Refused | None:
-        """Why job ``name`` cannot be forgotten now (None: it can).
-
-        Not while it runs, nor until its cleanup and late sweep are confirmed: a write of one of its attempts
-        may still land until then (a commit record, an output), and only this job's sweep, which a restart
-        resumes from the job's record, deletes it. Forgotten earlier, a restart would not know of it, and the
-        record could be taken for a commit of the next job of the same name."""
+        """Why job ``name`` cannot be forgotten now (None: it can): not while it runs, nor until its late
+        sweep is confirmed (a write of its attempts may land until then, and only its sweep, which a restart
+        resumes from its record, deletes it; the next job of the name could take such a record for its own)."""
         jc = self.jobs.get(name)
-        if jc is not None and jc.run.state in ("running",):
+        if jc is not None and jc.run.state == "running":
             return p.Refused(name, f"job {name!r} is running: kill it first ('dynamr kill {name}') or wait "
                                    "for it to end")
         if jc is not None and jc.run.state != "created":
@@ -156,8 +153,7 @@ class CoordinatorCore:
         return None
 
     def _on_forget(self, ev: p.ForgetRequested, now: float) -> list[p.Instruction]:
-        """A job that is not running and has been swept is forgotten (its tombstone stays, for reports that
-        arrive late)."""
+        """A job ended and swept is forgotten (its tombstone stays, for reports that arrive late)."""
         refusal = self.forget_refusal(ev.name)
         if refusal is not None:
             return [refusal]
@@ -582,10 +578,8 @@ class CoordinatorCore:
         run = jc.run
         out: list[p.Instruction] = []
         for task_id, record in found.items():
-            if record is not None and not run.started(record.attempt):
-                # not this job's (one of a deleted job of the same name, written after its sweep): void
-                log.warning("job %s: commit record of %s names %s, which this job did not start: deleted",
-                            name, task_id, record.attempt)
+            if record is not None and not run.started(record.attempt):  # a deleted job's of the same name
+                log.warning("job %s: %s's commit record names %s, not its own: deleted", name, task_id, record.attempt)
                 out.append(p.DeleteCommit(name, task_id, record.attempt))
                 found[task_id] = record = None
             if record is None or task_id in run.commits or task_id in jc.writing:
