@@ -39,7 +39,20 @@ def chaos(seed: int) -> Scenario:
     return dataclasses.replace(scenario, reuse_share=rng.choice([0.0, 0.0, 0.5]))
 
 
-PROFILES: dict[str, Callable[[int], Scenario]] = {"quiet": quiet, "network": network, "chaos": chaos}
+def crashes(seed: int) -> Scenario:
+    """Commit writes that often lose their answers, a coordinator that dies every 12 s or so, paused nodes,
+    stragglers and kills: where the cleanup of one incarnation meets the restart of the next."""
+    return Scenario(jobs=2, faults=Faults(store_timeout=0.2, coord_crash=0.08, node_pause=0.02, straggler=0.1),
+                    kill_share=0.3)
+
+
+def crashes_reuse(seed: int) -> Scenario:
+    """As ``crashes``, and every job, once ended, deleted and its name reused."""
+    return dataclasses.replace(crashes(seed), reuse_share=1.0)
+
+
+PROFILES: dict[str, Callable[[int], Scenario]] = {"quiet": quiet, "network": network, "chaos": chaos,
+                                                  "crashes": crashes, "crashes-reuse": crashes_reuse}
 
 
 def scenario_for(profile: str, seed: int) -> Scenario:

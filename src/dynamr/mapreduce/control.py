@@ -488,8 +488,8 @@ class CoordinatorCore:
             if attempt not in self.garbage or self.garbage[attempt][1] < at:
                 self.garbage[attempt] = (ins, at)
             return []
-        if attempt in self.garbage:
-            return []
+        if attempt in self.garbage and self.garbage[attempt][1] == float("inf"):
+            return []  # (a delete waiting for writes in flight goes now: a success report says they are done)
         self.garbage[attempt] = (ins, float("inf"))  # in flight
         return [ins]
 
