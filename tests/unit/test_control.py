@@ -385,3 +385,22 @@ def test_a_restarted_coordinator_publishes_a_part_whose_commit_record_it_finds()
     out = restarted.handle(p.CommitWritten("j", record, record), 5.1)
     assert restarted.jobs["j"].run.state == "succeeded"
     assert [i for i in out if isinstance(i, p.Finalize) and i.succeeded]
+
+
+def test_a_commit_record_in_force_that_its_job_never_started_is_replaced_not_taken() -> None:
+    """A record of a deleted job of the same name that landed very late (a hint delivered after the sweep)
+    is in force when this job commits the task: it is void, and the write is done again over it."""
+    core = CoordinatorCore()
+    core.handle(p.JobSubmitted("j", plan(steps=(StepPlan(map_only=False, reducers=1),))), 0.0)
+    (spec,) = next(i for i in core.handle(p.WorkerPolled("n1", "inc", 1, 2), 1.0)
+                   if isinstance(i, p.ReplyToWorker)).assignments
+    done = AttemptReport(attempt=spec.attempt, ok=True, partitions=(0,))
+    (write,) = [i for i in core.handle(p.WorkerPolled("n1", "inc", 2, 2, (), (), (done,)), 2.0)
+                if isinstance(i, p.WriteCommit)]
+    foreign = im.Commit(write.record.task_id, write.record.task_id + "#0.3", (0,))
+    (again,) = core.handle(p.CommitWritten("j", write.record, foreign), 2.1)
+    assert isinstance(again, p.WriteCommit) and again.record == write.record
+    assert foreign.attempt in again.superseded
+    assert not core.jobs["j"].run.commits
+    core.handle(p.CommitWritten("j", again.record, again.record), 2.2)
+    assert core.jobs["j"].run.commits[write.record.task_id].attempt == spec.attempt

@@ -281,6 +281,10 @@ class CoordinatorCore:
         in_force = ev.in_force
         if in_force.attempt in run.superseded:  # cannot happen (the write replaces void records): be safe
             in_force = ev.record
+        if not run.started(in_force.attempt):  # a deleted job's of the same name, landed late: void, replaced
+            log.warning("job %s: a record of %s not its own was in force: written again", ev.job, in_force.attempt)
+            run.superseded[in_force.attempt] = in_force.task_id
+            return [self._write(jc, ev.record)]
         out: list[p.Instruction] = []
         if ev.lost:  # written, but the output it names is gone: the record is void, the task runs again
             log.warning("job %s: the output of %s was lost before it was published: %s", ev.job, in_force.attempt,
@@ -372,11 +376,9 @@ class CoordinatorCore:
         return [p.ReplyToWorker(node, ev.seq, tuple(specs), tuple(sorted(kills)), tuple(acked), soon), *out]
 
     def may_hold(self, node: str, incarnation: str, now: float) -> bool:
-        """Whether the poll of an idle worker (free slots, nothing running, nothing to report) would only be
-        answered with nothing now, so the shell may keep it until this changes (or its hold runs out): no
-        pending task it could take, and nothing its poll would settle (a restart to notice, an assignment
-        to confirm or write off, an attempt to kill, collect or stop). Holding such a poll changes no
-        outcome, only when the worker hears of its next task."""
+        """Whether an idle worker's poll would only be answered with nothing now (no task it could take,
+        nothing to settle: a restart, an assignment, a kill, a straggler), so the shell may keep it until
+        this changes or its hold runs out: that changes no outcome, only when it hears of its next task."""
         view = self.nodes.get(node)
         if view is None or view.incarnation != incarnation or self.kills.get(node):
             return False
@@ -392,8 +394,7 @@ class CoordinatorCore:
         return max(0.0, min(asked, self.settings.node_timeout / 3))
 
     def _adopt(self, attempt: str, node: str, now: float, out: list[p.Instruction]) -> bool:
-        """An attempt this incarnation did not start (one from before a restart) that is still wanted becomes
-        a running attempt of its task."""
+        """An attempt from before a restart that is still wanted becomes a running attempt of its task."""
         if self.scheduler.knows(attempt):
             return False
         jc = self.jobs.get(job_of(attempt))
@@ -540,8 +541,7 @@ class CoordinatorCore:
     def restore_job(self, stored: p.StoredJobView, locate: Any, now: float) -> list[str]:
         """Rebuild a job of an earlier incarnation (before serving). Returns the tasks whose commit records to
         look up (see :meth:`replayed`); none for a job that never started."""
-        # which commit writes lost their answer is not kept: a record naming any attempt that succeeded may
-        # still land, after this incarnation's cleanup, so each is deleted once more
+        # which commit writes lost their answer is not kept: any attempt that succeeded may have one landing
         uncertain = [(task_of(a), a) for a, _, _, _, ok, _ in stored.attempts if ok]
         if stored.final_status is not None:
             self._keep(stored.name, stored.final_status)
