@@ -247,7 +247,7 @@ class Coordinator:
                 out = Path(plan.output)
                 out.mkdir(parents=True, exist_ok=True)
                 (out / "_SUCCESS").write_bytes(b"")
-            elif not await self.fs.exists(plan.output.rstrip("/") + "/_SUCCESS"):
+            else:  # written again on a retry: a put cut off after its manifest exists but is not listed
                 await self.fs.put_bytes(b"", plan.output.rstrip("/") + "/_SUCCESS")
         local = plan.local_intermediate
         if local:
