@@ -68,6 +68,11 @@ MAX_POLL_HOLD = 30.0
 _JOB_CHANGES = (p.PersistStarted, p.PersistEnded, p.PersistFinalized, p.PersistForgotten)
 
 
+def refused(ins: p.Refused) -> BadRequestError:
+    """The error a refused request is answered with ("busy": it can be done shortly)."""
+    return (BusyError if ins.busy else BadRequestError)(ins.message)
+
+
 def check_job_name(name: str) -> None:
     if not JOB_NAME.match(name):
         raise BadRequestError(f"job name {name!r} must be 1-100 letters, digits, '.', '_' or '-', starting with a "
@@ -368,7 +373,7 @@ class Coordinator:
     def _reply(self, name: str, instructions: list[p.Instruction]) -> m.JobStatusReply:
         for ins in instructions:
             if isinstance(ins, p.Refused):
-                raise BadRequestError(ins.message)
+                raise refused(ins)
         return m.JobStatusReply(status=self._status(name))
 
     async def _on_submit(self, msg: m.SubmitJob) -> m.JobStatusReply:
@@ -451,7 +456,7 @@ class Coordinator:
             raise NotFoundError(f"no job named {name!r} (see 'dynamr jobs')")
         refusal = self.core.forget_refusal(name)  # running, or not yet cleaned up and swept
         if refusal is not None:
-            raise (BusyError if refusal.busy else BadRequestError)(refusal.message)
+            raise refused(refusal)
         removed = []
         for path in (f"/_jobs/{name}", f"/_inputs/{name}", f"/_outputs/{name}"):
             if await self.fs.exists(path):
@@ -460,7 +465,7 @@ class Coordinator:
         await self._sweep_job_objects(name)
         for ins in self.feed(p.ForgetRequested(name)):
             if isinstance(ins, p.Refused):
-                raise (BusyError if ins.busy else BadRequestError)(ins.message)
+                raise refused(ins)
         log.info("job %s deleted (%s)", name, ", ".join(removed) or "nothing stored")
         return m.DeleteJobReply(removed=tuple(removed))
 
