@@ -24,12 +24,21 @@ from dynamr.mapreduce import MRJob
 
 WORD = re.compile(r"[a-z0-9']+")
 CRASH = {crash}
+FIRST = {first!r}  # the first call to create this file crashes for sure: every run tests a crash
+
+
+def first_call():
+    try:
+        os.close(os.open(FIRST, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
 
 
 def maybe_crash():
     """Like 6.5840's maybeCrash: kill this node now, or stall a little, or go on."""
     roll = random.random()
-    if roll < CRASH:
+    if first_call() or roll < CRASH:
         os.kill(os.getppid(), signal.SIGKILL)  # the node process: store member, worker and all its tasks
         time.sleep(10)  # dying with it
     elif roll < 2 * CRASH:
@@ -91,7 +100,7 @@ def crash_run(cluster: LocalCluster, tmp_path: Path, name: str = "crash", crash:
     files = write_corpus(tmp_path / "in", [6000] * 8, seed=len(name))
     upload(cluster, files[0].parent)
     job_file = tmp_path / "crashing.py"
-    job_file.write_text(CRASHING_WORDCOUNT.format(crash=crash))
+    job_file.write_text(CRASHING_WORDCOUNT.format(crash=crash, first=str(tmp_path / "crashed-once")))
     restarter = Restarter(cluster)
     restarter.start()
     try:

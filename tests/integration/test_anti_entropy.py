@@ -132,6 +132,10 @@ def test_repair_on_demand_refills_a_wiped_node_with_periodic_anti_entropy_off(ma
     with Client(cluster.seeds, cluster.secret) as client:
         for key in keys:
             client.put(key, b"v")
+        # a write to n2 that was slow to land leaves a hint, handed to the wiped n2 when it is back: wait
+        # until every write is on n2 and no node holds a hint, so the wipe is the only thing n2 lost
+        wait_until(lambda: not missing(client, "n2", keys) and not any(st.hints for st in statuses(client).values()),
+                   60, "every write on n2 and no hint left")
         cluster.kill_node("n2")
         shutil.rmtree(cluster.data_dir("n2"))
         cluster.start(["n2"])
