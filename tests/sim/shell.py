@@ -31,13 +31,13 @@ class Durable:
     def apply(self, ins: p.Instruction) -> None:
         if isinstance(ins, p.PersistJob):
             self.jobs[ins.name] = {"plan": ins.plan, "state": "created", "started": 0.0, "ended": 0.0,
-                                   "error": None, "final": None}
+                                   "error": None, "final": None, "at_end": None}
         elif isinstance(ins, p.PersistStarted):
             self.jobs[ins.name].update(state="running", started=ins.started)
         elif isinstance(ins, p.PersistEnded):
-            self.jobs[ins.name].update(state=ins.state, ended=ins.ended, error=ins.error)
+            self.jobs[ins.name].update(state=ins.state, ended=ins.ended, error=ins.error, at_end=ins.status)
         elif isinstance(ins, p.PersistFinalized):
-            self.jobs[ins.name].update(state=ins.state, ended=ins.ended, final=ins.status)
+            self.jobs[ins.name].update(state=ins.state, ended=ins.ended, final=ins.status, at_end=None)
         elif isinstance(ins, p.PersistSwept):
             for attempt in [a for a, row in self.attempts.items() if row["job"] == ins.name]:
                 del self.attempts[attempt]
@@ -57,7 +57,7 @@ class Durable:
             attempts = tuple((a, r["node"], r["started"], r["ended"], r["ok"], r["error"])
                              for a, r in self.attempts.items() if r["job"] == name)
             out.append(p.StoredJobView(name, row["plan"], row["state"], row["started"], row["ended"], row["error"],
-                                       row["final"], attempts))
+                                       row["final"], attempts, row["at_end"]))
         return out
 
 
@@ -100,7 +100,7 @@ class SimCoordinator:
             self.core = core
             self._carry_out(instructions)
         self.core = core
-        self._carry_out(core.resume_sweeps(w.now))
+        self._carry_out(core.after_restore(w.now))
         for job in self.pending_submits:
             self.submit(job)
         self.pending_submits = []

@@ -174,6 +174,18 @@ def test_a_straggler_s_success_report_deletes_its_output_at_once() -> None:
     assert lines(world, "KILL j1") and lines(world, "BOOT coordinator incarnation 3")
 
 
+def test_a_job_whose_cleanup_landed_unanswered_before_a_restart_is_not_run_again() -> None:
+    """A job succeeded; its cleanup (which deletes the commit records) was applied but its answer lost, and
+    the coordinator died before noting the job finalized. The next one found no record and ran the whole job
+    again (found by search). Now a job that succeeded is kept as such before its cleanup, and a restart
+    finishes the cleanup."""
+    world = run(crashes_reuse(583), seed=583)  # it was: "task re-run after it committed: j1/s0-m4#4.4"
+    trace = world.trace
+    lost = trace.index(lines(world, "store TIMEOUT (applied) cleanup j1")[0])
+    boot = trace.index(lines(world, "BOOT coordinator incarnation 2")[0])
+    assert lost < boot and "FINALIZE j1 succeeded=True" in trace[boot + 1]
+
+
 def test_a_negative_reducer_count_is_refused_with_a_clear_error() -> None:
     core = CoordinatorCore()
     plan = JobPlan(source="/_jobs/j/x/job.py", source_name="job.py", inputs=(("/in/a", 10),), output="/out",

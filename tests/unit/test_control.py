@@ -404,3 +404,34 @@ def test_a_commit_record_in_force_that_its_job_never_started_is_replaced_not_tak
     assert not core.jobs["j"].run.commits
     core.handle(p.CommitWritten("j", again.record, again.record), 2.2)
     assert core.jobs["j"].run.commits[write.record.task_id].attempt == spec.attempt
+
+
+def test_a_job_that_succeeded_is_finalized_after_a_restart_not_run_again() -> None:
+    """Its cleanup deletes the commit records: a coordinator that died before noting the job finalized learns
+    from the status kept when the job ended that it is done, and finishes the cleanup (it is idempotent)."""
+    core = CoordinatorCore()
+    core.handle(p.JobSubmitted("j", plan()), 0.0)
+    (spec,) = next(i for i in core.handle(p.WorkerPolled("n1", "inc", 1, 2), 1.0)
+                   if isinstance(i, p.ReplyToWorker)).assignments
+    done = AttemptReport(attempt=spec.attempt, ok=True, counters=(("words", "seen", 7),))
+    (write,) = [i for i in core.handle(p.WorkerPolled("n1", "inc", 2, 2, (), (), (done,)), 2.0)
+                if isinstance(i, p.WriteCommit)]
+    out = core.handle(p.CommitWritten("j", write.record, write.record), 2.1)
+    (ended,) = [i for i in out if isinstance(i, p.PersistEnded)]
+    assert out.index(ended) < next(n for n, i in enumerate(out) if isinstance(i, p.Finalize))  # kept first
+    assert ended.state == "succeeded" and ended.status is not None and ended.status.maps_done == 1
+    assert ended.status.counters == (("words", "seen", 7),)
+    # the cleanup ran (the records are gone), its answer never came: the coordinator restarts
+    stored = p.StoredJobView("j", plan(), "succeeded", 0.0, ended.ended, None, None,
+                             ((spec.attempt, "n1", 1.0, 2.0, True, ""),), ended.status)
+    restarted = CoordinatorCore(incarnation=2)
+    assert restarted.restore_job(stored, None, 5.0) == []  # no commit record to look up
+    assert restarted.jobs["j"].run.status(5.0).state == "finishing"
+    (finalize,) = [i for i in restarted.after_restore(5.0) if isinstance(i, p.Finalize)]
+    assert finalize.succeeded and finalize.attempts == ((spec.attempt, range(0)),)
+    reply = next(i for i in restarted.handle(p.WorkerPolled("n1", "inc2", 1, 2), 9.0)
+                 if isinstance(i, p.ReplyToWorker))
+    assert reply.assignments == ()  # nothing runs again
+    (final,) = [i for i in restarted.handle(p.FinalizeDone("j"), 9.1) if isinstance(i, p.PersistFinalized)]
+    assert final.state == "succeeded" and final.status.state == "succeeded"
+    assert final.status.maps_done == 1 and final.status.counters == ended.status.counters

@@ -74,8 +74,9 @@ class CoordinatorCore:
         self.garbage: dict[str, tuple[p.DeleteOutputs | p.DeleteCommit, float]] = {}
         #: finalized jobs whose late sweep is not done: job -> its attempts still to sweep
         self.sweeps: dict[str, set[str]] = {}
-        #: sweeps of jobs finalized before a restart, started by :meth:`resume_sweeps`
+        #: for :meth:`after_restore`: sweeps of jobs finalized before a restart, jobs succeeded not finalized
         self._restored_sweeps: list[tuple[str, list[str], list[tuple[str, str]]]] = []
+        self._restored_ends: list[str] = []
         self._handlers: dict[type[Any], Callable[[Any, float], list[p.Instruction]]] = {
             p.JobSubmitted: self._on_submitted, p.RunRequested: self._on_run, p.KillRequested: self._on_kill,
             p.ForgetRequested: self._on_forget,
@@ -96,11 +97,8 @@ class CoordinatorCore:
 
     # --- jobs ----------------------------------------------------------------------------------------
 
-    def job(self, name: str) -> JobCore:
-        return self.jobs[name]
-
     def _on_submitted(self, ev: p.JobSubmitted, now: float) -> list[p.Instruction]:
-        if self._state(ev.name) != "unknown":
+        if self.state_of(ev.name) != "unknown":
             return [p.Refused(ev.name, f"a job named {ev.name!r} already exists; choose another name")]
         try:
             check_plan(ev.plan)
@@ -116,7 +114,7 @@ class CoordinatorCore:
     def _on_run(self, ev: p.RunRequested, now: float) -> list[p.Instruction]:
         jc = self.jobs.get(ev.name)
         if jc is None or jc.run.state != "created":
-            return [p.Refused(ev.name, f"job {ev.name!r} is already {self._state(ev.name)}")]
+            return [p.Refused(ev.name, f"job {ev.name!r} is already {self.state_of(ev.name)}")]
         return self._start(jc, now)
 
     def _start(self, jc: JobCore, now: float) -> list[p.Instruction]:
@@ -129,14 +127,14 @@ class CoordinatorCore:
     def _on_kill(self, ev: p.KillRequested, now: float) -> list[p.Instruction]:
         jc = self.jobs.get(ev.name)
         if jc is None or not jc.run.kill(now):
-            return [p.Refused(ev.name, f"job {ev.name!r} has already {self._state(ev.name)}; there is nothing to "
+            return [p.Refused(ev.name, f"job {ev.name!r} has already {self.state_of(ev.name)}; there is nothing to "
                                        "kill")]
         return self._end(jc, now)
 
     def forget_refusal(self, name: str) -> p.Refused | None:
         """Why job ``name`` cannot be forgotten now (None: it can): not while it runs, nor until its late
-        sweep is confirmed (a write of its attempts may land until then, and only its sweep, which a restart
-        resumes from its record, deletes it; the next job of the name could take such a record for its own)."""
+        sweep is confirmed (until then a write of its attempts may land, which the next job of the name
+        could take for its own; only the sweep, which a restart resumes, deletes it)."""
         jc = self.jobs.get(name)
         if jc is not None and jc.run.state == "running":
             return p.Refused(name, f"job {name!r} is running: kill it first ('dynamr kill {name}') or wait "
@@ -164,9 +162,6 @@ class CoordinatorCore:
 
     def state_of(self, name: str) -> str:
         """A job's state ("unknown" when there is no such job)."""
-        return self._state(name)
-
-    def _state(self, name: str) -> str:
         jc = self.jobs.get(name)
         if jc is not None:
             return jc.run.state
@@ -198,9 +193,9 @@ class CoordinatorCore:
         jc.stopping = dict(running)
         jc.stop_deadline = now + self.settings.stop_timeout
         jc.rewrite.clear()  # no commit record is written for a job that has ended
-        out: list[p.Instruction] = []
-        if run.state != "succeeded":
-            out.append(p.PersistEnded(run.name, run.state, self.wall(run.ended_at), run.error))
+        # kept before the cleanup, which deletes the commit records: a restart then finishes the cleanup
+        out: list[p.Instruction] = [p.PersistEnded(run.name, run.state, self.wall(run.ended_at), run.error,
+                                                   run.status(now) if run.state == "succeeded" else None)]
         log.info("job %s %s; %d attempt(s) to stop", run.name, run.state, len(running))
         return out + self._maybe_finalize(jc, now)
 
@@ -238,11 +233,9 @@ class CoordinatorCore:
 
     def _sweep_later(self, job: str, attempts: list[str], now: float,
                      uncertain: Sequence[tuple[str, str]] = ()) -> list[p.Instruction]:
-        """Attempts of a finalized job that never reported success (they died, were written off or
-        killed) may have writes still in flight: their outputs are deleted once more, ``late_write_grace``
-        later. So are the commit records whose write failed or lost its answer (``uncertain``): such a
-        write may land after the cleanup. The job's attempts are kept (and a restart sweeps again) until
-        that is confirmed."""
+        """Attempts of a finalized job that never reported success may have writes in flight: their outputs
+        are deleted once more, ``late_write_grace`` later; so are commit records whose write failed or lost
+        its answer (``uncertain``). The attempts are kept (a restart sweeps again) until that is confirmed."""
         pending = {a for a in attempts if a not in self.stragglers}
         for attempt in pending:
             self._collect(attempt, now, at=now + self.settings.late_write_grace)
@@ -278,9 +271,8 @@ class CoordinatorCore:
         run = jc.run
         if jc.phase != "active":  # the job ended while the write was in flight: cleanup deletes it
             return self._maybe_finalize(jc, now)
-        in_force = ev.in_force
-        if in_force.attempt in run.superseded:  # cannot happen (the write replaces void records): be safe
-            in_force = ev.record
+        # (a void record in force cannot happen: the write replaces them; be safe)
+        in_force = ev.record if ev.in_force.attempt in run.superseded else ev.in_force
         if not run.started(in_force.attempt):  # a deleted job's of the same name, landed late: void, replaced
             log.warning("job %s: a record of %s not its own was in force: written again", ev.job, in_force.attempt)
             run.superseded[in_force.attempt] = in_force.task_id
@@ -559,12 +551,20 @@ class CoordinatorCore:
         if stored.state == "created":
             return []
         run.start(stored.started - self.wall_offset)
+        if stored.ended_status is not None:  # it succeeded; its cleanup may have deleted its commit records
+            run.restore_succeeded(stored.ended_status, stored.ended - self.wall_offset)
+            self._restored_ends.append(stored.name)
+            return []
         self.assign_after = now + self.settings.recovery_grace
         return sorted(run.tasks)
 
-    def resume_sweeps(self, now: float) -> list[p.Instruction]:
-        """After every job is restored: the late sweeps that an earlier incarnation had not finished."""
+    def after_restore(self, now: float) -> list[p.Instruction]:
+        """After every job is restored: the cleanup of jobs that had succeeded (again: it is idempotent), and
+        the late sweeps that an earlier incarnation had not finished."""
         out: list[p.Instruction] = []
+        for name in self._restored_ends:
+            out += self._end(self.jobs[name], now)
+        self._restored_ends.clear()
         for job, attempts, uncertain in self._restored_sweeps:
             out += self._sweep_later(job, attempts, now, uncertain)
         self._restored_sweeps.clear()

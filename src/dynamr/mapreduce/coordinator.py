@@ -123,7 +123,7 @@ class Coordinator:
         self._effects: dict[type[Any], Callable[[Any], None]] = {
             p.PersistJob: lambda i: self.store.add_job(i.name, dump_plan(i.plan), "created", i.created),
             p.PersistStarted: self._persist_started,
-            p.PersistEnded: lambda i: self.store.job_ended(i.name, i.state, i.ended, i.error),
+            p.PersistEnded: lambda i: self.store.job_ended(i.name, i.state, i.ended, i.error, i.status),
             p.PersistFinalized: self._persist_finalized,
             p.PersistSwept: lambda i: self.store.job_swept(i.name),
             p.PersistForgotten: lambda i: self.store.forget(i.name),
@@ -298,7 +298,7 @@ class Coordinator:
             view = p.StoredJobView(stored.name, plan, stored.state, stored.started, stored.ended, stored.error,
                                    stored.final_status,
                                    tuple((a.attempt, a.node, a.started, a.ended, a.ok, a.error)
-                                         for a in self.store.attempts(stored.name)))
+                                         for a in self.store.attempts(stored.name)), stored.ended_status)
             locate = None
             if stored.final_status is None:
                 locate = await self._retrying(functools.partial(self._locator, plan))
@@ -310,7 +310,7 @@ class Coordinator:
                 instructions += more
             self.carry_out(instructions)
             resumed += stored.final_status is None and stored.state == "running"
-        self.carry_out(self.core.resume_sweeps(now))
+        self.carry_out(self.core.after_restore(now))
         log.info("coordinator incarnation %d: %d job(s) resumed, %d finished", self.incarnation, resumed,
                  len(self.core.finished) + len(self.core.older))
 

@@ -173,6 +173,8 @@ class JobRun:
         self._last_phase: list[str] = []
         #: task -> attempts that failed because the store was unavailable
         self._store_failures: dict[str, int] = {}
+        #: the status kept when the job succeeded before a restart (its commit records may be gone since)
+        self._kept: m.JobStatusView | None = None
 
     # --- ids -----------------------------------------------------------------------------------------
 
@@ -474,6 +476,13 @@ class JobRun:
                 self._remember(m.AttemptView(task=task_of(attempt), attempt=attempt, node=node, ok=bool(ok),
                                              started=started, ended=ended, error=error))
 
+    def restore_succeeded(self, status: m.JobStatusView, ended_at: float) -> None:
+        """The job had succeeded before a restart: it is done, as ``status`` (kept when it ended) tells."""
+        self.move("succeeded")
+        self.ended_at = ended_at
+        self.step = len(self.plan.steps) - 1
+        self._kept = status
+
     def lost(self, attempt: str, error: str, now: float) -> None:
         """An attempt was written off with its node (the scheduler has re-queued its task)."""
         self._record(task_of(attempt), attempt, False, now, error)
@@ -549,6 +558,8 @@ class JobRun:
 
         wall = self.wall_offset
         ended = self.state in ENDED
+        if self._kept is not None:
+            return dataclasses.replace(self._kept, state="succeeded" if self.finalized else "finishing")
         return m.JobStatusView(
             name=self.name, state="finishing" if ended and not self.finalized else self.state,
             step=self.step, steps=len(self.plan.steps), maps=count("map"),

@@ -2,11 +2,14 @@
 
 What is kept, and why it is enough (see :meth:`Coordinator.recover`):
 
-- ``jobs``: each job's plan and lifecycle (created, running, failed, killed; succeeded once finalized), its
-  error, and once it is finalized, its final status (so ``dynamr status`` still answers after a
-  restart). Task progress is *not* kept here: the commit records in the replicated store are the truth, and a
-  restarted coordinator re-reads them (task ids are deterministic), so a crash between writing a commit
-  record and noting it here loses nothing.
+- ``jobs``: each job's plan and lifecycle (created, running, succeeded, failed, killed), its error, and
+  once it is finalized, its final status (so ``dynamr status`` still answers after a restart). Task
+  progress is *not* kept here: the commit records in the replicated store are the truth, and a restarted
+  coordinator re-reads them (task ids are deterministic), so a crash between writing a commit record and
+  noting it here loses nothing.
+- ``ended``: the status of a job that succeeded, kept from its end until it is finalized: its cleanup deletes
+  the commit records, so a restart in between learns from this that the job is done (and finishes the
+  cleanup instead of running the job again).
 - ``attempts``: every attempt ever started (node, times, outcome). A restart uses them for ``status``, and
   to find and delete every attempt's intermediate output when the job ends; once a finished job's late
   sweep is done (``swept``) they serve only as its history (the dashboard's timeline).
@@ -48,6 +51,7 @@ CREATE TABLE IF NOT EXISTS logs (
     output TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_by_job ON logs (job);
 CREATE TABLE IF NOT EXISTS swept (job TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS ended (job TEXT PRIMARY KEY, status BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS inputs (
     job TEXT NOT NULL, task TEXT NOT NULL, split BLOB NOT NULL, PRIMARY KEY (job, task));
 """
@@ -67,6 +71,8 @@ class StoredJob:
     ended: float
     error: m.JobFailure | None
     final_status: m.JobStatusView | None
+    #: a job that succeeded, not yet finalized: its status when it ended
+    ended_status: m.JobStatusView | None = None
 
 
 @dataclass
@@ -112,15 +118,24 @@ class JobStore:
     def job_started(self, name: str, now: float) -> None:
         self._db.execute("UPDATE jobs SET state = 'running', started = ? WHERE name = ?", (now, name))
 
-    def job_ended(self, name: str, state: str, ended: float, error: m.JobFailure | None) -> None:
-        """A job failed or was killed (recorded before its cleanup, so a restart finishes the cleanup)."""
-        self._db.execute("UPDATE jobs SET state = ?, ended = ?, error = ? WHERE name = ?",
-                         (state, ended, pack_record(error) if error else None, name))
+    def job_ended(self, name: str, state: str, ended: float, error: m.JobFailure | None,
+                  status: m.JobStatusView | None = None) -> None:
+        """A job ended (recorded before its cleanup, so a restart finishes the cleanup); one that succeeded
+        keeps its status until it is finalized."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("UPDATE jobs SET state = ?, ended = ?, error = ? WHERE name = ?",
+                             (state, ended, pack_record(error) if error else None, name))
+            if status is not None:
+                self._db.execute("INSERT OR REPLACE INTO ended VALUES (?, ?)", (name, pack_record(status)))
 
     def job_finalized(self, name: str, state: str, ended: float, status: m.JobStatusView) -> None:
         """A job ended and is cleaned up: keep its final status (its attempts stay until the late sweep)."""
-        self._db.execute("UPDATE jobs SET state = ?, ended = ?, final_status = ? WHERE name = ?",
-                         (state, ended, pack_record(status), name))
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("UPDATE jobs SET state = ?, ended = ?, final_status = ? WHERE name = ?",
+                             (state, ended, pack_record(status), name))
+            self._db.execute("DELETE FROM ended WHERE job = ?", (name,))
 
     def job_swept(self, name: str) -> None:
         """A finalized job's late sweep is done: its attempts are history only (not swept again)."""
@@ -131,6 +146,7 @@ class JobStore:
         self._db.execute("DELETE FROM attempts WHERE job = ?", (name,))
         self._db.execute("DELETE FROM logs WHERE job = ?", (name,))
         self._db.execute("DELETE FROM swept WHERE job = ?", (name,))
+        self._db.execute("DELETE FROM ended WHERE job = ?", (name,))
         self._db.execute("DELETE FROM inputs WHERE job = ?", (name,))
         self._db.execute("DELETE FROM jobs WHERE name = ?", (name,))
 
@@ -144,11 +160,12 @@ class JobStore:
         return {task: unpack_record(m.SplitRef, raw) for task, raw in rows}
 
     def jobs(self) -> list[StoredJob]:
-        rows = self._db.execute("SELECT name, plan, state, created, started, ended, error, final_status "
-                                "FROM jobs ORDER BY created").fetchall()
+        rows = self._db.execute("SELECT name, plan, state, created, started, jobs.ended, error, final_status, "
+                                "ended.status FROM jobs LEFT JOIN ended ON ended.job = jobs.name "
+                                "ORDER BY created").fetchall()
         return [StoredJob(name, plan, state, created, started, ended, _failure(error) if error else None,
-                          _status(final) if final else None)
-                for name, plan, state, created, started, ended, error, final in rows]
+                          _status(final) if final else None, _status(at_end) if at_end else None)
+                for name, plan, state, created, started, ended, error, final, at_end in rows]
 
     def final_status(self, name: str) -> m.JobStatusView | None:
         """A finalized job's kept status (None: no such job, or not finalized)."""

@@ -208,12 +208,15 @@ class PersistStarted:
 
 @dataclass(frozen=True, slots=True)
 class PersistEnded:
-    """A job failed or was killed (kept before its cleanup, so a restart finishes the cleanup)."""
+    """A job ended (kept before its cleanup, so a restart finishes the cleanup instead of running it again)."""
 
     name: str
     state: str
     ended: float
     error: JobFailure | None
+    #: a job that succeeded: its status then (a restart finalizes it from this: its cleanup may have deleted
+    #: the commit records that tell it succeeded)
+    status: JobStatusView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,3 +283,5 @@ class StoredJobView:
     final_status: JobStatusView | None
     #: (attempt, node, started, ended, ok, error) of each attempt started
     attempts: tuple[tuple[str, str, float, float | None, bool | None, str], ...] = ()
+    #: a job that succeeded and was not yet finalized: its status when it ended
+    ended_status: JobStatusView | None = None
