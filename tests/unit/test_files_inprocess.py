@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dynamr.errors import BadRequestError, NotFoundError, PathIsDirectoryError, PathNotDirectoryError
+from dynamr.errors import BadRequestError, DynamrError, NotFoundError, PathIsDirectoryError, PathNotDirectoryError
 from dynamr.files import FileSystem
 from dynamr.store.blobs import MemoryBlobStore
 from tests.helpers import async_wait_until
@@ -127,6 +127,32 @@ async def test_objects_are_garbage_collection_roots_until_deleted(fs: FileSystem
     assert b"".join([p async for p in fs.read_object(b"o:job/out/a1/0")]) == data
     assert await fs.delete_object(b"o:job/out/a1/0")
     assert await fs.collect_garbage(grace=0) == 3 * 3 and _chunks(cluster) == 0
+
+
+async def test_a_publish_or_put_cut_off_before_its_directory_entry_is_listed_once_done_again(
+        fs: FileSystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifest is written first, then the name added to its directory: a writer cut off in between
+    leaves a file that is found but not listed. Doing the same write again lists it, whatever it finds."""
+    await fs.put_object(b"o:job/out/a1/0", _pieces(b"part"))
+    add_entry = fs._add_entry
+
+    async def cut_off(dir_path: str, name: str, kind: str) -> None:
+        if name.startswith("part-") or name == "_SUCCESS":
+            raise DynamrError("the node was killed")
+        await add_entry(dir_path, name, kind)
+
+    monkeypatch.setattr(fs, "_add_entry", cut_off)
+    with pytest.raises(DynamrError):
+        await fs.publish_object(b"o:job/out/a1/0", "/out/part-00000")
+    with pytest.raises(DynamrError):
+        await fs.put_bytes(b"", "/out/_SUCCESS")
+    assert await fs.exists("/out/part-00000") and await fs.exists("/out/_SUCCESS")
+    assert await fs.ls("/out") == []
+    monkeypatch.setattr(fs, "_add_entry", add_entry)
+    await fs.publish_object(b"o:job/out/a1/0", "/out/part-00000")  # (it finds the same manifest in place)
+    await fs.put_bytes(b"", "/out/_SUCCESS")
+    assert [e.name for e in await fs.ls("/out")] == ["_SUCCESS", "part-00000"]
+    assert await fs.read_bytes("/out/part-00000") == b"part"
 
 
 async def test_an_object_key_outside_the_object_prefix_is_refused(fs: FileSystem) -> None:

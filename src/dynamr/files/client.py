@@ -2,8 +2,10 @@
 
 A file is a manifest at key ``f:<path>`` plus immutable chunks; a directory is an entry set at ``d:<path>``
 (see :mod:`dynamr.files.directory`). Uploads send chunks first, with a few in flight, then write the
-manifest, then add the name to its directory, so a listed file is always complete. Downloads fetch chunks
-in order with a few prefetched, so memory stays bounded by (prefetch x chunk size) whatever the file size.
+manifest, then add the name to its directory, so a listed file is always complete (a writer cut off
+between the last two leaves a complete file that is found but not listed; the same put or publish done
+again lists it: both always add the entry). Downloads fetch chunks in order with a few prefetched, so
+memory stays bounded by (prefetch x chunk size) whatever the file size.
 
 Removing a file removes its manifest and its entry; its chunks are freed by :meth:`FileSystem.collect_garbage`:
 it marks every chunk that any manifest on any node references (files, listed or not yet, and objects), and
@@ -236,16 +238,18 @@ class FileSystem:
     async def publish_object(self, key: bytes, remote: str) -> Manifest:
         """Make the object at ``key`` the file ``remote`` as well: its manifest is written at the path (the
         chunks are shared, nothing is copied; the object itself stays). Idempotent: a file that already has
-        the object's chunks is left as it is. :class:`NotFoundError` when the object is gone."""
+        the object's chunks keeps its manifest, and is listed (a publish cut off after the manifest was
+        not). :class:`NotFoundError` when the object is gone."""
         manifest = await self.object_manifest(key)
         remote = paths.normalize(remote)
         current, context = await self._manifest(remote)
-        if current is not None and current.chunks == manifest.chunks:
-            return current
         self._known_dirs.difference_update(paths.ancestors(remote))  # a long-lived caller: they may be gone
         await self._ensure_parents(remote)
-        published = replace(manifest, mtime=time.time())
-        await self.client.put(paths.manifest_key(remote), published.encode(), context=context)
+        if current is not None and current.chunks == manifest.chunks:
+            published = current
+        else:
+            published = replace(manifest, mtime=time.time())
+            await self.client.put(paths.manifest_key(remote), published.encode(), context=context)
         await self._add_entry(paths.parent(remote), paths.name(remote), directory.FILE)
         return published
 
