@@ -118,6 +118,10 @@ class StoreSettings:
     #: seconds after a job's cleanup when the outputs of its map attempts that never reported success are
     #: deleted once more: a store node may still land a write sent by a task that died (a loaded machine)
     late_write_grace: float = 30.0
+    #: seconds between the coordinator's scans of the store for intermediate objects and commit records that
+    #: no job needs (written by a task cut off from everyone, landing after every sweep of its job); they
+    #: are deleted. 0: never
+    job_janitor_interval: float = 300.0
     #: finished jobs whose whole status (every attempt) the coordinator keeps in memory, the newest; older ones
     #: keep the line 'dynamr jobs' shows, and their status is read from the coordinator's disk when asked for
     job_statuses_kept: int = 200
@@ -171,6 +175,8 @@ class StoreSettings:
             raise ConfigError("node_exclusion_failures and job_statuses_kept must be at least 1")
         if self.max_buffered_bytes < self.max_message_bytes or self.max_connections < 1:
             raise ConfigError("max_buffered_bytes must be at least max_message_bytes, and max_connections at least 1")
+        if self.job_janitor_interval < 0:
+            raise ConfigError(f"job_janitor_interval must be 0 (never) or positive (got {self.job_janitor_interval})")
         if self.task_memory_limit != 0 and self.task_memory_limit < (32 << 20):
             raise ConfigError("task_memory_limit must be 0 (automatic) or at least 32 MiB")
         if self.task_process_reuse < 1 or self.task_process_max_rss < (16 << 20):

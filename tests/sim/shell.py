@@ -105,6 +105,8 @@ class SimCoordinator:
             self.submit(job)
         self.pending_submits = []
         self._tick(self.generation)
+        if w.sc.janitor > 0:
+            w.at(w.sc.janitor, lambda g=self.generation: self._janitor(g))
 
     def crash(self) -> None:
         self.core = None
@@ -116,6 +118,28 @@ class SimCoordinator:
             return
         self._carry_out(self.core.handle(p.Tick(), self.w.now))
         self.w.at(0.25, lambda: self._tick(generation))
+
+    def _janitor(self, generation: int) -> None:
+        """A round of the coordinator's janitor (as ``Coordinator.delete_unneeded``): every intermediate key
+        whose attempt no job needs goes; a commit record only of a job no longer running."""
+        core, w = self.core, self.w
+        if generation != self.generation or core is None:
+            return
+        if w.janitor_rng.random() >= w.sc.faults.store_fail:  # the scan of every replica
+            for key, value in list(w.store.data.items()):
+                kind, _, rest = key.partition("/")
+                job, _, attempt = rest.partition("/")
+                if kind == "out":
+                    attempt = attempt.rpartition("/")[0]
+                elif kind == "commit" and isinstance(value, im.Commit) and job not in core.jobs:
+                    attempt = value.attempt
+                elif kind != "whole":
+                    continue
+                if not core.needs(job, attempt):
+                    w.log(f"JANITOR deletes {key}")
+                    w.janitor_deleted.append(key)
+                    del w.store.data[key]
+        w.at(w.sc.janitor, lambda: self._janitor(generation))
 
     def _read_commit(self, job: str, task: str) -> im.Commit | None:
         value = self.w.store.data.get(f"commit/{job}/{task}")

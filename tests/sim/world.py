@@ -99,6 +99,9 @@ class Scenario:
     #: probability that a job, once ended, is deleted and another (other inputs and output) is submitted under
     #: its name, while attempts of the first may still be running or writing
     reuse_share: float = 0.0
+    #: seconds between the coordinator's janitor rounds (0: none): each deletes the intermediate keys no job
+    #: needs. Its deletions are a violation in a run whose coordinator never crashed (a sweep missed them)
+    janitor: float = 0.0
 
 
 class Store:
@@ -145,6 +148,11 @@ class World:
         self.retired_attempts: set[str] = set()
         #: what was wrong with a job when it was deleted
         self.problems: list[str] = []
+        #: keys the janitor deleted; times the coordinator crashed
+        self.janitor_deleted: list[str] = []
+        self.coord_crashes = 0
+        #: the janitor's own draws (the scenario's stream stays as it was without it)
+        self.janitor_rng = random.Random(seed + 1)
 
     # --- the event loop ------------------------------------------------------------------------------
 
@@ -264,6 +272,7 @@ class World:
 
     def crash_coordinator(self, down_for: float) -> None:
         self.log(f"CRASH coordinator for {down_for:.2f}s")
+        self.coord_crashes += 1
         self.coord.crash()
         self.at(down_for, self.coord.boot)
 
@@ -414,6 +423,8 @@ class World:
                 changed = sorted(k for k in now if now[k] != parts.get(k))
                 problems.append(f"{output}: part files written after its job ended: {changed[:3]}")
         problems += self.unlisted
+        if self.janitor_deleted and not self.coord_crashes:
+            problems.append(f"the janitor deleted {self.janitor_deleted[:3]} though the coordinator never crashed")
         left = self.store.intermediate_keys()
         if left and self.all_ended():
             problems.append(f"intermediate keys left: {left[:5]} ({len(left)})")

@@ -55,8 +55,7 @@ class CoordinatorCore:
                                    slow_factor=s.slow_factor, speculative_share=s.speculative_share,
                                    speculative_after=s.speculative_after)
         self.jobs: dict[str, JobCore] = {}
-        #: final status of the last ``statuses_kept`` jobs finalized (in this incarnation or before), oldest
-        #: first
+        #: final status of the last ``statuses_kept`` jobs finalized (here or before a restart), oldest first
         self.finished: dict[str, JobStatusView] = {}
         #: the line ``dynamr jobs`` shows of each job finalized before those (its full status is on disk)
         self.older: dict[str, JobSummary] = {}
@@ -79,10 +78,9 @@ class CoordinatorCore:
         self._restored_ends: list[str] = []
         self._handlers: dict[type[Any], Callable[[Any, float], list[p.Instruction]]] = {
             p.JobSubmitted: self._on_submitted, p.RunRequested: self._on_run, p.KillRequested: self._on_kill,
-            p.ForgetRequested: self._on_forget,
-            p.WorkerPolled: self._on_poll, p.CommitWritten: self._on_commit_written,
-            p.CommitFailed: self._on_commit_failed, p.FinalizeDone: self._on_finalized,
-            p.FinalizeFailed: self._on_finalize_failed, p.Tick: self._on_tick,
+            p.ForgetRequested: self._on_forget, p.WorkerPolled: self._on_poll, p.Tick: self._on_tick,
+            p.CommitWritten: self._on_commit_written, p.CommitFailed: self._on_commit_failed,
+            p.FinalizeDone: self._on_finalized, p.FinalizeFailed: self._on_finalize_failed,
             p.OutputsDeleted: self._on_outputs_deleted, p.DeleteFailed: self._on_delete_failed,
         }
 
@@ -159,6 +157,12 @@ class CoordinatorCore:
         self.finished.pop(ev.name, None)
         self.older.pop(ev.name, None)
         return [p.PersistForgotten(ev.name)]
+
+    def needs(self, job: str, attempt: str) -> bool:
+        """Whether what ``attempt`` wrote for ``job`` may be needed: its job is not cleaned up and started
+        it. Once not, never again (attempt ids do not repeat): the janitor may delete it."""
+        jc = self.jobs.get(job)
+        return jc is not None and jc.run.started(attempt)
 
     def state_of(self, name: str) -> str:
         """A job's state ("unknown" when there is no such job)."""
@@ -271,8 +275,7 @@ class CoordinatorCore:
         run = jc.run
         if jc.phase != "active":  # the job ended while the write was in flight: cleanup deletes it
             return self._maybe_finalize(jc, now)
-        # (a void record in force cannot happen: the write replaces them; be safe)
-        in_force = ev.record if ev.in_force.attempt in run.superseded else ev.in_force
+        in_force = ev.record if ev.in_force.attempt in run.superseded else ev.in_force  # (void: cannot be)
         if not run.started(in_force.attempt):  # a deleted job's of the same name, landed late: void, replaced
             log.warning("job %s: a record of %s not its own was in force: written again", ev.job, in_force.attempt)
             run.superseded[in_force.attempt] = in_force.task_id
@@ -286,7 +289,7 @@ class CoordinatorCore:
         else:
             run.committed(in_force, now)
         if in_force.attempt != ev.record.attempt:  # an earlier incarnation's attempt had committed it
-            out.append(self._delete_outputs(run, ev.record.attempt, ev.record.partitions))
+            out.append(p.DeleteOutputs(run.name, ev.record.attempt, ev.record.partitions, run.plan.local_intermediate))
         if run.state in ENDED:
             out += self._end(jc, now)
         return out
@@ -450,7 +453,7 @@ class CoordinatorCore:
             record = run.on_success(report, now)
             if record is None:  # a loser, an attempt written off, or the committed attempt again
                 if self.scheduler.committed_attempt(report.attempt) != report.attempt:
-                    out.append(self._delete_outputs(run, report.attempt, report.partitions))
+                    out.append(p.DeleteOutputs(name, report.attempt, report.partitions, run.plan.local_intermediate))
                 return out
             for attempt, other in self.scheduler.other_attempts(report.attempt).items():
                 self.kills.setdefault(other, set()).add(attempt)  # backups that lost the race
@@ -501,9 +504,6 @@ class CoordinatorCore:
         if ev.attempt in self.garbage:
             self.garbage[ev.attempt] = (self.garbage[ev.attempt][0], now + self.settings.commit_retry)
         return []
-
-    def _delete_outputs(self, run: JobRun, attempt: str, partitions: tuple[int, ...]) -> p.DeleteOutputs:
-        return p.DeleteOutputs(run.name, attempt, partitions, run.plan.local_intermediate)
 
     # --- time ----------------------------------------------------------------------------------------
 

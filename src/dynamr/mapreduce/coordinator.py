@@ -119,6 +119,8 @@ class Coordinator:
         #: set (and replaced) after every event the core handles: held polls look again
         self._core_changed = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
+        self._janitor: asyncio.Task[None] | None = None
+        self.janitor_interval = settings.job_janitor_interval
         #: the effect carried out for each kind of instruction (persisting is synchronous)
         self._effects: dict[type[Any], Callable[[Any], None]] = {
             p.PersistJob: lambda i: self.store.add_job(i.name, dump_plan(i.plan), "created", i.created),
@@ -137,9 +139,11 @@ class Coordinator:
 
     def start(self) -> None:
         self._ticker = asyncio.create_task(self._tick_forever())
+        if self.janitor_interval > 0:
+            self._janitor = asyncio.create_task(self._janitor_forever())
 
     async def stop(self) -> None:
-        tasks = [*self._background.tasks, *([self._ticker] if self._ticker else [])]
+        tasks = [*self._background.tasks, *(t for t in (self._ticker, self._janitor) if t is not None)]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -176,6 +180,45 @@ class Coordinator:
                 self.feed(p.Tick())
             except Exception:  # a bug must not stop liveness checks for good: log it, keep ticking
                 log.exception("coordinator tick failed")
+
+    async def _janitor_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.janitor_interval)
+            try:
+                await self.delete_unneeded()
+            except DynamrError as exc:  # a node that cannot be scanned now: the next round
+                log.info("the janitor's round stopped: %s", exc)
+            except Exception:  # a bug must not stop it for good
+                log.exception("the janitor's round failed")
+
+    async def delete_unneeded(self) -> int:
+        """Delete the intermediate objects and commit records in the store that no job needs (see
+        :meth:`CoordinatorCore.needs`): what a task cut off from everyone wrote after every sweep of its job
+        (the sweeps wait ``late_write_grace``; a write held by a paused replica may land later still). Commit
+        records only of jobs no longer running, deleted with the context read (a concurrent write stays)."""
+        objects, records = set(), set()
+        async for _, key, _ in self.client.scan_replicas(im.OBJECTS.encode(), values=False):
+            owner = im.object_owner(key)
+            if owner is not None and not self.core.needs(*owner):
+                objects.add(key)
+        async for _, key, _ in self.client.scan_replicas(im.PREFIX.encode(), values=False):
+            owner = im.commit_owner(key)
+            if owner is not None and owner[0] not in self.core.jobs:
+                records.add((key, owner[0]))
+        deleted = [0, 0]
+        for key in sorted(objects):
+            deleted[0] += await self.fs.delete_object(key)
+        for key, job in sorted(records):
+            result = await self.client.get(key)
+            with contextlib.suppress(BadRequestError):  # not a commit record: left alone
+                attempts = [im.Commit.decode(v).attempt for v in result.values]
+                if attempts and not any(self.core.needs(job, a) for a in attempts):
+                    await self.client.delete(key, context=result.context)
+                    deleted[1] += 1
+        if any(deleted):
+            log.warning("the janitor deleted %d intermediate object(s) and %d commit record(s) no job needs",
+                        *deleted)
+        return sum(deleted)
 
     # --- effects -------------------------------------------------------------------------------------
 
@@ -278,7 +321,7 @@ class Coordinator:
         """Delete any object of the job still in the store that no record named (an attempt killed while
         writing). Best effort: a node that cannot be scanned now leaves its leftovers to `dynamr job delete`."""
         try:
-            keys = {key async for _, key, _ in self.client.scan_replicas(im.job_objects(job))}
+            keys = {key async for _, key, _ in self.client.scan_replicas(im.job_objects(job), values=False)}
         except DynamrError as exc:
             log.info("job %s: could not look for leftover objects: %s", job, exc)
             return

@@ -54,6 +54,30 @@ def commit_key(job: str, task_id: str) -> bytes:
     return f"{PREFIX}{job}/commit/{task_id}".encode()
 
 
+def object_owner(key: bytes) -> tuple[str, str] | None:
+    """The (job, attempt) whose output an object key holds (see :func:`output_key`, :func:`attempt_key`);
+    None for any other key."""
+    text = key.decode(errors="replace")
+    if not text.startswith(OBJECTS):
+        return None
+    job, _, rest = text[len(OBJECTS):].partition("/")
+    kind, _, attempt = rest.partition("/")
+    if kind == "out":
+        attempt = attempt.rpartition("/")[0]
+    if kind not in ("out", "whole") or not attempt.startswith(f"{job}/") or "#" not in attempt:
+        return None
+    return job, attempt
+
+
+def commit_owner(key: bytes) -> tuple[str, str] | None:
+    """The (job, task) whose commit record a key holds (see :func:`commit_key`); None for any other key."""
+    text = key.decode(errors="replace")
+    job, sep, task = text[len(PREFIX):].partition("/commit/")
+    if not text.startswith(PREFIX) or not sep or not task.startswith(f"{job}/"):
+        return None
+    return job, task
+
+
 @dataclass(frozen=True, slots=True)
 class Commit:
     task_id: str

@@ -412,22 +412,24 @@ class AsyncClient:
         results = await asyncio.gather(*(one(a) for a in view.nodes.values()))
         return dict(zip(view.nodes, results, strict=True))
 
-    async def scan_replicas(self, prefix: bytes) -> AsyncIterator[tuple[str, bytes, tuple[bytes, ...]]]:
+    async def scan_replicas(self, prefix: bytes, *, values: bool = True
+                            ) -> AsyncIterator[tuple[str, bytes, tuple[bytes, ...]]]:
         """Every live key under ``prefix`` on every node's own replica (hints included), with that replica's
-        live values: (node, key, values), a node's keys in order, page by page. An administrative scan (a
-        superset of what quorum reads see); a node that cannot answer raises, so nothing is silently missed."""
+        live values (none unless ``values``): (node, key, values), a node's keys in order, page by page. An
+        administrative scan (a superset of what quorum reads see); a node that cannot answer raises, so
+        nothing is silently missed."""
         view = await self.cluster()
         for node, address in view.nodes.items():
             after = b""
             while True:
                 try:
                     reply = await self._transport.call(
-                        address, m.ListKeys(prefix=prefix, after=after, values=True), self._timeout)
+                        address, m.ListKeys(prefix=prefix, after=after, values=values), self._timeout)
                 except DynamrError as exc:
                     raise type(exc)(f"node {node} could not list its keys: {exc}") from exc
                 assert isinstance(reply, m.ListKeysReply)
-                for key, values in zip(reply.keys, reply.values, strict=True):
-                    yield node, key, values
+                for key, held in zip(reply.keys, reply.values if values else [()] * len(reply.keys), strict=True):
+                    yield node, key, held
                 if not reply.truncated or not reply.keys:
                     break
                 after = reply.keys[-1]
