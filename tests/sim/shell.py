@@ -126,18 +126,21 @@ class SimCoordinator:
         if generation != self.generation or core is None:
             return
         if w.janitor_rng.random() >= w.sc.faults.store_fail:  # the scan of every replica
+            pending = set(core.garbage) | set(core.stragglers) | {a for s in core.sweeps.values() for a in s}
             for key, value in list(w.store.data.items()):
                 kind, _, rest = key.partition("/")
                 job, _, attempt = rest.partition("/")
+                tracked = attempt  # how the core's pending deletes name it
                 if kind == "out":
-                    attempt = attempt.rpartition("/")[0]
+                    attempt = tracked = attempt.rpartition("/")[0]
                 elif kind == "commit" and isinstance(value, im.Commit) and job not in core.jobs:
-                    attempt = value.attempt
+                    attempt, tracked = value.attempt, p.commit_garbage(value.task_id, value.attempt)
                 elif kind != "whole":
                     continue
                 if not core.needs(job, attempt):
-                    w.log(f"JANITOR deletes {key}")
-                    w.janitor_deleted.append(key)
+                    w.log(f"JANITOR deletes {key}{'' if tracked in pending else ' (no delete of it was pending)'}")
+                    if tracked not in pending:  # the core had lost track of it: only a crash may cause that
+                        w.janitor_rescued.append(key)
                     del w.store.data[key]
         w.at(w.sc.janitor, lambda: self._janitor(generation))
 

@@ -194,7 +194,7 @@ def test_an_output_landing_after_its_job_s_sweep_and_a_restart_is_deleted_by_the
     delete (kept in memory) is carried out. Nothing durable names that output any more; the janitor finds
     it (found by search: "intermediate keys left: out/j0/j0/s0-m7#3.8/0")."""
     world = run(crashes_reuse(4372), seed=4372, janitor=True)
-    assert world.janitor_deleted == ["out/j0/j0/s0-m7#3.8/0"]
+    assert world.janitor_rescued == ["out/j0/j0/s0-m7#3.8/0"]
     with pytest.raises(Violation, match="intermediate keys left"):
         run(crashes_reuse(4372), seed=4372)  # the same run without the janitor
 

@@ -100,7 +100,8 @@ class Scenario:
     #: its name, while attempts of the first may still be running or writing
     reuse_share: float = 0.0
     #: seconds between the coordinator's janitor rounds (0: none): each deletes the intermediate keys no job
-    #: needs. Its deletions are a violation in a run whose coordinator never crashed (a sweep missed them)
+    #: needs. Deleting one the core had no pending delete of is a violation in a run whose coordinator never
+    #: crashed (a sweep missed it)
     janitor: float = 0.0
 
 
@@ -148,8 +149,8 @@ class World:
         self.retired_attempts: set[str] = set()
         #: what was wrong with a job when it was deleted
         self.problems: list[str] = []
-        #: keys the janitor deleted; times the coordinator crashed
-        self.janitor_deleted: list[str] = []
+        #: keys the janitor deleted that the core had no pending delete of; times the coordinator crashed
+        self.janitor_rescued: list[str] = []
         self.coord_crashes = 0
         #: the janitor's own draws (the scenario's stream stays as it was without it)
         self.janitor_rng = random.Random(seed + 1)
@@ -423,8 +424,9 @@ class World:
                 changed = sorted(k for k in now if now[k] != parts.get(k))
                 problems.append(f"{output}: part files written after its job ended: {changed[:3]}")
         problems += self.unlisted
-        if self.janitor_deleted and not self.coord_crashes:
-            problems.append(f"the janitor deleted {self.janitor_deleted[:3]} though the coordinator never crashed")
+        if self.janitor_rescued and not self.coord_crashes:
+            problems.append(f"the janitor deleted {self.janitor_rescued[:3]}, which no sweep would have, though the "
+                            "coordinator never crashed")
         left = self.store.intermediate_keys()
         if left and self.all_ended():
             problems.append(f"intermediate keys left: {left[:5]} ({len(left)})")
