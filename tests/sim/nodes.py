@@ -56,12 +56,22 @@ class SimNode:
     def _partial(self, attempt: str) -> None:
         """A map attempt killed while writing its output leaves some partitions behind: a store node that had
         its request still lands the write, up to a few seconds later on a loaded machine."""
-        if "-m" in attempt and self.w.rng.random() < 0.5:
-            def land() -> None:
-                self.w.store.data[f"out/{attempt.split('/', 1)[0]}/{attempt}/0"] = Counter({"partial": 1})
-                self.w.log(f"PARTIAL output of {attempt} lands")
+        w = self.w
+        if "-m" in attempt and w.rng.random() < 0.5:
+            key = f"out/{attempt.split('/', 1)[0]}/{attempt}/0"
+            delay = w.rng.uniform(0.0, 3.0)
+            very_late = w.late_rng.random() < w.sc.faults.very_late  # (its own draws: seeds replay as before)
+            if very_late:  # held by a paused replica past every sweep: only the janitor can delete it
+                grace = w.sc.settings.late_write_grace
+                delay = w.late_rng.uniform(grace, 6 * grace)
 
-            self.w.at(self.w.rng.uniform(0.0, 3.0), land)
+            def land() -> None:
+                w.store.data[key] = Counter({"partial": 1})
+                w.log(f"PARTIAL output of {attempt} lands{' (very late)' if very_late else ''}")
+                if very_late:
+                    w.very_late.add(key)
+
+            w.at(delay, land)
 
     def resume(self) -> None:
         if self.up and self.paused:

@@ -12,6 +12,8 @@ from tests.sim.world import Faults, Scenario
 #: seconds between janitor rounds in the profiles whose coordinator crashes (the real default is 300 s; the
 #: simulated runs last a minute or two)
 JANITOR = 20.0
+#: share of partial outputs that land after every sweep of their job (a write held by a paused replica)
+VERY_LATE = 0.1
 
 
 def quiet(seed: int) -> Scenario:
@@ -41,14 +43,15 @@ def chaos(seed: int) -> Scenario:
     scenario = dataclasses.replace(scenario, settings=dataclasses.replace(scenario.settings, statuses_kept=kept))
     # (drawn after everything else, for the same reason) some seeds delete ended jobs and reuse their names;
     # the coordinator's janitor runs (what a crash keeps a sweep from deleting, it deletes)
-    return dataclasses.replace(scenario, reuse_share=rng.choice([0.0, 0.0, 0.5]), janitor=JANITOR)
+    scenario = dataclasses.replace(scenario, reuse_share=rng.choice([0.0, 0.0, 0.5]), janitor=JANITOR)
+    return dataclasses.replace(scenario, faults=dataclasses.replace(scenario.faults, very_late=VERY_LATE))
 
 
 def crashes(seed: int) -> Scenario:
     """Commit writes that often lose their answers, a coordinator that dies every 12 s or so, paused nodes,
     stragglers and kills: where the cleanup of one incarnation meets the restart of the next."""
-    return Scenario(jobs=2, faults=Faults(store_timeout=0.2, coord_crash=0.08, node_pause=0.02, straggler=0.1),
-                    kill_share=0.3, janitor=JANITOR)
+    return Scenario(jobs=2, faults=Faults(store_timeout=0.2, coord_crash=0.08, node_pause=0.02, straggler=0.1,
+                                          very_late=VERY_LATE), kill_share=0.3, janitor=JANITOR)
 
 
 def crashes_reuse(seed: int) -> Scenario:

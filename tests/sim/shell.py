@@ -139,7 +139,7 @@ class SimCoordinator:
                     continue
                 if not core.needs(job, attempt):
                     w.log(f"JANITOR deletes {key}{'' if tracked in pending else ' (no delete of it was pending)'}")
-                    if tracked not in pending:  # the core had lost track of it: only a crash may cause that
+                    if tracked not in pending and key not in w.very_late:  # it had lost track: only a crash may
                         w.janitor_rescued.append(key)
                     del w.store.data[key]
         w.at(w.sc.janitor, lambda: self._janitor(generation))

@@ -58,6 +58,7 @@ class Faults:
     coord_crash: float = 0.0  # per second: the coordinator is killed (restarted 0.1-3 s later)
     output_loss: float = 0.0  # per second: every replica of one committed map output is lost
     straggler: float = 0.0  # an attempt runs 10x longer
+    very_late: float = 0.0  # a partial output lands 1-6x late_write_grace after its attempt died
 
 
 @dataclass
@@ -152,8 +153,11 @@ class World:
         #: keys the janitor deleted that the core had no pending delete of; times the coordinator crashed
         self.janitor_rescued: list[str] = []
         self.coord_crashes = 0
-        #: the janitor's own draws (the scenario's stream stays as it was without it)
+        #: the janitor's own draws, and those of very late writes (the scenario's stream stays as without them)
         self.janitor_rng = random.Random(seed + 1)
+        self.late_rng = random.Random(seed + 2)
+        #: keys written very late (after every sweep of their job could have waited for them)
+        self.very_late: set[str] = set()
 
     # --- the event loop ------------------------------------------------------------------------------
 
