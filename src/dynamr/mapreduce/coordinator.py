@@ -121,6 +121,8 @@ class Coordinator:
         self._ticker: asyncio.Task[None] | None = None
         self._janitor: asyncio.Task[None] | None = None
         self.janitor_interval = settings.job_janitor_interval
+        #: objects and commit records the janitor deleted since this coordinator started
+        self.janitor_deleted = [0, 0]
         #: the effect carried out for each kind of instruction (persisting is synchronous)
         self._effects: dict[type[Any], Callable[[Any], None]] = {
             p.PersistJob: lambda i: self.store.add_job(i.name, dump_plan(i.plan), "created", i.created),
@@ -218,6 +220,7 @@ class Coordinator:
         if any(deleted):
             log.warning("the janitor deleted %d intermediate object(s) and %d commit record(s) no job needs",
                         *deleted)
+            self.janitor_deleted = [a + b for a, b in zip(self.janitor_deleted, deleted, strict=True)]
         return sum(deleted)
 
     # --- effects -------------------------------------------------------------------------------------

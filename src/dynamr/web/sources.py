@@ -69,3 +69,9 @@ def coordinator_source(coordinator: Coordinator) -> Iterator[Metric]:
                                    "shuffle) by the jobs this coordinator finished or runs", labels=[])
     shuffled.add_metric([], coordinator.shuffle_bytes_done + sum(shuffle_bytes(s) for s in running))
     yield shuffled
+    swept = CounterMetricFamily("dynamr_janitor_deleted", "Intermediate objects and commit records no job needed, "
+                                "deleted by the coordinator's janitor (written after every sweep of their job)",
+                                labels=["kind"])
+    for kind, count in zip(("object", "commit"), coordinator.janitor_deleted, strict=True):
+        swept.add_metric([kind], count)
+    yield swept
