@@ -7,7 +7,8 @@ import pytest
 
 from dynamr.errors import BadRequestError
 from dynamr.mapreduce import intermediate as im
-from dynamr.mapreduce.jobrun import JobPlan, JobRun, StepPlan, check_plan, dump_plan, load_plan, task_of
+from dynamr.mapreduce.jobplan import check_plan, dump_plan, load_plan
+from dynamr.mapreduce.jobrun import JobPlan, JobRun, StepPlan, task_of
 from dynamr.mapreduce.scheduler import Scheduler
 from dynamr.mapreduce.splits import INPUT_FORMATS
 from dynamr.rpc.codec import pack_any

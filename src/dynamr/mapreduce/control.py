@@ -36,7 +36,8 @@ from dynamr.errors import BadRequestError
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.corestate import PHASES, CoreSettings, JobCore, NodeView, Tombstone
-from dynamr.mapreduce.jobrun import ENDED, JobRun, check_plan, job_of, summary_of, task_of
+from dynamr.mapreduce.jobplan import check_plan
+from dynamr.mapreduce.jobrun import ENDED, JobRun, job_of, summary_of, task_of
 from dynamr.mapreduce.scheduler import IllegalTransition, Scheduler
 from dynamr.rpc.messages import AttemptReport, JobStatusView, JobSummary, TaskSpec
 

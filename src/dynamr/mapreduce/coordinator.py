@@ -37,16 +37,8 @@ from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.corestate import CoreSettings
-from dynamr.mapreduce.jobrun import (
-    ENDED,
-    JobPlan,
-    check_plan,
-    dump_plan,
-    load_plan,
-    shuffle_bytes,
-    summary_of,
-    task_of,
-)
+from dynamr.mapreduce.jobplan import check_plan, dump_plan, load_plan
+from dynamr.mapreduce.jobrun import ENDED, JobPlan, shuffle_bytes, summary_of, task_of
 from dynamr.mapreduce.jobstore import JobStore
 from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, plan_splits
 from dynamr.mapreduce.workerstate import keepable

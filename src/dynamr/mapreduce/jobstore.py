@@ -63,7 +63,7 @@ LOG_BYTES_PER_JOB = 32 << 20
 @dataclass
 class StoredJob:
     name: str
-    #: the plan as kept (see dynamr.mapreduce.jobrun.dump_plan; text: the JSON of earlier versions)
+    #: the plan as kept (see dynamr.mapreduce.jobplan.dump_plan; text: the JSON of earlier versions)
     plan: bytes | str
     state: str
     created: float

@@ -32,7 +32,8 @@ from dynamr.files.client import FileSystem
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
 from dynamr.mapreduce.api import MRJob, check_formats
 from dynamr.mapreduce.inline import check_output, expand_inputs, sample_keys
-from dynamr.mapreduce.jobrun import ENDED, JobPlan, StepPlan, check_plan
+from dynamr.mapreduce.jobplan import check_plan
+from dynamr.mapreduce.jobrun import ENDED, JobPlan, StepPlan
 from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.splits import LocalFile, Split, plan_splits
 from dynamr.rpc import messages as m

@@ -22,7 +22,7 @@ class StepPlan(Record):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobPlan(Record):
     """A job as the client planned it (the coordinator never runs user code; validated by
-    :func:`dynamr.mapreduce.jobrun.check_plan`)."""
+    :func:`dynamr.mapreduce.jobplan.check_plan`)."""
 
     #: where the job's source file is stored, and the name the user knows it by
     source: str
