@@ -211,9 +211,11 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
     check_listen(spec.coordinator, settings)
     client = AsyncClient([n.address for n in spec.nodes], secret, timeout=settings.request_timeout * 2,
                          ssl_context=client_ssl)
-    coordinator = Coordinator(client, settings, data_dir=data_dir, local_jobs=local_jobs)
+    coordinator = Coordinator(client, settings, data_dir=data_dir, local_jobs=local_jobs,
+                              address=f"{spec.coordinator.host}:{spec.coordinator.port}")
     if data_dir is None:
         log.warning("the coordinator has no --data-dir: job state will not survive a restart")
+    await coordinator.claims.check()
     await coordinator.recover()
     server = RpcServer(coordinator.dispatcher, secret, frame_bytes=settings.frame_bytes,
                        max_message_bytes=settings.max_message_bytes, ssl_context=server_ssl,

@@ -20,6 +20,12 @@ class ConfigError(DynamrError):
     code = "config"
 
 
+class CoordinatorConflictError(ConfigError):
+    """Another coordinator is using the same store (see :mod:`dynamr.mapreduce.claims`)."""
+
+    code = "coordinator_conflict"
+
+
 class ClusterNotFoundError(DynamrError):
     """No cluster address was given and no local cluster was found."""
 
@@ -152,6 +158,7 @@ _BY_CODE: dict[str, type[DynamrError]] = {
     for cls in (
         DynamrError,
         ConfigError,
+        CoordinatorConflictError,
         ClusterNotFoundError,
         AuthenticationError,
         ProtocolError,

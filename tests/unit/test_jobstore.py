@@ -44,3 +44,14 @@ def test_the_state_of_an_earlier_version_opens_and_its_jobs_read_back(tmp_path: 
     db.close()
     (job,) = JobStore(tmp_path).jobs()
     assert (job.name, job.state, job.ended_status) == ("old", "running", None)
+
+
+def test_a_coordinator_keeps_its_id_across_restarts_and_another_data_directory_makes_another(
+        tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "a")
+    made = store.identity()
+    assert len(made) == 32 and store.identity() == made
+    store.close()
+    assert JobStore(tmp_path / "a").identity() == made
+    assert JobStore(tmp_path / "b").identity() != made
+    assert JobStore(None).identity() != JobStore(None).identity()  # no data directory: one per process

@@ -35,6 +35,7 @@ from dynamr.errors import BadRequestError, BusyError, DataLostError, DynamrError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
+from dynamr.mapreduce.claims import ClaimKeeper, claim_period, conflict_message
 from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.corestate import CoreSettings
 from dynamr.mapreduce.jobplan import check_plan, dump_plan, load_plan
@@ -82,7 +83,7 @@ def confined(path: str, root: str) -> bool:
 
 class Coordinator:
     def __init__(self, client: AsyncClient, settings: StoreSettings | None = None, *,
-                 data_dir: Path | None = None, local_jobs: bool = False) -> None:
+                 data_dir: Path | None = None, local_jobs: bool = False, address: str = "") -> None:
         settings = settings or StoreSettings()
         self.client = client
         self.fs = FileSystem(client)
@@ -113,8 +114,13 @@ class Coordinator:
         self._ticker: asyncio.Task[None] | None = None
         self._janitor: asyncio.Task[None] | None = None
         self.janitor_interval = settings.job_janitor_interval
+        #: this coordinator's claim on the store; ``claims.rivals``: other coordinators using it now
+        self.claims = ClaimKeeper(client, self.store.identity(), address, claim_period(self.janitor_interval))
+        self._claimer: asyncio.Task[None] | None = None
         #: objects and commit records the janitor deleted since this coordinator started
         self.janitor_deleted = [0, 0]
+        #: the janitor's rounds by outcome: "done", or "paused" (another coordinator claims the store)
+        self.janitor_rounds: Counter[str] = Counter()
         #: the effect carried out for each kind of instruction (persisting is synchronous)
         self._effects: dict[type[Any], Callable[[Any], None]] = {
             p.PersistJob: lambda i: self.store.add_job(i.name, dump_plan(i.plan), "created", i.created),
@@ -133,11 +139,13 @@ class Coordinator:
 
     def start(self) -> None:
         self._ticker = asyncio.create_task(self._tick_forever())
+        self._claimer = asyncio.create_task(self.claims.renew_forever())
         if self.janitor_interval > 0:
             self._janitor = asyncio.create_task(self._janitor_forever())
 
     async def stop(self) -> None:
-        tasks = [*self._background.tasks, *(t for t in (self._ticker, self._janitor) if t is not None)]
+        tasks = [*self._background.tasks,
+                 *(t for t in (self._ticker, self._janitor, self._claimer) if t is not None)]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -189,7 +197,12 @@ class Coordinator:
         """Delete the intermediate objects and commit records in the store that no job needs (see
         :meth:`CoordinatorCore.needs`): what a task cut off from everyone wrote after every sweep of its job
         (the sweeps wait ``late_write_grace``; a write held by a paused replica may land later still). Commit
-        records only of jobs no longer running, deleted with the context read (a concurrent write stays)."""
+        records only of jobs no longer running, deleted with the context read (a concurrent write stays).
+        Nothing is deleted while another coordinator claims the store (:mod:`dynamr.mapreduce.claims`): its
+        jobs' data would look like leftovers."""
+        if await self.claims.renew():
+            self.janitor_rounds["paused"] += 1
+            return 0
         objects, records = set(), set()
         async for _, key, _ in self.client.scan_replicas(im.OBJECTS.encode(), values=False):
             owner = im.object_owner(key)
@@ -199,6 +212,10 @@ class Coordinator:
             owner = im.commit_owner(key)
             if owner is not None and owner[0] not in self.core.jobs:
                 records.add((key, owner[0]))
+        if self.claims.rivals:  # (renewed by the loop while the scan ran)
+            self.janitor_rounds["paused"] += 1
+            return 0
+        self.janitor_rounds["done"] += 1
         deleted = [0, 0]
         for key in sorted(objects):
             deleted[0] += await self.fs.delete_object(key)
@@ -416,6 +433,9 @@ class Coordinator:
 
     async def _on_submit(self, msg: m.SubmitJob) -> m.JobStatusReply:
         check_job_name(msg.name)
+        if self.claims.rivals:
+            raise BadRequestError(f"this coordinator accepts no job now: "
+                                  f"{conflict_message(self.claims.rivals, time.time())}")
         if self.core.state_of(msg.name) != "unknown":
             raise BadRequestError(f"a job named {msg.name!r} already exists; choose another name")
         if msg.check_only:

@@ -19,6 +19,7 @@ What is kept, and why it is enough (see :meth:`Coordinator.recover`):
 - ``inputs``: the input split of each map of step 0 of a job (the dashboard shows them).
 - ``meta``: the coordinator's incarnation number, part of every attempt id, so attempt ids never repeat
   across restarts (an attempt of the previous incarnation still running on a node stays distinguishable).
+  And its id, made once, by which its claim on the store is known (:mod:`dynamr.mapreduce.claims`).
 
 Writes are small and commit at once (``synchronous=NORMAL`` under WAL: a power loss may lose the last
 transactions, a process crash loses nothing). Without a data directory the state lives in memory.
@@ -27,6 +28,7 @@ transactions, a process crash loses nothing). Without a data directory the state
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +110,15 @@ class JobStore:
         incarnation = int(row[0]) + 1 if row else 1
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('incarnation', ?)", (str(incarnation),))
         return incarnation
+
+    def identity(self) -> str:
+        """This coordinator's id, made once and kept (random per process without a data directory)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()
+        if row:
+            return str(row[0])
+        made = secrets.token_hex(16)
+        self._db.execute("INSERT INTO meta VALUES ('id', ?)", (made,))
+        return made
 
     # --- jobs ----------------------------------------------------------------------------------------
 

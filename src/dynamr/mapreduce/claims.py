@@ -1,0 +1,190 @@
+"""Which coordinators use the store: one key where each coordinator renews its claim, so a second one is seen.
+
+A coordinator knows only its own jobs. Two coordinators on one store (a misconfiguration: a copied cluster
+file, a coordinator started again elsewhere with a fresh data directory while the old one runs) would each
+take the other's intermediate data for leftovers, and the janitor deletes leftovers. So every coordinator
+writes a *claim* under :data:`CLAIM_KEY` every ``every`` seconds: its persistent id (kept in its data
+directory), its address, the wall-clock time of the write and its period. A claim is *live* while it is
+younger than :data:`LIVE_PERIODS` periods plus :data:`CLOCK_SLACK` (clocks of different machines differ a
+little). A *rival* is a live claim of another id at another address (a coordinator restarted without a data
+directory gets a new id at the same address: that is the same coordinator, and it cannot be live twice at
+one address).
+
+- At start, before it recovers anything, a coordinator reads the claims (without writing its own) and
+  refuses to start while a rival is live (:class:`~dynamr.errors.CoordinatorConflictError`, one line that
+  names the rival and says how long to wait if it is gone).
+- While it runs, it keeps its claim and looks at the others at every renewal: while a rival is live (two
+  started at the same moment, or a partition healed) it accepts no new job and its janitor deletes nothing,
+  and it says so in its log and its metrics. So does the rival: both stop doing harm until one is stopped.
+- The janitor also renews right before it scans, and skips its round when the claims cannot be read or a
+  rival is live (before it scans, and again before it deletes).
+
+Concurrent writers leave siblings; every reader merges them (the newest claim per id) and writes the merged
+map back with the context it read, so the key holds one value again. Claims not renewed for
+:data:`FORGET_AFTER` seconds are dropped. Malformed entries are ignored (any client holding the cluster
+secret can write the key; none can make a coordinator start or delete anything by it).
+
+The decisions (:func:`merged`, :func:`rivals`, :func:`renewed`) are pure and unit-tested; :class:`ClaimKeeper`
+does the store I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import msgpack
+
+from dynamr.errors import CoordinatorConflictError, DynamrError
+from dynamr.mapreduce import intermediate as im
+from dynamr.store.client import AsyncClient
+
+log = logging.getLogger(__name__)
+
+#: the key of the claims (under the commit records' prefix, but not a commit record: the janitor skips it)
+CLAIM_KEY = (im.PREFIX + "@coordinators").encode()
+#: a claim is live for this many periods of its writer after it was written ...
+LIVE_PERIODS = 3
+#: ... plus this many seconds, for clocks of different machines that differ a little
+CLOCK_SLACK = 5.0
+#: claims not renewed for this long are dropped from the key
+FORGET_AFTER = 86400.0
+#: the longest period between renewals (shorter when the janitor runs more often)
+CLAIM_EVERY = 10.0
+#: how long a starting coordinator waits for the store to tell whether another coordinator claims it
+CHECK_SECONDS = 5.0
+
+
+def claim_period(janitor_interval: float) -> float:
+    """How often a coordinator renews its claim: at least three times per janitor round."""
+    if janitor_interval <= 0:
+        return CLAIM_EVERY
+    return max(0.05, min(CLAIM_EVERY, janitor_interval / 3))
+
+
+@dataclass(frozen=True)
+class Claim:
+    coordinator: str
+    address: str
+    written: float
+    every: float
+
+    def live(self, now: float) -> bool:
+        return now - self.written <= LIVE_PERIODS * self.every + CLOCK_SLACK
+
+    def expires_in(self, now: float) -> float:
+        return max(0.0, self.written + LIVE_PERIODS * self.every + CLOCK_SLACK - now)
+
+
+def _decode_one(value: bytes) -> list[Claim]:
+    try:
+        raw = msgpack.unpackb(value, raw=False)
+    except Exception:  # any undecodable value is simply not a claim
+        return []
+    if not isinstance(raw, dict):
+        return []
+    out = []
+    for cid, entry in raw.items():
+        if (isinstance(cid, str) and isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in entry[1:])
+                and entry[2] > 0):
+            out.append(Claim(cid, entry[0], float(entry[1]), float(entry[2])))
+    return out
+
+
+def merged(values: Iterable[bytes]) -> dict[str, Claim]:
+    """The claims of every sibling, the newest per coordinator id."""
+    claims: dict[str, Claim] = {}
+    for value in values:
+        for claim in _decode_one(value):
+            old = claims.get(claim.coordinator)
+            if old is None or claim.written > old.written:
+                claims[claim.coordinator] = claim
+    return claims
+
+
+def encode(claims: dict[str, Claim]) -> bytes:
+    packed: bytes = msgpack.packb({c.coordinator: [c.address, c.written, c.every] for c in claims.values()})
+    return packed
+
+
+def rivals(claims: dict[str, Claim], me: str, address: str, now: float) -> list[Claim]:
+    """Live claims of other coordinators (another id at another address), oldest first."""
+    return sorted((c for c in claims.values() if c.coordinator != me and c.address != address and c.live(now)),
+                  key=lambda c: c.written)
+
+
+def renewed(claims: dict[str, Claim], mine: Claim) -> dict[str, Claim]:
+    """The claims with ``mine`` written, without the earlier ids at its address (itself, restarted without a
+    data directory) and those not renewed for :data:`FORGET_AFTER` (the key stays small)."""
+    kept = {cid: c for cid, c in claims.items()
+            if c.address != mine.address and mine.written - c.written <= FORGET_AFTER}
+    kept[mine.coordinator] = mine
+    return kept
+
+
+def conflict_message(found: Sequence[Claim], now: float) -> str:
+    rival = found[0]
+    return (f"another coordinator ({rival.coordinator[:12]} at {rival.address}) uses this cluster's store "
+            f"(its claim was renewed {max(0.0, now - rival.written):.0f} s ago): two coordinators each take the "
+            f"other's jobs' data for leftovers; stop one (if it is gone, its claim lapses in "
+            f"{rival.expires_in(now):.0f} s)")
+
+
+class ClaimKeeper:
+    """Reads and renews this coordinator's claim; :attr:`rivals` is what the last read found."""
+
+    def __init__(self, client: AsyncClient, coordinator: str, address: str, every: float) -> None:
+        self.client = client
+        self.coordinator = coordinator
+        self.address = address
+        self.every = every
+        #: rivals seen by the last successful read
+        self.rivals: list[Claim] = []
+
+    async def check(self, budget: float = CHECK_SECONDS) -> None:
+        """At start: raise :class:`CoordinatorConflictError` if a rival is live (nothing is written). A store
+        that does not answer within ``budget`` seconds (nodes still starting) is not waited for: the renewals
+        look again once the coordinator runs."""
+        deadline = time.monotonic() + budget
+        while True:
+            try:
+                result = await self.client.get(CLAIM_KEY)
+                break
+            except DynamrError as exc:
+                if time.monotonic() >= deadline:
+                    log.warning("could not read the coordinators' claims (%s): starting anyway", exc)
+                    return
+                await asyncio.sleep(0.05)
+        now = time.time()
+        found = rivals(merged(result.values), self.coordinator, self.address, now)
+        if found:
+            raise CoordinatorConflictError(conflict_message(found, now))
+
+    async def renew(self) -> list[Claim]:
+        """Write this coordinator's claim (merging what is there) and return the rivals now live."""
+        result = await self.client.get(CLAIM_KEY)
+        now = time.time()
+        claims = merged(result.values)
+        found = rivals(claims, self.coordinator, self.address, now)
+        await self.client.put(CLAIM_KEY, encode(renewed(claims, Claim(self.coordinator, self.address, now,
+                                                                          self.every))), context=result.context)
+        if found and [c.coordinator for c in found] != [c.coordinator for c in self.rivals]:
+            log.error("%s; meanwhile this coordinator accepts no job and its janitor deletes nothing",
+                      conflict_message(found, now))
+        elif self.rivals and not found:
+            log.warning("no other coordinator claims the store any more: jobs are accepted and the janitor "
+                        "runs again")
+        self.rivals = found
+        return found
+
+    async def renew_forever(self) -> None:
+        while True:
+            try:
+                await self.renew()
+            except DynamrError as exc:  # the store unreachable now: the next round
+                log.info("could not renew the coordinator's claim: %s", exc)
+            await asyncio.sleep(self.every)

@@ -1,0 +1,81 @@
+"""The rules of coordinators' claims on the store (dynamr.mapreduce.claims): who is a rival, for how long."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from dynamr.mapreduce import intermediate as im
+from dynamr.mapreduce.claims import (
+    CLAIM_KEY,
+    CLOCK_SLACK,
+    FORGET_AFTER,
+    LIVE_PERIODS,
+    Claim,
+    claim_period,
+    conflict_message,
+    encode,
+    merged,
+    renewed,
+    rivals,
+)
+
+NOW = 1_000_000.0
+ME = Claim("me", "10.0.0.1:7000", NOW, 10.0)
+
+
+def test_a_claim_is_live_for_three_periods_and_the_clock_slack() -> None:
+    other = Claim("other", "10.0.0.2:7000", NOW, 10.0)
+    edge = NOW + LIVE_PERIODS * 10.0 + CLOCK_SLACK
+    assert other.live(edge) and not other.live(edge + 0.01)
+    assert rivals({"other": other}, "me", ME.address, edge) == [other]
+    assert rivals({"other": other}, "me", ME.address, edge + 0.01) == []
+    assert other.expires_in(NOW) == pytest.approx(LIVE_PERIODS * 10.0 + CLOCK_SLACK)
+
+
+def test_neither_my_own_id_nor_my_address_is_a_rival() -> None:
+    restarted = Claim("earlier-me", ME.address, NOW, 10.0)  # no data directory: a new id, the same address
+    assert rivals({"me": ME, "earlier-me": restarted}, "me", ME.address, NOW) == []
+    assert renewed({"earlier-me": restarted}, ME) == {"me": ME}
+
+
+def test_siblings_merge_to_the_newest_claim_per_coordinator() -> None:
+    old = Claim("other", "10.0.0.2:7000", NOW - 100, 10.0)
+    new = Claim("other", "10.0.0.2:7000", NOW, 10.0)
+    claims = merged([encode({"other": old, "me": ME}), encode({"other": new})])
+    assert claims == {"other": new, "me": ME}
+    assert merged([encode({"other": new}), encode({"other": old})]) == {"other": new}
+
+
+@pytest.mark.parametrize("value", [
+    b"\xc1not msgpack", msgpack.packb([1, 2]), msgpack.packb({"x": "y"}), msgpack.packb({"x": ["a", 1.0]}),
+    msgpack.packb({"x": [1, 1.0, 1.0]}), msgpack.packb({"x": ["a", "now", 1.0]}),
+    msgpack.packb({"x": ["a", 1.0, True]}), msgpack.packb({"x": ["a", 1.0, 0]}), msgpack.packb({1: ["a", 1.0, 1.0]}),
+])
+def test_what_is_not_a_well_formed_claim_is_ignored(value: bytes) -> None:
+    assert merged([value, encode({"me": ME})]) == {"me": ME}
+
+
+def test_renewing_writes_mine_and_forgets_claims_not_renewed_for_a_day() -> None:
+    stale = Claim("gone", "10.0.0.3:7000", NOW - FORGET_AFTER - 1, 10.0)
+    dead = Claim("dead", "10.0.0.4:7000", NOW - 3600, 10.0)  # not live, but kept a while (it says who was here)
+    out = renewed({"gone": stale, "dead": dead, "me": Claim("me", ME.address, NOW - 10, 10.0)}, ME)
+    assert out == {"dead": dead, "me": ME}
+    assert merged([encode(out)]) == out
+
+
+def test_the_conflict_message_names_the_rival_and_how_long_to_wait() -> None:
+    rival = Claim("0123456789abcdef0123", "10.0.0.2:7000", NOW - 4, 10.0)
+    message = conflict_message([rival], NOW)
+    assert "0123456789ab at 10.0.0.2:7000" in message and "4 s ago" in message
+    assert f"lapses in {LIVE_PERIODS * 10 + CLOCK_SLACK - 4:.0f} s" in message and "\n" not in message
+
+
+def test_renewals_come_at_least_three_times_per_janitor_round() -> None:
+    assert claim_period(0) == 10.0  # janitor off: claims still renewed (another's janitor must see this one)
+    assert claim_period(300) == 10.0
+    assert claim_period(0.3) == pytest.approx(0.1)
+
+
+def test_the_claim_key_is_not_taken_for_a_commit_record_or_an_object() -> None:
+    assert im.commit_owner(CLAIM_KEY) is None and im.object_owner(CLAIM_KEY) is None
