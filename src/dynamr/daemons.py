@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import functools
 import logging
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dynamr.config import ClusterSpec, NodeAddress, StoreSettings, check_listen
+from dynamr.errors import ConfigError
 from dynamr.files.gc import run_collector
 from dynamr.rpc import tls
 from dynamr.rpc.client import TcpTransport
@@ -55,6 +57,31 @@ def private_files(data_dir: Path | None = None) -> None:
     if data_dir is not None:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(data_dir, 0o700)
+
+
+#: the data directories this process holds (an open, locked file each: the kernel releases it when the
+#: process ends, however it ends)
+_HELD: dict[Path, int] = {}
+
+
+def hold_data_dir(data_dir: Path) -> None:
+    """Take ``data_dir`` for this process alone: a second node or coordinator started on it (the same
+    command twice, two ids given one directory) would serve the same data under two identities, or recover
+    and clean up jobs the first one runs. Raises :class:`ConfigError` naming the holder."""
+    path = data_dir.resolve()
+    if path in _HELD:
+        return
+    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(f"data directory {data_dir} is in use by another dynamr process (pid {holder}): stop "
+                          "it first, or give this process a data directory of its own") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[path] = fd
 
 
 def setup_logging(level: str, node_id: str) -> None:
@@ -192,6 +219,7 @@ def run_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
     pin_malloc_thresholds()
     install_event_loop_policy()
     private_files(data_dir)
+    hold_data_dir(data_dir)
     asyncio.run(serve_node(spec, node_id, data_dir, secret, tls_files=tls_files, parent=parent,
                            join=join, listen=listen))
 
@@ -199,7 +227,6 @@ def run_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: bytes, *,
 async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None = None,
                             tls_files: TlsFiles | None = None, parent: int | None = None,
                             local_jobs: bool = False) -> None:
-    from dynamr.errors import ConfigError
     from dynamr.mapreduce.coordinator import Coordinator
     from dynamr.store.client import AsyncClient
     from dynamr.web.sources import coordinator_source
@@ -262,6 +289,8 @@ def run_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path | None =
                     local_jobs: bool = False) -> None:
     install_event_loop_policy()
     private_files(data_dir)
+    if data_dir is not None:
+        hold_data_dir(data_dir)
     asyncio.run(serve_coordinator(spec, secret, data_dir=data_dir, tls_files=tls_files,
                                   parent=parent, local_jobs=local_jobs))
 

@@ -88,3 +88,16 @@ def test_a_parent_pid_without_exit_with_parent_is_a_one_line_error(tmp_path: Pat
     values = {"spec": str(cluster.cluster_file), "tmp": str(tmp_path)}
     cases = [[*_fill(c, **values), "--secret", "s", "--parent-pid", "12345"] for c in DAEMONS]
     _check_all(cases, tmp_path, env, "--parent-pid goes with --exit-with-parent")
+
+
+def test_a_node_or_coordinator_started_on_a_data_directory_in_use_says_so_in_one_line(
+        make_cluster: MakeCluster, tmp_path: Path, env: dict[str, str]) -> None:
+    cluster = make_cluster(1)
+    spec, secret = str(cluster.cluster_file), str(cluster.secret_file)
+    cases = [["node", "start", "--cluster-file", spec, "--node-id", "n1", "--data-dir", str(cluster.data_dir("n1")),
+              "--secret-file", secret],
+             ["coordinator", "start", "--cluster-file", spec, "--data-dir", str(cluster.data_dir("coordinator")),
+              "--secret-file", secret]]
+    for args, holder in zip(cases, (cluster.pid("n1"), cluster.pid("coordinator")), strict=True):
+        _check_all([args], tmp_path, env, f"is in use by another dynamr process (pid {holder})")
+    assert sorted(cluster.running()) == ["coordinator", "n1"]  # both go on serving
