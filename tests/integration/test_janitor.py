@@ -18,10 +18,11 @@ from dynamr.localcluster import COORDINATOR, LocalCluster, free_ports
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.claims import CLAIM_KEY, Claim, encode, merged
 from dynamr.store.client import AsyncClient
+from dynamr.web.token import web_token
 from tests.helpers import wait_until
 from tests.integration.conftest import MakeCluster
 from tests.integration.jobtools import keys_of, start_slow_wordcount, store_output, wait_for_job, wordcount
-from tests.integration.test_dashboard import _metrics, _total
+from tests.integration.test_dashboard import _get, _metrics, _total, _url
 
 #: an attempt of a job the coordinator does not know (deleted long ago): what it wrote, landing very late
 GONE = "gone/s0-m0#9"
@@ -109,6 +110,8 @@ def test_while_another_coordinator_claims_the_store_no_job_is_accepted_and_nothi
     with pytest.raises(BadRequestError, match=r"accepts no job now: another coordinator .*10\.9\.9\.9:7000"):
         start_slow_wordcount(cluster, tmp_path, "wc", [300], map_seconds=0, reduce_seconds=0)
     assert "uses this cluster's store" in cluster.log_file(COORDINATOR).read_text()
+    status, page = _get(_url(cluster, "/", COORDINATOR), web_token(cluster.secret))
+    assert status == 200 and "accepts no job now: another coordinator (rival at 10.9.9.9:7000)" in page
 
     _claim_as(cluster, Claim("rival", "10.9.9.9:7000", time.time(), 0.001))  # stopped: its claim lapses
     wait_until(lambda: not any(keys_of(cluster, "gone").values()), 60, "the janitor to delete the leftovers")
