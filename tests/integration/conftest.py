@@ -21,10 +21,13 @@ MakeCluster = Callable[..., LocalCluster]
 def make_cluster(tmp_path: Path) -> Iterator[MakeCluster]:
     made: list[LocalCluster] = []
 
-    def make(nodes: int = 3, use_tls: bool = False, http: bool = False, **settings: Any) -> LocalCluster:
+    def make(nodes: int = 3, use_tls: bool = False, http: bool = False, coordinator: bool = True,
+             **settings: Any) -> LocalCluster:
+        """A started cluster; without ``coordinator``, nodes only (a test that counts every key or hint of
+        the store: a coordinator keeps a key of its own, see dynamr.mapreduce.claims)."""
         cluster = LocalCluster.create(tmp_path / f"cluster{len(made)}", nodes,
                                       StoreSettings.from_dict({**FAST, **settings}), ephemeral=True, use_tls=use_tls,
-                                      http=http)
+                                      http=http, coordinator=coordinator)
         made.append(cluster)
         cluster.start()
         return cluster
