@@ -242,12 +242,19 @@ async def serve_coordinator(spec: ClusterSpec, secret: bytes, *, data_dir: Path 
                               address=f"{spec.coordinator.host}:{spec.coordinator.port}")
     if data_dir is None:
         log.warning("the coordinator has no --data-dir: job state will not survive a restart")
-    await coordinator.claims.check()
-    await coordinator.recover()
     server = RpcServer(coordinator.dispatcher, secret, frame_bytes=settings.frame_bytes,
                        max_message_bytes=settings.max_message_bytes, ssl_context=server_ssl,
                        max_buffered_bytes=settings.max_buffered_bytes, max_connections=settings.max_connections)
-    await server.start(spec.coordinator.host, spec.coordinator.port)
+    # the address first (a second coordinator at it stops here, before recovering anything), then the
+    # claims, then the jobs; requests wait in the backlog until the jobs are back
+    await server.start(spec.coordinator.host, spec.coordinator.port, serve=False)
+    try:
+        await coordinator.claims.check()
+        await coordinator.recover()
+    except BaseException:
+        await server.close()
+        raise
+    await server.serve()
     coordinator.start()
     web = await _web(spec.coordinator, settings, secret, coordinator.dispatcher,
                      functools.partial(coordinator_source, coordinator), coordinator)

@@ -100,4 +100,7 @@ def test_a_node_or_coordinator_started_on_a_data_directory_in_use_says_so_in_one
               "--secret-file", secret]]
     for args, holder in zip(cases, (cluster.pid("n1"), cluster.pid("coordinator")), strict=True):
         _check_all([args], tmp_path, env, f"is in use by another dynamr process (pid {holder})")
+    # a data directory of its own, the same address: stopped by the address, before it recovers anything
+    _check_all([[*cases[1][:4], "--data-dir", str(tmp_path / "other"), *cases[1][6:]]], tmp_path, env,
+               "address already in use")
     assert sorted(cluster.running()) == ["coordinator", "n1"]  # both go on serving

@@ -140,9 +140,16 @@ class RpcServer:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, serve: bool = True) -> None:
+        """Bind and listen; without ``serve``, connections wait in the backlog until :meth:`serve`."""
         self._server = await asyncio.start_server(self._serve, host, port, ssl=self._ssl,
-                                                  limit=2 * self._frame_bytes, reuse_address=True)
+                                                  limit=2 * self._frame_bytes, reuse_address=True,
+                                                  start_serving=serve)
+
+    async def serve(self) -> None:
+        """Start accepting connections (after ``start(serve=False)``)."""
+        assert self._server is not None
+        await self._server.start_serving()
 
     async def close(self) -> None:
         if self._server is not None:
