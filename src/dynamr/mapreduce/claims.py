@@ -170,15 +170,15 @@ class ClaimKeeper:
         now = time.time()
         claims = merged(result.values)
         found = rivals(claims, self.coordinator, self.address, now)
-        await self.client.put(CLAIM_KEY, encode(renewed(claims, Claim(self.coordinator, self.address, now,
-                                                                          self.every))), context=result.context)
         if found and [c.coordinator for c in found] != [c.coordinator for c in self.rivals]:
             log.error("%s; meanwhile this coordinator accepts no job and its janitor deletes nothing",
                       conflict_message(found, now))
         elif self.rivals and not found:
             log.warning("no other coordinator claims the store any more: jobs are accepted and the janitor "
                         "runs again")
-        self.rivals = found
+        self.rivals = found  # (what the read found stands even if the write below fails)
+        await self.client.put(CLAIM_KEY, encode(renewed(claims, Claim(self.coordinator, self.address, now,
+                                                                          self.every))), context=result.context)
         return found
 
     async def renew_forever(self) -> None:
