@@ -145,6 +145,12 @@ class ClaimKeeper:
         #: rivals seen by the last successful read
         self.rivals: list[Claim] = []
 
+    def refusal(self) -> str | None:
+        """Why this coordinator accepts no job now (a rival's claim is live), or None."""
+        if not self.rivals:
+            return None
+        return f"this coordinator accepts no job now: {conflict_message(self.rivals, time.time())}"
+
     async def check(self, budget: float = CHECK_SECONDS) -> None:
         """At start: raise :class:`CoordinatorConflictError` if a rival is live (nothing is written). A store
         that does not answer within ``budget`` seconds (nodes still starting) is not waited for: the renewals

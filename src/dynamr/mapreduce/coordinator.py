@@ -35,7 +35,7 @@ from dynamr.errors import BadRequestError, BusyError, DataLostError, DynamrError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
-from dynamr.mapreduce.claims import ClaimKeeper, claim_period, conflict_message
+from dynamr.mapreduce.claims import ClaimKeeper, claim_period
 from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.corestate import CoreSettings
 from dynamr.mapreduce.jobplan import check_plan, dump_plan, load_plan
@@ -433,9 +433,8 @@ class Coordinator:
 
     async def _on_submit(self, msg: m.SubmitJob) -> m.JobStatusReply:
         check_job_name(msg.name)
-        if self.claims.rivals:
-            raise BadRequestError(f"this coordinator accepts no job now: "
-                                  f"{conflict_message(self.claims.rivals, time.time())}")
+        if (refusal := self.claims.refusal()) is not None:
+            raise BadRequestError(refusal)
         if self.core.state_of(msg.name) != "unknown":
             raise BadRequestError(f"a job named {msg.name!r} already exists; choose another name")
         if msg.check_only:

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from dynamr.errors import DeadlineExceededError, DynamrError, NotFoundError, UnavailableError
-from dynamr.mapreduce.claims import conflict_message
 from dynamr.rpc import messages as m
 from dynamr.store import membership
 from dynamr.store.membership import ClusterState
@@ -91,10 +90,9 @@ class Dashboard:
             return f"<h1>Cluster</h1><p>No node of the store answered: {escape(str(exc))}</p>"
         state = await self._membership(list(view.nodes.values()))
         html = pages.cluster(node_rows(view, statuses, state), state, view.ring.ownership(), view.n)
-        rivals = self.coordinator.claims.rivals
-        if rivals:  # the one thing an operator must act on comes first
-            warning = f"This coordinator accepts no job now: {conflict_message(rivals, time.time())}."
-            html = f'<p class="failure">{escape(warning)}</p>{html}'
+        refusal = self.coordinator.claims.refusal()
+        if refusal is not None:  # the one thing an operator must act on comes first
+            html = f'<p class="failure">{escape(refusal[:1].upper() + refusal[1:])}.</p>{html}'
         return html
 
     async def _membership(self, addresses: list[tuple[str, int]]) -> ClusterState | None:
