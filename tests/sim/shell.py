@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
+from dynamr.mapreduce import restart
 from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.jobrun import task_of
 from dynamr.mapreduce.scheduler import TaskState
@@ -89,18 +90,18 @@ class SimCoordinator:
         core = CoordinatorCore(w.sc.settings, incarnation=w.durable.incarnation)
         w.log(f"BOOT coordinator incarnation {w.durable.incarnation}")
         for stored in w.durable.views():
-            todo = core.restore_job(stored, None, w.now)
+            todo = restart.restore_job(core, stored, None, w.now)
             looked: dict[str, im.Commit | None] = {}
             instructions: list[p.Instruction] = []
             while todo:
                 found = {t: self._read_commit(stored.name, t) for t in todo}
                 looked.update(found)
-                todo, more = core.replayed(stored.name, found, stored, w.now)
+                todo, more = restart.replayed(core, stored.name, found, stored, w.now)
                 instructions += more
             self.core = core
             self._carry_out(instructions)
         self.core = core
-        self._carry_out(core.after_restore(w.now))
+        self._carry_out(restart.after_restore(core, w.now))
         for job in self.pending_submits:
             self.submit(job)
         self.pending_submits = []

@@ -7,6 +7,7 @@ from typing import Any
 
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
+from dynamr.mapreduce import restart
 from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.corestate import CoreSettings
 from dynamr.mapreduce.jobrun import JobPlan, StepPlan, task_of
@@ -338,11 +339,11 @@ def test_a_restarted_coordinator_ignores_and_deletes_a_commit_record_of_an_attem
     stored = p.StoredJobView("a", plan(split_size=50), "running", 0.0, 0.0, None, None,
                              ((first.attempt, "n1", 0.0, None, None, ""), (second.attempt, "n1", 0.0, None, None, "")))
     restarted = CoordinatorCore(incarnation=2)
-    todo = restarted.restore_job(stored, None, 1.0)
+    todo = restart.restore_job(restarted, stored, None, 1.0)
     foreign = im.Commit(task_of(first.attempt), task_of(first.attempt) + "#0.7", (0,))
     found: dict[str, im.Commit | None] = {t: None for t in todo}
     found[foreign.task_id] = foreign
-    todo, out = restarted.replayed("a", found, stored, 1.0)
+    todo, out = restart.replayed(restarted, "a", found, stored, 1.0)
     assert p.DeleteCommit("a", foreign.task_id, foreign.attempt) in out
     assert foreign.task_id not in restarted.jobs["a"].run.commits
 
@@ -376,9 +377,9 @@ def test_a_restarted_coordinator_publishes_a_part_whose_commit_record_it_finds()
     stored = p.StoredJobView("j", plan(), "running", 0.0, 0.0, None, None,
                              ((spec.attempt, "n1", 0.0, None, None, ""),))
     restarted = CoordinatorCore(incarnation=2)
-    todo = restarted.restore_job(stored, None, 5.0)
+    todo = restart.restore_job(restarted, stored, None, 5.0)
     assert todo == [record.task_id]
-    todo, out = restarted.replayed("j", {record.task_id: record}, stored, 5.0)
+    todo, out = restart.replayed(restarted, "j", {record.task_id: record}, stored, 5.0)
     # not taken as done: the record is written again (it stays in force) and the part published
     assert out == [p.WriteCommit("j", record, frozenset(), "/out/part-00000")]
     assert restarted.jobs["j"].run.state == "running"
@@ -425,9 +426,9 @@ def test_a_job_that_succeeded_is_finalized_after_a_restart_not_run_again() -> No
     stored = p.StoredJobView("j", plan(), "succeeded", 0.0, ended.ended, None, None,
                              ((spec.attempt, "n1", 1.0, 2.0, True, ""),), ended.status)
     restarted = CoordinatorCore(incarnation=2)
-    assert restarted.restore_job(stored, None, 5.0) == []  # no commit record to look up
+    assert restart.restore_job(restarted, stored, None, 5.0) == []  # no commit record to look up
     assert restarted.jobs["j"].run.status(5.0).state == "finishing"
-    (finalize,) = [i for i in restarted.after_restore(5.0) if isinstance(i, p.Finalize)]
+    (finalize,) = [i for i in restart.after_restore(restarted, 5.0) if isinstance(i, p.Finalize)]
     assert finalize.succeeded and finalize.attempts == ((spec.attempt, range(0)),)
     reply = next(i for i in restarted.handle(p.WorkerPolled("n1", "inc2", 1, 2), 9.0)
                  if isinstance(i, p.ReplyToWorker))

@@ -6,6 +6,7 @@ instructions come out (write a commit record, delete outputs, finalize a job, pe
 worker). The asyncio shell (:mod:`dynamr.mapreduce.coordinator`) carries the instructions out and feeds
 their outcomes back as events; the simulator (``tests/sim``) does the same on a virtual clock and network.
 Nothing here reads a clock, sleeps or does I/O.
+A restarted coordinator rebuilds this machine from what it persisted with :mod:`dynamr.mapreduce.restart`.
 
 The rules that make it safe (each has a named simulation test):
 
@@ -74,9 +75,9 @@ class CoordinatorCore:
         self.garbage: dict[str, tuple[p.DeleteOutputs | p.DeleteCommit, float]] = {}
         #: finalized jobs whose late sweep is not done: job -> its attempts still to sweep
         self.sweeps: dict[str, set[str]] = {}
-        #: for :meth:`after_restore`: sweeps of jobs finalized before a restart, jobs succeeded not finalized
-        self._restored_sweeps: list[tuple[str, list[str], list[tuple[str, str]]]] = []
-        self._restored_ends: list[str] = []
+        #: for :func:`dynamr.mapreduce.restart.after_restore`: sweeps of jobs finalized before a restart, jobs succeeded not finalized
+        self.restored_sweeps: list[tuple[str, list[str], list[tuple[str, str]]]] = []
+        self.restored_ends: list[str] = []
         self._handlers: dict[type[Any], Callable[[Any, float], list[p.Instruction]]] = {
             p.JobSubmitted: self._on_submitted, p.RunRequested: self._on_run, p.KillRequested: self._on_kill,
             p.ForgetRequested: self._on_forget, p.WorkerPolled: self._on_poll, p.Tick: self._on_tick,
@@ -120,7 +121,7 @@ class CoordinatorCore:
         jc.run.start(now)
         out: list[p.Instruction] = [p.PersistStarted(jc.run.name, self.wall(now))]
         if jc.run.state in ENDED:  # no input at all
-            out += self._end(jc, now)
+            out += self.end_job(jc, now)
         return out
 
     def _on_kill(self, ev: p.KillRequested, now: float) -> list[p.Instruction]:
@@ -128,7 +129,7 @@ class CoordinatorCore:
         if jc is None or not jc.run.kill(now):
             return [p.Refused(ev.name, f"job {ev.name!r} has already {self.state_of(ev.name)}; there is nothing to "
                                        "kill")]
-        return self._end(jc, now)
+        return self.end_job(jc, now)
 
     def forget_refusal(self, name: str) -> p.Refused | None:
         """Why job ``name`` cannot be forgotten now (None: it can): not while it runs, nor until its late
@@ -174,7 +175,7 @@ class CoordinatorCore:
             return self.finished[name].state
         return self.older[name].state if name in self.older else "unknown"
 
-    def _keep(self, name: str, status: JobStatusView) -> None:
+    def keep_status(self, name: str, status: JobStatusView) -> None:
         """A finalized job's status is kept whole while it is among the last ``statuses_kept``; then only
         its summary (a coordinator that runs jobs for months does not hold every attempt of every one)."""
         self.finished[name] = status
@@ -187,7 +188,7 @@ class CoordinatorCore:
             raise IllegalTransition(f"job {jc.run.name}: phase {jc.phase} -> {new} is not a legal move")
         jc.phase = new
 
-    def _end(self, jc: JobCore, now: float) -> list[p.Instruction]:
+    def end_job(self, jc: JobCore, now: float) -> list[p.Instruction]:
         """The job's run ended (succeeded, failed or killed): stop its attempts, then finalize it."""
         run = jc.run
         self._move(jc, "ending")
@@ -224,7 +225,7 @@ class CoordinatorCore:
                               "deleted when it ends)", now)
         jc.run.finalized = True
         status = jc.run.status(now)
-        self._keep(ev.job, status)
+        self.keep_status(ev.job, status)
         plan = jc.run.plan
         self.tombstones[ev.job] = Tombstone(max((s.reducers for s in plan.steps), default=1) or 1,
                                             plan.local_intermediate)
@@ -233,10 +234,10 @@ class CoordinatorCore:
         del self.jobs[ev.job]
         out: list[p.Instruction] = [p.PersistFinalized(ev.job, jc.run.state, self.wall(jc.run.ended_at), status)]
         reported = {a for a, h in jc.run.history.items() if h.ok}
-        return out + self._sweep_later(ev.job, [a for a, _ in jc.run.attempt_outputs() if a not in reported],
+        return out + self.sweep_later(ev.job, [a for a, _ in jc.run.attempt_outputs() if a not in reported],
                                        now, sorted(jc.uncertain))
 
-    def _sweep_later(self, job: str, attempts: list[str], now: float,
+    def sweep_later(self, job: str, attempts: list[str], now: float,
                      uncertain: Sequence[tuple[str, str]] = ()) -> list[p.Instruction]:
         """Attempts of a finalized job that never reported success may have writes in flight: their outputs
         are deleted once more, ``late_write_grace`` later; so are commit records whose write failed or lost
@@ -264,7 +265,7 @@ class CoordinatorCore:
 
     # --- commits -------------------------------------------------------------------------------------
 
-    def _write(self, jc: JobCore, record: im.Commit) -> p.WriteCommit:
+    def write_commit(self, jc: JobCore, record: im.Commit) -> p.WriteCommit:
         jc.writing[record.task_id] = record
         return p.WriteCommit(jc.run.name, record, frozenset(jc.run.superseded), jc.run.publish_path(record.task_id))
 
@@ -280,7 +281,7 @@ class CoordinatorCore:
         if not run.started(in_force.attempt):  # a deleted job's of the same name, landed late: void, replaced
             log.warning("job %s: a record of %s not its own was in force: written again", ev.job, in_force.attempt)
             run.superseded[in_force.attempt] = in_force.task_id
-            return [self._write(jc, ev.record)]
+            return [self.write_commit(jc, ev.record)]
         out: list[p.Instruction] = []
         if ev.lost:  # written, but the output it names is gone: the record is void, the task runs again
             log.warning("job %s: the output of %s was lost before it was published: %s", ev.job, in_force.attempt,
@@ -292,7 +293,7 @@ class CoordinatorCore:
         if in_force.attempt != ev.record.attempt:  # an earlier incarnation's attempt had committed it
             out.append(p.DeleteOutputs(run.name, ev.record.attempt, ev.record.partitions, run.plan.local_intermediate))
         if run.state in ENDED:
-            out += self._end(jc, now)
+            out += self.end_job(jc, now)
         return out
 
     def _on_commit_failed(self, ev: p.CommitFailed, now: float) -> list[p.Instruction]:
@@ -458,7 +459,7 @@ class CoordinatorCore:
                 return out
             for attempt, other in self.scheduler.other_attempts(report.attempt).items():
                 self.kills.setdefault(other, set()).add(attempt)  # backups that lost the race
-            return [*out, self._write(jc, record)]
+            return [*out, self.write_commit(jc, record)]
         if report.cause == "input_lost":
             producer = run.on_input_lost(report, now)
             if producer is not None:
@@ -468,7 +469,7 @@ class CoordinatorCore:
         else:
             run.on_failure(report, now)
         if run.state in ENDED:
-            out += self._end(jc, now)
+            out += self.end_job(jc, now)
         return out
 
     def _collect(self, attempt: str, now: float, at: float | None = None) -> list[p.Instruction]:
@@ -524,78 +525,7 @@ class CoordinatorCore:
                 for task_id, (record, due) in list(jc.rewrite.items()):
                     if now >= due and task_id not in jc.writing:
                         del jc.rewrite[task_id]
-                        out.append(self._write(jc, record))
+                        out.append(self.write_commit(jc, record))
             else:
                 out += self._maybe_finalize(jc, now)
         return out
-
-    # --- restart -------------------------------------------------------------------------------------
-
-    def restore_job(self, stored: p.StoredJobView, locate: Any, now: float) -> list[str]:
-        """Rebuild a job of an earlier incarnation (before serving). Returns the tasks whose commit records to
-        look up (see :meth:`replayed`); none for a job that never started."""
-        # which commit writes lost their answer is not kept: any attempt that succeeded may have one landing
-        uncertain = [(task_of(a), a) for a, _, _, _, ok, _ in stored.attempts if ok]
-        if stored.final_status is not None:
-            self._keep(stored.name, stored.final_status)
-            self.tombstones[stored.name] = Tombstone(
-                max((s.reducers for s in stored.plan.steps), default=1) or 1, stored.plan.local_intermediate)
-            unswept = [a for a, _, _, _, ok, _ in stored.attempts if not ok]
-            if stored.attempts:
-                self._restored_sweeps.append((stored.name, unswept, uncertain))
-            return []
-        run = JobRun(stored.name, stored.plan, self.scheduler, locate, wall_offset=self.wall_offset)
-        run.restore([(a, n, started - self.wall_offset, None if ended is None else ended - self.wall_offset, ok, err)
-                     for a, n, started, ended, ok, err in stored.attempts])
-        jc = self.jobs[stored.name] = JobCore(run)
-        jc.uncertain.update(uncertain)
-        if stored.state == "created":
-            return []
-        run.start(stored.started - self.wall_offset)
-        if stored.ended_status is not None:  # it succeeded; its cleanup may have deleted its commit records
-            run.restore_succeeded(stored.ended_status, stored.ended - self.wall_offset)
-            self._restored_ends.append(stored.name)
-            return []
-        self.assign_after = now + self.settings.recovery_grace
-        return sorted(run.tasks)
-
-    def after_restore(self, now: float) -> list[p.Instruction]:
-        """After every job is restored: the cleanup of jobs that had succeeded (again: it is idempotent), and
-        the late sweeps that an earlier incarnation had not finished."""
-        out: list[p.Instruction] = []
-        for name in self._restored_ends:
-            out += self._end(self.jobs[name], now)
-        self._restored_ends.clear()
-        for job, attempts, uncertain in self._restored_sweeps:
-            out += self._sweep_later(job, attempts, now, uncertain)
-        self._restored_sweeps.clear()
-        return out
-
-    def replayed(self, name: str, found: dict[str, im.Commit | None], stored: p.StoredJobView,
-                 now: float) -> tuple[list[str], list[p.Instruction]]:
-        """Commit records looked up for a restored job (``None``: no record). Returns the tasks to look up next
-        (a phase that completed added new ones), and what to do (each round's, to be carried out together)."""
-        jc = self.jobs[name]
-        run = jc.run
-        out: list[p.Instruction] = []
-        for task_id, record in found.items():
-            if record is not None and not run.started(record.attempt):  # a deleted job's of the same name
-                log.warning("job %s: %s's commit record names %s, not its own: deleted", name, task_id, record.attempt)
-                out.append(p.DeleteCommit(name, task_id, record.attempt))
-                found[task_id] = record = None
-            if record is None or task_id in run.commits or task_id in jc.writing:
-                continue
-            if run.publish_path(task_id):  # its part file may not have been published: the write is done again
-                self.scheduler.commit_found(task_id, record.attempt)
-                jc.writing[task_id] = record
-            else:
-                run.committed(record, now)
-        todo = [t for t in run.tasks if t not in run.commits and t not in found]
-        if todo and any(found.values()):
-            return todo, out
-        out += [self._write(jc, record) for record in jc.writing.values()]
-        if stored.state in ("failed", "killed") and run.state == "running":
-            run.state, run.error, run.ended_at = stored.state, stored.error, stored.ended - self.wall_offset
-        if run.state in ENDED:
-            return [], out + self._end(jc, now)
-        return [], out

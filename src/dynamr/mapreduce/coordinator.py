@@ -35,6 +35,7 @@ from dynamr.errors import BadRequestError, BusyError, DataLostError, DynamrError
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce import protocol as p
+from dynamr.mapreduce import restart
 from dynamr.mapreduce.claims import ClaimKeeper, claim_period
 from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.corestate import CoreSettings
@@ -357,15 +358,15 @@ class Coordinator:
             locate = None
             if stored.final_status is None:
                 locate = await self._retrying(functools.partial(self._locator, plan))
-            todo = self.core.restore_job(view, locate, now)
+            todo = restart.restore_job(self.core, view, locate, now)
             instructions: list[p.Instruction] = []
             while todo:
                 found = await self._retrying(functools.partial(self._lookup, stored.name, todo))
-                todo, more = self.core.replayed(stored.name, found, view, now)
+                todo, more = restart.replayed(self.core, stored.name, found, view, now)
                 instructions += more
             self.carry_out(instructions)
             resumed += stored.final_status is None and stored.state == "running"
-        self.carry_out(self.core.after_restore(now))
+        self.carry_out(restart.after_restore(self.core, now))
         log.info("coordinator incarnation %d: %d job(s) resumed, %d finished", self.incarnation, resumed,
                  len(self.core.finished) + len(self.core.older))
 
