@@ -21,22 +21,36 @@ from dynamr.mapreduce.claims import (
 )
 
 NOW = 1_000_000.0
-ME = Claim("me", "10.0.0.1:7000", NOW, 10.0)
+ME = Claim("me", "10.0.0.1:7000", NOW, 10.0, "hostA")
 
 
 def test_a_claim_is_live_for_three_periods_and_the_clock_slack() -> None:
     other = Claim("other", "10.0.0.2:7000", NOW, 10.0)
     edge = NOW + LIVE_PERIODS * 10.0 + CLOCK_SLACK
     assert other.live(edge) and not other.live(edge + 0.01)
-    assert rivals({"other": other}, "me", ME.address, edge) == [other]
-    assert rivals({"other": other}, "me", ME.address, edge + 0.01) == []
+    assert rivals({"other": other}, "me", ME.place, edge) == [other]
+    assert rivals({"other": other}, "me", ME.place, edge + 0.01) == []
     assert other.expires_in(NOW) == pytest.approx(LIVE_PERIODS * 10.0 + CLOCK_SLACK)
 
 
-def test_neither_my_own_id_nor_my_address_is_a_rival() -> None:
-    restarted = Claim("earlier-me", ME.address, NOW, 10.0)  # no data directory: a new id, the same address
-    assert rivals({"me": ME, "earlier-me": restarted}, "me", ME.address, NOW) == []
+def test_neither_my_own_id_nor_my_place_is_a_rival() -> None:
+    restarted = Claim("earlier-me", ME.address, NOW, 10.0, ME.host)  # no data directory: a new id, same place
+    assert rivals({"me": ME, "earlier-me": restarted}, "me", ME.place, NOW) == []
     assert renewed({"earlier-me": restarted}, ME) == {"me": ME}
+
+
+def test_the_same_address_on_another_host_is_a_rival() -> None:
+    # a copied cluster file whose coordinator host name resolves on both machines, a moved virtual IP, containers
+    twin = Claim("twin", ME.address, NOW, 10.0, "hostB")
+    assert rivals({"me": ME, "twin": twin}, "me", ME.place, NOW) == [twin]
+    assert renewed({"twin": twin}, ME) == {"twin": twin, "me": ME}
+    assert "at 10.0.0.1:7000 on host hostB" in conflict_message([twin], NOW)
+
+
+def test_a_claim_that_does_not_name_its_host_still_counts() -> None:
+    (claim,) = merged([msgpack.packb({"old": ["10.0.0.2:7000", NOW, 10.0]})]).values()
+    assert claim == Claim("old", "10.0.0.2:7000", NOW, 10.0, "")
+    assert rivals({"old": claim}, "me", ME.place, NOW) == [claim]
 
 
 def test_siblings_merge_to_the_newest_claim_per_coordinator() -> None:
@@ -51,6 +65,7 @@ def test_siblings_merge_to_the_newest_claim_per_coordinator() -> None:
     b"\xc1not msgpack", msgpack.packb([1, 2]), msgpack.packb({"x": "y"}), msgpack.packb({"x": ["a", 1.0]}),
     msgpack.packb({"x": [1, 1.0, 1.0]}), msgpack.packb({"x": ["a", "now", 1.0]}),
     msgpack.packb({"x": ["a", 1.0, True]}), msgpack.packb({"x": ["a", 1.0, 0]}), msgpack.packb({1: ["a", 1.0, 1.0]}),
+    msgpack.packb({"x": ["a", 1.0, 1.0, 5]}), msgpack.packb({"x": ["a", 1.0, 1.0, "h", "extra"]}),
 ])
 def test_what_is_not_a_well_formed_claim_is_ignored(value: bytes) -> None:
     assert merged([value, encode({"me": ME})]) == {"me": ME}

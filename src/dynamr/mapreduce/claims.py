@@ -6,9 +6,10 @@ take the other's intermediate data for leftovers, and the janitor deletes leftov
 writes a *claim* under :data:`CLAIM_KEY` every ``every`` seconds: its persistent id (kept in its data
 directory), its address, the wall-clock time of the write and its period. A claim is *live* while it is
 younger than :data:`LIVE_PERIODS` periods plus :data:`CLOCK_SLACK` (clocks of different machines differ a
-little). A *rival* is a live claim of another id at another address (a coordinator restarted without a data
-directory gets a new id at the same address: that is the same coordinator, and it cannot be live twice at
-one address).
+little). A *rival* is a live claim of another id from another *place*: another address, or the same address
+on another host (a coordinator restarted without a data directory gets a new id at the same address on the
+same host: that is the same coordinator, since a live one would hold the address; a copied cluster file, a
+moved virtual IP or a container can give two live coordinators one address on two hosts).
 
 - At start, before it recovers anything, a coordinator reads the claims (without writing its own) and
   refuses to start while a rival is live (:class:`~dynamr.errors.CoordinatorConflictError`, one line that
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -71,6 +73,13 @@ class Claim:
     address: str
     written: float
     every: float
+    #: the host it runs on ("" in a claim that does not say)
+    host: str = ""
+
+    @property
+    def place(self) -> tuple[str, str]:
+        """Where it serves: one coordinator at a time can serve at one address on one host."""
+        return self.host, self.address
 
     def live(self, now: float) -> bool:
         return now - self.written <= LIVE_PERIODS * self.every + CLOCK_SLACK
@@ -88,10 +97,10 @@ def _decode_one(value: bytes) -> list[Claim]:
         return []
     out = []
     for cid, entry in raw.items():
-        if (isinstance(cid, str) and isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
-                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in entry[1:])
-                and entry[2] > 0):
-            out.append(Claim(cid, entry[0], float(entry[1]), float(entry[2])))
+        if (isinstance(cid, str) and isinstance(entry, list) and len(entry) in (3, 4) and isinstance(entry[0], str)
+                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in entry[1:3])
+                and entry[2] > 0 and (len(entry) == 3 or isinstance(entry[3], str))):
+            out.append(Claim(cid, entry[0], float(entry[1]), float(entry[2]), *entry[3:]))
     return out
 
 
@@ -107,28 +116,29 @@ def merged(values: Iterable[bytes]) -> dict[str, Claim]:
 
 
 def encode(claims: dict[str, Claim]) -> bytes:
-    packed: bytes = msgpack.packb({c.coordinator: [c.address, c.written, c.every] for c in claims.values()})
+    packed: bytes = msgpack.packb({c.coordinator: [c.address, c.written, c.every, c.host] for c in claims.values()})
     return packed
 
 
-def rivals(claims: dict[str, Claim], me: str, address: str, now: float) -> list[Claim]:
-    """Live claims of other coordinators (another id at another address), oldest first."""
-    return sorted((c for c in claims.values() if c.coordinator != me and c.address != address and c.live(now)),
+def rivals(claims: dict[str, Claim], me: str, place: tuple[str, str], now: float) -> list[Claim]:
+    """Live claims of other coordinators (another id from another place: :attr:`Claim.place`), oldest first."""
+    return sorted((c for c in claims.values() if c.coordinator != me and c.place != place and c.live(now)),
                   key=lambda c: c.written)
 
 
 def renewed(claims: dict[str, Claim], mine: Claim) -> dict[str, Claim]:
-    """The claims with ``mine`` written, without the earlier ids at its address (itself, restarted without a
+    """The claims with ``mine`` written, without the earlier ids from its place (itself, restarted without a
     data directory) and those not renewed for :data:`FORGET_AFTER` (the key stays small)."""
     kept = {cid: c for cid, c in claims.items()
-            if c.address != mine.address and mine.written - c.written <= FORGET_AFTER}
+            if c.place != mine.place and mine.written - c.written <= FORGET_AFTER}
     kept[mine.coordinator] = mine
     return kept
 
 
 def conflict_message(found: Sequence[Claim], now: float) -> str:
     rival = found[0]
-    return (f"another coordinator ({rival.coordinator[:12]} at {rival.address}) uses this cluster's store "
+    where = rival.address if not rival.host else f"{rival.address} on host {rival.host}"
+    return (f"another coordinator ({rival.coordinator[:12]} at {where}) uses this cluster's store "
             f"(its claim was renewed {max(0.0, now - rival.written):.0f} s ago): two coordinators each take the "
             f"other's jobs' data for leftovers; stop one (if it is gone, its claim lapses in "
             f"{rival.expires_in(now):.0f} s)")
@@ -137,11 +147,13 @@ def conflict_message(found: Sequence[Claim], now: float) -> str:
 class ClaimKeeper:
     """Reads and renews this coordinator's claim; :attr:`rivals` is what the last read found."""
 
-    def __init__(self, client: AsyncClient, coordinator: str, address: str, every: float) -> None:
+    def __init__(self, client: AsyncClient, coordinator: str, address: str, every: float,
+                 host: str | None = None) -> None:
         self.client = client
         self.coordinator = coordinator
         self.address = address
         self.every = every
+        self.host = socket.gethostname() if host is None else host
         #: rivals seen by the last successful read
         self.rivals: list[Claim] = []
 
@@ -166,7 +178,7 @@ class ClaimKeeper:
                     return
                 await asyncio.sleep(0.05)
         now = time.time()
-        found = rivals(merged(result.values), self.coordinator, self.address, now)
+        found = rivals(merged(result.values), self.coordinator, (self.host, self.address), now)
         if found:
             raise CoordinatorConflictError(conflict_message(found, now))
 
@@ -175,7 +187,7 @@ class ClaimKeeper:
         result = await self.client.get(CLAIM_KEY)
         now = time.time()
         claims = merged(result.values)
-        found = rivals(claims, self.coordinator, self.address, now)
+        found = rivals(claims, self.coordinator, (self.host, self.address), now)
         if found and [c.coordinator for c in found] != [c.coordinator for c in self.rivals]:
             log.error("%s; meanwhile this coordinator accepts no job and its janitor deletes nothing",
                       conflict_message(found, now))
@@ -184,7 +196,8 @@ class ClaimKeeper:
                         "runs again")
         self.rivals = found  # (what the read found stands even if the write below fails)
         await self.client.put(CLAIM_KEY, encode(renewed(claims, Claim(self.coordinator, self.address, now,
-                                                                          self.every))), context=result.context)
+                                                                          self.every, self.host))),
+                              context=result.context)
         return found
 
     async def renew_forever(self) -> None:

@@ -75,7 +75,8 @@ class CoordinatorCore:
         self.garbage: dict[str, tuple[p.DeleteOutputs | p.DeleteCommit, float]] = {}
         #: finalized jobs whose late sweep is not done: job -> its attempts still to sweep
         self.sweeps: dict[str, set[str]] = {}
-        #: for :func:`dynamr.mapreduce.restart.after_restore`: sweeps of jobs finalized before a restart, jobs succeeded not finalized
+        #: for :func:`~dynamr.mapreduce.restart.after_restore`: sweeps of jobs finalized before a restart, and
+        #: jobs succeeded not finalized
         self.restored_sweeps: list[tuple[str, list[str], list[tuple[str, str]]]] = []
         self.restored_ends: list[str] = []
         self._handlers: dict[type[Any], Callable[[Any, float], list[p.Instruction]]] = {
