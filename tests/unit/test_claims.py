@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any, cast
+
 import msgpack
 import pytest
 
+from dynamr.errors import CoordinatorConflictError
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.claims import (
     CLAIM_KEY,
@@ -12,6 +17,7 @@ from dynamr.mapreduce.claims import (
     FORGET_AFTER,
     LIVE_PERIODS,
     Claim,
+    ClaimKeeper,
     claim_period,
     conflict_message,
     encode,
@@ -19,6 +25,7 @@ from dynamr.mapreduce.claims import (
     renewed,
     rivals,
 )
+from dynamr.store.client import AsyncClient, GetResult
 
 NOW = 1_000_000.0
 ME = Claim("me", "10.0.0.1:7000", NOW, 10.0, "hostA")
@@ -94,3 +101,52 @@ def test_renewals_come_at_least_three_times_per_janitor_round() -> None:
 
 def test_the_claim_key_is_not_taken_for_a_commit_record_or_an_object() -> None:
     assert im.commit_owner(CLAIM_KEY) is None and im.object_owner(CLAIM_KEY) is None
+
+
+class Register:
+    """One key of a store for :class:`ClaimKeeper`: a write without the latest context leaves a sibling."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+        self.version = 0
+
+    async def get(self, key: bytes) -> GetResult:
+        assert key == CLAIM_KEY
+        return GetResult(tuple(self.values), str(self.version).encode())
+
+    async def put(self, key: bytes, value: bytes, *, context: bytes = b"") -> bytes:
+        assert key == CLAIM_KEY
+        self.values = [value] if context == str(self.version).encode() else [*self.values, value]
+        self.version += 1
+        return b""
+
+
+def _keeper(store: Register, coordinator: str, address: str) -> ClaimKeeper:
+    return ClaimKeeper(cast(AsyncClient, store), coordinator, address, 10.0, host="h")
+
+
+def test_a_starting_coordinator_claims_the_store_before_it_recovers_and_a_second_one_then_refuses() -> None:
+    store = Register()
+    asyncio.run(_keeper(store, "first", "10.0.0.1:7000").check())
+    assert merged(store.values).keys() == {"first"}  # written at the check: a recovery may take long
+    with pytest.raises(CoordinatorConflictError, match="another coordinator"):
+        asyncio.run(_keeper(store, "second", "10.0.0.2:7000").check())
+    assert merged(store.values).keys() == {"first"}  # the refused one wrote nothing
+
+
+def test_two_coordinators_that_checked_at_once_see_each_other_at_their_first_renewal() -> None:
+    store = Register()
+    first, second = _keeper(store, "first", "10.0.0.1:7000"), _keeper(store, "second", "10.0.0.2:7000")
+    stale = asyncio.run(store.get(CLAIM_KEY))
+
+    async def write_from(read: GetResult, keeper: ClaimKeeper) -> Any:  # both read before either wrote
+        return await store.put(CLAIM_KEY, encode(renewed(merged(read.values), Claim(
+            keeper.coordinator, keeper.address, time.time(), keeper.every, keeper.host))), context=read.context)
+
+    asyncio.run(write_from(stale, first))
+    asyncio.run(write_from(stale, second))
+    assert len(store.values) == 2  # siblings
+    assert [c.coordinator for c in asyncio.run(first.renew())] == ["second"]
+    assert [c.coordinator for c in asyncio.run(second.renew())] == ["first"]
+    assert first.refusal() is not None and second.refusal() is not None
+    assert len(store.values) == 1 and merged(store.values).keys() == {"first", "second"}

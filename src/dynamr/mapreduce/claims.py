@@ -164,9 +164,10 @@ class ClaimKeeper:
         return f"this coordinator accepts no job now: {conflict_message(self.rivals, time.time())}"
 
     async def check(self, budget: float = CHECK_SECONDS) -> None:
-        """At start: raise :class:`CoordinatorConflictError` if a rival is live (nothing is written). A store
-        that does not answer within ``budget`` seconds (nodes still starting) is not waited for: the renewals
-        look again once the coordinator runs."""
+        """At start: raise :class:`CoordinatorConflictError` if a rival is live (nothing is written); else write
+        this coordinator's claim at once, before it recovers its jobs, so that one starting a moment later
+        sees it (a recovery can take long). A store that does not answer within ``budget`` seconds (nodes
+        still starting) is not waited for: the renewals look again once the coordinator runs."""
         deadline = time.monotonic() + budget
         while True:
             try:
@@ -181,6 +182,10 @@ class ClaimKeeper:
         found = rivals(merged(result.values), self.coordinator, (self.host, self.address), now)
         if found:
             raise CoordinatorConflictError(conflict_message(found, now))
+        try:
+            await self.renew()
+        except DynamrError as exc:
+            log.warning("could not write the coordinator's claim (%s): the renewals try again", exc)
 
     async def renew(self) -> list[Claim]:
         """Write this coordinator's claim (merging what is there) and return the rivals now live."""
