@@ -3,6 +3,7 @@ example's output equals a plain Python computation of the same thing."""
 
 from __future__ import annotations
 
+import gzip
 import heapq
 import importlib.util
 import json
@@ -146,6 +147,15 @@ def test_the_callback_gets_every_record_once_and_run_returns_the_same(session: S
     got: list[Any] = []
     assert counts.run(callback=got.append) == []
     assert sorted(got) == sorted(counts.run()) == sorted(words_of(corpus / "a").items())
+
+
+def test_a_compressed_text_source_reads_as_its_lines(session: Session, corpus: Path, tmp_path: Path) -> None:
+    packed = tmp_path / "a.txt.gz"
+    # one gzip member per file of the folder, each ending its last line
+    packed.write_bytes(b"".join(gzip.compress(f.read_bytes().rstrip(b"\n") + b"\n")
+                                for f in sorted((corpus / "a").iterdir())))
+    counts = Flow(session).text(str(packed)).flat_map(str.split).frequencies()
+    assert sorted(counts.run()) == sorted(words_of(corpus / "a").items())
 
 
 def test_several_outputs_of_one_graph_write_drop_and_collect(session: Session, corpus: Path, tmp_path: Path) -> None:

@@ -43,8 +43,10 @@ from dynamr.daemons import install_event_loop_policy
 from dynamr.errors import BadRequestError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import COORDINATOR, LocalCluster
+from dynamr.mapreduce.compressed import unsplittable_note
 from dynamr.mapreduce.inline import check_output
-from dynamr.mapreduce.splits import REPLACED
+from dynamr.mapreduce.jobrun import JobPlan
+from dynamr.mapreduce.splits import LINE_FORMATS, REPLACED
 from dynamr.mapreduce.submit import STORE, JobClient, build_plan, fetch_output, remote_output, stage_input
 from dynamr.rpc import messages as m
 from dynamr.store.client import AsyncClient
@@ -136,6 +138,11 @@ def _phase_counts(phase: m.PhaseView) -> str:
     if phase.bytes:
         text += f", {format_size(phase.bytes_read)} of {format_size(phase.bytes)} read"
     return text
+
+
+def _note_unsplittable(plan: JobPlan) -> None:
+    if plan.input_format in LINE_FORMATS and (note := unsplittable_note(plan.inputs, plan.split_size)):
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
 
 
 def report(status: m.JobStatusView) -> None:
@@ -237,6 +244,7 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
         plan = await build_plan(fs, name, job_file, store_inputs, remote_output(name, output), local=False,
                                 reducers=reducers, split_size=split_size, options=options, job_class=job_class,
                                 skip_bad_records=skip_bad_records)
+    _note_unsplittable(plan)
     await jobs.submit(name, plan, job_file.read_bytes())
     view = ProgressView()
     with view.progress:
@@ -345,6 +353,7 @@ def create(name: str, job_file: Path, inputs: tuple[str, ...], output: str, redu
                                 output.removeprefix(STORE), local=False, reducers=reducers,
                                 split_size=split_size, options=dict(defines),
                                 job_class=job_class, skip_bad_records=skip_bad_records)
+        _note_unsplittable(plan)
         return await JobClient(client).submit(name, plan, job_file.read_bytes(), run=False)
 
     status = _run(lambda: _with_client(target, action))

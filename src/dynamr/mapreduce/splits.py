@@ -7,7 +7,8 @@ its last line. Every line is read exactly once, whatever the split and chunk bou
 
 Readers pull bytes through a :class:`RangeSource` (a local file or a file on the store), first the split's
 own range, then small steps past its end until the last line is complete, so a split never reads much
-more than its share. Pure logic over that interface.
+more than its share. Pure logic over that interface. A compressed file (:mod:`dynamr.mapreduce.compressed`)
+is one split, and the line readers read its uncompressed bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from dynamr.mapreduce.compressed import Decompressed, codec_of
 from dynamr.mapreduce.runs import decode_run
 
 OVERRUN_STEP = 64 * 1024
@@ -48,12 +50,13 @@ class RangeSource(Protocol):
 def plan_splits(files: Sequence[tuple[str, int]], split_size: int, whole_files: bool = False,
                 whole: Container[str] = ()) -> list[Split]:
     """Cut each (path, size) into ``ceil(size / split_size)`` splits of even size (one split for every
-    file with ``whole_files``, and for the paths in ``whole``)."""
+    file with ``whole_files``, for the paths in ``whole``, and for compressed files)."""
     if split_size < 1:
         raise ValueError("split size must be positive")
     out: list[Split] = []
     for path, size in files:
-        pieces = 1 if whole_files or size <= split_size or path in whole else -(-size // split_size)
+        pieces = (1 if whole_files or size <= split_size or path in whole or codec_of(path) is not None
+                  else -(-size // split_size))
         for i in range(pieces):
             out.append(Split(index=len(out), path=path, start=size * i // pieces, end=size * (i + 1) // pieces,
                              file_size=size))
@@ -81,8 +84,12 @@ def line_chunks(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]
     """The lines a split owns, a block at a time: (offset of the first line, the lines as one ``bytes``).
 
     Every chunk holds whole lines, each with its newline (the file's last line may have none). The Python
-    work is per block (``rfind``, ``find``, slicing), none per line.
+    work is per block (``rfind``, ``find``, slicing), none per line. A compressed file's lines are those of
+    its uncompressed bytes (:func:`uncompressed`).
     """
+    if split.start > 0 and codec_of(split.path) is not None:
+        return  # (a compressed file is one split, from 0: nothing starts in a piece of one)
+    source, split = uncompressed(source, split)
     skip_first = split.start > 0  # the line that began before the split belongs to the previous one
     pending: list[bytes] = []  # the start of a line that continues in the next block
     line_start = split.start - 1 if skip_first else 0  # file offset of pending's first byte
@@ -118,6 +125,23 @@ def line_chunks(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]
             pending.append(block[last + 1:])
     if pending and not skip_first and line_start < end:
         yield line_start, b"".join(pending)
+
+
+#: the size of a compressed file's uncompressed bytes, as far as its split knows (read to the end)
+UNBOUNDED = 1 << 62
+
+
+def uncompressed(source: RangeSource, split: Split) -> tuple[RangeSource, Split]:
+    """What a line reader reads of a split: for a compressed file, its uncompressed bytes, all of them (the
+    split then runs to :data:`UNBOUNDED`); any other file as it is. A source that already decompresses is
+    taken as it is."""
+    codec = codec_of(split.path)
+    if codec is None and not isinstance(source, Decompressed):
+        return source, split
+    whole = Split(index=split.index, path=split.path, start=0, end=UNBOUNDED, file_size=UNBOUNDED)
+    if isinstance(source, Decompressed) or codec is None:
+        return source, whole
+    return Decompressed(source, codec, split.file_size, split.path), whole
 
 
 def line_batches(source: RangeSource, split: Split) -> Iterator[tuple[list[int], list[bytes]]]:
@@ -255,6 +279,8 @@ Reader = Callable[[RangeSource, Split], Iterator[tuple[Any, Any]]]
 READERS: dict[str, Reader] = {"text": text_records, "bytes": bytes_records, "json": json_records,
                               "whole_file": whole_file_records, "records": stored_records}
 INPUT_FORMATS = tuple(READERS)
+#: formats of lines (a compressed file is read decompressed in these; the others give its bytes as stored)
+LINE_FORMATS = ("text", "bytes", "json")
 #: formats whose files are read whole, one split each (a "records" file is a stream of msgpack batches)
 WHOLE_FILE_FORMATS = ("whole_file", "records")
 

@@ -31,6 +31,7 @@ from dynamr.errors import (
 from dynamr.files.client import FileSystem
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
 from dynamr.mapreduce.api import MRJob, check_formats
+from dynamr.mapreduce.compressed import Decompressed, codec_of
 from dynamr.mapreduce.inline import check_output, expand_inputs, sample_keys
 from dynamr.mapreduce.jobplan import check_plan
 from dynamr.mapreduce.jobrun import ENDED, JobPlan, StepPlan
@@ -80,7 +81,9 @@ async def _sample(job: MRJob, fs: FileSystem, inputs: list[tuple[str, int]], loc
         else:
             data = await fs.read_bytes(split.path, split.start, min(SAMPLE_BYTES, split.length))
             head = Split(index=0, path=split.path, start=0, end=len(data), file_size=len(data))
-            sources.append(reader(_Bytes(data), head))
+            codec = codec_of(split.path)  # a compressed file's first bytes: the start of its stream
+            sources.append(reader(_Bytes(data) if codec is None else
+                                  Decompressed(_Bytes(data), codec, len(data), split.path, truncated_ok=True), head))
     return sample_keys(job, sources)
 
 
