@@ -1,19 +1,21 @@
 """Compressed inputs through real task processes: gzip, bzip2 and xz files read as their text, one task each;
-a file that is not what its name says fails the job with one line naming it; TeraSort samples a .gz input."""
+a file that is not what its name says fails the job with one line naming it; TeraSort samples a .gz input;
+part files written compressed, and read back by the next job."""
 
 from __future__ import annotations
 
 import bz2
 import gzip
+import json
 import lzma
 from pathlib import Path
 
+from dynamr.client import Client
 from tests.helpers import dynamr
 from tests.integration.conftest import MakeCluster
 from tests.integration.jobtools import (
     SLOW_WORDCOUNT,
     attempts_per_task,
-    store_output,
     submit,
     upload,
     wait_for_job,
@@ -55,10 +57,15 @@ def test_compressed_inputs_on_the_store_are_read_as_their_text_one_task_each(mak
     upload(cluster, tmp_path / "in")
     job_file = tmp_path / "count.py"
     job_file.write_text(SLOW_WORDCOUNT.format(map_seconds=0, reduce_seconds=0))
-    submit(cluster, "wc", job_file, ["/in"], "/out", split_size=2000, reducers=2)
+    submit(cluster, "wc", job_file, ["/in"], "/out", split_size=2000, reducers=2, compress_output="bzip2")
     status = wait_for_job(cluster, "wc", 180)
     assert status.state == "succeeded", status.error
-    assert store_output(cluster, "/out") == wordcount(plain)
+    with Client(cluster.seeds, cluster.secret, timeout=30) as client:
+        fs = client.files()
+        assert sorted(e.name for e in fs.ls("/out")) == ["_SUCCESS", "part-00000.bz2", "part-00001.bz2"]
+        text = b"".join(bz2.decompress(fs.read_bytes(f"/out/part-0000{i}.bz2")) for i in range(2)).decode()
+    got = {json.loads(key): int(value) for key, value in (line.split("\t") for line in text.splitlines())}
+    assert got == wordcount(plain)
     # the plain file in 2,000-byte splits, each compressed file one split
     assert len(attempts_per_task(status, "m")) == -(-plain[3].stat().st_size // 2000) + 4
 
@@ -97,3 +104,20 @@ def test_embedded_terasort_and_word_count_of_compressed_files(tmp_path: Path) ->
     notes = [line for line in run.stderr.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "is compressed and is read whole by one task" in notes[0], run.stderr
     assert dict(read_json_parts(tmp_path / "wc")) == wordcount(plain)
+    # written compressed, and read back as it is by the next job
+    dynamr("run", str(EXAMPLES / "wordcount.py"), str(tmp_path / "in"), "-o", str(tmp_path / "packed"), "-r", "2",
+           "--compress-output", "xz", cwd=tmp_path)
+    parts = sorted(p.name for p in (tmp_path / "packed").iterdir())
+    assert parts == ["_SUCCESS", "part-00000.xz", "part-00001.xz"]
+    text = b"".join(lzma.decompress((tmp_path / "packed" / name).read_bytes()) for name in parts[1:]).decode()
+    assert sorted(text.splitlines()) == sorted(
+        line for p in (tmp_path / "wc").glob("part-*") for line in p.read_text().splitlines())
+    again = tmp_path / "again.py"
+    again.write_text("from dynamr.mapreduce import MRJob\n"
+                     "class Lines(MRJob):\n"
+                     "    def mapper(self, _, line):\n"
+                     "        yield 'lines', 1\n"
+                     "    def reducer(self, key, ones):\n"
+                     "        yield key, sum(ones)\n")
+    dynamr("run", str(again), str(tmp_path / "packed"), "-o", str(tmp_path / "count"), cwd=tmp_path)
+    assert read_json_parts(tmp_path / "count") == [("lines", len(wordcount(plain)))]

@@ -3,6 +3,7 @@ example's output equals a plain Python computation of the same thing."""
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import heapq
 import importlib.util
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from dynamr.dataflow import Flow, JobFailedError, Session
+from dynamr.dataflow import Flow, GraphError, JobFailedError, Session
 from dynamr.files.client import FileSystem
 from dynamr.store.client import AsyncClient
 from tests.integration.conftest import MakeCluster
@@ -154,8 +155,23 @@ def test_a_compressed_text_source_reads_as_its_lines(session: Session, corpus: P
     # one gzip member per file of the folder, each ending its last line
     packed.write_bytes(b"".join(gzip.compress(f.read_bytes().rstrip(b"\n") + b"\n")
                                 for f in sorted((corpus / "a").iterdir())))
-    counts = Flow(session).text(str(packed)).flat_map(str.split).frequencies()
-    assert sorted(counts.run()) == sorted(words_of(corpus / "a").items())
+    flow = Flow(session)
+    counts = flow.text(str(packed)).flat_map(str.split).frequencies()
+    expected = sorted(words_of(corpus / "a").items())
+    assert sorted(counts.run()) == expected
+    # written compressed: alone (the stage writes its parts), and beside a collect (a copy writes them)
+    flow.run(counts.write(str(tmp_path / "gz"), compression="gzip"))
+    results = flow.run(counts, counts.write(str(tmp_path / "bz"), "json", compression="bzip2"))
+    assert sorted(results[counts]) == expected
+    for folder, unpack in (("gz", gzip.decompress), ("bz", bz2.decompress)):
+        parts = sorted((tmp_path / folder).glob("part-*"))
+        assert parts and all(p.suffix == {"gz": ".gz", "bz": ".bz2"}[folder] for p in parts)
+        lines = [line for p in parts for line in unpack(p.read_bytes()).decode().splitlines()]
+        got = [(k, int(v)) for k, v in (line.split("\t") for line in lines)] if folder == "gz" else \
+            [tuple(json.loads(line)) for line in lines]
+        assert sorted(got) == expected
+    with pytest.raises(GraphError, match="compression must be one of gzip, bzip2, xz or None, not 'zip'"):
+        counts.write(str(tmp_path / "zip"), compression="zip")
 
 
 def test_several_outputs_of_one_graph_write_drop_and_collect(session: Session, corpus: Path, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Compressed inputs (dynamr.mapreduce.compressed): known by name, one split, read as their uncompressed lines."""
+"""Compressed files (dynamr.mapreduce.compressed): inputs known by name, one split, read as their uncompressed
+lines; part files written compressed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from dynamr.mapreduce.compressed import CompressedInputError, Decompressed, codec_of, unsplittable_note
+from dynamr.errors import BadRequestError
+from dynamr.mapreduce.api import MRJob, check_formats
+from dynamr.mapreduce.compressed import (
+    CompressedInputError,
+    Decompressed,
+    codec_of,
+    compressed_blocks,
+    unsplittable_note,
+)
+from dynamr.mapreduce.inline import run_inline
 from dynamr.mapreduce.splits import (
     LocalFile,
     Split,
@@ -122,3 +132,45 @@ def test_a_note_when_compressed_inputs_hold_more_than_a_split() -> None:
     note = unsplittable_note([("/in/a.gz", 5_000_000), ("/in/b.xz", 9_000_000), ("/in/c.txt", 10**9)], 1000)
     assert note is not None and note.startswith("/in/b.xz (9.0 MB) and 1 more is compressed and is read whole by "
                                                 "one task (its xz stream cannot be cut)")
+
+
+@pytest.mark.parametrize(("codec", "decompress"), [("gzip", gzip.decompress), ("bzip2", bz2.decompress),
+                                                   ("xz", lzma.decompress)])
+def test_blocks_compressed_as_one_stream(codec: str, decompress: Callable[[bytes], bytes]) -> None:
+    blocks = [TEXT[i:i + 70_000] for i in range(0, len(TEXT), 70_000)]
+    assert decompress(b"".join(compressed_blocks(blocks, codec))) == TEXT
+    assert decompress(b"".join(compressed_blocks([], codec))) == b""
+
+
+class Count(MRJob):
+    OUTPUT_COMPRESSION = "gzip"
+
+    def mapper(self, _: object, line: str) -> object:
+        for word in line.split():
+            yield word, 1
+
+    def reducer(self, word: str, ones: object) -> object:
+        yield word, sum(ones)  # type: ignore[call-overload]
+
+
+def test_the_inline_runner_writes_compressed_parts_and_reads_them_back(tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("b a b\nc b\n")
+    run_inline(Count(), [tmp_path / "in.txt"], tmp_path / "out", num_reducers=2)
+    parts = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert parts == ["_SUCCESS", "part-00000.gz", "part-00001.gz"]
+    text = b"".join(gzip.decompress((tmp_path / "out" / p).read_bytes()) for p in parts[1:]).decode()
+    assert sorted(text.splitlines()) == ['"a"\t1', '"b"\t3', '"c"\t1']
+    run_inline(Count(), [tmp_path / "out"], tmp_path / "again", num_reducers=1)  # .gz parts read as their lines
+    again = gzip.decompress((tmp_path / "again" / "part-00000.gz").read_bytes()).decode()
+    counts = {json.loads(key): json.loads(value) for key, value in (line.split("\t") for line in again.splitlines())}
+    assert counts == {'"a"': 1, '"b"': 1, '"c"': 1, "1": 2, "3": 1}  # the words of the first output's lines
+
+
+@pytest.mark.parametrize(("codec", "fmt", "says"), [
+    ("zip", "json", "OUTPUT_COMPRESSION must be one of gzip, bzip2, xz or None (got 'zip')"),
+    ("gzip", "records", "OUTPUT_COMPRESSION applies to json and text output"),
+])
+def test_an_output_compression_that_cannot_be_is_refused(codec: str, fmt: str, says: str) -> None:
+    job = type("Job", (Count,), {"OUTPUT_COMPRESSION": codec, "OUTPUT_FORMAT": fmt})()
+    with pytest.raises(BadRequestError, match=re.escape(says)):
+        check_formats(job)

@@ -225,3 +225,16 @@ def test_map_tasks_are_queued_largest_split_first() -> None:
     queued = sorted((t for t in sched.tasks.values() if t.phase.endswith("s0-m")), key=lambda t: t.order)
     assert [t.weight for t in queued] == sorted((t.weight for t in queued), reverse=True)
     assert [t.weight for t in queued] == [90, 84, 83, 83, 30]  # big is cut in three even splits
+
+
+def test_compressed_output_names_the_parts_for_their_codec_and_the_plan_check_knows_the_codecs() -> None:
+    for codec in ("gzip", "bzip2", "xz", ""):
+        check_plan(plan(output_compression=codec))
+    with pytest.raises(BadRequestError, match="output compression must be one of gzip, bzip2, xz, not 'zip'"):
+        check_plan(plan(output_compression="zip"))
+    run = JobRun("jz", plan(output_compression="gzip"), Scheduler())
+    run.start(0)
+    assert [path for t in sorted(run.tasks) if (path := run.publish_path(t))] == ["/out/part-00000.gz"]
+    plain = JobRun("jp", plan(), Scheduler())
+    plain.start(0)
+    assert [path for t in sorted(plain.tasks) if (path := plain.publish_path(t))] == ["/out/part-00000"]

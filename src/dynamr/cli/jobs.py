@@ -43,7 +43,7 @@ from dynamr.daemons import install_event_loop_policy
 from dynamr.errors import BadRequestError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import COORDINATOR, LocalCluster
-from dynamr.mapreduce.compressed import unsplittable_note
+from dynamr.mapreduce.compressed import CODECS, unsplittable_note
 from dynamr.mapreduce.inline import check_output
 from dynamr.mapreduce.jobrun import JobPlan
 from dynamr.mapreduce.splits import LINE_FORMATS, REPLACED
@@ -69,6 +69,8 @@ def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--job-class", default=None, help="Which MRJob class, when the file defines several."),
         click.option("--skip-bad-records", is_flag=True, help="Skip mode: a record a map keeps failing on is "
                      "skipped and counted instead of failing the job."),
+        click.option("--compress-output", type=click.Choice(CODECS), default=None,
+                     help="Write the part files compressed (part-00000.gz; default: the job's OUTPUT_COMPRESSION)."),
     ]):
         func = option(func)
     return func
@@ -225,15 +227,16 @@ def new_job_name(job_file: Path) -> str:
 
 async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[str, ...], output: str, *,
                   local_paths: bool, reducers: int | None, split_size: int, options: dict[str, str],
-                  job_class: str | None, local_intermediate: str = "", skip_bad_records: bool = False
-                  ) -> m.JobStatusView:
+                  job_class: str | None, local_intermediate: str = "", skip_bad_records: bool = False,
+                  compress_output: str | None = None) -> m.JobStatusView:
     fs = FileSystem(client)
     jobs = JobClient(client)
     await jobs.check_name(name)  # before anything is uploaded under that name
     if local_paths:
         plan = await build_plan(fs, name, job_file, inputs, output, local=True, reducers=reducers,
                                 split_size=split_size, options=options, job_class=job_class,
-                                local_intermediate=local_intermediate, skip_bad_records=skip_bad_records)
+                                local_intermediate=local_intermediate, skip_bad_records=skip_bad_records,
+                                compress_output=compress_output)
     else:
         if not output.startswith(STORE):
             check_output(Path(output))
@@ -243,7 +246,7 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
                 store_inputs.append(await stage_input(fs, name, item))
         plan = await build_plan(fs, name, job_file, store_inputs, remote_output(name, output), local=False,
                                 reducers=reducers, split_size=split_size, options=options, job_class=job_class,
-                                skip_bad_records=skip_bad_records)
+                                skip_bad_records=skip_bad_records, compress_output=compress_output)
     _note_unsplittable(plan)
     await jobs.submit(name, plan, job_file.read_bytes())
     view = ProgressView()
@@ -274,7 +277,7 @@ def run(job_file: Path, inputs: tuple[str, ...], output: str, name: str | None, 
         local_cluster: bool, slots: int, kill_on_interrupt: bool,
         cluster: str | None, secret: str | None, secret_file: Path | None, root: Path, tls_ca: Path | None,
         reducers: int | None, split_size: int, defines: tuple[tuple[str, str], ...], job_class: str | None,
-        skip_bad_records: bool) -> None:
+        skip_bad_records: bool, compress_output: str | None) -> None:
     """Run JOB_FILE over INPUT files or directories and write OUTPUT (one command does it all).
 
     With no --cluster and no --local-cluster, an embedded cluster is started for the job and stopped after.
@@ -289,13 +292,14 @@ def run(job_file: Path, inputs: tuple[str, ...], output: str, name: str | None, 
         try:
             status = _run(lambda: _with_client(target, lambda c: _run_on(
                 c, name, job_file, inputs, output, local_paths=False, reducers=reducers, split_size=size,
-                options=options, job_class=job_class, skip_bad_records=skip_bad_records)))
+                options=options, job_class=job_class, skip_bad_records=skip_bad_records,
+                compress_output=compress_output)))
         except KeyboardInterrupt:
             _interrupted(target, name, kill_on_interrupt)
             raise SystemExit(130) from None
     else:
         status = _embedded(name, job_file, inputs, output, slots, reducers, size, options, job_class,
-                           skip_bad_records)
+                           skip_bad_records, compress_output)
     report(status)
     if status.state != "succeeded":
         raise SystemExit(1)
@@ -308,7 +312,7 @@ async def _with_client(target: Target, action: Callable[[AsyncClient], Awaitable
 
 def _embedded(name: str, job_file: Path, inputs: tuple[str, ...], output: str, slots: int,
               reducers: int | None, split_size: int, options: dict[str, str], job_class: str | None,
-              skip_bad_records: bool = False) -> m.JobStatusView:
+              skip_bad_records: bool = False, compress_output: str | None = None) -> m.JobStatusView:
     settings = StoreSettings(quorum=Quorum(n=1, r=1, w=1), fsync="never", task_slots=slots or os.cpu_count() or 1,
                              worker_heartbeat=0.1)
     with tempfile.TemporaryDirectory(prefix="dynamr-run-") as tmp:
@@ -324,7 +328,7 @@ def _embedded(name: str, job_file: Path, inputs: tuple[str, ...], output: str, s
                                          job_class=job_class,
                                          local_intermediate=str(cluster.data_dir(COORDINATOR).resolve()
                                                                 / "intermediate"),
-                                         skip_bad_records=skip_bad_records)
+                                         skip_bad_records=skip_bad_records, compress_output=compress_output)
 
             return _run(go)
         finally:
@@ -345,14 +349,15 @@ def job() -> None:
 @cluster_options
 def create(name: str, job_file: Path, inputs: tuple[str, ...], output: str, reducers: int | None, split_size: int,
            defines: tuple[tuple[str, str], ...], job_class: str | None, skip_bad_records: bool,
-           target: Target) -> None:
+           compress_output: str | None, target: Target) -> None:
     """Store JOB_FILE in the cluster and create a job NAME over store inputs (run it with 'dynamr job run')."""
 
     async def action(client: AsyncClient) -> m.JobStatusView:
         plan = await build_plan(FileSystem(client), name, job_file, [i.removeprefix(STORE) for i in inputs],
                                 output.removeprefix(STORE), local=False, reducers=reducers,
                                 split_size=split_size, options=dict(defines),
-                                job_class=job_class, skip_bad_records=skip_bad_records)
+                                job_class=job_class, skip_bad_records=skip_bad_records,
+                                compress_output=compress_output)
         _note_unsplittable(plan)
         return await JobClient(client).submit(name, plan, job_file.read_bytes(), run=False)
 

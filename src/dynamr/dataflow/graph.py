@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dynamr.errors import BadRequestError
+from dynamr.mapreduce.compressed import CODECS
 
 if TYPE_CHECKING:
     from dynamr.dataflow.run import Results
@@ -144,12 +145,15 @@ class Dataset:
 
     # --- outputs -----------------------------------------------------------------------------------------
 
-    def write(self, path: str, fmt: str = "text") -> Output:
+    def write(self, path: str, fmt: str = "text", compression: str | None = None) -> Output:
         """An output that writes part files into directory ``path`` (local, or ``store:/path``): ``text``
-        (``key TAB value`` for pairs, the record otherwise) or ``json`` (one JSON value per line)."""
+        (``key TAB value`` for pairs, the record otherwise) or ``json`` (one JSON value per line);
+        ``compression`` "gzip", "bzip2" or "xz" writes them compressed (``part-00000.gz``)."""
         if fmt not in ("text", "json"):
             raise GraphError(f"write: fmt must be 'text' or 'json', not {fmt!r}")
-        return Output(self, "write", path=path, fmt=fmt)
+        if compression is not None and compression not in CODECS:
+            raise GraphError(f"write: compression must be one of {', '.join(CODECS)} or None, not {compression!r}")
+        return Output(self, "write", path=path, fmt=fmt, compression=compression)
 
     def drop(self) -> Output:
         """An output that computes the data set and keeps nothing (seed 002's null sink)."""
@@ -188,6 +192,7 @@ class Output:
     path: str = ""
     fmt: str = "text"
     callback: Callable[[Any], None] | None = None
+    compression: str | None = None
 
 
 class Flow:

@@ -105,10 +105,12 @@ class _Runner:
                 if listed:
                     records.append(value)
 
-        self._submit(spec, f"{self.run_id}-s{stage.number}", target, stage, on_part=on_part if collects else None)
+        self._submit(spec, f"{self.run_id}-s{stage.number}", target, stage, on_part=on_part if collects else None,
+                     compression=writes[0].compression if direct else None)
         for write in ([] if direct else writes):
             copy = StageSpec(files={}, inputs=[InputSpec("records", [PathSpec([], [], [])])], output=write.fmt)
-            self._submit(copy, f"{self.run_id}-s{stage.number}-w", write.path, None, source_dir=target)
+            self._submit(copy, f"{self.run_id}-s{stage.number}-w", write.path, None, source_dir=target,
+                         compression=write.compression)
         # (collected records arrived while the stage ran: see _submit's on_part)
 
     def _spec(self, stage: Stage, output: str) -> StageSpec:
@@ -195,7 +197,7 @@ class _Runner:
             shutil.rmtree(local, ignore_errors=True)
 
     def _submit(self, spec: StageSpec, name: str, output: str, stage: Stage | None, source_dir: str = "",
-                on_part: Callable[[bytes], None] | None = None) -> None:
+                on_part: Callable[[bytes], None] | None = None, compression: str | None = None) -> None:
         if source_dir:
             files = self._list(source_dir)
             spec.files = {f: 0 for f in files}
@@ -210,7 +212,8 @@ class _Runner:
             c, name, Path(f"{name}.py"), source, [f"{STORE}{i}" if not self.session.embedded else i
                                                   for i in inputs],
             output, reducers=reducers, options={}, job_class="Stage", split_size=self.session.split_size,
-            on_part=on_part, process_group=self.run_id))  # one program: its stages share task processes
+            on_part=on_part, process_group=self.run_id,  # one program: its stages share task processes
+            compress_output=compression))
         self.seconds.append((name, time.perf_counter() - started))
         if status.state != "succeeded":
             raise JobFailedError(failure_text(status))

@@ -155,7 +155,8 @@ class Session:
 
     async def _run(self, client: AsyncClient, name: str, path: Path, source: str, inputs: list[str], output: str,
                    *, reducers: int | None, options: dict[str, str], job_class: str | None, split_size: int,
-                   on_part: Callable[[bytes], None] | None = None, process_group: str = "") -> m.JobStatusView:
+                   on_part: Callable[[bytes], None] | None = None, process_group: str = "",
+                   compress_output: str | None = None) -> m.JobStatusView:
         """Submit a job and follow it to its end; with ``on_part``, each part file of the output is given
         to it as soon as it and every part before it are written (so ordered output stays in order)."""
         fs = FileSystem(client)
@@ -169,12 +170,13 @@ class Session:
             plan_ = await build_plan(fs, name, path, inputs, output, local=True, reducers=reducers,
                                      split_size=split_size, options=options, job_class=job_class, source=source,
                                      local_intermediate=str(self._coordinator_dir() / "intermediate"),
-                                     process_group=process_group)
+                                     process_group=process_group, compress_output=compress_output)
         else:
             remote_inputs = [await stage_input(fs, name, i) for i in inputs]
             plan_ = await build_plan(fs, name, path, remote_inputs, remote_output(name, output), local=False,
                                      reducers=reducers, split_size=split_size, options=options,
-                                     job_class=job_class, source=source, process_group=process_group)
+                                     job_class=job_class, source=source, process_group=process_group,
+                                     compress_output=compress_output)
         await jobs.submit(name, plan_, source.encode())
         if on_part is None:
             status = await jobs.wait(name)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from dynamr.errors import BadRequestError
+from dynamr.mapreduce.compressed import CODECS
 from dynamr.mapreduce.folds import FOLDS
 from dynamr.mapreduce.partition import RangePartitioner, hash_partition
 from dynamr.mapreduce.splits import INPUT_FORMATS, REPLACED, WHOLE_FILE_FORMATS, reader_for
@@ -78,6 +79,8 @@ class MRJob:
     #: ("dynamr", "undecodable input bytes replaced"). Binary records: INPUT_FORMAT = "bytes".
     INPUT_ENCODING: ClassVar[str] = "utf-8"
     OUTPUT_FORMAT: ClassVar[str] = "json"
+    #: "gzip", "bzip2" or "xz": part files written compressed (``part-00000.gz``); None: as they are
+    OUTPUT_COMPRESSION: ClassVar[str | None] = None
     #: default number of reducers (the command line may override it)
     NUM_REDUCERS: ClassVar[int | None] = None
     #: "hash" (stable hash of the key), or "range": each reducer gets a contiguous key range, cut at the
@@ -206,6 +209,18 @@ def check_formats(job: MRJob) -> None:
     if job.OUTPUT_FORMAT not in OUTPUT_FORMATS:
         raise BadRequestError(f"OUTPUT_FORMAT must be one of {', '.join(OUTPUT_FORMATS)} "
                               f"(got {job.OUTPUT_FORMAT!r})")
+    check_compression(job.OUTPUT_COMPRESSION, job.OUTPUT_FORMAT)
+
+
+def check_compression(codec: str | None, output_format: str) -> None:
+    """An output compression must be a known codec, of an output format of lines."""
+    if codec is None:
+        return
+    if codec not in CODECS:
+        raise BadRequestError(f"OUTPUT_COMPRESSION must be one of {', '.join(CODECS)} or None (got {codec!r})")
+    if output_format == "records":
+        raise BadRequestError("OUTPUT_COMPRESSION applies to json and text output, not OUTPUT_FORMAT = 'records' "
+                              "(dynamr's own format for another job to read)")
 
 
 # --- seed 000's form: Mapper and Reducer classes ------------------------------------------------------

@@ -54,6 +54,7 @@ from dynamr.errors import (
 from dynamr.files.client import FileSystem
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.api import MRJob, MRStep
+from dynamr.mapreduce.compressed import codec_of, compressed_blocks
 from dynamr.mapreduce.loader import load_job_class
 from dynamr.mapreduce.runs import IncomparableKeys, decode_run, total_order_in_use, use_total_order
 from dynamr.mapreduce.splits import LocalFile, Split
@@ -337,6 +338,8 @@ class TaskRun:
 
         blocks = (encode_batches(counted(stream)) if output.kind in ("object", "file")
                   else format_batches(counted(stream), job.OUTPUT_FORMAT))
+        if output.kind in ("local", "store") and (codec := codec_of(output.path)) is not None:
+            blocks = compressed_blocks(blocks, codec)  # (the plan named the part for its codec)
         with open(local, "wb") as out:
             for block in self.progress.tick(blocks):
                 out.write(block)

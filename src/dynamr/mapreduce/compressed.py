@@ -1,4 +1,4 @@
-"""Compressed input files: gzip, bzip2 and xz, known by their names, read decompressed.
+"""Compressed files: inputs known by their names and read decompressed; part files written compressed.
 
 A data engineer's logs and exports are often compressed; Hadoop, mrjob, Dask and Spark all read them as
 they are. So does dynamr: an input whose name ends in ``.gz``, ``.bz2`` or ``.xz`` is decompressed as it is
@@ -9,6 +9,10 @@ pbzip2) are read to the end, and record offsets count uncompressed bytes. Sizes,
 ``map input bytes`` count the bytes as stored.
 
 A file that is not what its name says, or ends early, fails its task with one line naming the file.
+
+A job's part files are compressed when the job says ``OUTPUT_COMPRESSION = "gzip"`` (or "bzip2", "xz"),
+or ``dynamr run --compress-output gzip``: each part gets the codec's ending (``part-00000.gz``), so
+another job reads it back as it is. Records formats are not compressed (dynamr's own msgpack stream).
 
 Decompression runs in C (``zlib``, ``bz2``, ``lzma`` through the standard library's file objects) a
 megabyte at a time; the source is read in order from the start.
@@ -26,6 +30,8 @@ from typing import Any, Protocol
 
 #: file name endings -> the codec they stand for
 SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}
+#: the codecs, by name
+CODECS = tuple(SUFFIXES.values())
 #: uncompressed bytes handed out at a time
 BLOCK = 1 << 20
 
@@ -132,6 +138,29 @@ def unsplittable_note(inputs: Iterable[tuple[str, int]], split_size: int) -> str
     more = f" and {len(big) - 1} more" if len(big) > 1 else ""
     return (f"{path} ({size / 1e6:,.1f} MB){more} is compressed and is read whole by one task (its {codec_of(path)} "
             f"stream cannot be cut); to spread it over more cores, store it uncompressed or as several files")
+
+
+def compressed_blocks(blocks: Iterable[bytes], codec: str) -> Iterator[bytes]:
+    """``blocks`` compressed as one stream of ``codec`` (gzip at zlib's level 6, bzip2 at 9, xz at 6: each
+    tool's own default), in the pieces the compressor gives."""
+    compressor: Any
+    if codec == "gzip":
+        compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # (16+: a gzip header and trailer)
+    elif codec == "bzip2":
+        compressor = bz2.BZ2Compressor(9)
+    elif codec == "xz":
+        compressor = lzma.LZMACompressor(lzma.FORMAT_XZ)
+    else:
+        raise ValueError(f"unknown compression {codec!r} ({', '.join(CODECS)})")
+    for block in blocks:
+        if out := compressor.compress(block):
+            yield out
+    yield compressor.flush()
+
+
+def suffix_of(codec: str) -> str:
+    """The file name ending of a codec (``.gz`` for gzip); "" for none."""
+    return _suffix(codec) if codec else ""
 
 
 def _suffix(codec: str) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dynamr.errors import BadRequestError, NotFoundError
 from dynamr.mapreduce.api import MRJob, check_formats
+from dynamr.mapreduce.compressed import compressed_blocks, suffix_of
 from dynamr.mapreduce.runs import IncomparableKeys, decode_run, use_total_order
 from dynamr.mapreduce.splits import LocalFile, plan_splits
 from dynamr.mapreduce.tasks import (
@@ -163,10 +164,12 @@ def _run_inline(job: MRJob, inputs: Sequence[Path], output: Path, num_reducers: 
                     result.reduce_tasks += 1
             if last:
                 output.mkdir(parents=True, exist_ok=True)
+                codec = job.OUTPUT_COMPRESSION
                 for number, stream in finals:
-                    part = output / f"part-{number:05d}"
+                    part = output / f"part-{number:05d}{suffix_of(codec or '')}"
+                    blocks = format_batches(stream, job.OUTPUT_FORMAT)
                     with open(part, "wb") as out:
-                        for block in format_batches(stream, job.OUTPUT_FORMAT):
+                        for block in blocks if codec is None else compressed_blocks(blocks, codec):
                             out.write(block)
                     result.parts.append(part)
                 (output / "_SUCCESS").write_bytes(b"")

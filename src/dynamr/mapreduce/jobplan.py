@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from dynamr.errors import BadRequestError
+from dynamr.mapreduce.compressed import CODECS
 from dynamr.mapreduce.splits import INPUT_FORMATS
 from dynamr.rpc.codec import pack_any, pack_record, unpack_record
 from dynamr.rpc.messages import JobPlan, StepPlan
@@ -45,6 +46,8 @@ def check_plan(plan: JobPlan) -> None:
     need(plan.job_class is None or isinstance(plan.job_class, str), "job class must be a name")
     need(isinstance(plan.process_group, str) and len(plan.process_group) <= 100,
          "process group must be a name of at most 100 characters")
+    need(plan.output_compression in ("", *CODECS),
+         f"output compression must be one of {', '.join(CODECS)}, not {plan.output_compression!r}")
     for flag in ("local_inputs", "local_output", "skip_bad_records"):
         need(isinstance(getattr(plan, flag), bool), f"job plan field {flag} must be true or false")
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dynamr.mapreduce import intermediate as im
+from dynamr.mapreduce.compressed import suffix_of
 from dynamr.mapreduce.scheduler import Assignment, IllegalTransition, Scheduler, TaskState
 from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, plan_splits
 from dynamr.mapreduce.tasks import BUILTIN
@@ -202,7 +203,7 @@ class JobRun:
         """Where task ``number`` of ``step`` writes, before the attempt is known (see :meth:`_whole`)."""
         if step < len(self.plan.steps) - 1:
             return m.TaskOutput(kind=self._whole_kind())
-        part = f"{self.plan.output.rstrip('/')}/part-{number:05d}"
+        part = f"{self.plan.output.rstrip('/')}/part-{number:05d}{suffix_of(self.plan.output_compression)}"
         return m.TaskOutput(kind="local" if self.plan.local_output else "store", path=part)
 
     def _whole_kind(self) -> str:

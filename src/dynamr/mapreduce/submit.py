@@ -30,7 +30,7 @@ from dynamr.errors import (
 )
 from dynamr.files.client import FileSystem
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
-from dynamr.mapreduce.api import MRJob, check_formats
+from dynamr.mapreduce.api import MRJob, check_compression, check_formats
 from dynamr.mapreduce.compressed import Decompressed, codec_of
 from dynamr.mapreduce.inline import check_output, expand_inputs, sample_keys
 from dynamr.mapreduce.jobplan import check_plan
@@ -92,13 +92,16 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
                      options: dict[str, str] | None = None, job_class: str | None = None,
                      chunk_size: int = DEFAULT_CHUNK_SIZE, local_intermediate: str = "",
                      skip_bad_records: bool = False, source: str | None = None,
-                     process_group: str = "") -> JobPlan:
+                     process_group: str = "", compress_output: str | None = None) -> JobPlan:
     """The plan of a job file (or of ``source``, the text of one named ``job_file``) over ``inputs``;
-    ``process_group``: jobs of one program that may share task processes (a dataflow run's stages)."""
+    ``process_group``: jobs of one program that may share task processes (a dataflow run's stages);
+    ``compress_output``: the part files' codec, instead of the job's ``OUTPUT_COMPRESSION``."""
     if source is None:
         source = job_file.read_text()
     job = load_job_class(source, str(job_file), job_class)(options or {})
     check_formats(job)
+    compression = compress_output or job.OUTPUT_COMPRESSION
+    check_compression(compression, job.OUTPUT_FORMAT)
     steps = job.steps()
     if reducers is not None and reducers < 0:
         raise BadRequestError(f"the number of reducers must be 0 or more (0: map only), not {reducers}")
@@ -125,7 +128,7 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
                    job_class=job_class, chunk_size=chunk_size, local_intermediate=local_intermediate,
                    skip_bad_records=skip_bad_records or job.SKIP_BAD_RECORDS,
                    whole_inputs=tuple(path for path, _ in sized if job.whole_input(path)),
-                   process_group=process_group)
+                   process_group=process_group, output_compression=compression or "")
     check_plan(plan)
     return plan
 

@@ -51,6 +51,8 @@ class JobPlan(Record):
     #: jobs of one process group may run in each other's task processes (the stages of one dataflow run:
     #: one program); empty: a task process serves this job alone
     process_group: str = ""
+    #: the codec the final part files are written with ("gzip", "bzip2", "xz"); empty: none
+    output_compression: str = ""
 
 
 @register(40)
