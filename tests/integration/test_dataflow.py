@@ -222,10 +222,19 @@ def test_a_failing_function_fails_the_run_with_its_traceback(session: Session) -
         Flow(session).feed(range(20)).map(explode).frequencies().run()
 
 
-def test_a_job_class_runs_from_python_and_its_output_reads_as_records(session: Session, corpus: Path) -> None:
+def test_a_job_class_runs_from_python_and_its_output_reads_as_records(session: Session, corpus: Path,
+                                                                      tmp_path: Path) -> None:
     wordcount = load("wordcount")
     output = session.run_job(wordcount.WordCount, [corpus / "a"], reducers=2)
     words = Counter(w for w in (m.lower() for m in wordcount.WORD.findall("\n".join(lines_of(corpus / "a")).lower())))
+    assert dict(output) == dict(words)
+    output.remove()
+    packed = tmp_path / "packed.py"  # the same, its parts written compressed: read back as records all the same
+    source = (EXAMPLES / "wordcount.py").read_text()
+    header = "class WordCount(MRJob):\n"
+    packed.write_text(source.replace(header, header + "    OUTPUT_COMPRESSION = 'xz'\n"))
+    output = session.run_job(packed, [corpus / "a"], reducers=2, options={})
+    assert {p.name for p in Path(output.directory).glob("part-*")} == {"part-00000.xz", "part-00001.xz"}
     assert dict(output) == dict(words)
     output.remove()
 

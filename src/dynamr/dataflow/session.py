@@ -32,6 +32,7 @@ from dynamr.errors import BadRequestError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import COORDINATOR, DEFAULT_DIR, LocalCluster
 from dynamr.mapreduce.api import MRJob
+from dynamr.mapreduce.compressed import decompressed
 from dynamr.mapreduce.inline import DEFAULT_SPLIT_SIZE
 from dynamr.mapreduce.runs import decode_run
 from dynamr.mapreduce.submit import STORE, JobClient, build_plan, fetch_output, remote_output, stage_input
@@ -229,14 +230,16 @@ class Session:
         return self._cluster.data_dir(COORDINATOR).resolve()
 
     def read_parts(self, directory: str) -> Iterator[bytes]:
-        """The bytes of each part file of an output directory, in order (a part per item)."""
+        """The bytes of each part file of an output directory, in order (a part per item; a compressed part
+        decompressed)."""
         if directory.startswith(STORE):
             names = self.call(lambda c: store_parts(FileSystem(c), directory[len(STORE):]))
             for part in names:
-                yield self.call(lambda c, p=part: FileSystem(c).read_bytes(p))  # type: ignore[misc]
+                yield decompressed(self.call(lambda c, p=part: FileSystem(c).read_bytes(p)),  # type: ignore[misc]
+                                   part)
             return
         for local in sorted(Path(directory).glob("part-*")):
-            yield local.read_bytes()
+            yield decompressed(local.read_bytes(), local.name)
 
     def remove(self, directory: str) -> None:
         if directory.startswith(STORE):

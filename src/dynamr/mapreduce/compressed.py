@@ -158,6 +158,20 @@ def compressed_blocks(blocks: Iterable[bytes], codec: str) -> Iterator[bytes]:
     yield compressor.flush()
 
 
+def decompressed(data: bytes, path: str) -> bytes:
+    """The whole of a file's bytes, decompressed when its name says it is compressed."""
+    codec = codec_of(path)
+    if codec is None:
+        return data
+    try:
+        return _WHOLE[codec](data)
+    except _BAD as exc:
+        raise CompressedInputError(f"{path}: not valid {codec} data, or cut short ({exc})") from None
+
+
+_WHOLE: dict[str, Callable[[bytes], bytes]] = {"gzip": gzip.decompress, "bzip2": bz2.decompress, "xz": lzma.decompress}
+
+
 def suffix_of(codec: str) -> str:
     """The file name ending of a codec (``.gz`` for gzip); "" for none."""
     return _suffix(codec) if codec else ""
