@@ -186,7 +186,7 @@ def test_an_unknown_encoding_is_refused(tmp_path: Path) -> None:
 def test_an_input_that_is_not_a_regular_file_is_refused_not_skipped(tmp_path: Path) -> None:
     import os
 
-    from dynamr.mapreduce.inline import expand_inputs
+    from dynamr.mapreduce.inputs import expand_inputs
 
     folder = tmp_path / "in"
     folder.mkdir()

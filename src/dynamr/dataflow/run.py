@@ -22,7 +22,7 @@ from dynamr.dataflow.session import JobFailedError, Session, failure_text, store
 from dynamr.dataflow.stage import InputSpec, PathSpec, StageSpec, job_source
 from dynamr.errors import BadRequestError
 from dynamr.files.client import FileSystem
-from dynamr.mapreduce.inline import expand_inputs
+from dynamr.mapreduce.inputs import expand_inputs, store_inputs
 from dynamr.mapreduce.runs import decode_run, encode_run
 from dynamr.mapreduce.submit import STORE, stage_input
 
@@ -160,11 +160,7 @@ class _Runner:
             remote = await stage_input(fs, self.run_id, item)
             if not item.startswith(STORE):
                 self.scratch.append(f"{STORE}/_inputs/{self.run_id}")
-            stat = await fs.stat(remote)
-            if stat.kind == "file":
-                out.append(stat.path)
-            else:
-                out.extend([p async for p, _ in fs.walk_manifests(stat.path)])
+            out.extend(path for path, _ in await store_inputs(fs, [remote]))
         return out
 
     def _list(self, directory: str) -> list[str]:

@@ -19,9 +19,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dynamr.errors import BadRequestError, NotFoundError
+from dynamr.errors import BadRequestError
 from dynamr.mapreduce.api import MRJob, check_formats
 from dynamr.mapreduce.compressed import compressed_blocks, suffix_of
+from dynamr.mapreduce.inputs import expand_inputs
 from dynamr.mapreduce.runs import IncomparableKeys, decode_run, use_total_order
 from dynamr.mapreduce.splits import LocalFile, plan_splits
 from dynamr.mapreduce.tasks import (
@@ -45,26 +46,6 @@ class JobResult:
     map_tasks: int = 0
     reduce_tasks: int = 0
     seconds: float = 0.0
-
-
-def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
-    """Files named, and every file under directories named (sorted); refuses missing inputs."""
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if not p.name.startswith((".", "_")) and not p.is_dir())
-            odd = [p for p in found if not p.is_file()]
-            if odd:  # a broken symlink, a pipe, a socket: never skipped in silence
-                raise BadRequestError(f"input {odd[0]} is not a regular file (a broken symlink, a pipe?); "
-                                      "remove it or name the files to read")
-            files.extend(found)
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise NotFoundError(f"input {item} does not exist")
-    if not files:
-        raise NotFoundError(f"no input files in {', '.join(map(str, inputs))}")
-    return files
 
 
 def check_output(output: Path) -> None:

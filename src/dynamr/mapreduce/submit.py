@@ -32,7 +32,8 @@ from dynamr.files.client import FileSystem
 from dynamr.files.manifest import DEFAULT_CHUNK_SIZE
 from dynamr.mapreduce.api import MRJob, check_compression, check_formats
 from dynamr.mapreduce.compressed import Decompressed, codec_of
-from dynamr.mapreduce.inline import check_output, expand_inputs, sample_keys
+from dynamr.mapreduce.inline import check_output, sample_keys
+from dynamr.mapreduce.inputs import expand_inputs, is_pattern, store_inputs
 from dynamr.mapreduce.jobplan import check_plan
 from dynamr.mapreduce.jobrun import ENDED, JobPlan, StepPlan
 from dynamr.mapreduce.loader import load_job_class
@@ -54,19 +55,6 @@ class _Bytes:
 
     def read(self, offset: int, length: int) -> Iterator[bytes]:
         yield self.data[offset:offset + length]
-
-
-async def _store_inputs(fs: FileSystem, paths: Sequence[str]) -> list[tuple[str, int]]:
-    out: list[tuple[str, int]] = []
-    for path in paths:
-        stat = await fs.stat(path)
-        if stat.kind == "file":
-            out.append((stat.path, stat.size))
-        else:
-            out.extend([(p, mf.size) async for p, mf in fs.walk_manifests(stat.path)])
-    if not out:
-        raise NotFoundError(f"no input files in {', '.join(paths)}")
-    return out
 
 
 async def _sample(job: MRJob, fs: FileSystem, inputs: list[tuple[str, int]], local: bool,
@@ -115,7 +103,7 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
         check_output(Path(output))
         output = str(Path(output).resolve())
     else:
-        sized = await _store_inputs(fs, inputs)
+        sized = await store_inputs(fs, inputs)
     state = None
     if job.wants_sample():
         state = job.partition_sample(await _sample(job, fs, sized, local, split_size), plans[0].reducers or 1)
@@ -139,6 +127,11 @@ async def stage_input(fs: FileSystem, name: str, item: str) -> str:
     if item.startswith(STORE):
         return item[len(STORE):]
     local = Path(item)
+    if not local.exists() and is_pattern(item):  # the files it matches, under one directory
+        remote = f"/_inputs/{name}/{secrets.token_hex(3)}-matched"
+        for number, path in enumerate(expand_inputs([local])):
+            await fs.put_file(path, f"{remote}/{number:05d}-{path.name}")
+        return remote
     if not local.exists():
         raise BadRequestError(f"input {item} does not exist")
     remote = f"/_inputs/{name}/{secrets.token_hex(3)}-{local.name}"  # two inputs may share a name
