@@ -121,7 +121,7 @@ class SimCoordinator:
         self.w.at(0.25, lambda: self._tick(generation))
 
     def _janitor(self, generation: int) -> None:
-        """A round of the coordinator's janitor (as ``Coordinator.delete_unneeded``): every intermediate key
+        """A round of the coordinator's janitor (as ``Janitor.round``): every intermediate key
         whose attempt no job needs goes; a commit record only of a job no longer running."""
         core, w = self.core, self.w
         if generation != self.generation or core is None:

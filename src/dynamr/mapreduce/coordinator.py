@@ -39,6 +39,7 @@ from dynamr.mapreduce import restart
 from dynamr.mapreduce.claims import ClaimKeeper, claim_period
 from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.corestate import CoreSettings
+from dynamr.mapreduce.janitor import Janitor
 from dynamr.mapreduce.jobplan import check_plan, dump_plan, load_plan
 from dynamr.mapreduce.jobrun import ENDED, JobPlan, shuffle_bytes, summary_of, task_of
 from dynamr.mapreduce.jobstore import JobStore
@@ -113,15 +114,12 @@ class Coordinator:
         #: set (and replaced) after every event the core handles: held polls look again
         self._core_changed = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
-        self._janitor: asyncio.Task[None] | None = None
-        self.janitor_interval = settings.job_janitor_interval
         #: this coordinator's claim on the store; ``claims.rivals``: other coordinators using it now
-        self.claims = ClaimKeeper(client, self.store.identity(), address, claim_period(self.janitor_interval))
+        self.claims = ClaimKeeper(client, self.store.identity(), address,
+                                  claim_period(settings.job_janitor_interval))
         self._claimer: asyncio.Task[None] | None = None
-        #: objects and commit records the janitor deleted since this coordinator started
-        self.janitor_deleted = [0, 0]
-        #: the janitor's rounds by outcome: "done", or "paused" (another coordinator claims the store)
-        self.janitor_rounds: Counter[str] = Counter()
+        self.janitor = Janitor(client, self.fs, self.core, self.claims, settings.job_janitor_interval)
+        self._janitor: asyncio.Task[None] | None = None
         #: the effect carried out for each kind of instruction (persisting is synchronous)
         self._effects: dict[type[Any], Callable[[Any], None]] = {
             p.PersistJob: lambda i: self.store.add_job(i.name, dump_plan(i.plan), "created", i.created),
@@ -141,8 +139,8 @@ class Coordinator:
     def start(self) -> None:
         self._ticker = asyncio.create_task(self._tick_forever())
         self._claimer = asyncio.create_task(self.claims.renew_forever())
-        if self.janitor_interval > 0:
-            self._janitor = asyncio.create_task(self._janitor_forever())
+        if self.janitor.interval > 0:
+            self._janitor = asyncio.create_task(self.janitor.run_forever())
 
     async def stop(self) -> None:
         tasks = [*self._background.tasks,
@@ -183,55 +181,6 @@ class Coordinator:
                 self.feed(p.Tick())
             except Exception:  # a bug must not stop liveness checks for good: log it, keep ticking
                 log.exception("coordinator tick failed")
-
-    async def _janitor_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.janitor_interval)
-            try:
-                await self.delete_unneeded()
-            except DynamrError as exc:  # a node that cannot be scanned now: the next round
-                log.info("the janitor's round stopped: %s", exc)
-            except Exception:  # a bug must not stop it for good
-                log.exception("the janitor's round failed")
-
-    async def delete_unneeded(self) -> int:
-        """Delete the intermediate objects and commit records in the store that no job needs (see
-        :meth:`CoordinatorCore.needs`): what a task cut off from everyone wrote after every sweep of its job
-        (the sweeps wait ``late_write_grace``; a write held by a paused replica may land later still). Commit
-        records only of jobs no longer running, deleted with the context read (a concurrent write stays).
-        Nothing is deleted while another coordinator claims the store (:mod:`dynamr.mapreduce.claims`): its
-        jobs' data would look like leftovers."""
-        if await self.claims.renew():
-            self.janitor_rounds["paused"] += 1
-            return 0
-        objects, records = set(), set()
-        async for _, key, _ in self.client.scan_replicas(im.OBJECTS.encode(), values=False):
-            owner = im.object_owner(key)
-            if owner is not None and not self.core.needs(*owner):
-                objects.add(key)
-        async for _, key, _ in self.client.scan_replicas(im.PREFIX.encode(), values=False):
-            owner = im.commit_owner(key)
-            if owner is not None and owner[0] not in self.core.jobs:
-                records.add((key, owner[0]))
-        if self.claims.rivals:  # (renewed by the loop while the scan ran)
-            self.janitor_rounds["paused"] += 1
-            return 0
-        self.janitor_rounds["done"] += 1
-        deleted = [0, 0]
-        for key in sorted(objects):
-            deleted[0] += await self.fs.delete_object(key)
-        for key, job in sorted(records):
-            result = await self.client.get(key)
-            with contextlib.suppress(BadRequestError):  # not a commit record: left alone
-                attempts = [im.Commit.decode(v).attempt for v in result.values]
-                if attempts and not any(self.core.needs(job, a) for a in attempts):
-                    await self.client.delete(key, context=result.context)
-                    deleted[1] += 1
-        if any(deleted):
-            log.warning("the janitor deleted %d intermediate object(s) and %d commit record(s) no job needs",
-                        *deleted)
-            self.janitor_deleted = [a + b for a, b in zip(self.janitor_deleted, deleted, strict=True)]
-        return sum(deleted)
 
     # --- effects -------------------------------------------------------------------------------------
 

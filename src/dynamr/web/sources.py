@@ -72,13 +72,13 @@ def coordinator_source(coordinator: Coordinator) -> Iterator[Metric]:
     swept = CounterMetricFamily("dynamr_janitor_deleted", "Intermediate objects and commit records no job needed, "
                                 "deleted by the coordinator's janitor (written after every sweep of their job)",
                                 labels=["kind"])
-    for kind, count in zip(("object", "commit"), coordinator.janitor_deleted, strict=True):
+    for kind, count in zip(("object", "commit"), coordinator.janitor.deleted, strict=True):
         swept.add_metric([kind], count)
     yield swept
     rounds = CounterMetricFamily("dynamr_janitor_rounds", "Rounds of the coordinator's janitor, by outcome (done, "
                                  "or paused: another coordinator claims the store)", labels=["outcome"])
     for outcome in ("done", "paused"):
-        rounds.add_metric([outcome], coordinator.janitor_rounds[outcome])
+        rounds.add_metric([outcome], coordinator.janitor.rounds[outcome])
     yield rounds
     yield gauge("dynamr_coordinator_rivals", "Other coordinators whose claim on this store is live (while any is, "
                 "this one accepts no job and its janitor deletes nothing)", len(coordinator.claims.rivals))
