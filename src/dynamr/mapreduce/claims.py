@@ -35,7 +35,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import msgpack
@@ -148,8 +148,10 @@ class ClaimKeeper:
     """Reads and renews this coordinator's claim; :attr:`rivals` is what the last read found."""
 
     def __init__(self, client: AsyncClient, coordinator: str, address: str, every: float,
-                 host: str | None = None) -> None:
+                 host: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.client = client
+        #: the wall clock claims are written and judged by (the simulator's, in tests/sim/claims.py)
+        self.clock = clock
         self.coordinator = coordinator
         self.address = address
         self.every = every
@@ -161,7 +163,7 @@ class ClaimKeeper:
         """Why this coordinator accepts no job now (a rival's claim is live), or None."""
         if not self.rivals:
             return None
-        return f"this coordinator accepts no job now: {conflict_message(self.rivals, time.time())}"
+        return f"this coordinator accepts no job now: {conflict_message(self.rivals, self.clock())}"
 
     async def check(self, budget: float = CHECK_SECONDS) -> None:
         """At start: raise :class:`CoordinatorConflictError` if a rival is live (nothing is written); else write
@@ -178,7 +180,7 @@ class ClaimKeeper:
                     log.warning("could not read the coordinators' claims (%s): starting anyway", exc)
                     return
                 await asyncio.sleep(0.05)
-        now = time.time()
+        now = self.clock()
         found = rivals(merged(result.values), self.coordinator, (self.host, self.address), now)
         if found:
             raise CoordinatorConflictError(conflict_message(found, now))
@@ -190,7 +192,7 @@ class ClaimKeeper:
     async def renew(self) -> list[Claim]:
         """Write this coordinator's claim (merging what is there) and return the rivals now live."""
         result = await self.client.get(CLAIM_KEY)
-        now = time.time()
+        now = self.clock()
         claims = merged(result.values)
         found = rivals(claims, self.coordinator, (self.host, self.address), now)
         if found and [c.coordinator for c in found] != [c.coordinator for c in self.rivals]:
