@@ -8,12 +8,12 @@ import gzip
 import json
 import lzma
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from dynamr.errors import BadRequestError
+from dynamr.errors import BadRequestError, QuorumError
 from dynamr.mapreduce.api import MRJob, check_formats
 from dynamr.mapreduce.compressed import (
     CompressedInputError,
@@ -174,3 +174,23 @@ def test_an_output_compression_that_cannot_be_is_refused(codec: str, fmt: str, s
     job = type("Job", (Count,), {"OUTPUT_COMPRESSION": codec, "OUTPUT_FORMAT": fmt})()
     with pytest.raises(BadRequestError, match=re.escape(says)):
         check_formats(job)
+
+
+class Failing:
+    """A source that fails after its first block, as a store outage or a disk error would."""
+
+    def __init__(self, data: bytes, error: Exception) -> None:
+        self.data, self.error = data, error
+
+    def read(self, offset: int, length: int) -> Iterator[bytes]:
+        yield self.data[:1000]
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [QuorumError("read: 1 of 2 replicas"), OSError(5, "Input/output error")])
+def test_a_failure_of_the_source_is_not_taken_for_bad_data(error: Exception) -> None:
+    data = gzip.compress(TEXT)
+    split = Split(index=0, path="/in/a.gz", start=0, end=len(data), file_size=len(data))
+    with pytest.raises(type(error)) as caught:
+        list(text_records(Failing(data, error), split))
+    assert caught.value is error  # as it was raised: a store outage is retried, not counted against the task

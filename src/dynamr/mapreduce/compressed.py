@@ -58,6 +58,14 @@ class CompressedInputError(ValueError):
     """A compressed input that cannot be decompressed (a user's data error: the task fails with it)."""
 
 
+class _SourceFailed(Exception):
+    """What reading the compressed bytes raised, carried through the decompressor unchanged."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Pieces(io.RawIOBase):
     """A readable file over an iterator of byte blocks (what a source yields)."""
 
@@ -70,7 +78,10 @@ class _Pieces(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         while not self._rest:
-            block = next(self._blocks, None)
+            try:
+                block = next(self._blocks, None)
+            except Exception as exc:  # the source's own failure (a store outage, a disk error): not the data's
+                raise _SourceFailed(exc) from exc
             if block is None:
                 return 0
             self._rest = memoryview(block)
@@ -113,6 +124,8 @@ class Decompressed:
                 self._position += len(data)
                 remaining -= len(data)
                 yield data
+        except _SourceFailed as failed:
+            raise failed.error from None  # (a store outage stays one: retried, not the task's failure)
         except EOFError as exc:
             if not self.truncated_ok:
                 raise CompressedInputError(f"{self.path}: the {self.codec} data ends early (a file cut short?): "
