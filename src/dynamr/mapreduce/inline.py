@@ -1,12 +1,12 @@
 """Run a whole job in this process, one task after another, over local files.
 
 The reference execution of a job: the same task code (:mod:`dynamr.mapreduce.tasks`), the same splits and
-shuffle, with no cluster. Tests compare the distributed runner against it, and it is what ``dynamr run
---inline`` uses for quick checks of a job on a sample.
+shuffle, with no cluster. Tests compare the distributed runner against it (:func:`run_inline`); the
+command line always runs on a cluster, the embedded one by default.
 
 Between steps, reduce outputs stay encoded runs (records, not text), and become the next step's map input.
-The last step writes ``part-NNNNN`` files and a ``_SUCCESS`` marker into an output directory that must not
-exist yet.
+The last step writes ``part-NNNNN`` files (compressed, with the codec's ending, for a job's
+``OUTPUT_COMPRESSION``) and a ``_SUCCESS`` marker into an output directory that must not exist yet.
 """
 
 from __future__ import annotations
