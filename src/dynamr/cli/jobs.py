@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 
 import click
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dynamr.cli.common import (
@@ -38,24 +37,21 @@ from dynamr.cli.common import (
     print_json,
     resolve_target,
 )
+from dynamr.cli.jobview import ProgressView, note_unsplittable, phase_counts, report
 from dynamr.config import Quorum, StoreSettings
 from dynamr.daemons import install_event_loop_policy
 from dynamr.errors import BadRequestError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
 from dynamr.localcluster import COORDINATOR, LocalCluster
-from dynamr.mapreduce.compressed import CODECS, unsplittable_note
+from dynamr.mapreduce.compressed import CODECS
 from dynamr.mapreduce.inline import check_output
-from dynamr.mapreduce.jobrun import JobPlan
-from dynamr.mapreduce.splits import LINE_FORMATS, REPLACED
 from dynamr.mapreduce.submit import STORE, JobClient, build_plan, fetch_output, remote_output, stage_input
 from dynamr.rpc import messages as m
 from dynamr.store.client import AsyncClient
-from dynamr.units import format_duration, format_size
+from dynamr.units import format_duration
 from dynamr.web.token import web_token
 
 T = TypeVar("T")
-#: lines of a failed attempt's output shown with the failure (all of it: 'dynamr logs')
-OUTPUT_LINES = 40
 
 
 def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -83,103 +79,6 @@ def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
         return await coro_factory()
 
     return asyncio.run(main())
-
-
-class ProgressView:
-    """A job's progress as it runs: on a terminal, a bar per phase (the maps and the reduces of each step)
-    with tasks done, running and failed, bytes read, elapsed time and an estimate of what is left; piped,
-    one plain line each time a phase's counts change (at most one a second per phase, and always its
-    last)."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"),
-            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console,
-            disable=not console.is_terminal)
-        self.tasks: dict[tuple[int, str], TaskID] = {}
-        self._printed: dict[tuple[int, str], tuple[tuple[int, ...], float]] = {}
-        self._started = time.monotonic()
-        #: seconds between status requests: a bar moves smoothly; piped lines come at most once a second
-        #: (the coordinator answers at once when the job ends, whatever the interval)
-        self.interval = 0.2 if console.is_terminal else 1.0
-
-    def __call__(self, status: m.JobStatusView) -> None:
-        for phase in status.phases:
-            key = (phase.step, phase.kind)
-            counts = _phase_counts(phase)
-            by_bytes = phase.bytes > 0
-            total, done = (phase.bytes, phase.bytes_read) if by_bytes else (phase.tasks, phase.done)
-            if console.is_terminal:
-                if key not in self.tasks:
-                    if not (phase.running or phase.done or phase.failed):
-                        continue  # not begun: shown once it starts
-                    self.tasks[key] = self.progress.add_task(
-                        f"step {phase.step + 1}/{status.steps} {phase.kind}", total=total, counts=counts)
-                self.progress.update(self.tasks[key], total=total, completed=done, counts=counts)
-            else:
-                self._line(status, phase, counts)
-
-    def _line(self, status: m.JobStatusView, phase: m.PhaseView, counts: str) -> None:
-        key = (phase.step, phase.kind)
-        state = (phase.done, phase.running, phase.failed, phase.bytes_read)
-        previous = self._printed.get(key)
-        now = time.monotonic()
-        if previous is None and not (phase.running or phase.done or phase.failed):
-            return
-        if previous is not None and (previous[0] == state or (now - previous[1] < 1.0 and phase.done < phase.tasks)):
-            return
-        self._printed[key] = (state, now)
-        console.print(f"{status.name}: step {phase.step + 1}/{status.steps} {phase.kind}: {counts}; "
-                      f"{format_duration(now - self._started)}", highlight=False, soft_wrap=True)
-
-
-def _phase_counts(phase: m.PhaseView) -> str:
-    text = f"{phase.done}/{phase.tasks} done, {phase.running} running"
-    if phase.failed:
-        text += f", {phase.failed} failed"
-    if phase.bytes:
-        text += f", {format_size(phase.bytes_read)} of {format_size(phase.bytes)} read"
-    return text
-
-
-def _note_unsplittable(plan: JobPlan) -> None:
-    if plan.input_format in LINE_FORMATS and (note := unsplittable_note(plan.inputs, plan.split_size)):
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
-
-
-def report(status: m.JobStatusView) -> None:
-    replaced = sum(value for group, name, value in status.counters if (group, name) == REPLACED)
-    if replaced:
-        err_console.print(f"[yellow]warning:[/] {replaced:,} byte(s) of input were not valid in the job's "
-                          "INPUT_ENCODING (utf-8 unless set) and were read as U+FFFD; set INPUT_ENCODING "
-                          "(for example 'latin-1'), or INPUT_FORMAT = 'bytes' for binary records",
-                          highlight=False, soft_wrap=True)
-    if status.state == "succeeded":
-        console.print(f"[green]job {status.name} succeeded[/] in {status.seconds:.2f}s: {status.maps} "
-                      f"map and {status.reduces} reduce task(s); output in {status.output}", highlight=False)
-        if status.counters:
-            table = Table("group", "counter", "value", title="counters")
-            for group, name, value in status.counters:
-                table.add_row(group, name, f"{value:,}")
-            console.print(table)
-        return
-    if status.state == "killed":
-        err_console.print(f"[bold red]job {status.name} killed[/] after {status.seconds:.1f}s: its tasks are "
-                          "stopped and its intermediate data deleted", highlight=False)
-        return
-    error = status.error or m.JobFailure()
-    split = error.input
-    where = f" on {split.path} bytes {split.start}-{split.end}" if split else ""
-    err_console.print(f"[bold red]job {status.name} {status.state}[/]: task {error.task or '?'}"
-                      f"{where}, attempt {error.attempt or '?'} on node {error.node or '?'}:", highlight=False)
-    err_console.print(error.traceback or error.error, markup=False, highlight=False)
-    if error.output:
-        lines = error.output.rstrip("\n").splitlines()
-        shown = lines[-OUTPUT_LINES:]
-        more = f" (its last {len(shown)} lines; 'dynamr logs {status.name} {error.task.split('/', 1)[-1]}' " \
-               "shows all that was kept)" if len(lines) > len(shown) else ""
-        err_console.print(f"[bold]what the attempt printed[/]{more}:", highlight=False, soft_wrap=True)
-        err_console.print("\n".join(shown), markup=False, highlight=False, soft_wrap=True)
 
 
 def _interrupted(target: Target, name: str, kill: bool) -> None:
@@ -247,7 +146,7 @@ async def _run_on(client: AsyncClient, name: str, job_file: Path, inputs: tuple[
         plan = await build_plan(fs, name, job_file, store_inputs, remote_output(name, output), local=False,
                                 reducers=reducers, split_size=split_size, options=options, job_class=job_class,
                                 skip_bad_records=skip_bad_records, compress_output=compress_output)
-    _note_unsplittable(plan)
+    note_unsplittable(plan)
     await jobs.submit(name, plan, job_file.read_bytes())
     view = ProgressView()
     with view.progress:
@@ -358,7 +257,7 @@ def create(name: str, job_file: Path, inputs: tuple[str, ...], output: str, redu
                                 split_size=split_size, options=dict(defines),
                                 job_class=job_class, skip_bad_records=skip_bad_records,
                                 compress_output=compress_output)
-        _note_unsplittable(plan)
+        note_unsplittable(plan)
         return await JobClient(client).submit(name, plan, job_file.read_bytes(), run=False)
 
     status = _run(lambda: _with_client(target, action))
@@ -405,7 +304,7 @@ def status(name: str, as_json: bool, target: Target) -> None:
                   f"{st.maps_done}/{st.maps}, reduces {st.reduces_done}/{st.reduces}, "
                   f"{format_duration(st.seconds)}", highlight=False)
     for phase in st.phases:
-        console.print(f"  step {phase.step + 1} {phase.kind}: {_phase_counts(phase)}", highlight=False)
+        console.print(f"  step {phase.step + 1} {phase.kind}: {phase_counts(phase)}", highlight=False)
     table = Table("task", "attempt", "node", "result", title="attempts")
 
     def attempt_id(attempt: m.AttemptView | m.RunningAttemptView) -> str:
