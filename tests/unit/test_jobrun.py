@@ -225,6 +225,12 @@ def test_map_tasks_are_queued_largest_split_first() -> None:
     queued = sorted((t for t in sched.tasks.values() if t.phase.endswith("s0-m")), key=lambda t: t.order)
     assert [t.weight for t in queued] == sorted((t.weight for t in queued), reverse=True)
     assert [t.weight for t in queued] == [90, 84, 83, 83, 30]  # big is cut in three even splits
+    packed = JobRun("jg", plan(inputs=(("/in/big", 250), ("/in/small.gz", 30))), Scheduler())
+    packed.start(0)
+    order = sorted((t for t in packed.scheduler.tasks.values() if t.phase.endswith("s0-m")), key=lambda t: t.order)
+    # a compressed file is one split, counted as the text it holds: queued first, and not taken for slow
+    assert [(packed.tasks[t.task_id].split().path, t.weight) for t in order] == [  # type: ignore[union-attr]
+        ("/in/small.gz", 120), ("/in/big", 84), ("/in/big", 83), ("/in/big", 83)]
 
 
 def test_compressed_output_names_the_parts_for_their_codec_and_the_plan_check_knows_the_codecs() -> None:

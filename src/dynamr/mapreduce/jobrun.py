@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dynamr.mapreduce import intermediate as im
-from dynamr.mapreduce.compressed import suffix_of
+from dynamr.mapreduce.compressed import suffix_of, work_of
 from dynamr.mapreduce.scheduler import Assignment, IllegalTransition, Scheduler, TaskState
 from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, plan_splits
 from dynamr.mapreduce.tasks import BUILTIN
@@ -165,8 +165,9 @@ class JobRun:
                              whole_files=self.plan.input_format in WHOLE_FILE_FORMATS,
                              whole=frozenset(self.plan.whole_inputs))
         # largest splits first (the queue is FIFO within a priority): the last wave of a phase is then
-        # made of small tasks, so slots finish together instead of one waiting on a big split
-        for split in sorted(splits, key=lambda s: s.start - s.end):
+        # made of small tasks, so slots finish together instead of one waiting on a big split (a compressed
+        # file counted as the text it holds)
+        for split in sorted(splits, key=lambda s: -work_of(s.path, s.end - s.start)):
             source = m.TaskInput(kind="split", local=self.plan.local_inputs, split=m.SplitRef(
                 index=split.index, path=split.path, start=split.start, end=split.end, file_size=split.file_size))
             preferred = self.locate(split) if self.locate is not None else set()
@@ -197,7 +198,7 @@ class JobRun:
                                        num_partitions=1 if plan.map_only else plan.reducers)
         split = source.split
         self.scheduler.add(task_id, preferred, job=self.name, phase=f"{self.name}/s{step}-m",
-                           weight=split.end - split.start if split else 1, runnable=runnable)
+                           weight=work_of(split.path, split.end - split.start) if split else 1, runnable=runnable)
 
     def _output_for(self, step: int, number: int) -> m.TaskOutput:
         """Where task ``number`` of ``step`` writes, before the attempt is known (see :meth:`_whole`)."""
