@@ -39,6 +39,7 @@ from typing import Any, cast
 from dynamr.errors import CoordinatorConflictError, QuorumError
 from dynamr.mapreduce.claims import CLAIM_KEY, CLOCK_SLACK, LIVE_PERIODS, ClaimKeeper, merged
 from dynamr.store.client import AsyncClient, GetResult
+from tests.sim.run import replay_or_run
 
 EVERY = 10.0
 #: the most any coordinator's clock is off (under CLOCK_SLACK / 2: two clocks differ by at most CLOCK_SLACK)
@@ -355,23 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)
     try:
-        if args.seed is not None:
-            world = World(args.seed)
-            try:
-                world.run().check()
-            finally:
-                print("\n".join(world.trace))
-            print(f"seed {args.seed}: no violation")
-            return 0
-        start, end = (int(x) for x in args.seeds.split(":"))
-        failed = []
-        for seed in range(start, end):
-            try:
-                World(seed).run().check()
-            except Violation as exc:
-                failed.append(str(exc))
-        print("\n".join(failed) or f"seeds {start}:{end}: no violation")
-        return 1 if failed else 0
+        return replay_or_run(World, args.seed, args.seeds, "claims")
     finally:
         logging.disable(logging.NOTSET)
 
