@@ -87,9 +87,10 @@ def line_chunks(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]
     work is per block (``rfind``, ``find``, slicing), none per line. A compressed file's lines are those of
     its uncompressed bytes (:func:`uncompressed`).
     """
-    if split.start > 0 and codec_of(split.path) is not None:
-        return  # (a compressed file is one split, from 0: nothing starts in a piece of one)
-    source, split = uncompressed(source, split)
+    opened = uncompressed(source, split)
+    if opened is None:
+        return
+    source, split = opened
     skip_first = split.start > 0  # the line that began before the split belongs to the previous one
     pending: list[bytes] = []  # the start of a line that continues in the next block
     line_start = split.start - 1 if skip_first else 0  # file offset of pending's first byte
@@ -131,11 +132,14 @@ def line_chunks(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]
 UNBOUNDED = 1 << 62
 
 
-def uncompressed(source: RangeSource, split: Split) -> tuple[RangeSource, Split]:
+def uncompressed(source: RangeSource, split: Split) -> tuple[RangeSource, Split] | None:
     """What a line reader reads of a split: for a compressed file, its uncompressed bytes, all of them (the
     split then runs to :data:`UNBOUNDED`); any other file as it is. A source that already decompresses is
-    taken as it is."""
+    taken as it is. None for a piece of a compressed file that does not start at 0: a compressed file is one
+    split, so no line starts in such a piece."""
     codec = codec_of(split.path)
+    if codec is not None and split.start > 0:
+        return None
     if codec is None and not isinstance(source, Decompressed):
         return source, split
     whole = Split(index=split.index, path=split.path, start=0, end=UNBOUNDED, file_size=UNBOUNDED)
