@@ -87,7 +87,7 @@ def generate_text(folder: Path, total: int, seed: int = 42, weights: list[float]
     paths = []
     for i, weight in enumerate(weights):
         target = int(total * weight / sum(weights))
-        path = folder / f"text{i:02d}.txt"
+        path = folder / f"text{i:02d}.txt" if len(weights) <= 100 else folder / f"text{i:05d}.txt"
         with open(path, "w") as out:
             written = 0
             while written < target:
@@ -217,6 +217,11 @@ def _sorted_range(ranges: list[Range]) -> list[str]:
 
 def _sort_key(line: str) -> str:
     return line[:10]
+
+
+def many_weights(files: int) -> list[float]:
+    """Sizes for a corpus of many files: 1 to 18 (as FILE_WEIGHTS), in an order that does not sort them."""
+    return [1 + 17 * ((i * 7919) % files) / max(1, files - 1) for i in range(files)]
 
 
 def warm(files: list[Path]) -> None:
@@ -492,12 +497,19 @@ def main() -> None:
     parser.add_argument("--size", default="100M", help="input size per job (text, and sort records)")
     parser.add_argument("--jobs", default="wordcount,wordcount_inmapper,inverted_index,grep,sort,dataflow_wordcount")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "dynamr-bench-data")
+    parser.add_argument("--files", type=int, default=len(FILE_WEIGHTS),
+                        help="text files the corpus is cut into (more than 16: sizes 1 to 18 in a fixed shuffle, "
+                             "e.g. --files 2000 for a job of many small files)")
     parser.add_argument("--split-size", default="64M",
                         help="dynamr's split size (its default), Dask's blocksize and Spark's partition size")
     args = parser.parse_args()
     size = parse_size(args.size)
     cores = os.cpu_count() or 1
-    text = generate_text(args.data / f"fair-text-{args.size}", size)
+    if args.files == len(FILE_WEIGHTS):
+        text = generate_text(args.data / f"fair-text-{args.size}", size)
+    else:
+        text = generate_text(args.data / f"fair-text-{args.size}-{args.files}-files", size,
+                             weights=many_weights(args.files))
     records = generate_records(args.data / f"records-{args.size}.txt", size)
     print(f"machine: {platform.machine()}, {cores} cores, Python {sys.version.split()[0]}, "
           f"{platform.system()} {platform.release()}; input {size / 1e6:.0f} MB per job; text in {len(text)} "

@@ -18,7 +18,8 @@ from tests.mrdata import write_corpus
 
 WORD = re.compile(r"[a-z0-9']+")
 
-#: word count whose maps and reduces take at least the given time (so faults land in the phase wanted)
+#: word count whose maps and reduces take at least the given time (so faults land in the phase wanted), one
+#: map task per input file at least (the tests place faults by task)
 SLOW_WORDCOUNT = '''
 import re, time
 from dynamr.mapreduce import MRJob
@@ -26,6 +27,7 @@ from dynamr.mapreduce import MRJob
 WORD = re.compile(r"[a-z0-9']+")
 
 class SlowCount(MRJob):
+    COMBINE_INPUTS = False
     def mapper(self, key, line):
         for word in WORD.findall(line.lower()):
             yield word, 1

@@ -202,7 +202,7 @@ def test_pages_load_and_follow_a_running_job_and_show_a_failure(make_cluster: Ma
     failed = _open(browser, cluster, "/jobs/noisy", errors)
     failed.wait_for_selector(".failure", timeout=30_000)
     text = failed.inner_text("main")
-    assert "ValueError: cannot digest 'the POISON pill'" in text and 'noisy.py", line 13, in mapper' in text
+    assert "ValueError: cannot digest 'the POISON pill'" in text and 'noisy.py", line 14, in mapper' in text
     assert "about to fail on 'the POISON pill'" in text and "a child process speaks" in text
     assert failed.locator("svg.timeline rect.attempt.failed").count() == 4
     assert errors == [], errors

@@ -25,6 +25,7 @@ from dynamr.mapreduce import MRJob
 WORD = re.compile(r"[a-z0-9']+")
 
 class FirstAttemptSleeps(MRJob):
+    COMBINE_INPUTS = False  # a task per file: the test places its behaviour by file
     def mapper_init(self):
         self.straggles = False
     def mapper(self, key, line):
@@ -114,6 +115,7 @@ from dynamr.mapreduce import MRJob
 WORD = re.compile(r"[a-z0-9']+")
 
 class FailsOnOneNode(MRJob):
+    COMBINE_INPUTS = False  # a task per file: the test places its behaviour by file
     def mapper_init(self):
         if str(os.getppid()) == Path(self.options["bad_node"]).read_text():
             raise OSError("this node's disk is broken")

@@ -59,8 +59,8 @@ def test_map_and_reduce_attempts_in_child_processes(make_cluster: MakeCluster, t
         for split in splits:
             task_id, attempt = f"m{split.index}", f"m{split.index}#1"
             result = run_child(replace(base, attempt=attempt, num_partitions=3, input=TaskInput(
-                kind="split", split=SplitRef(index=split.index, path=split.path, start=split.start, end=split.end,
-                                             file_size=split.file_size))))
+                kind="split", splits=(SplitRef(index=split.index, path=split.path, start=split.start, end=split.end,
+                                               file_size=split.file_size),))))
             assert result.ok, result
             record = client.run(im.commit(client.async_client, "wc-1", im.Commit(task_id, attempt, result.partitions)))
             commits.append(CommitRef(task_id=record.task_id, attempt=record.attempt, partitions=record.partitions))
@@ -86,8 +86,8 @@ def test_a_failing_mapper_reports_the_users_traceback(make_cluster: MakeCluster,
         fs.put_bytes(b"hello world\n", "/in/a.txt")
     result = run_child(TaskSpec(seeds=tuple(cluster.seeds), secret_file=str(cluster.secret_file), job="bad-1",
                                 source="/jobs/bad.py", source_name="bad.py", kind="map", step=0, attempt="m0#1",
-                                input=TaskInput(kind="split", split=SplitRef(index=0, path="/in/a.txt", start=0,
-                                                                             end=12, file_size=12))))
+                                input=TaskInput(kind="split", splits=(SplitRef(index=0, path="/in/a.txt", start=0,
+                                                                               end=12, file_size=12),))))
     assert not result.ok and result.cause == ""  # the user's code failed: counted against the task
     assert "RuntimeError: cannot handle hello" in result.error
     assert 'File "bad.py", line 4, in mapper' in result.traceback  # the name the user knows it by

@@ -16,6 +16,7 @@ import os, subprocess, sys
 from dynamr.mapreduce import MRJob
 
 class Noisy(MRJob):
+    COMBINE_INPUTS = False  # a task per file: the test places its behaviour by file
     def mapper_init(self):
         print("mapper starting, pid", os.getpid())
         print("a warning on stderr", file=sys.stderr)
@@ -60,7 +61,7 @@ def test_a_task_that_prints_then_fails_shows_its_output_in_logs_and_status(make_
     logs = dynamr("logs", "noisy", task, "--dir", str(cluster.root), cwd=tmp_path).stdout
     assert logs.count(f"== {task}, attempt") == 4, logs  # every attempt of the failing task
     assert logs.count("about to fail on 'the POISON pill'") == 4
-    assert "-- traceback --" in logs and 'noisy.py", line 13, in mapper' in logs
+    assert "-- traceback --" in logs and 'noisy.py", line 14, in mapper' in logs
     everything = dynamr("logs", "noisy", "--dir", str(cluster.root), cwd=tmp_path).stdout
     assert "succeeded" in everything and everything.count("mapper starting") > 4  # the other task printed too
     other = dynamr("logs", "noisy", "s0-m999", "--dir", str(cluster.root), cwd=tmp_path).stdout

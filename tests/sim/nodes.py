@@ -190,14 +190,13 @@ class Runner:
         source = spec.input
         assert source is not None
         if source.kind == "split":
-            split = source.split
-            assert split is not None
             counts: Counter[str] = Counter()
-            offset = 0
-            for line in self.w.files[split.path]:
-                if split.start <= offset < split.end:
-                    counts.update(line.split())
-                offset += len(line) + 1
+            for split in source.splits:
+                offset = 0
+                for line in self.w.files[split.path]:
+                    if split.start <= offset < split.end:
+                        counts.update(line.split())
+                    offset += len(line) + 1
             return counts
         assert spec.producer is not None and source.key.endswith(spec.producer.attempt)
         value = data.get(f"whole/{self.job}/{spec.producer.attempt}")

@@ -59,8 +59,14 @@ def crashes_reuse(seed: int) -> Scenario:
     return dataclasses.replace(crashes(seed), reuse_share=1.0)
 
 
+def chaos_combined(seed: int) -> Scenario:
+    """As ``chaos``, with half the jobs' input files packed into one map task."""
+    return dataclasses.replace(chaos(seed), combined_share=0.5)
+
+
 PROFILES: dict[str, Callable[[int], Scenario]] = {"quiet": quiet, "network": network, "chaos": chaos,
-                                                  "crashes": crashes, "crashes-reuse": crashes_reuse}
+                                                  "crashes": crashes, "crashes-reuse": crashes_reuse,
+                                                  "chaos-combined": chaos_combined}
 
 
 def scenario_for(profile: str, seed: int) -> Scenario:

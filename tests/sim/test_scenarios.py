@@ -255,3 +255,11 @@ def test_network_faults_alone_break_no_invariant() -> None:
     from tests.sim.run import main
 
     assert main(["--seeds", "0:300", "--profile", "network"]) == 0
+
+
+@pytest.mark.timeout(600)
+def test_jobs_whose_files_share_map_tasks_break_no_invariant_under_chaos() -> None:
+    """Small input files packed into one map task (splits.combine_splits), under every fault at once."""
+    from tests.sim.run import main
+
+    assert main(["--seeds", "0:400", "--profile", "chaos-combined"]) == 0

@@ -100,6 +100,8 @@ class Scenario:
     #: probability that a job, once ended, is deleted and another (other inputs and output) is submitted under
     #: its name, while attempts of the first may still be running or writing
     reuse_share: float = 0.0
+    #: share of jobs whose input files all share one map task (small files packed together)
+    combined_share: float = 0.0
     #: seconds between the coordinator's janitor rounds (0: none): each deletes the intermediate keys no job
     #: needs. Deleting one the core had no pending delete of is a violation in a run whose coordinator never
     #: crashed (a sweep missed it)
@@ -363,8 +365,11 @@ class World:
         steps = [StepPlan(map_only=False, reducers=rng.randint(1, 3))]
         if self.sc.two_steps and rng.random() < 0.5:
             steps.append(StepPlan(map_only=False, reducers=rng.randint(1, 2)))
+        split_size = rng.choice([40, 80, 200])
+        if self.sc.combined_share and rng.random() < self.sc.combined_share:  # (no draw otherwise: seeds keep)
+            split_size = 1 << 20  # the job's files share one map task
         plan = JobPlan(source=f"/_jobs/j{index}/job.py", source_name="job.py", inputs=tuple(inputs),
-                       output=f"/out/{folder}", steps=tuple(steps), split_size=rng.choice([40, 80, 200]))
+                       output=f"/out/{folder}", steps=tuple(steps), split_size=split_size)
         kill_at = rng.uniform(0.5, 20.0) if rng.random() < self.sc.kill_share else None
         job = SimJob(f"j{index}", plan, reference, submit_at=rng.uniform(0.0, 3.0), kill_at=kill_at)
         if again:

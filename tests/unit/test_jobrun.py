@@ -213,8 +213,8 @@ def test_every_input_format_passes_the_plan_check_and_whole_inputs_are_one_split
     sched = Scheduler()
     run = JobRun("jw", plan(whole_inputs=("/in/a",)), sched)
     run.start(0)
-    splits = sorted((t.input.split.path, t.input.split.start) for t in run.tasks.values()
-                    if t.kind == "map" and t.step == 0 and t.input is not None and t.input.split is not None)
+    splits = sorted((s.path, s.start) for t in run.tasks.values() if t.kind == "map" and t.step == 0
+                    for s in t.splits())
     assert splits == [("/in/a", 0), ("/in/b", 0)]  # a is 250 bytes, split size 100: one split all the same
 
 

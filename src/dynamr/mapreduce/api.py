@@ -93,6 +93,9 @@ class MRJob:
     #: tracking its records; the record it fails on is then skipped by later attempts and counted under
     #: ("dynamr", "skipped records"), instead of failing the job
     SKIP_BAD_RECORDS: ClassVar[bool] = False
+    #: small input files share map tasks (each file still gets its own mapper_init and mapper_final, with
+    #: ``input_path`` set to it); False: one map task per file at least
+    COMBINE_INPUTS: ClassVar[bool] = True
 
     def __init__(self, options: dict[str, str] | None = None) -> None:
         self._counters: dict[tuple[str, str], int] = {}
@@ -100,7 +103,7 @@ class MRJob:
         self.progress_ticks = 0
         #: options given on the command line (``-D key=value``) or to the runner
         self.options: dict[str, str] = dict(options or {})
-        #: path of the input file of the current map task's split (first step only)
+        #: path of the input file being mapped (first step only; set before each file's mapper_init)
         self.input_path: str = ""
         #: what :meth:`partition_sample` returned, given to every task of the job
         self.partition_state: Any = None

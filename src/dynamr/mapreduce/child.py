@@ -162,7 +162,7 @@ def run_one(spec: TaskSpec, session: Session, channel: Channel) -> AttemptReport
             # dynamr's own reads or writes that could not reach the store are not the task's fault
             cause="input_lost" if lost else "store" if isinstance(exc, STORE_OUTAGES) else "",
             lost_task=lost.task if lost else "", lost_attempt=lost.attempt if lost else "",
-            bad_record=None if bad is None else str(bad))
+            bad_record=None if bad is None else str(bad), input=task.reading if task is not None else None)
     finally:
         stop.set()
         if task is not None:

@@ -25,9 +25,9 @@ import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from dynamr.background import Background
 from dynamr.config import StoreSettings
@@ -41,9 +41,9 @@ from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.corestate import CoreSettings
 from dynamr.mapreduce.janitor import Janitor
 from dynamr.mapreduce.jobplan import check_plan, dump_plan, load_plan
-from dynamr.mapreduce.jobrun import ENDED, JobPlan, shuffle_bytes, summary_of, task_of
+from dynamr.mapreduce.jobrun import ENDED, JobPlan, shuffle_bytes, splits_of, summary_of, task_of
 from dynamr.mapreduce.jobstore import JobStore
-from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, plan_splits
+from dynamr.mapreduce.splits import Split
 from dynamr.mapreduce.workerstate import keepable
 from dynamr.rpc import messages as m
 from dynamr.rpc.server import Dispatcher
@@ -57,6 +57,10 @@ TICK = 0.25
 LOGS_REPLY_BYTES = 8 << 20
 #: the longest a status request may wait for its job to end (JobStatus.wait)
 MAX_STATUS_WAIT = 30.0
+#: store calls a job's submission keeps in flight at once (checking and locating its input files)
+STORE_CALLS_AT_ONCE = 32
+T = TypeVar("T")
+R = TypeVar("R")
 #: the longest a worker may ask the coordinator to keep its poll (WorkerHeartbeat.hold)
 MAX_POLL_HOLD = 30.0
 #: instructions after which a job's state as a status request sees it may have changed
@@ -368,12 +372,12 @@ class Coordinator:
         """A line for every job the coordinator knows, finished ones first (what 'dynamr jobs' shows)."""
         return [*self.core.older.values(), *(summary_of(status) for status in self.statuses())]
 
-    def task_inputs(self, name: str) -> dict[str, m.SplitRef]:
-        """The input split of each map task of a job that reads byte ranges."""
+    def task_inputs(self, name: str) -> dict[str, tuple[m.SplitRef, ...]]:
+        """The input splits of each map task of a job that reads byte ranges."""
         jc = self.core.jobs.get(name)
         if jc is None:
             return self.store.inputs(name)
-        return {task: split for task, info in jc.run.tasks.items() if (split := info.split()) is not None}
+        return {task: splits for task, info in jc.run.tasks.items() if (splits := info.splits())}
 
     def _reply(self, name: str, instructions: list[p.Instruction]) -> m.JobStatusReply:
         for ins in instructions:
@@ -422,24 +426,29 @@ class Coordinator:
                 raise BadRequestError(f"output {out} already exists; choose another or remove it first")
         elif await self.fs.exists(plan.output):
             raise BadRequestError(f"output {plan.output} already exists on the store; choose another or remove it")
-        for path, _ in plan.inputs:
-            if plan.local_inputs and not Path(path).is_file():
-                raise NotFoundError(f"input {path} does not exist")
-            if not plan.local_inputs and not await self.fs.exists(path):
+        if plan.local_inputs:
+            for path, _ in plan.inputs:
+                if not Path(path).is_file():
+                    raise NotFoundError(f"input {path} does not exist")
+            return
+        found = await _each([path for path, _ in plan.inputs], self.fs.exists)
+        for (path, _), there in zip(plan.inputs, found, strict=True):
+            if not there:
                 raise NotFoundError(f"input {path} does not exist on the store")
 
     async def _locator(self, plan: JobPlan) -> Callable[[Split], set[str]] | None:
         """Which nodes hold the first chunk of each split (the scheduler prefers them)."""
         if plan.local_inputs:
             return None
-        table: dict[tuple[str, int], set[str]] = {}
-        for split in plan_splits(plan.inputs, plan.split_size, whole_files=plan.input_format in WHOLE_FILE_FORMATS,
-                                 whole=frozenset(plan.whole_inputs)):
+        async def nodes(split: Split) -> set[str]:
             try:
                 located = await self.fs.locate(split.path, split.start, 1)
             except DynamrError:
-                continue
-            table[(split.path, split.start)] = set(located[0].nodes) if located else set()
+                return set()
+            return set(located[0].nodes) if located else set()
+
+        splits = splits_of(plan)
+        table = {(s.path, s.start): held for s, held in zip(splits, await _each(splits, nodes), strict=True)}
 
         def locate(split: Split) -> set[str]:
             return table.get((split.path, split.start), set())
@@ -537,3 +546,16 @@ class Coordinator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._core_changed.wait(), deadline - now)
         return held
+
+
+async def _each(items: Sequence[T], call: Callable[[T], Awaitable[R]],
+                at_once: int = STORE_CALLS_AT_ONCE) -> list[R]:
+    """``call`` on every item, ``at_once`` in flight (a job of thousands of input files is checked and
+    located in a few round trips' time, not thousands)."""
+    gate = asyncio.Semaphore(at_once)
+
+    async def one(item: T) -> R:
+        async with gate:
+            return await call(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))

@@ -48,7 +48,7 @@ def check_plan(plan: JobPlan) -> None:
          "process group must be a name of at most 100 characters")
     need(plan.output_compression in ("", *CODECS),
          f"output compression must be one of {', '.join(CODECS)}, not {plan.output_compression!r}")
-    for flag in ("local_inputs", "local_output", "skip_bad_records"):
+    for flag in ("local_inputs", "local_output", "skip_bad_records", "combine_inputs"):
         need(isinstance(getattr(plan, flag), bool), f"job plan field {flag} must be true or false")
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.compressed import suffix_of, work_of
 from dynamr.mapreduce.scheduler import Assignment, IllegalTransition, Scheduler, TaskState
-from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, plan_splits
+from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, combine_splits, plan_splits
 from dynamr.mapreduce.tasks import BUILTIN
 from dynamr.rpc import messages as m
 from dynamr.rpc.messages import AttemptReport, JobPlan, StepPlan
@@ -58,9 +58,24 @@ class TaskInfo:
     output: m.TaskOutput | None = None
     num_partitions: int = 1
 
+    def splits(self) -> tuple[m.SplitRef, ...]:
+        """The input byte ranges of a map of step 0 (one, or several small files)."""
+        return () if self.input is None else self.input.splits
+
     def split(self) -> m.SplitRef | None:
-        """The input byte range of a map of step 0 (what a failure report shows)."""
-        return None if self.input is None else self.input.split
+        """The input byte range of a map of step 0 that reads one (what a failure report shows)."""
+        splits = self.splits()
+        return splits[0] if len(splits) == 1 else None
+
+
+def splits_of(plan: JobPlan) -> list[Split]:
+    """The splits of a job's input files (before small files are packed into shared tasks)."""
+    return plan_splits(plan.inputs, plan.split_size, whole_files=plan.input_format in WHOLE_FILE_FORMATS,
+                       whole=frozenset(plan.whole_inputs))
+
+
+def _work(splits: tuple[Split, ...] | tuple[m.SplitRef, ...]) -> int:
+    return sum(work_of(s.path, s.end - s.start) for s in splits)
 
 
 def job_of(task_or_attempt: str) -> str:
@@ -161,18 +176,16 @@ class JobRun:
         find every commit record, and status show true totals."""
         self.move("running")
         self.started_at = now
-        splits = plan_splits(self.plan.inputs, self.plan.split_size,
-                             whole_files=self.plan.input_format in WHOLE_FILE_FORMATS,
-                             whole=frozenset(self.plan.whole_inputs))
-        # largest splits first (the queue is FIFO within a priority): the last wave of a phase is then
-        # made of small tasks, so slots finish together instead of one waiting on a big split (a compressed
-        # file counted as the text it holds)
-        for split in sorted(splits, key=lambda s: -work_of(s.path, s.end - s.start)):
-            source = m.TaskInput(kind="split", local=self.plan.local_inputs, split=m.SplitRef(
-                index=split.index, path=split.path, start=split.start, end=split.end, file_size=split.file_size))
-            preferred = self.locate(split) if self.locate is not None else set()
-            self._add_map(0, split.index, source, preferred)
-        maps = len(splits)
+        splits = splits_of(self.plan)
+        groups = combine_splits(splits, self.plan.split_size) if self.plan.combine_inputs else [(s,) for s in splits]
+        # largest first (the queue is FIFO within a priority): the last wave of a phase is then made of
+        # small tasks, so slots finish together instead of one waiting on a big split (a compressed file
+        # counted as the text it holds)
+        for number, group in sorted(enumerate(groups), key=lambda g: -_work(g[1])):
+            source = m.TaskInput(kind="split", local=self.plan.local_inputs, splits=tuple(
+                m.SplitRef(index=s.index, path=s.path, start=s.start, end=s.end, file_size=s.file_size) for s in group))
+            self._add_map(0, number, source, self._preferred(group))
+        maps = len(groups)
         for step, plan in enumerate(self.plan.steps):
             if step > 0:
                 for number in range(maps):
@@ -196,9 +209,19 @@ class JobRun:
         self.tasks[task_id] = TaskInfo("map", step, index, input=source,
                                        output=self._output_for(step, index) if plan.map_only else None,
                                        num_partitions=1 if plan.map_only else plan.reducers)
-        split = source.split
         self.scheduler.add(task_id, preferred, job=self.name, phase=f"{self.name}/s{step}-m",
-                           weight=work_of(split.path, split.end - split.start) if split else 1, runnable=runnable)
+                           weight=_work(source.splits) if source.splits else 1, runnable=runnable)
+
+    def _preferred(self, group: tuple[Split, ...]) -> set[str]:
+        """The nodes that hold the most of a map's input (the first chunk of each of its splits)."""
+        if self.locate is None:
+            return set()
+        held: dict[str, int] = {}
+        for split in group:
+            for node in self.locate(split):
+                held[node] = held.get(node, 0) + split.length
+        most = max(held.values(), default=0)
+        return {node for node, length in held.items() if length == most}
 
     def _output_for(self, step: int, number: int) -> m.TaskOutput:
         """Where task ``number`` of ``step`` writes, before the attempt is known (see :meth:`_whole`)."""
@@ -296,7 +319,7 @@ class JobRun:
             self.ended_at = now
             self.error = m.JobFailure(task=task_id, attempt=attempt, node=self._attempt_nodes.get(attempt, ""),
                                       error=report.error, traceback=report.traceback, output=report.output,
-                                      input=info.split() if info else None)
+                                      input=report.input or (info.split() if info else None))
             return True
         return False
 
@@ -320,7 +343,7 @@ class JobRun:
             error=f"the store was unavailable to task {task_id} in {self._store_failures[task_id]} attempts in a "
                   f"row; check that enough nodes are up ('dynamr cluster status'), then run the job again. "
                   f"Last: {report.error}",
-            traceback=report.traceback, output=report.output, input=info.split() if info else None)
+            traceback=report.traceback, output=report.output, input=report.input or (info.split() if info else None))
         return True
 
     def on_input_lost(self, report: AttemptReport, now: float) -> str | None:

@@ -16,7 +16,7 @@ What is kept, and why it is enough (see :meth:`Coordinator.recover`):
 - ``logs``: what each attempt that failed or printed something left (its output, bounded, and the user's
   traceback), for ``dynamr logs``; kept until the job is deleted, at most :data:`LOG_BYTES_PER_JOB` of
   output from attempts that succeeded.
-- ``inputs``: the input split of each map of step 0 of a job (the dashboard shows them).
+- ``inputs``: the input splits of each map of step 0 of a job (the dashboard shows them).
 - ``meta``: the coordinator's incarnation number, part of every attempt id, so attempt ids never repeat
   across restarts (an attempt of the previous incarnation still running on a node stays distinguishable).
   And its id, made once, by which its claim on the store is known (:mod:`dynamr.mapreduce.claims`).
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dynamr.errors import ProtocolError
 from dynamr.rpc import messages as m
 from dynamr.rpc.codec import pack_record, unpack_record
 
@@ -161,14 +162,15 @@ class JobStore:
         self._db.execute("DELETE FROM inputs WHERE job = ?", (name,))
         self._db.execute("DELETE FROM jobs WHERE name = ?", (name,))
 
-    def keep_inputs(self, job: str, splits: list[tuple[str, m.SplitRef]]) -> None:
-        """The input split of each map task of a job (kept when it starts, for when it has ended)."""
+    def keep_inputs(self, job: str, splits: list[tuple[str, tuple[m.SplitRef, ...]]]) -> None:
+        """The input splits of each map task of a job (kept when it starts, for when it has ended)."""
         self._db.executemany("INSERT OR REPLACE INTO inputs VALUES (?, ?, ?)",
-                             [(job, task, pack_record(split)) for task, split in splits])
+                             [(job, task, pack_record(m.TaskInput(kind="split", splits=pieces)))
+                              for task, pieces in splits])
 
-    def inputs(self, job: str) -> dict[str, m.SplitRef]:
+    def inputs(self, job: str) -> dict[str, tuple[m.SplitRef, ...]]:
         rows = self._db.execute("SELECT task, split FROM inputs WHERE job = ?", (job,)).fetchall()
-        return {task: unpack_record(m.SplitRef, raw) for task, raw in rows}
+        return {task: _splits(raw) for task, raw in rows}
 
     def jobs(self) -> list[StoredJob]:
         rows = self._db.execute("SELECT name, plan, state, created, started, jobs.ended, error, final_status, "
@@ -259,3 +261,10 @@ def _status(raw: bytes | str) -> m.JobStatusView:
         speculative_attempts=data.get("speculative_attempts", 0),
         excluded_nodes=tuple(data.get("excluded_nodes", ())))
 
+
+def _splits(raw: bytes) -> tuple[m.SplitRef, ...]:
+    """A map's kept input splits (a database of an earlier version kept one split, not a task input)."""
+    try:
+        return unpack_record(m.TaskInput, raw).splits
+    except ProtocolError:
+        return (unpack_record(m.SplitRef, raw),)

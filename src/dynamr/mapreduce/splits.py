@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from dynamr.mapreduce.compressed import Decompressed, codec_of
+from dynamr.mapreduce.compressed import Decompressed, codec_of, work_of
 from dynamr.mapreduce.runs import decode_run
 
 OVERRUN_STEP = 64 * 1024
@@ -61,6 +61,46 @@ def plan_splits(files: Sequence[tuple[str, int]], split_size: int, whole_files: 
             out.append(Split(index=len(out), path=path, start=size * i // pieces, end=size * (i + 1) // pieces,
                              file_size=size))
     return out
+
+
+#: a job's small files are spread over at least this many map tasks, where they fill that many
+COMBINE_WAYS = 64
+#: the least a map task of small files is filled to (running a task at all costs tens of milliseconds)
+COMBINE_FLOOR = 1 << 20
+#: what a file counts for on top of its bytes when tasks are filled (opening and reading it costs a little)
+OPEN_COST = 16 << 10
+
+
+def combine_splits(splits: Sequence[Split], split_size: int) -> list[tuple[Split, ...]]:
+    """The map tasks' inputs, in order: runs of whole small files packed together, every other split alone.
+
+    A task costs far more than reading a small file, so a job of thousands of small files would spend its
+    time starting tasks. As Hadoop's CombineFileInputFormat and Spark's file partitions do, files are packed
+    into tasks of ``target`` bytes: the small files' bytes (each plus :data:`OPEN_COST`) over
+    :data:`COMBINE_WAYS` tasks, at least :data:`COMBINE_FLOOR`, at most the split size. A whole file is
+    small when it counts for less than that (a compressed one counted as the text it holds). Deterministic:
+    the same splits give the same tasks (a restarted coordinator finds its tasks again).
+    """
+    def cost(split: Split) -> int:
+        return work_of(split.path, split.length) + OPEN_COST
+
+    whole = [s for s in splits if s.start == 0 and s.end == s.file_size and work_of(s.path, s.length) < split_size]
+    target = min(split_size, max(COMBINE_FLOOR, sum(map(cost, whole)) // COMBINE_WAYS))
+    small = {s.index for s in whole if cost(s) < target}
+    out: list[list[Split]] = []
+    group: list[Split] = []  # the open group (the last in ``out``)
+    filled = 0
+    for split in splits:
+        if split.index not in small:
+            out.append([split])
+            group = []
+        elif group and filled + cost(split) <= target:
+            group.append(split)
+            filled += cost(split)
+        else:
+            group, filled = [split], cost(split)
+            out.append(group)
+    return [tuple(pieces) for pieces in out]
 
 
 def _blocks(source: RangeSource, split: Split) -> Iterator[tuple[int, bytes]]:

@@ -116,7 +116,8 @@ async def build_plan(fs: FileSystem, name: str, job_file: Path, inputs: Sequence
                    job_class=job_class, chunk_size=chunk_size, local_intermediate=local_intermediate,
                    skip_bad_records=skip_bad_records or job.SKIP_BAD_RECORDS,
                    whole_inputs=tuple(path for path, _ in sized if job.whole_input(path)),
-                   process_group=process_group, output_compression=compression or "")
+                   process_group=process_group, output_compression=compression or "",
+                   combine_inputs=job.COMBINE_INPUTS)
     check_plan(plan)
     return plan
 

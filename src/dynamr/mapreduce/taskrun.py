@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from dynamr.mapreduce.splits import LocalFile, Split
 from dynamr.mapreduce.tasks import (
     BUILTIN,
     OutputBatch,
+    Pieces,
     batches,
     encode_batches,
     format_batches,
@@ -48,6 +49,7 @@ from dynamr.mapreduce.tasks import (
     reduce_batches,
     run_map,
 )
+from dynamr.rpc import messages as m
 from dynamr.rpc import tls
 from dynamr.rpc.messages import TaskOutput, TaskSpec
 from dynamr.store.client import Client
@@ -179,8 +181,12 @@ class TaskRun:
         self.scratch = Path(tempfile.mkdtemp(prefix="dynamr-task-", dir=spec.scratch_dir or None))
         self.progress = Progress()
         self.job: MRJob | None = None
-        #: the length of the byte range a map reads, when it reads one
+        #: the length of the byte ranges a map reads, when it reads input files
         self.split_bytes: int | None = None
+        #: the input split being read (of a map that reads input files)
+        self.reading: m.SplitRef | None = None
+        #: skip mode's record tracker
+        self.tracker: RecordTracker | None = None
 
     def load_job(self) -> MRJob:
         job = self.session.job_class(self.spec, self.client, self.fs)(dict(self.spec.options))
@@ -197,18 +203,31 @@ class TaskRun:
         self.run_reduce(job, step)
         return ()
 
-    def _input_records(self, job: MRJob, step: MRStep) -> Iterator[tuple[Any, Any]]:
+    def _input_records(self, job: MRJob, step: MRStep) -> Iterator[tuple[Any, Any]] | Pieces:
         source = self.spec.input
         if source is None:
             raise ValueError(f"map attempt {self.attempt} has no input")
-        if source.kind == "split" and source.split is not None:
-            ref = source.split
-            split = Split(index=ref.index, path=ref.path, start=ref.start, end=ref.end, file_size=ref.file_size)
-            job.input_path = split.path
+        if source.kind == "split" and source.splits:
             reader = input_reader(job, step, keys_needed=self.spec.track_records)
-            where = LocalFile(Path(split.path)) if source.local else StoreFile(self.client, self.fs, split.path)
-            self.progress.total = self.split_bytes = split.length
-            return reader(CountingSource(where, self.progress), split)
+            self.progress.total = self.split_bytes = sum(ref.end - ref.start for ref in source.splits)
+
+            def piece(ref: m.SplitRef) -> tuple[Callable[[], None], Iterator[tuple[Any, Any]]]:
+                split = Split(index=ref.index, path=ref.path, start=ref.start, end=ref.end, file_size=ref.file_size)
+                where = LocalFile(Path(split.path)) if source.local else StoreFile(self.client, self.fs, split.path)
+
+                def begin() -> None:
+                    job.input_path, self.reading = split.path, ref
+
+                records = reader(CountingSource(where, self.progress), split)
+                if self.tracker is not None:
+                    records = self.tracker.track(records, split.path if len(source.splits) > 1 else "")
+                return begin, records
+
+            if len(source.splits) == 1:
+                begin, records = piece(source.splits[0])
+                begin()
+                return records
+            return Pieces(map(piece, source.splits))
         # the output of the previous step: encoded records in a local file, or an object in the store
         if source.kind == "file":
             return decode_run(self.progress.count(_read(Path(source.path))))
@@ -246,11 +265,12 @@ class TaskRun:
             else:
                 path.unlink(missing_ok=True)
 
-        records: Iterator[tuple[Any, Any]] = self._input_records(job, step)
         tracker = None
         if self.spec.track_records:  # skip mode: know which record failed, skip known bad ones
-            tracker = RecordTracker(records, list(self.spec.skip_records))
-            records = iter(tracker)
+            tracker = self.tracker = RecordTracker(list(self.spec.skip_records))
+        records = self._input_records(job, step)
+        if tracker is not None and not isinstance(records, Pieces) and self.split_bytes is None:
+            records = tracker.track(records)  # the output of an earlier step (input splits track themselves)
         try:
             run_map(job, step, records, self.spec.num_partitions, self.scratch / "spill", sink,
                     self.spec.buffer_records)
@@ -348,17 +368,18 @@ def user_traceback(exc: BaseException) -> str:
 
 class RecordTracker:
     """Skip mode: remembers the key of the record being mapped, and drops records named bad by earlier
-    attempts (keys compared as JSON text). Costs a Python step per record, so only retries use it."""
+    attempts (keys compared as JSON text, after the file's path in a map of several files, where keys such
+    as line offsets repeat). Costs a Python step per record, so only retries use it."""
 
-    def __init__(self, records: Iterator[tuple[Any, Any]], skip: list[str]) -> None:
-        self.records = records
+    def __init__(self, skip: list[str]) -> None:
         self.skip = set(skip)
         self.current: str | None = None
         self.skipped = 0
 
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        for record in self.records:
-            key = json.dumps(record[0], sort_keys=True, default=str)
+    def track(self, records: Iterator[tuple[Any, Any]], within: str = "") -> Iterator[tuple[Any, Any]]:
+        prefix = f"{within}\n" if within else ""
+        for record in records:
+            key = prefix + json.dumps(record[0], sort_keys=True, default=str)
             if key in self.skip:
                 self.skipped += 1
                 continue

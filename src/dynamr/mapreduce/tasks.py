@@ -1,7 +1,8 @@
 """What one map or reduce task does, independent of where it runs (inline, or in a worker's child).
 
-:func:`run_map` feeds a split's records through the step's mapper (with its init and final hooks) into a
-:class:`~dynamr.mapreduce.shuffle.MapOutputCollector`, which hands each partition's sorted run to a sink.
+:func:`run_map` feeds a split's records (or several small files', :class:`Pieces`) through the step's
+mapper (with its init and final hooks) into a :class:`~dynamr.mapreduce.shuffle.MapOutputCollector`, which
+hands each partition's sorted run to a sink.
 :func:`run_reduce` merges the runs of one partition from every map, groups them and calls the reducer;
 :func:`reduce_batches` gives the same a batch at a time, a pass-through reducer's merged text as
 :class:`Lines`. :func:`format_output` renders final records as lines of a part file.
@@ -60,8 +61,19 @@ def checked(fn: F, role: str) -> F:
     return call  # type: ignore[return-value]
 
 
-def _map_stream(step: MRStep, records: Iterable[Record]) -> Iterator[Record]:
+class Pieces:
+    """The input of a map that reads several files in turn: (begin, records) for each. ``begin`` runs before
+    the file's ``mapper_init`` (it sets the job's ``input_path``), so the mapper's hooks run once per file,
+    as if each file were its own task; the map's output, combiner and counters are shared."""
+
+    def __init__(self, pieces: Iterable[tuple[Callable[[], None], Iterable[Record]]]) -> None:
+        self.pieces = pieces
+
+
+def _map_stream(step: MRStep, records: Iterable[Record] | Pieces) -> Iterator[Record]:
     """Everything the step's mapper yields, hooks included; the per-record loop runs in C (itertools)."""
+    if isinstance(records, Pieces):
+        return itertools.chain.from_iterable(_each_piece(step, records))
     parts: list[Iterable[Record]] = []
     if step.mapper_init is not None:
         parts.append(_LazyHook(step.mapper_init))
@@ -82,6 +94,12 @@ def _map_stream(step: MRStep, records: Iterable[Record]) -> Iterator[Record]:
     if step.mapper_final is not None:
         parts.append(_LazyHook(step.mapper_final))
     return itertools.chain.from_iterable(parts)
+
+
+def _each_piece(step: MRStep, pieces: Pieces) -> Iterator[Iterator[Record]]:
+    for begin, records in pieces.pieces:
+        begin()
+        yield _map_stream(step, records)
 
 
 class _LazyHook:
@@ -108,7 +126,7 @@ def input_reader(job: MRJob, step: MRStep, keys_needed: bool = False) -> Callabl
 BUILTIN = "dynamr"
 
 
-def run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions: int, spill_dir: Path,
+def run_map(job: MRJob, step: MRStep, records: Iterable[Record] | Pieces, num_partitions: int, spill_dir: Path,
             sink: Sink, buffer_records: int = 1_000_000) -> int:
     """Run one map task; each partition's sorted output goes to ``sink``.
 
@@ -137,7 +155,7 @@ def _raised_by_dynamr(exc: BaseException) -> bool:
     return tb.tb_frame.f_code.co_filename.startswith(_PACKAGE)
 
 
-def _run_map(job: MRJob, step: MRStep, records: Iterable[Record], num_partitions: int, spill_dir: Path,
+def _run_map(job: MRJob, step: MRStep, records: Iterable[Record] | Pieces, num_partitions: int, spill_dir: Path,
              sink: Sink, buffer_records: int) -> int:
     if step.map_only:
         counted = _Counted(_map_stream(step, records))

@@ -114,7 +114,7 @@ def jobs(statuses: Sequence[m.JobStatusView], older: int = 0) -> str:
 
 
 def job(status: m.JobStatusView, bars: list[plots.Bar], logs: Sequence[m.AttemptLog],
-        inputs: dict[str, m.SplitRef], now: float) -> str:
+        inputs: dict[str, tuple[m.SplitRef, ...]], now: float) -> str:
     st = status
     out = _output_bytes(st)
     cards = "".join(
@@ -176,7 +176,7 @@ def _attempt_box(log: m.AttemptLog) -> str:
             + (f"<p>What it printed:</p><pre>{escape(log.output)}</pre>" if log.output else "") + "</div>")
 
 
-def _tasks(bars: list[plots.Bar], inputs: dict[str, m.SplitRef], logs: Sequence[m.AttemptLog]) -> str:
+def _tasks(bars: list[plots.Bar], inputs: dict[str, tuple[m.SplitRef, ...]], logs: Sequence[m.AttemptLog]) -> str:
     by_task: dict[str, list[plots.Bar]] = {}
     for bar in bars:
         by_task.setdefault(bar.task, []).append(bar)
@@ -190,8 +190,7 @@ def _tasks(bars: list[plots.Bar], inputs: dict[str, m.SplitRef], logs: Sequence[
         outcomes = {b.outcome for b in attempts}
         state = "succeeded" if "ok" in outcomes else "running" if "running" in outcomes else \
             "failed" if "failed" in outcomes else "waiting" if not attempts else "lost"
-        split = inputs.get(task)
-        where = f"{escape(split.path)} bytes {split.start:,}-{split.end:,}" if split else "-"
+        where = _where(inputs.get(task, ()))
         took = [b.end - b.start for b in attempts if b.outcome == "ok" and b.end is not None]
         rows.append([escape(task.split("/", 1)[-1]), state_badge(state), where, str(len(attempts)),
                      f"{min(took):.2f}s" if took else "-", escape(", ".join(sorted({b.node for b in attempts}))),
@@ -199,6 +198,16 @@ def _tasks(bars: list[plots.Bar], inputs: dict[str, m.SplitRef], logs: Sequence[
     more = f"<p class=muted>{len(tasks) - TASKS_SHOWN} more tasks not listed.</p>" if len(tasks) > TASKS_SHOWN else ""
     return "<h2>Tasks</h2>" + _table(("task", "state", "input split", "attempts", "took", "nodes", "printed"),
                                      rows, numeric=(3, 4)) + more
+
+
+def _where(splits: tuple[m.SplitRef, ...]) -> str:
+    """A map's input: its byte range, or how many small files it packs (the first named)."""
+    if len(splits) == 1:
+        return f"{escape(splits[0].path)} bytes {splits[0].start:,}-{splits[0].end:,}"
+    if splits:
+        size = sum(s.end - s.start for s in splits)
+        return f"{len(splits):,} files, {size:,} bytes ({escape(splits[0].path)}, ...)"
+    return "-"
 
 
 def _task_order(task: str) -> tuple[int, str, int, str]:

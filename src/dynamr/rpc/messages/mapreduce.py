@@ -53,6 +53,8 @@ class JobPlan(Record):
     process_group: str = ""
     #: the codec the final part files are written with ("gzip", "bzip2", "xz"); empty: none
     output_compression: str = ""
+    #: small input files are packed into shared map tasks (dynamr.mapreduce.splits.combine_splits)
+    combine_inputs: bool = True
 
 
 @register(40)
@@ -238,6 +240,8 @@ class AttemptReport(Record):
     #: with cause "input_lost": the task, and its committed attempt, whose output could not be read
     lost_task: str = ""
     lost_attempt: str = ""
+    #: a failed map of several input files: the one it was reading
+    input: SplitRef | None = None
     #: skip mode: the record (as JSON) a failing map attempt was working on, if known
     bad_record: str | None = None
     #: what the attempt printed (stdout and stderr, bounded: see dynamr.mapreduce.taskoutput)
@@ -251,12 +255,13 @@ REPORT_CAUSES = frozenset({"", "store", "input_lost", "killed"})
 @record
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskInput(Record):
-    """What a map reads: a split of an input file ("split": in the store, or ``local``), or the output of
+    """What a map reads: splits of input files ("split": in the store, or ``local``), or the output of
     the previous step (an object in the store at ``key``, or a local ``file`` in embedded mode)."""
 
     kind: str
     local: bool = False
-    split: SplitRef | None = None
+    #: the byte ranges a map of input files reads, in order: one, or several small files packed together
+    splits: tuple[SplitRef, ...] = ()
     key: str = ""
     path: str = ""
 
