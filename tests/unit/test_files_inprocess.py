@@ -324,3 +324,44 @@ async def test_put_tree_refuses_what_is_not_a_regular_file(fs: FileSystem, tmp_p
     (tmp_path / "t" / "dangling").symlink_to(tmp_path / "missing")
     with pytest.raises(BadRequestError, match="dangling is not a regular file"):
         await fs.put_tree(tmp_path / "t", "/t")
+
+
+async def test_put_tree_of_many_small_files_lists_each_once_in_few_directory_writes(
+        fs: FileSystem, cluster: Cluster, tmp_path: Path) -> None:
+    from dynamr.files import client as files_client
+
+    tree = tmp_path / "many"
+    for i in range(files_client.TREE_BATCH + 40):  # two batches
+        folder = tree / f"d{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{i:04d}.txt").write_bytes(os.urandom(i % (3 * CHUNK)))
+    big = tree / "d0" / "big.bin"
+    big.write_bytes(os.urandom(5 * CHUNK + 7))  # larger than a chunk: written on its own
+    puts = 0
+    put = cluster.client.put
+
+    async def counting(key: bytes, *args: object, **kwargs: object) -> object:
+        nonlocal puts
+        puts += key.startswith(b"d:")
+        return await put(key, *args, **kwargs)  # type: ignore[arg-type]
+
+    cluster.client.put = counting  # type: ignore[method-assign]
+    stats = await fs.put_tree(tree, "/many")
+    files = sorted(p for p in tree.rglob("*") if p.is_file())
+    assert [s.path for s in stats] == [f"/many/{p.relative_to(tree).as_posix()}" for p in files]
+    assert puts <= 2 * 3 + 4, f"{puts} directory writes for {len(files)} files in 3 directories"
+    for p in files:
+        assert await fs.read_bytes(f"/many/{p.relative_to(tree).as_posix()}") == p.read_bytes()
+    listed = [e.name for d in ("d0", "d1", "d2") for e in await fs.ls(f"/many/{d}")]
+    assert sorted(listed) == sorted(p.name for p in files)
+
+
+async def test_put_tree_onto_a_directory_of_the_same_name_is_refused_before_anything_is_written(
+        fs: FileSystem, tmp_path: Path) -> None:
+    await fs.put_bytes(b"x", "/t/a/inner.txt")  # /t/a is a directory
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "a").write_text("a file where a directory is")
+    (tmp_path / "t" / "b").write_text("b")
+    with pytest.raises(PathIsDirectoryError, match="/t/a is a directory"):
+        await fs.put_tree(tmp_path / "t", "/t")
+    assert not await fs.exists("/t/b")

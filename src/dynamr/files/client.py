@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
+from dynamr.background import each_bounded
 from dynamr.errors import (
     BadRequestError,
     DataLostError,
@@ -41,6 +42,11 @@ from dynamr.files.manifest import DEFAULT_CHUNK_SIZE, Manifest, resolve
 from dynamr.store.client import AsyncClient
 
 Progress = Callable[[int], None]
+#: small files a tree upload writes at once, and files it lists per write of their directory
+FILES_AT_ONCE = 16
+TREE_BATCH = 512
+#: manifests a listing or a walk fetches at once
+MANIFESTS_AT_ONCE = 32
 #: every object key starts with this, so garbage collection finds them all
 OBJECT_PREFIX = b"o:"
 #: how far the clocks of a writer and of the collector may disagree (seconds) without losing a chunk
@@ -112,11 +118,16 @@ class FileSystem:
             self._known_dirs.add(child)
 
     async def _add_entry(self, dir_path: str, name: str, kind: str) -> None:
+        await self._add_entries(dir_path, [name], kind)
+
+    async def _add_entries(self, dir_path: str, names: list[str], kind: str) -> None:
+        """List ``names`` in a directory, in one write of its entry set."""
         def change(entries: directory.Entries) -> bool:
-            if directory.live(entries).get(name) == kind:
-                return False
-            directory.add(entries, name, kind)
-            return True
+            present = directory.live(entries)
+            missing = [name for name in names if present.get(name) != kind]
+            for name in missing:
+                directory.add(entries, name, kind)
+            return bool(missing)
 
         await self._update_directory(dir_path, change)
 
@@ -156,10 +167,12 @@ class FileSystem:
         listing = sorted(directory.live(entries).items())
         if not long:
             return [ListEntry(name=n, kind="file" if k == directory.FILE else "directory") for n, k in listing]
+        found = await self._manifests([paths.join(path, name) for name, kind in listing if kind == directory.FILE])
+        manifests = iter(found)
         out = []
         for name, kind in listing:
             if kind == directory.FILE:
-                mf, _ = await self._manifest(paths.join(path, name))
+                mf = next(manifests)
                 out.append(ListEntry(name=name, kind="file", size=mf.size if mf else 0, mtime=mf.mtime if mf else 0))
             else:
                 out.append(ListEntry(name=name, kind="directory"))
@@ -174,10 +187,15 @@ class FileSystem:
             raise PathIsDirectoryError(f"{remote} is a directory; give the file's full path")
         await self._ensure_parents(remote)
         async with self.uploads.session():
-            manifest = await self.write_chunks(_stream_pieces(stream, self.chunk_size), progress)
-            _, context = await self._manifest(remote)
-            await self.client.put(paths.manifest_key(remote), manifest.encode(), context=context)
+            stat = await self._write_file(stream, remote, progress)
             await self._add_entry(paths.parent(remote), paths.name(remote), directory.FILE)
+        return stat
+
+    async def _write_file(self, stream: BinaryIO, remote: str, progress: Progress | None) -> FileStat:
+        """A file's chunks and manifest, not yet listed (inside an upload session)."""
+        manifest = await self.write_chunks(_stream_pieces(stream, self.chunk_size), progress)
+        _, context = await self._manifest(remote)
+        await self.client.put(paths.manifest_key(remote), manifest.encode(), context=context)
         return FileStat(path=remote, kind="file", size=manifest.size, chunks=len(manifest.chunks),
                         chunk_size=self.chunk_size, mtime=manifest.mtime)
 
@@ -293,10 +311,34 @@ class FileSystem:
         odd = [p for p in entries if not p.is_file()]
         if odd:  # never skipped in silence
             raise BadRequestError(f"{odd[0]} is not a regular file (a broken symlink, a pipe?); remove it first")
+        targets = [(file, paths.join(remote, file.relative_to(local).as_posix())) for file in entries]
+        for _, target in targets:
+            await self._ensure_parents(target)  # (each directory once: known directories are remembered)
+        for folder, names in _by_folder(targets).items():
+            present = directory.live((await self._entries(folder))[0])
+            taken = [name for name in names if present.get(name) == directory.DIRECTORY]
+            if taken:
+                raise PathIsDirectoryError(f"{paths.join(folder, taken[0])} is a directory; give the file's full "
+                                           "path")
+
+        async def one(item: tuple[Path, str]) -> FileStat:
+            with open(item[0], "rb") as stream:
+                return await self._write_file(stream, item[1], progress)
+
         async with self.uploads.session():  # one session for the whole tree
-            for file in entries:
-                out.append(await self.put_file(file, paths.join(remote, file.relative_to(local).as_posix()),
-                                               progress=progress))
+            for at in range(0, len(targets), TREE_BATCH):
+                batch = targets[at:at + TREE_BATCH]
+                # small files several at once (a file is a few round trips), big ones in turn (each already
+                # keeps ``parallel`` chunks in flight)
+                small = [t for t in batch if t[0].stat().st_size < self.chunk_size]
+                written = {s.path: s for s in await each_bounded(small, one, FILES_AT_ONCE)}
+                for item in batch:
+                    if item[1] not in written:
+                        written[item[1]] = await one(item)
+                # then listed, a directory's files in one write (a listed file is complete)
+                for folder, names in _by_folder(batch).items():
+                    await self._add_entries(folder, names, directory.FILE)
+                out += [written[t] for _, t in batch]
         return out
 
     # --- reading -------------------------------------------------------------------------------------
@@ -390,15 +432,24 @@ class FileSystem:
     async def walk_manifests(self, path: str = "/") -> AsyncIterator[tuple[str, Manifest]]:
         path = paths.normalize(path)
         entries, _, _ = await self._entries(path)
-        for name, kind in sorted(directory.live(entries).items()):
+        listing = sorted(directory.live(entries).items())
+        files = [paths.join(path, name) for name, kind in listing if kind == directory.FILE]
+        manifests = dict(zip(files, await self._manifests(files), strict=True))
+        for name, kind in listing:
             child = paths.join(path, name)
             if kind == directory.FILE:
-                manifest, _ = await self._manifest(child)
-                if manifest is not None:
+                if (manifest := manifests[child]) is not None:
                     yield child, manifest
             else:
                 async for item in self.walk_manifests(child):
                     yield item
+
+    async def _manifests(self, files: list[str]) -> list[Manifest | None]:
+        """The manifests of many files, several fetched at once (None: not a file now)."""
+        async def one(path: str) -> Manifest | None:
+            return (await self._manifest(path))[0]
+
+        return await each_bounded(files, one, MANIFESTS_AT_ONCE)
 
     async def collect_garbage(self, grace: float = 3600.0) -> int:
         """Free chunks no manifest references, stored before every upload in progress began and over ``grace``
@@ -437,7 +488,6 @@ class FileSystem:
                 for index, cid, _, take, file_offset in spans]
 
 
-
 async def _stream_pieces(stream: BinaryIO, size: int) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     while True:
@@ -445,3 +495,11 @@ async def _stream_pieces(stream: BinaryIO, size: int) -> AsyncIterator[bytes]:
         if not data:
             return
         yield data
+
+
+def _by_folder(targets: list[tuple[Path, str]]) -> dict[str, list[str]]:
+    """The names of the remote paths, by the directory that lists them."""
+    out: dict[str, list[str]] = {}
+    for _, target in targets:
+        out.setdefault(paths.parent(target), []).append(paths.name(target))
+    return out

@@ -25,11 +25,11 @@ import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import Any
 
-from dynamr.background import Background
+from dynamr.background import Background, each_bounded
 from dynamr.config import StoreSettings
 from dynamr.errors import BadRequestError, BusyError, DataLostError, DynamrError, NotFoundError
 from dynamr.files.client import FileSystem
@@ -59,8 +59,6 @@ LOGS_REPLY_BYTES = 8 << 20
 MAX_STATUS_WAIT = 30.0
 #: store calls a job's submission keeps in flight at once (checking and locating its input files)
 STORE_CALLS_AT_ONCE = 32
-T = TypeVar("T")
-R = TypeVar("R")
 #: the longest a worker may ask the coordinator to keep its poll (WorkerHeartbeat.hold)
 MAX_POLL_HOLD = 30.0
 #: instructions after which a job's state as a status request sees it may have changed
@@ -431,7 +429,7 @@ class Coordinator:
                 if not Path(path).is_file():
                     raise NotFoundError(f"input {path} does not exist")
             return
-        found = await _each([path for path, _ in plan.inputs], self.fs.exists)
+        found = await each_bounded([path for path, _ in plan.inputs], self.fs.exists, STORE_CALLS_AT_ONCE)
         for (path, _), there in zip(plan.inputs, found, strict=True):
             if not there:
                 raise NotFoundError(f"input {path} does not exist on the store")
@@ -448,7 +446,8 @@ class Coordinator:
             return set(located[0].nodes) if located else set()
 
         splits = splits_of(plan)
-        table = {(s.path, s.start): held for s, held in zip(splits, await _each(splits, nodes), strict=True)}
+        located = await each_bounded(splits, nodes, STORE_CALLS_AT_ONCE)
+        table = {(s.path, s.start): held for s, held in zip(splits, located, strict=True)}
 
         def locate(split: Split) -> set[str]:
             return table.get((split.path, split.start), set())
@@ -547,15 +546,3 @@ class Coordinator:
                 await asyncio.wait_for(self._core_changed.wait(), deadline - now)
         return held
 
-
-async def _each(items: Sequence[T], call: Callable[[T], Awaitable[R]],
-                at_once: int = STORE_CALLS_AT_ONCE) -> list[R]:
-    """``call`` on every item, ``at_once`` in flight (a job of thousands of input files is checked and
-    located in a few round trips' time, not thousands)."""
-    gate = asyncio.Semaphore(at_once)
-
-    async def one(item: T) -> R:
-        async with gate:
-            return await call(item)
-
-    return list(await asyncio.gather(*(one(item) for item in items)))

@@ -17,6 +17,7 @@ whatever is there.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ssl
 import threading
@@ -468,6 +469,10 @@ class Client:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine of the async API (``self.async_client``) on this client's loop and wait for it."""
         return self._run(coro)
+
+    def start(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start a coroutine of the async API on this client's loop; its future (cancel it if unwanted)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     @property
     def async_client(self) -> AsyncClient:
