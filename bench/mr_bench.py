@@ -352,6 +352,8 @@ class Spark:
 
     def __init__(self, cores: int) -> None:
         self.session: Any = None
+        if cores == 0:  # left out
+            return
         try:
             from pyspark.sql import SparkSession
         except ImportError:
@@ -500,6 +502,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=len(FILE_WEIGHTS),
                         help="text files the corpus is cut into (more than 16: sizes 1 to 18 in a fixed shuffle, "
                              "e.g. --files 2000 for a job of many small files)")
+    parser.add_argument("--no-spark", action="store_true", help="leave PySpark out (on thousands of files its "
+                                                                    "one task per file takes minutes a job)")
     parser.add_argument("--split-size", default="64M",
                         help="dynamr's split size (its default), Dask's blocksize and Spark's partition size")
     args = parser.parse_args()
@@ -517,7 +521,7 @@ def main() -> None:
     print(f"{'job':<20}{'dynamr run':>11}{'job only':>10}{'1 proc':>9}{f'{cores} procs':>9}{'dask bag':>10}"
           f"{'dask pairs':>11}{'pyspark':>9}{'vs 1 proc':>10}{f'vs {cores} procs':>11}{'vs dask':>9}"
           f"{'vs pairs':>9}{'vs spark':>10}{'peak RSS':>10}  outputs")
-    spark = Spark(cores)
+    spark = Spark(0 if args.no_spark else cores)
     blocksize = args.split_size.upper() + "B"
     try:
         for job in args.jobs.split(","):

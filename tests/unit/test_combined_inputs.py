@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from dynamr.mapreduce import MRJob
 from dynamr.mapreduce.compressed import work_of
 from dynamr.mapreduce.runs import decode_run
-from dynamr.mapreduce.splits import COMBINE_FLOOR, OPEN_COST, Split, combine_splits, plan_splits
+from dynamr.mapreduce.splits import COMBINE_FLOOR, OPEN_COST, Split, combine_splits, combine_ways, plan_splits
 from dynamr.mapreduce.tasks import Pieces, run_map
 
 MB = 1 << 20
@@ -43,10 +43,12 @@ def test_every_split_is_in_one_task_in_order_and_only_small_whole_files_share(
 
 def test_thousands_of_small_files_become_a_few_dozen_tasks_and_big_files_keep_their_splits() -> None:
     files = [(f"/in/small-{i:04d}.txt", 8000) for i in range(2000)] + [("/in/big.txt", 200 * MB)]
-    tasks = combine_splits(plan_splits(files, 64 * MB), 64 * MB)
+    tasks = combine_splits(plan_splits(files, 64 * MB), 64 * MB, combine_ways(8))
     small = [t for t in tasks if t[0].path.startswith("/in/small")]
-    assert 30 <= len(small) <= 64, len(small)  # about 48 MiB of work over 64 ways, at least 1 MiB each
+    assert 30 <= len(small) <= 34, len(small)  # about 48 MiB of work over 4 tasks per slot of 8
     assert sum(len(t) for t in small) == 2000
+    unknown = combine_splits(plan_splits(files, 64 * MB), 64 * MB, combine_ways(0))
+    assert 15 <= len([t for t in unknown if t[0].path.startswith("/in/small")]) <= 17  # 16 ways
     assert [(s.start, s.end) for t in tasks if t[0].path == "/in/big.txt" for s in t] == [
         (0, 50 * MB), (50 * MB, 100 * MB), (100 * MB, 150 * MB), (150 * MB, 200 * MB)]
     assert all(len(t) == 1 for t in tasks if t[0].path == "/in/big.txt")

@@ -10,7 +10,8 @@ from dynamr.mapreduce import protocol as p
 from dynamr.mapreduce import restart
 from dynamr.mapreduce.control import CoordinatorCore
 from dynamr.mapreduce.corestate import CoreSettings
-from dynamr.mapreduce.jobrun import JobPlan, StepPlan, task_of
+from dynamr.mapreduce.jobrun import JobPlan, JobRun, StepPlan, task_of
+from dynamr.mapreduce.scheduler import Scheduler
 from dynamr.rpc.messages import AttemptReport, TaskSpec
 
 
@@ -436,3 +437,21 @@ def test_a_job_that_succeeded_is_finalized_after_a_restart_not_run_again() -> No
     (final,) = [i for i in restarted.handle(p.FinalizeDone("j"), 9.1) if isinstance(i, p.PersistFinalized)]
     assert final.state == "succeeded" and final.status.state == "succeeded"
     assert final.status.maps_done == 1 and final.status.counters == ended.status.counters
+
+
+def test_a_submitted_plan_is_kept_with_the_cluster_s_slots_which_decide_how_small_files_are_packed() -> None:
+    core = CoordinatorCore(CoreSettings())
+    small = tuple((f"/in/f{i:03d}", 200_000) for i in range(400))  # 80 MB, and 6.5 MB of open costs
+    (persisted,) = [i for i in core.handle(p.JobSubmitted("before", plan(inputs=small, split_size=64 << 20)), 0.0)
+                    if isinstance(i, p.PersistJob)]
+    assert persisted.plan.task_slots == 0  # no worker has polled yet: 16 tasks
+    core.handle(p.WorkerPolled("n1", "inc", 1, 1, ("before/s0-m0#1",)), 0.1)  # 2 slots, one busy
+    core.handle(p.WorkerPolled("n2", "inc", 1, 3), 0.2)
+    (persisted,) = [i for i in core.handle(p.JobSubmitted("after", plan(inputs=small, split_size=64 << 20)), 0.3)
+                    if isinstance(i, p.PersistJob)]
+    assert persisted.plan.task_slots == 5
+    maps = {name: len([t for t in jc.run.tasks.values() if t.kind == "map"]) for name, jc in core.jobs.items()}
+    assert 16 <= maps["before"] <= 17 and 20 <= maps["after"] <= 21, maps  # over 16 ways, then 4 per slot
+    restored = JobRun("after", persisted.plan, Scheduler())
+    restored.start(0.0)
+    assert len([t for t in restored.tasks.values() if t.kind == "map"]) == maps["after"], "the same tasks again"

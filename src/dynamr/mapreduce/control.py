@@ -29,6 +29,7 @@ The rules that make it safe (each has a named simulation test):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -105,9 +106,12 @@ class CoordinatorCore:
             check_plan(ev.plan)
         except BadRequestError as exc:
             return [p.Refused(ev.name, str(exc))]
-        run = JobRun(ev.name, ev.plan, self.scheduler, ev.locate, wall_offset=self.wall_offset)
+        plan = ev.plan
+        if plan.task_slots == 0:  # fixed now, kept with the plan: a restart finds the same tasks
+            plan = dataclasses.replace(plan, task_slots=sum(view.slots for view in self.nodes.values()))
+        run = JobRun(ev.name, plan, self.scheduler, ev.locate, wall_offset=self.wall_offset)
         self.jobs[ev.name] = JobCore(run)
-        out: list[p.Instruction] = [p.PersistJob(ev.name, ev.plan, self.wall(now))]
+        out: list[p.Instruction] = [p.PersistJob(ev.name, plan, self.wall(now))]
         if ev.run:
             out += self._start(self.jobs[ev.name], now)
         return out
@@ -333,6 +337,7 @@ class CoordinatorCore:
         if not fresh:  # a repeated or overtaken poll: its running list is stale, assign nothing
             return [p.ReplyToWorker(node, ev.seq, (), (), tuple(acked)), *out]
         view.seq = ev.seq
+        view.slots = ev.free_slots + len(ev.running)
         listed = set(ev.running)
         kills = self.kills.setdefault(node, set())
         kills.intersection_update(listed)  # what it no longer lists has stopped

@@ -62,6 +62,8 @@ class CoreSettings:
 class NodeView:
     incarnation: str
     seq: int = -1
+    #: its task slots (free and busy, as its latest poll told)
+    slots: int = 0
 
 
 @dataclass

@@ -35,6 +35,7 @@ def check_plan(plan: JobPlan) -> None:
     for item in plan.inputs:
         need(isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and type(item[1]) is int
              and item[1] >= 0, "each input must be a path and a size in bytes")
+    need(type(plan.task_slots) is int and plan.task_slots >= 0, "task slots must be a whole number, 0 or more")
     for name in ("split_size", "chunk_size", "buffer_records"):
         value = getattr(plan, name)
         need(type(value) is int and value > 0, f"{name.replace('_', ' ')} must be a positive whole number, "

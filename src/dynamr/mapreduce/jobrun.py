@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from dynamr.mapreduce import intermediate as im
 from dynamr.mapreduce.compressed import suffix_of, work_of
 from dynamr.mapreduce.scheduler import Assignment, IllegalTransition, Scheduler, TaskState
-from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, combine_splits, plan_splits
+from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, Split, combine_splits, combine_ways, plan_splits
 from dynamr.mapreduce.tasks import BUILTIN
 from dynamr.rpc import messages as m
 from dynamr.rpc.messages import AttemptReport, JobPlan, StepPlan
@@ -177,7 +177,8 @@ class JobRun:
         self.move("running")
         self.started_at = now
         splits = splits_of(self.plan)
-        groups = combine_splits(splits, self.plan.split_size) if self.plan.combine_inputs else [(s,) for s in splits]
+        groups = (combine_splits(splits, self.plan.split_size, combine_ways(self.plan.task_slots))
+                  if self.plan.combine_inputs else [(s,) for s in splits])
         # largest first (the queue is FIFO within a priority): the last wave of a phase is then made of
         # small tasks, so slots finish together instead of one waiting on a big split (a compressed file
         # counted as the text it holds)

@@ -63,21 +63,28 @@ def plan_splits(files: Sequence[tuple[str, int]], split_size: int, whole_files: 
     return out
 
 
-#: a job's small files are spread over at least this many map tasks, where they fill that many
-COMBINE_WAYS = 64
+#: a job's small files are spread over this many map tasks per task slot of the cluster, where they fill
+#: that many (over COMBINE_WAYS when the slots are not known)
+WAYS_PER_SLOT = 4
+COMBINE_WAYS = 16
 #: the least a map task of small files is filled to (running a task at all costs tens of milliseconds)
 COMBINE_FLOOR = 1 << 20
 #: what a file counts for on top of its bytes when tasks are filled (opening and reading it costs a little)
 OPEN_COST = 16 << 10
 
 
-def combine_splits(splits: Sequence[Split], split_size: int) -> list[tuple[Split, ...]]:
+def combine_ways(slots: int) -> int:
+    """How many tasks a job's small files are spread over, on a cluster of ``slots`` task slots."""
+    return WAYS_PER_SLOT * slots if slots > 0 else COMBINE_WAYS
+
+
+def combine_splits(splits: Sequence[Split], split_size: int, ways: int = COMBINE_WAYS) -> list[tuple[Split, ...]]:
     """The map tasks' inputs, in order: runs of whole small files packed together, every other split alone.
 
     A task costs far more than reading a small file, so a job of thousands of small files would spend its
     time starting tasks. As Hadoop's CombineFileInputFormat and Spark's file partitions do, files are packed
-    into tasks of ``target`` bytes: the small files' bytes (each plus :data:`OPEN_COST`) over
-    :data:`COMBINE_WAYS` tasks, at least :data:`COMBINE_FLOOR`, at most the split size. A whole file is
+    into tasks of ``target`` bytes: the small files' bytes (each plus :data:`OPEN_COST`) over ``ways``
+    tasks (:func:`combine_ways`), at least :data:`COMBINE_FLOOR`, at most the split size. A whole file is
     small when it counts for less than that (a compressed one counted as the text it holds). Deterministic:
     the same splits give the same tasks (a restarted coordinator finds its tasks again).
     """
@@ -85,7 +92,7 @@ def combine_splits(splits: Sequence[Split], split_size: int) -> list[tuple[Split
         return work_of(split.path, split.length) + OPEN_COST
 
     whole = [s for s in splits if s.start == 0 and s.end == s.file_size and work_of(s.path, s.length) < split_size]
-    target = min(split_size, max(COMBINE_FLOOR, sum(map(cost, whole)) // COMBINE_WAYS))
+    target = min(split_size, max(COMBINE_FLOOR, sum(map(cost, whole)) // max(1, ways)))
     small = {s.index for s in whole if cost(s) < target}
     out: list[list[Split]] = []
     group: list[Split] = []  # the open group (the last in ``out``)

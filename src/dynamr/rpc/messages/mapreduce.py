@@ -55,6 +55,9 @@ class JobPlan(Record):
     output_compression: str = ""
     #: small input files are packed into shared map tasks (dynamr.mapreduce.splits.combine_splits)
     combine_inputs: bool = True
+    #: the cluster's task slots when the job was submitted (the coordinator fills it in; 0: not known),
+    #: which decide how many tasks small files are packed into
+    task_slots: int = 0
 
 
 @register(40)
