@@ -60,6 +60,8 @@ PIECE = 1 << 20
 #: small files a map of several fetches ahead of its mapper, at most, and bytes (about)
 PREFETCH_FILES = 8
 PREFETCH_BYTES = 16 << 20
+
+
 class Progress:
     """How far the running attempt is: input bytes consumed (of ``total`` when known, else 0)."""
 
@@ -136,6 +138,7 @@ class StoreFile:
                 return
             offset += len(data)
             yield data
+
 
 class Prefetch:
     """The files of a map of several small files on the store, fetched a few ahead of the mapper, in order.
