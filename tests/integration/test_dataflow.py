@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from dynamr.dataflow import Flow, GraphError, JobFailedError, Session
+from dynamr.errors import BadRequestError
 from dynamr.files.client import FileSystem
 from dynamr.store.client import AsyncClient
 from tests.integration.conftest import MakeCluster
@@ -115,8 +116,42 @@ def check_examples(session: Session, corpus: Path) -> None:
     assert all(abs(got[p] - want_ranks[p]) < 1e-9 for p in got)
 
     top = load("dataflow_topwords").build(Flow(session), 5, [str(a)]).run()
-    assert sorted(top, key=lambda kv: (-kv[1], kv[0])) == \
-        heapq.nsmallest(5, words_of(a).items(), key=lambda kv: (-kv[1], kv[0]))
+    assert top == heapq.nsmallest(5, words_of(a).items(), key=lambda kv: (-kv[1], kv[0]))  # in that order
+
+    check_aggregations(session, corpus)
+
+
+def check_aggregations(session: Session, corpus: Path) -> None:
+    """Whole-data-set aggregations over several files cut into many map tasks, against Python over the lines
+    in order (files in the order given): partials must meet in the data set's order."""
+    a, b = corpus / "a", corpus / "b"
+    lines = [*lines_of(a), *lines_of(b)]
+    words = [w for line in lines for w in line.split()]
+    flow = Flow(session)
+    text = flow.text(str(a), str(b))
+    split = text.flat_map(str.split)
+    wanted = {
+        split.count(): [len(words)],
+        split.map(len).sum(): [sum(map(len, words))],
+        split.map(len).mean(): [sum(map(len, words)) / len(words)],
+        split.max(key=len): [max(words, key=len)],
+        text.take(7): lines[:7],
+        text.reduce(lambda x, y: x if len(x) >= len(y) else y): [max(lines, key=len)],  # the first longest
+        text.map(lambda line: line[:1]).reduce(operator.add): ["".join(line[:1] for line in lines)],
+        split.fold(frozenset(), lambda s, w: s | {w[0]}, operator.or_).map(sorted):
+            [tuple(sorted({w[0] for w in words}))],
+        split.top(3, key=len): heapq.nlargest(3, words, key=len),
+        split.sort_by().take(4): sorted(words)[:4],  # parts of a total order, read in part order
+        flow.feed([]).count(): [0],
+        flow.feed([]).min(): [],
+    }
+    results = flow.run(*wanted)
+    for dataset, want in wanted.items():
+        assert results[dataset] == want, dataset.explain()
+    assert results.value(next(iter(wanted))) == len(words)
+    assert flow.feed([1, 2, 3]).sum().value() == 6
+    with pytest.raises(BadRequestError, match="has no record, not one: value"):
+        results.value(list(wanted)[-1])
 
 
 def test_the_examples_compute_what_plain_python_computes(session: Session, corpus: Path) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dynamr.dataflow import aggregate
 from dynamr.errors import BadRequestError
 from dynamr.mapreduce.compressed import CODECS
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 NARROW = frozenset({"map", "flat_map", "filter", "map_values", "key_by", "stateful_map"})
 WIDE = frozenset({"reduce_by_key", "fold_by_key", "group_by_key", "count_by_key", "frequencies", "distinct",
-                  "join", "sort_by"})
+                  "join", "sort_by", "aggregate"})
 SOURCES = frozenset({"text", "json", "bytes", "whole_files", "feed"})
 #: what each source kind reads its files as (the engine's input formats)
 SOURCE_FORMATS = {"text": "text", "json": "json", "bytes": "bytes", "whole_files": "whole_file"}
@@ -142,6 +143,64 @@ class Dataset:
         ranges cut at the quantiles of a sample, as TeraSort does."""
         return self._then("sort_by", None if fn is None else _callable(fn, "sort_by"), descending=descending,
                           partitions=partitions)
+
+    # --- aggregations of the whole data set (see :mod:`dynamr.dataflow.aggregate`) --------------------------
+    # Each is a data set of its own (one record, or a few for top, smallest and take), so it can be run with
+    # other outputs, written, or fed to further operations; :meth:`value` runs it and returns its record.
+
+    def _aggregate(self, how: aggregate.Aggregation) -> Dataset:
+        return self._then("aggregate", how, partitions=1)
+
+    def count(self) -> Dataset:
+        """One record: how many records the data set has."""
+        return self._aggregate(aggregate.Count())
+
+    def sum(self) -> Dataset:
+        """One record: the sum of the (numeric) records, 0 for an empty data set (anything else that adds
+        has ``reduce(operator.add)``)."""
+        return self._aggregate(aggregate.Sum())
+
+    def min(self, key: Callable[[Any], Any] | None = None) -> Dataset:
+        """One record: the smallest (by ``key``); none for an empty data set."""
+        return self._aggregate(aggregate.Reduce(min, "min", _optional(key, "min")))
+
+    def max(self, key: Callable[[Any], Any] | None = None) -> Dataset:
+        """One record: the largest (by ``key``); none for an empty data set."""
+        return self._aggregate(aggregate.Reduce(max, "max", _optional(key, "max")))
+
+    def mean(self) -> Dataset:
+        """One record: the mean of the (numeric) records; none for an empty data set."""
+        return self._aggregate(aggregate.Mean())
+
+    def reduce(self, fn: Callable[[Any, Any], Any]) -> Dataset:
+        """One record: ``fn(fn(r1, r2), r3)...`` over the records in the data set's order; ``fn`` must be
+        associative (it is applied within each map task first). None for an empty data set."""
+        return self._aggregate(aggregate.Reduce(_callable(fn, "reduce")))
+
+    def fold(self, zero: Any, add: Callable[[Any, Any], Any],
+             combine: Callable[[Any, Any], Any] | None = None) -> Dataset:
+        """One record, Spark's ``aggregate``: each map task folds its records into a copy of ``zero`` with
+        ``add(acc, record)``; the tasks' results are merged in order with ``combine(acc1, acc2)`` (``add``
+        when not given). ``zero`` may be any Python value (a set, a dict); an empty data set gives it."""
+        merge = _callable(add, "fold") if combine is None else _callable(combine, "fold")
+        return self._aggregate(aggregate.Fold(zero, _callable(add, "fold"), merge))
+
+    def top(self, n: int, key: Callable[[Any], Any] | None = None) -> Dataset:
+        """The ``n`` largest records (by ``key``), largest first (Dask bag's ``topk``, Spark's ``top``)."""
+        return self._aggregate(aggregate.Top(_count_of(n, "top"), _optional(key, "top")))
+
+    def smallest(self, n: int, key: Callable[[Any], Any] | None = None) -> Dataset:
+        """The ``n`` smallest records (by ``key``), smallest first (Spark's ``takeOrdered``)."""
+        return self._aggregate(aggregate.Top(_count_of(n, "smallest"), _optional(key, "smallest"), smallest=True))
+
+    def take(self, n: int) -> Dataset:
+        """The first ``n`` records in the data set's order (files in the order given, lines in order). Map
+        tasks stop reading once they have ``n`` records, so a peek at a large input reads little of it."""
+        return self._aggregate(aggregate.Take(_count_of(n, "take")))
+
+    def value(self, session: Session | None = None) -> Any:
+        """Run this data set and return its one record (``words.count().value()``)."""
+        return self.flow.run(self.collect(), session=session).value(self)
 
     # --- outputs -----------------------------------------------------------------------------------------
 
@@ -262,6 +321,16 @@ def _callable(fn: Any, op: str) -> Any:
     if not callable(fn):
         raise GraphError(f"{op}: expected a function, got {type(fn).__name__} {fn!r}")
     return fn
+
+
+def _optional(fn: Any, op: str) -> Any:
+    return None if fn is None else _callable(fn, op)
+
+
+def _count_of(n: Any, op: str) -> int:
+    if type(n) is not int or n < 1:
+        raise GraphError(f"{op}: n must be a whole number of records, 1 or more, not {n!r}")
+    return n
 
 
 def resolve(dataset: Dataset) -> Dataset:

@@ -72,7 +72,10 @@ class Plan:
                                                                               [d.fn for d in path.ops]):
                     speed += "; words split from whole chunks of text, not line by line"
                 lines.append(f"  map{side}: {path.source.label} -> {chain}  (one fused task, {speed})")
-            if stage.wide is not None:
+            if stage.wide is not None and stage.wide.kind == "aggregate":
+                lines.append(f"  aggregate: {stage.wide.fn.describe()} of the whole data set, one partial per map "
+                             "task, merged in order by one reduce task")
+            elif stage.wide is not None:
                 how = _combine_label(stage.wide)
                 lines.append(f"  shuffle: {_op_label(stage.wide)} by key"
                              + (f", combined map-side ({how})" if how else ", not combined"))
@@ -91,6 +94,8 @@ def _source_label(dataset: Dataset, plan: Plan) -> str:
 
 
 def _op_label(dataset: Dataset) -> str:
+    if dataset.kind == "aggregate":
+        return f"aggregate({dataset.fn.describe()})"
     fn = dataset.fn
     name = getattr(fn, "__qualname__", getattr(fn, "__name__", type(fn).__name__)) if fn is not None else ""
     return f"{dataset.kind}({name})" if name else dataset.kind

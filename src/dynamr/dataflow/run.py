@@ -43,6 +43,15 @@ class Results:
     def __getitem__(self, dataset: Dataset) -> list[Any]:
         return self.records[id(resolve(dataset))]
 
+    def value(self, dataset: Dataset) -> Any:
+        """The one record of ``dataset`` (an aggregation such as ``count()``)."""
+        records = self[dataset]
+        if len(records) != 1:
+            what = "no record" if not records else f"{len(records)} records"
+            raise BadRequestError(f"{dataset.label} has {what}, not one: value() is for data sets of one record, "
+                                  "such as count(); min, max, mean and reduce of an empty data set give none")
+        return records[0]
+
 
 def run_graph(outputs: Sequence[Output], session: Session | None) -> Results:
     own = session is None

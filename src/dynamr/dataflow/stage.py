@@ -21,6 +21,7 @@ import functools
 import itertools
 import json
 import operator
+import pickle
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any, ClassVar
 
 import cloudpickle
 
+from dynamr.dataflow.aggregate import Aggregation
 from dynamr.dataflow.fast import Chain, compile_chain, fan_out, pairs_of, splits_text_into_words, words_of
 from dynamr.mapreduce.api import MRJob, MRStep
 from dynamr.mapreduce.splits import READERS, REPLACED, lines_of, text_chunks
@@ -81,6 +83,8 @@ class StageJob(MRJob):
     def __init__(self, options: dict[str, str] | None = None) -> None:
         super().__init__(options)
         self.spec: StageSpec = _load(type(self).SPEC)
+        #: each input file's place in the data set's order (an aggregation's partials are merged in it)
+        self.positions = {path: i for i, path in enumerate(self.spec.files)}
 
     def whole_input(self, path: str) -> bool:
         index = self.spec.files.get(path)
@@ -125,6 +129,10 @@ class StageJob(MRJob):
         out = fan_out(elements, chains)
         if wide is None:
             return self._written(out)
+        if wide == "aggregate":  # one partial per task, keyed by where in the data set its records are
+            how: Aggregation = spec.fn
+            where = (self.positions.get(self.input_path, 0), self.input_start)
+            return iter(((where, pickle.dumps(how.task(out), pickle.HIGHEST_PROTOCOL)),))
         if wide == "frequencies":
             return iter(Counter(out).items())
         if wide == "count_by_key":
@@ -246,6 +254,12 @@ def _join(spec: StageSpec, groups: Iterator[tuple[Any, Iterator[Any]]]) -> Itera
                 yield key, (left, right)
 
 
+def _aggregated(spec: StageSpec, groups: Iterator[tuple[Any, Iterator[Any]]]) -> Iterator[Any]:
+    """Every map task's partial, in the data set's order (the keys sort so), merged and finished."""
+    how: Aggregation = spec.fn
+    return iter(how.finish(how.merge([pickle.loads(blob) for _, blobs in groups for blob in blobs])))
+
+
 def _sorted_values(spec: StageSpec, groups: Iterator[tuple[Any, Iterator[Any]]]) -> Iterator[Any]:
     return itertools.chain.from_iterable(map(_second, groups))
 
@@ -260,6 +274,7 @@ _REDUCE: dict[str, Callable[[StageSpec, Iterator[tuple[Any, Iterator[Any]]]], It
     "distinct": lambda spec, groups: map(operator.itemgetter(0), groups),
     "join": _join,
     "sort_by": _sorted_values,
+    "aggregate": _aggregated,
 }
 
 

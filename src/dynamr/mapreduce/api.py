@@ -105,6 +105,8 @@ class MRJob:
         self.options: dict[str, str] = dict(options or {})
         #: path of the input file being mapped (first step only; set before each file's mapper_init)
         self.input_path: str = ""
+        #: where in ``input_path`` the split being mapped starts (a byte offset; 0 for a whole file)
+        self.input_start: int = 0
         #: what :meth:`partition_sample` returned, given to every task of the job
         self.partition_state: Any = None
 

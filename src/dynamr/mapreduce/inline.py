@@ -120,6 +120,7 @@ def _run_inline(job: MRJob, inputs: Sequence[Path], output: Path, num_reducers: 
             map_outputs: list[dict[int, Path]] = []
             for task, (path, records) in enumerate(sources):
                 job.input_path = path
+                job.input_start = splits[task].start if index == 0 else 0
                 outputs: dict[int, Path] = {}
 
                 def sink(partition: int, blocks: Iterator[bytes], task: int = task,

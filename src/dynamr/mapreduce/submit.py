@@ -37,7 +37,7 @@ from dynamr.mapreduce.inputs import expand_inputs, is_pattern, store_inputs
 from dynamr.mapreduce.jobplan import check_plan
 from dynamr.mapreduce.jobrun import ENDED, JobPlan, StepPlan
 from dynamr.mapreduce.loader import load_job_class
-from dynamr.mapreduce.splits import LocalFile, Split, plan_splits
+from dynamr.mapreduce.splits import WHOLE_FILE_FORMATS, LocalFile, Split, plan_splits
 from dynamr.rpc import messages as m
 from dynamr.rpc.codec import pack_any
 from dynamr.store.client import AsyncClient
@@ -59,7 +59,10 @@ class _Bytes:
 
 async def _sample(job: MRJob, fs: FileSystem, inputs: list[tuple[str, int]], local: bool,
                   split_size: int) -> list[Any]:
-    splits = plan_splits(inputs, split_size)
+    # cut as the job's tasks will be: a file read whole (records between dataflow stages) is never entered
+    # in its middle, where its bytes do not start a record
+    splits = plan_splits(inputs, split_size, whole_files=job.INPUT_FORMAT in WHOLE_FILE_FORMATS,
+                         whole=frozenset(path for path, _ in inputs if job.whole_input(path)))
     chosen = splits if len(splits) <= 20 else random.Random(1).sample(splits, 20)
     reader = job.input_reader()
     sources = []

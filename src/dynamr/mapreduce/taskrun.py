@@ -280,7 +280,7 @@ class TaskRun:
                     self.prefetch.next() if self.prefetch is not None else StoreFile(self.client, self.fs, split.path)
 
                 def begin() -> None:
-                    job.input_path, self.reading = split.path, ref
+                    job.input_path, job.input_start, self.reading = split.path, split.start, ref
 
                 records = reader(CountingSource(where, self.progress), split)
                 if self.tracker is not None:
@@ -344,9 +344,11 @@ class TaskRun:
             raise
         if tracker is not None and tracker.skipped:
             job.increment_counter(BUILTIN, "skipped records", tracker.skipped)
-        # a split's bytes (its reader may fetch a little past its end for the last line), else what was read
+        # what was read, but no more than the split's bytes (its reader may fetch a little past its end for the
+        # last line); less when the mapper stopped early (a dataflow take)
         job.increment_counter(BUILTIN, "map input bytes",
-                              self.progress.done if self.split_bytes is None else self.split_bytes)
+                              self.progress.done if self.split_bytes is None else
+                              min(self.progress.done, self.split_bytes))
         if self.spec.output is None:
             job.increment_counter(BUILTIN, "shuffle bytes", written)
         if self.spec.output is not None:  # a map-only step: partition 0 is the task's final output
