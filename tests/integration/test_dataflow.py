@@ -314,14 +314,15 @@ def test_every_source_kind_and_the_remaining_operations(session: Session, tmp_pa
 
 
 
-def test_the_stages_of_one_run_share_task_processes_and_other_runs_do_not(session: Session) -> None:
-    """A later stage runs in the task processes the earlier one left idle (one program: nothing to keep
-    apart, and no process to start); a different run never gets them."""
+def test_the_runs_of_one_session_share_task_processes_and_another_sessions_do_not(session: Session) -> None:
+    """A later stage, and a later run of the same session (one program, as a loop of PageRank iterations),
+    run in the task processes the earlier ones left idle: no process to start. Another program on the same
+    cluster never gets them."""
     def pid_of(record: Any) -> tuple[Any, int]:
         return record, __import__("os").getpid()
 
-    def run_pids() -> tuple[set[int], set[int]]:
-        first = (Flow(session).feed(range(40)).map(pid_of).map(lambda r: (r[0] % 4, r[1]))
+    def run_pids(on: Session) -> tuple[set[int], set[int]]:
+        first = (Flow(on).feed(range(40)).map(pid_of).map(lambda r: (r[0] % 4, r[1]))
                  .group_by_key().map(pid_of))  # stage 0: ((key, [map pids]), reduce pid)
         later = first.map(lambda r: (r[0][0] % 2, r)).group_by_key().map(pid_of)  # stage 1
         records = later.run()
@@ -329,7 +330,12 @@ def test_the_stages_of_one_run_share_task_processes_and_other_runs_do_not(sessio
                   for pid in [*map_pids, reduce_pid]}
         return stage0, {pid for _, pid in records}
 
-    stage0, stage1 = run_pids()
+    stage0, stage1 = run_pids(session)
     assert stage1 <= stage0  # stage 1 ran in the processes stage 0 left idle
-    other0, other1 = run_pids()
-    assert not (other0 | other1) & (stage0 | stage1)  # another run: other processes
+    again0, again1 = run_pids(session)
+    assert again0 | again1 <= stage0  # the next run of the program too
+    # another program on the same embedded cluster (not closed: the cluster is the fixture's)
+    other_program = Session(session.seeds, session.secret, cluster=session._cluster, embedded_dir=session._dir,
+                            partitions=session.partitions, split_size=session.split_size)
+    other0, other1 = run_pids(other_program)
+    assert not (other0 | other1) & (stage0 | stage1)  # another program: other processes

@@ -217,7 +217,7 @@ class _Runner:
             c, name, Path(f"{name}.py"), source, [f"{STORE}{i}" if not self.session.embedded else i
                                                   for i in inputs],
             output, reducers=reducers, options={}, job_class="Stage", split_size=self.session.split_size,
-            on_part=on_part, process_group=self.run_id,  # one program: its stages share task processes
+            on_part=on_part, process_group=self.session.process_group,  # one program: shared task processes
             compress_output=compression))
         self.seconds.append((name, time.perf_counter() - started))
         if status.state != "succeeded":

@@ -70,6 +70,9 @@ class Session:
         #: reduce tasks of a shuffle when the operation does not say
         self.partitions = partitions
         self.split_size = split_size
+        #: the jobs and graphs of a session are one program, so they share task processes (as a Spark
+        #: application's jobs share its executors): a later run starts in the processes an earlier one left
+        self.process_group = f"session-{secrets.token_hex(8)}"
 
     @property
     def embedded(self) -> bool:
@@ -148,7 +151,8 @@ class Session:
         target = str(output) if output is not None else self.scratch(f"{name}-out")
         status = self.call(lambda c: self._run(c, name, path, path.read_text(), [str(i) for i in inputs], target,
                                                reducers=reducers, options=options or {}, job_class=job_class,
-                                               split_size=split_size or self.split_size))
+                                               split_size=split_size or self.split_size,
+                                               process_group=self.process_group))
         if status.state != "succeeded":
             raise JobFailedError(failure_text(status))
         fmt = _output_format(path.read_text(), str(path), job_class)
