@@ -29,6 +29,7 @@ class Driver:
         self.node = node
         self.seq = 0
         self.now = 0.0
+        self.assigned_at: list[float] = []
 
     def poll(self, running: tuple[str, ...] = (), reports: tuple[AttemptReport, ...] = ()) -> p.ReplyToWorker:
         self.seq += 1
@@ -45,15 +46,21 @@ class Driver:
 
 
 def fail_then_succeed(core: CoordinatorCore, failures: int, cause: str) -> Driver:
+    """Run job j's one task: its first ``failures`` attempts fail with ``cause``, then one succeeds. The
+    driver polls every half second; ``drive.assigned_at`` holds when each attempt was handed out."""
     core.handle(p.JobSubmitted("j", plan()), 0.0)
     drive = Driver(core)
     reply = drive.poll()
+    drive.assigned_at = [drive.now]
     for _ in range(failures):
         if "j" not in core.jobs:
             break
         (spec,) = reply.assignments
         reply = drive.poll(reports=(AttemptReport(attempt=spec.attempt, ok=False, cause=cause,
                                                   error="QuorumError: 1 of 2 replicas answered"),))
+        while "j" in core.jobs and not reply.assignments and drive.now < 1000:
+            reply = drive.poll()
+        drive.assigned_at.append(drive.now)
     if "j" in core.jobs and reply.assignments:
         (spec,) = reply.assignments
         drive.poll(reports=(AttemptReport(attempt=spec.attempt, ok=True, partitions=(0,)),))
@@ -65,6 +72,24 @@ def test_store_outages_count_against_neither_the_task_nor_the_node() -> None:
     fail_then_succeed(core, 10, "store")
     assert core.finished["j"].state == "succeeded"
     assert core.finished["j"].excluded_nodes == ()
+
+
+def test_a_task_backs_off_while_the_store_is_unavailable_to_it_and_runs_again_when_it_is_back() -> None:
+    core = CoordinatorCore(CoreSettings(max_attempts=4))
+    drive = fail_then_succeed(core, 8, "store")
+    assert core.finished["j"].state == "succeeded"
+    gaps = [b - a for a, b in zip(drive.assigned_at, drive.assigned_at[1:], strict=False)]
+    # without a back-off the next attempt would come with the poll that reports the failure (half a second
+    # later, as for user code's failures below); it waits 0.25 s, 0.5 s, 1 s, 2 s, then 4 s each time from
+    # that poll, and goes with the first poll after that: eight failures span 24 s rather than 4
+    assert gaps == [1.0, 1.0, 1.5, 2.5, 4.5, 4.5, 4.5, 4.5], gaps
+
+
+def test_user_code_failures_do_not_back_off() -> None:
+    core = CoordinatorCore(CoreSettings(max_attempts=4))
+    drive = fail_then_succeed(core, 3, "")
+    assert core.finished["j"].state == "succeeded"
+    assert [b - a for a, b in zip(drive.assigned_at, drive.assigned_at[1:], strict=False)] == [0.5, 0.5, 0.5]
 
 
 def test_user_code_failures_count() -> None:
@@ -79,7 +104,7 @@ def test_a_store_that_never_comes_back_fails_the_job_with_advice() -> None:
     fail_then_succeed(core, 50, "store")
     status = core.finished["j"]
     assert status.state == "failed"
-    assert "store was unavailable to task j/s0-m0 in 10 attempts" in status.error.error
+    assert "store was unavailable to task j/s0-m0 in 10 attempts over 28 s" in status.error.error
     assert "dynamr cluster status" in status.error.error
 
 

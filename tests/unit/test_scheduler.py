@@ -26,6 +26,20 @@ def test_failed_task_returns_with_higher_priority_and_jumps_the_queue() -> None:
     assert [x.task_id for x in s.offer("a", 1, now=1)] == ["m0"]
 
 
+def test_a_lost_attempt_may_send_its_task_back_to_wait_before_it_is_handed_out_again() -> None:
+    s = Scheduler()
+    s.add("m0")
+    s.add("m1")
+    first, second = s.offer("a", 2, now=0)
+    assert s.attempt_lost(first.attempt_id, "the store was unavailable", ready_at=5.0)
+    assert s.attempt_lost(second.attempt_id, "lost", ready_at=0.0)
+    assert s.has_pending_for("a", 1.0) and s.next_ready(1.0) == 5.0
+    assert [x.task_id for x in s.offer("a", 2, now=1.0)] == ["m1"]  # m0 waits, m1 goes at once
+    assert not s.has_pending_for("a", 4.9) and s.next_ready(4.9) == 5.0
+    assert [x.task_id for x in s.offer("a", 2, now=5.0)] == ["m0"]
+    assert s.next_ready(5.0) is None
+
+
 def test_task_fails_after_max_attempts() -> None:
     s = Scheduler(max_attempts=4)
     s.add("m0")

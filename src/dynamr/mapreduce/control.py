@@ -389,7 +389,7 @@ class CoordinatorCore:
             return False
         if node in self.stragglers.values() or any(node in jc.stopping.values() for jc in self.jobs.values()):
             return False
-        return now < self.assign_after or not self.scheduler.has_pending_for(node)
+        return now < self.assign_after or not self.scheduler.has_pending_for(node, now)
 
     def hold_for(self, asked: float) -> float:
         """The longest the shell may keep a poll whose worker allows ``asked`` seconds: a third of the time

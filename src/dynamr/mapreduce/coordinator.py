@@ -542,7 +542,8 @@ class Coordinator:
         held = False
         while self.core.may_hold(msg.node_id, msg.incarnation, now := time.monotonic()) and now < deadline:
             held = True
+            ready = self.core.scheduler.next_ready(now)  # (a task backing off becomes one it could take)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._core_changed.wait(), deadline - now)
+                await asyncio.wait_for(self._core_changed.wait(), min(deadline, ready or deadline) - now)
         return held
 

@@ -36,6 +36,15 @@ JOB_TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
 ENDED = frozenset({"succeeded", "failed", "killed"})
 #: a task may fail this many times per counted attempt because the store was unavailable
 STORE_RETRIES_PER_ATTEMPT = 5
+#: seconds a task waits before it runs again after the store was unavailable to it, doubled at each such
+#: failure up to the second figure: an outage of about a minute is waited out, not retried 20 times in a
+#: second (a task process forked from the zygote fails against a dead node within milliseconds)
+STORE_RETRY_DELAY, STORE_RETRY_DELAY_MAX = 0.25, 4.0
+
+
+def store_retry_delay(failures: int) -> float:
+    """How long a task waits after its ``failures``-th attempt that found the store unavailable."""
+    return min(STORE_RETRY_DELAY_MAX, STORE_RETRY_DELAY * 2.0 ** min(max(failures - 1, 0), 16))
 
 
 def summary_of(status: m.JobStatusView) -> m.JobSummary:
@@ -126,8 +135,9 @@ class JobRun:
         self.superseded: dict[str, str] = {}
         #: the tasks whose commits end the job (the last step's reduces, or its maps when it has none)
         self._last_phase: list[str] = []
-        #: task -> attempts that failed because the store was unavailable
+        #: task -> attempts that failed because the store was unavailable, and when the first did
         self._store_failures: dict[str, int] = {}
+        self._store_failing_since: dict[str, float] = {}
         #: the status kept when the job succeeded before a restart (its commit records may be gone since)
         self._kept: m.JobStatusView | None = None
 
@@ -327,22 +337,27 @@ class JobRun:
     def on_uncounted(self, report: AttemptReport, now: float) -> bool:
         """An attempt failed for a reason that is neither its task's nor its node's fault (the store was
         unavailable, or it was killed on request): its task runs again, nothing is counted against it or
-        its node. A store that stays unavailable through ``STORE_RETRIES_PER_ATTEMPT * max_attempts``
-        attempts of one task fails the job (True), so an outage cannot retry forever."""
+        its node. After the store was unavailable to it, the task backs off (:func:`store_retry_delay`). A
+        store that stays unavailable through ``STORE_RETRIES_PER_ATTEMPT * max_attempts`` attempts of one task
+        fails the job (True), so an outage cannot retry forever."""
         task_id = task_of(report.attempt)
         self._record(task_id, report.attempt, False, now, report.error)
-        if not self.scheduler.attempt_lost(report.attempt, report.error or "failed") or report.cause != "store":
+        store = report.cause == "store"
+        failures = self._store_failures.get(task_id, 0) + 1
+        ready_at = now + store_retry_delay(failures) if store else 0.0
+        if not self.scheduler.attempt_lost(report.attempt, report.error or "failed", ready_at) or not store:
             return False
-        self._store_failures[task_id] = self._store_failures.get(task_id, 0) + 1
-        if self._store_failures[task_id] < STORE_RETRIES_PER_ATTEMPT * self.scheduler.max_attempts:
+        self._store_failures[task_id] = failures
+        since = self._store_failing_since.setdefault(task_id, now)
+        if failures < STORE_RETRIES_PER_ATTEMPT * self.scheduler.max_attempts:
             return False
         self.move("failed")
         self.ended_at = now
         info = self.tasks.get(task_id)
         self.error = m.JobFailure(
             task=task_id, attempt=report.attempt, node=self._attempt_nodes.get(report.attempt, ""),
-            error=f"the store was unavailable to task {task_id} in {self._store_failures[task_id]} attempts in a "
-                  f"row; check that enough nodes are up ('dynamr cluster status'), then run the job again. "
+            error=f"the store was unavailable to task {task_id} in {failures} attempts over {now - since:.0f} s; "
+                  f"check that enough nodes are up ('dynamr cluster status'), then run the job again. "
                   f"Last: {report.error}",
             traceback=report.traceback, output=report.output, input=report.input or (info.split() if info else None))
         return True

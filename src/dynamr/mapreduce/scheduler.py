@@ -103,6 +103,8 @@ class Task:
     speculated: bool = False
     #: an input of the task is being produced again: no new attempt (not even a backup) may start
     blocked: bool = False
+    #: not handed out before this time (a task re-queued after the store was unavailable to it backs off)
+    ready_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,14 +242,18 @@ class Scheduler:
     def heartbeat(self, node: str, now: float) -> None:
         self._last_heard[node] = now
 
-    def has_pending_for(self, node: str) -> bool:
-        """Whether a pending task could go to ``node`` (what :meth:`offer` would hand out first)."""
-        return any(not self.excluded(t.job, node) for t in self._pending.values())
+    def has_pending_for(self, node: str, now: float) -> bool:
+        """Whether a pending task could go to ``node`` now (what :meth:`offer` would hand out first)."""
+        return any(t.ready_at <= now and not self.excluded(t.job, node) for t in self._pending.values())
+
+    def next_ready(self, now: float) -> float | None:
+        """The earliest time after ``now`` at which a pending task that is backing off may be handed out."""
+        return min((t.ready_at for t in self._pending.values() if t.ready_at > now), default=None)
 
     def offer(self, node: str, free_slots: int, now: float) -> list[Assignment]:
         """A node has ``free_slots``: hand it the best pending tasks, then backups of stragglers."""
         self.heartbeat(node, now)
-        pending = [t for t in self._pending.values() if not self.excluded(t.job, node)]
+        pending = [t for t in self._pending.values() if t.ready_at <= now and not self.excluded(t.job, node)]
         pending.sort(key=lambda t: (-t.priority, node not in t.preferred, t.order))
         out = [self._start(task, node, now) for task in pending[:max(0, free_slots)]]
         if self.speculative and len(out) < free_slots:
@@ -345,16 +351,17 @@ class Scheduler:
                 task.priority = min(MAX_PRIORITY, task.priority + 1)
         return lost_attempts
 
-    def attempt_lost(self, attempt: str, reason: str) -> bool:
+    def attempt_lost(self, attempt: str, reason: str, ready_at: float = 0.0) -> bool:
         """One attempt is gone without a result (its node never got it, or does not run it any more): its
-        task goes back to the queue unless another attempt runs; nothing is counted against the task or the
-        node. False when the attempt was not running."""
+        task goes back to the queue unless another attempt runs, not to be handed out before ``ready_at``;
+        nothing is counted against the task or the node. False when the attempt was not running."""
         task = self._task_of(attempt)
         if task is None or self._unrun(task, attempt) is None:
             return False
         task.failures.append(reason)
         if task.state is TaskState.RUNNING and not task.running:
             self._move(task, TaskState.PENDING)
+            task.ready_at = ready_at
         return True
 
     # --- attempt results -----------------------------------------------------------------------------
