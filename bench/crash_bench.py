@@ -30,12 +30,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--crash", type=float, default=0.2, help="chance that a map or reduce call kills its node")
+    parser.add_argument("--no-zygote", action="store_true", help="start task processes as new interpreters")
     args = parser.parse_args()
     passed = 0
     for run in range(1, args.runs + 1):
         with tempfile.TemporaryDirectory(prefix="dynamr-crash-") as tmp:
             settings = StoreSettings.from_dict({**FAST, "n": 3, "r": 2, "w": 2, "task_slots": 2,
-                                                "worker_timeout": 2.0, "speculative_after": 2.0})
+                                                "worker_timeout": 2.0, "speculative_after": 2.0,
+                                                "task_zygote": not args.no_zygote})
             cluster = LocalCluster.create(Path(tmp) / "cluster", 3, settings, ephemeral=True)
             cluster.start()
             began = time.monotonic()
@@ -53,6 +55,8 @@ def main() -> int:
                   f"{result['restarts']} node restart(s), state {result['status'].state}, "
                   f"output {'right' if result['output_ok'] else 'WRONG'}, "
                   f"{'no key left' if clean else 'KEYS LEFT'}", flush=True)
+            if result["status"].error is not None:
+                print(f"        {result['status'].error.error}", flush=True)
     print(f"{passed} of {args.runs} runs passed")
     return 0 if passed == args.runs else 1
 

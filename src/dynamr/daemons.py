@@ -192,6 +192,7 @@ async def serve_node(spec: ClusterSpec, node_id: str, data_dir: Path, secret: by
                         seeds=[me.address, *[a for n, a in node.addresses.items() if n != node_id]], secret=secret,
                         interval=settings.worker_heartbeat, scratch_dir=str(data_dir / "tasks"),
                         reuse=settings.task_process_reuse, max_rss=settings.task_process_max_rss,
+                        zygote=settings.task_zygote,
                         tls_ca=str(tls_files.ca.resolve()) if tls_files else "",
                         memory_limit=settings.task_memory_limit)
         (data_dir / "tasks").mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,11 @@
 """The crash test in the style of MIT 6.5840's Lab 1: user code kills its own node from inside map and reduce
 calls, and a loop restarts every node that died, until the job ends.
 
-A task process is a child of its node process, so ``os.kill(os.getppid(), SIGKILL)`` from a mapper is a
-real crash of the whole node: its store member, its worker and every task it runs (they die with it). The
-store keeps the node's data on disk; the coordinator has to notice the lost attempts (a new incarnation or
-silence), re-run them, and still produce the sequential output. Shared by the test suite (a few runs) and
-``bench/crash_bench.py`` (many runs).
+A task process is a child of its node process, or of the node's zygote (which is the node's child), so
+killing that node process from a mapper is a real crash of the whole node: its store member, its worker and
+every task it runs (they die with it). The store keeps the node's data on disk; the coordinator has to
+notice the lost attempts (a new incarnation or silence), re-run them, and still produce the sequential
+output. Shared by the test suite (a few runs) and ``bench/crash_bench.py`` (many runs).
 """
 
 from __future__ import annotations
@@ -35,11 +35,21 @@ def first_call():
         return False
 
 
+def node_pid():
+    """The node process: this task process's parent, or its parent's when that is the node's zygote."""
+    parent = os.getppid()
+    with open(f"/proc/{{parent}}/cmdline", "rb") as f:
+        if b"dynamr.mapreduce.zygote" not in f.read():
+            return parent
+    with open(f"/proc/{{parent}}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[1])
+
+
 def maybe_crash():
     """Like 6.5840's maybeCrash: kill this node now, or stall a little, or go on."""
     roll = random.random()
     if first_call() or roll < CRASH:
-        os.kill(os.getppid(), signal.SIGKILL)  # the node process: store member, worker and all its tasks
+        os.kill(node_pid(), signal.SIGKILL)  # the node process: store member, worker and all its tasks
         time.sleep(10)  # dying with it
     elif roll < 2 * CRASH:
         time.sleep(random.uniform(0.0, 0.5))

@@ -10,7 +10,8 @@ from tests.integration.jobtools import alive, submit, upload, wait_for_job
 from tests.mrdata import write_corpus
 
 #: a mapper that starts a helper which would sleep for 15 minutes: in its group, or in a session of its own
-#: (setsid, environment kept); the first line of every split decides whether the attempt then fails
+#: (setsid, environment kept), or forked without exec into a session of its own (its environment is the task
+#: process's own); the first line of every split decides whether the attempt then fails
 SPAWNING_JOB = '''
 import os, subprocess, time
 from pathlib import Path
@@ -24,8 +25,15 @@ class Spawns(MRJob):
         if not self.started:
             self.started = True
             escape = "ESCAPE" in line
-            helper = subprocess.Popen(["sleep", "900"], start_new_session=escape)
-            (self.pids / str(helper.pid)).write_text("")
+            if "FORK" in line:
+                pid = os.fork()
+                if pid == 0:
+                    os.setsid()
+                    time.sleep(900)
+                    os._exit(0)
+            else:
+                pid = subprocess.Popen(["sleep", "900"], start_new_session=escape).pid
+            (self.pids / str(pid)).write_text("")
             if "FAIL" in line:
                 raise RuntimeError("this attempt fails after starting a helper")
         yield line[:3], 1
@@ -60,7 +68,7 @@ def test_processes_started_by_user_code_do_not_outlive_their_attempt(make_cluste
     cluster = make_cluster(1, n=1, r=1, w=1, task_slots=2, max_attempts=1)
     folder = tmp_path / "in"
     folder.mkdir()
-    for i, first in enumerate(["plain", "ESCAPE plain", "plain", "ESCAPE again"]):
+    for i, first in enumerate(["plain", "ESCAPE plain", "plain", "ESCAPE again", "FORK away"]):
         (folder / f"f{i}.txt").write_text(f"{first}\n" + "some words here\n" * 50)
     upload(cluster, folder)
     job_file = tmp_path / "spawns.py"
@@ -69,9 +77,9 @@ def test_processes_started_by_user_code_do_not_outlive_their_attempt(make_cluste
     pids.mkdir()
     submit(cluster, "spawns", job_file, ["/in"], "/out", reducers=1, options={"pids": str(pids)})
     assert wait_for_job(cluster, "spawns", 120).state == "succeeded"
-    assert len(_helpers(pids)) == 4
+    assert len(_helpers(pids)) == 5
     wait_until(lambda: not any(alive(pid) for pid in _helpers(pids)), 30,
-               "every helper, in its attempt's group or escaped with setsid, to be killed")
+               "every helper, in its attempt's group or escaped with setsid (exec'd or forked), to be killed")
 
     (folder / "f0.txt").write_text("FAIL now\n" + "some words here\n" * 50)
     upload(cluster, folder)

@@ -1,6 +1,7 @@
 """A task process as the worker sees it: start it, hand it attempts one at a time, follow its progress.
 
-The process is ``python -m dynamr.mapreduce.child`` in a session of its own (so a kill reaches everything
+The process is forked by the worker's zygote (:mod:`dynamr.mapreduce.zygote`), or else started as
+``python -m dynamr.mapreduce.child``, in a session of its own (so a kill reaches everything
 user code started), with the cluster secret in its environment (never in a spec). Specs go to its stdin
 as typed records (:class:`~dynamr.rpc.messages.TaskSpec`, each a 4-byte length and msgpack); its stdout
 brings back progress frames and one report frame per attempt. User code's prints go to a private output
@@ -17,12 +18,14 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import msgpack
 
 from dynamr.errors import ProtocolError
 from dynamr.mapreduce import containment
 from dynamr.mapreduce.taskoutput import OUTPUT_ENV, make_output_file, read_output, remove_output_file
+from dynamr.mapreduce.zygote import ForkServer
 from dynamr.rpc.codec import SPEC_HEADER, build_record, pack_record
 from dynamr.rpc.messages import AttemptReport, TaskSpec
 
@@ -37,8 +40,22 @@ FRAME_LIMIT = 16 << 20
 ProgressCallback = Callable[[list[int]], None]
 
 
+class Process(Protocol):
+    """What the worker uses of a process: asyncio's, or one the zygote forked."""
+
+    pid: int
+    stdin: asyncio.StreamWriter | None
+    stdout: asyncio.StreamReader | None
+    stderr: asyncio.StreamReader | None
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
 class TaskProcess:
-    def __init__(self, proc: asyncio.subprocess.Process, output_path: str) -> None:
+    def __init__(self, proc: Process, output_path: str) -> None:
         self.proc = proc
         self.output_path = output_path
         #: the job whose attempts this process runs (None until its first attempt)
@@ -49,17 +66,25 @@ class TaskProcess:
         self._drain = asyncio.create_task(self._drain_stderr())
 
     @classmethod
-    async def start(cls, secret: bytes, owner: str, number: int, scratch_dir: str | None = None) -> TaskProcess:
+    async def start(cls, secret: bytes, owner: str, number: int, scratch_dir: str | None = None,
+                    forks: ForkServer | None = None) -> TaskProcess:
         """Start task process ``number`` of ``owner``, carrying their mark (see :mod:`dynamr.mapreduce.containment`),
-        its output file in ``scratch_dir`` (the system's temporary directory by default)."""
+        its output file in ``scratch_dir`` (the system's temporary directory by default): forked by
+        ``forks`` when given, else (or if the zygote fails) as a new interpreter."""
         output_path = make_output_file(scratch_dir)
-        env = {**os.environ, "DYNAMR_SECRET": secret.decode(), OUTPUT_ENV: output_path,
-               containment.OWNER: containment.mark_for(owner, number)}
+        added = {"DYNAMR_SECRET": secret.decode(), OUTPUT_ENV: output_path,
+                 containment.OWNER: containment.mark_for(owner, number)}
+        proc: Process
         try:
+            if forks is not None:
+                try:
+                    return cls(await forks.spawn(added), output_path)
+                except OSError as exc:
+                    forks.failed(exc)
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "dynamr.mapreduce.child", stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
-                limit=FRAME_LIMIT)
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **added},
+                start_new_session=True, limit=FRAME_LIMIT)
         except BaseException:
             remove_output_file(output_path)
             raise

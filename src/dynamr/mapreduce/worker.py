@@ -33,8 +33,10 @@ from dynamr.mapreduce import containment
 from dynamr.mapreduce.jobrun import job_of
 from dynamr.mapreduce.taskoutput import OUTPUT_FILES, remove_output_file
 from dynamr.mapreduce.taskpool import ProcessPool, Use, WaitForSpare
-from dynamr.mapreduce.taskprocess import TaskProcess
+from dynamr.mapreduce.taskprocess import FRAME_LIMIT, TaskProcess
 from dynamr.mapreduce.workerstate import Kill, Start, WorkerState
+from dynamr.mapreduce.zygote import SUPPORTED as ZYGOTE_SUPPORTED
+from dynamr.mapreduce.zygote import ForkServer
 from dynamr.rpc import messages as m
 from dynamr.rpc.transport import Address, Transport
 
@@ -78,7 +80,8 @@ def default_memory_limit(slots: int) -> int:
 class Worker:
     def __init__(self, node_id: str, coordinator: Address, transport: Transport, *, slots: int,
                  seeds: list[Address], secret: bytes, interval: float = 0.5, scratch_dir: str | None = None,
-                 reuse: int = 20, max_rss: int = 512 << 20, tls_ca: str = "", memory_limit: int = 0) -> None:
+                 reuse: int = 20, max_rss: int = 512 << 20, tls_ca: str = "", memory_limit: int = 0,
+                 zygote: bool = True) -> None:
         self.node_id = node_id
         #: tells the coordinator this process from an earlier one of the same node (a quick restart)
         self.incarnation = os.urandom(8).hex()
@@ -98,6 +101,8 @@ class Worker:
         self._memory_checked = 0.0
         #: the mark every task process of this node carries (its task directory: the same after a restart)
         self.owner = os.path.abspath(scratch_dir) if scratch_dir else f"dynamr-worker-{node_id}-{os.getpid()}"
+        #: where task processes are forked from (None: each is a new interpreter)
+        self.forks = ForkServer(self.owner, FRAME_LIMIT) if zygote and ZYGOTE_SUPPORTED else None
         #: attempt -> its task process, once it has one
         self.running: dict[str, TaskProcess] = {}
         #: which process runs what (pure); the processes themselves, by key
@@ -215,7 +220,7 @@ class Worker:
                 continue
             key = next(self._next_key)
             try:
-                proc = await TaskProcess.start(self.secret, self.owner, key, self.scratch_dir)
+                proc = await TaskProcess.start(self.secret, self.owner, key, self.scratch_dir, self.forks)
             except BaseException:
                 self.pool.launch_failed()
                 raise
@@ -230,7 +235,7 @@ class Worker:
     async def _add_spare(self) -> None:
         key = next(self._next_key)
         try:
-            proc = await TaskProcess.start(self.secret, self.owner, key, self.scratch_dir)
+            proc = await TaskProcess.start(self.secret, self.owner, key, self.scratch_dir, self.forks)
         except OSError:
             if self.pool.spare_failed():
                 self._spare_waiters.popleft().set_result(None)
@@ -351,6 +356,8 @@ class Worker:
                 await task
         for proc in self._procs.values():  # what started meanwhile
             proc.kill()
+        if self.forks is not None:
+            await self.forks.close()
         containment.kill_marked(self.owner)  # also what escaped its group but kept the mark
         self._remove_output_files()  # last: no process is left to make one
 

@@ -1,0 +1,109 @@
+"""Task processes forked from the worker's zygote: they run jobs as exec'd ones do, carry their own owner mark
+where /proc shows it, report their exit codes, and die with the zygote, which comes back on the next request."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from dynamr.mapreduce import containment, zygote
+from dynamr.mapreduce.taskprocess import FRAME_LIMIT
+from tests.helpers import wait_until
+from tests.integration.conftest import MakeCluster
+from tests.integration.jobtools import alive, store_output, submit, upload, wait_for_job
+from tests.mrdata import write_corpus
+
+pytestmark = pytest.mark.skipif(not zygote.SUPPORTED, reason="the zygote is Linux only")
+
+#: each map task names the command line of its task process's parent
+PARENTS = '''
+import os
+from dynamr.mapreduce import MRJob
+
+class Parents(MRJob):
+    def mapper_final(self):
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            yield f.read().replace(b"\\0", b" ").decode(), 1
+    def mapper(self, key, line):
+        return ()
+    def reducer(self, parent, counts):
+        yield parent, sum(counts)
+'''
+
+
+@pytest.mark.parametrize("forked", [True, False])
+def test_jobs_run_in_processes_forked_from_the_zygote_unless_it_is_turned_off(make_cluster: MakeCluster,
+                                                                              tmp_path: Path, forked: bool) -> None:
+    cluster = make_cluster(1, n=1, r=1, w=1, task_slots=2, task_zygote=forked)
+    files = write_corpus(tmp_path / "in", [3000] * 4)
+    upload(cluster, files[0].parent)
+    job_file = tmp_path / "parents.py"
+    job_file.write_text(PARENTS)
+    submit(cluster, "parents", job_file, ["/in"], "/out", reducers=1, split_size=4096)
+    assert wait_for_job(cluster, "parents", 120).state == "succeeded"
+    parents = store_output(cluster, "/out")
+    assert sum(parents.values()) == 4  # one per file
+    if forked:
+        assert all("dynamr.mapreduce.zygote" in p for p in parents), parents
+    else:
+        assert not any("zygote" in p for p in parents) and all("dynamr node start" in p for p in parents), parents
+
+
+def _environ_mark(pid: int) -> str | None:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        for entry in f.read().split(b"\0"):
+            if entry.startswith(containment.OWNER.encode() + b"="):
+                return entry.split(b"=", 1)[1].decode()
+    return None
+
+
+def test_a_forked_process_shows_its_own_mark_and_its_exit_code_comes_back(tmp_path: Path) -> None:
+    owner = str(tmp_path / "tasks")
+
+    async def scenario() -> None:
+        forks = zygote.ForkServer(owner, FRAME_LIMIT)
+        try:
+            first = await forks.spawn({containment.OWNER: containment.mark_for(owner, 7)})
+            second = await forks.spawn({containment.OWNER: containment.mark_for(owner, 12)})
+            assert first.pid != second.pid
+            # (a process writes its mark as it starts, before it reads its first spec)
+            for proc, key in ((first, 7), (second, 12)):
+                await asyncio.to_thread(wait_until, lambda p=proc, k=key: _environ_mark(p.pid) == containment.mark_for(
+                    owner, k), 30, "the forked process to show its own mark")
+            assert first.stdin is not None and second.stdin is not None
+            first.stdin.close()  # the end of its specs: a task process exits cleanly
+            assert await asyncio.wait_for(first.wait(), 60) == 0
+            os.killpg(second.pid, signal.SIGKILL)
+            assert await asyncio.wait_for(second.wait(), 60) == -signal.SIGKILL
+        finally:
+            await forks.close()
+
+    asyncio.run(scenario())
+
+
+def test_task_processes_die_with_their_zygote_and_a_new_one_serves_the_next_request(tmp_path: Path) -> None:
+    owner = str(tmp_path / "tasks")
+
+    async def scenario() -> None:
+        forks = zygote.ForkServer(owner, FRAME_LIMIT)
+        try:
+            running = await forks.spawn({containment.OWNER: containment.mark_for(owner, 1)})
+            assert forks._proc is not None
+            old_zygote = forks._proc.pid
+            os.kill(old_zygote, signal.SIGKILL)
+            assert await asyncio.wait_for(running.wait(), 60) == -signal.SIGKILL
+            await asyncio.to_thread(wait_until, lambda: not alive(running.pid), 30,
+                                    "the orphaned task process to die with its zygote")
+            again = await forks.spawn({containment.OWNER: containment.mark_for(owner, 2)})
+            assert forks._proc is not None and forks._proc.pid != old_zygote
+            await asyncio.to_thread(wait_until, lambda: _environ_mark(again.pid) == containment.mark_for(owner, 2), 30,
+                                    "the new zygote's process to show its mark")
+        finally:
+            await forks.close()
+        await asyncio.to_thread(wait_until, lambda: not alive(again.pid), 30, "close to end its processes")
+
+    asyncio.run(scenario())
