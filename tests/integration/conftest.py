@@ -35,3 +35,17 @@ def make_cluster(tmp_path: Path) -> Iterator[MakeCluster]:
     yield make
     for cluster in made:
         cluster.stop()
+    if found := [report for cluster in made for report in internal_errors(cluster)]:
+        raise AssertionError("a node hit an internal error (a bug: every error a node sends back must be one of "
+                             "dynamr's own):\n" + "\n\n".join(found))
+
+
+def internal_errors(cluster: LocalCluster, context: int = 30) -> list[str]:
+    """Each internal error logged by the cluster's processes, with the lines after it (its traceback)."""
+    found = []
+    for log in sorted((cluster.root / "logs").glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        for i, line in enumerate(lines):
+            if "internal error in" in line:
+                found.append(f"{log.name}:\n" + "\n".join(lines[i:i + context]))
+    return found
