@@ -4,6 +4,7 @@ where /proc shows it, report their exit codes, and die with the zygote, which co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -105,5 +106,66 @@ def test_task_processes_die_with_their_zygote_and_a_new_one_serves_the_next_requ
         finally:
             await forks.close()
         await asyncio.to_thread(wait_until, lambda: not alive(again.pid), 30, "close to end its processes")
+
+    asyncio.run(scenario())
+
+
+def _pipes() -> set[int]:
+    """This process's descriptors that are pipes."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{name}").startswith("pipe:"):
+                found.add(int(name))
+    return found
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_process_that_ended_leaves_no_pipe_open_in_the_worker(tmp_path: Path, loop: str) -> None:
+    """Under the nodes' own loop (uvloop) too, which keeps a stream's pipe open at its end unless told."""
+    owner = str(tmp_path / "tasks")
+
+    async def scenario() -> None:
+        forks = zygote.ForkServer(owner, FRAME_LIMIT)
+        try:
+            warm = await forks.spawn({containment.OWNER: containment.mark_for(owner, 1)})
+            assert warm.stdin is not None
+            warm.stdin.close()
+            await asyncio.wait_for(warm.wait(), 60)
+            before = _pipes()  # (with the zygote's socket and the loop's own, and perhaps the first process's)
+            for number in range(2, 6):  # one ends by itself, one is killed, one each again
+                proc = await forks.spawn({containment.OWNER: containment.mark_for(owner, number)})
+                assert proc.stdin is not None
+                if number % 2:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.stdin.close()
+                await asyncio.wait_for(proc.wait(), 60)
+            await asyncio.to_thread(wait_until, lambda: _pipes() <= before, 30,
+                                    "the worker to close the pipes of the processes that ended")
+        finally:
+            await forks.close()
+
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        uvloop.run(scenario())
+    else:
+        asyncio.run(scenario())
+
+
+def test_a_kill_as_soon_as_a_process_is_forked_reaches_its_group(tmp_path: Path) -> None:
+    """The worker learns the pid only once the process is in a session of its own, so killing the group at
+    once finds it (a kill lost here left a process running that the worker believed killed)."""
+    owner = str(tmp_path / "tasks")
+
+    async def scenario() -> None:
+        forks = zygote.ForkServer(owner, FRAME_LIMIT)
+        try:
+            for number in range(1, 11):
+                proc = await forks.spawn({containment.OWNER: containment.mark_for(owner, number)})
+                os.killpg(proc.pid, signal.SIGKILL)  # raises ProcessLookupError if the group is not there yet
+                assert await asyncio.wait_for(proc.wait(), 60) == -signal.SIGKILL
+        finally:
+            await forks.close()
 
     asyncio.run(scenario())

@@ -101,7 +101,8 @@ def _set_mark_in_place(mark: str) -> None:
     os.environ[containment.OWNER] = mark
 
 
-def _become_task(env: dict[str, str], fds: list[int], sock: socket.socket, wakeup: tuple[int, int]) -> int:
+def _become_task(env: dict[str, str], fds: list[int], sock: socket.socket, wakeup: tuple[int, int],
+                 in_session: int) -> int:
     """In the forked child: become a task process, run it, and return its exit code."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -109,6 +110,7 @@ def _become_task(env: dict[str, str], fds: list[int], sock: socket.socket, wakeu
     for fd in wakeup:
         os.close(fd)
     os.setsid()
+    os.close(in_session)  # (the zygote reports the pid only now: a kill of the group at once reaches it)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     for fd in fds:
@@ -125,7 +127,13 @@ def _become_task(env: dict[str, str], fds: list[int], sock: socket.socket, wakeu
 
 def _fork(sock: socket.socket, env: dict[str, str], fds: list[int], wakeup: tuple[int, int]) -> None:
     try:
-        pid = os.fork()
+        in_session, child_in_session = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(in_session)
+            os.close(child_in_session)
+            raise
     except OSError as exc:
         for fd in fds:
             os.close(fd)
@@ -134,7 +142,8 @@ def _fork(sock: socket.socket, env: dict[str, str], fds: list[int], wakeup: tupl
     if pid == 0:
         code = 1
         try:
-            code = _become_task(env, fds, sock, wakeup)
+            os.close(in_session)
+            code = _become_task(env, fds, sock, wakeup, child_in_session)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -149,6 +158,12 @@ def _fork(sock: socket.socket, env: dict[str, str], fds: list[int], wakeup: tupl
             os._exit(code)
     for fd in fds:
         os.close(fd)
+    # wait until the child is in a session of its own (its end closed; or it died): a worker that kills the
+    # group as soon as it learns the pid must not find no such group and lose the kill
+    os.close(child_in_session)
+    with contextlib.suppress(OSError):
+        os.read(in_session, 1)
+    os.close(in_session)
     _send(sock, STARTED, pid)
 
 
@@ -398,9 +413,19 @@ async def _writer(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.StreamWri
     return asyncio.StreamWriter(transport, protocol, None, loop)
 
 
+class _PipeReaderProtocol(asyncio.StreamReaderProtocol):
+    """A stream reader's protocol that lets its pipe close at its end. ``StreamReaderProtocol`` asks to keep
+    the transport open at EOF (a socket may still write); asyncio's own pipe transport closes anyway, but
+    uvloop's (the nodes' loop) does as it is asked, and kept two descriptors open per task process."""
+
+    def eof_received(self) -> bool:
+        super().eof_received()
+        return False
+
+
 async def _reader(loop: asyncio.AbstractEventLoop, fd: int, limit: int) -> asyncio.StreamReader:
     reader = asyncio.StreamReader(limit=limit, loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0))
+    await loop.connect_read_pipe(lambda: _PipeReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0))
     return reader
 
 
