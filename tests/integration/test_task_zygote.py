@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,59 @@ def test_a_kill_as_soon_as_a_process_is_forked_reaches_its_group(tmp_path: Path)
             await forks.close()
 
     asyncio.run(scenario())
+
+
+def _marked(mark: str) -> list[int]:
+    """The live processes that carry ``mark``."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{name}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue
+            if _environ_mark(int(name)) == mark:
+                found.append(int(name))
+    return found
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_spawn_cancelled_at_any_point_leaves_no_process_and_no_pipe(tmp_path: Path, loop: str) -> None:
+    """The worker cancels spawns when it stops: wherever that lands (asking the zygote, waiting for the
+    pid, attaching the pipes), nothing is left that nobody owns."""
+    owner = str(tmp_path / "tasks")
+
+    async def scenario() -> None:
+        forks = zygote.ForkServer(owner, FRAME_LIMIT)
+        try:
+            warm = await forks.spawn({containment.OWNER: containment.mark_for(owner, 1)})
+            assert warm.stdin is not None
+            warm.stdin.close()
+            await asyncio.wait_for(warm.wait(), 60)
+            before = _pipes()
+            kept = []
+            for steps in range(24):  # cancelled before the zygote answers, or 0, 1, 2, ... loop turns after
+                known = set(forks._running)
+                spawning = asyncio.create_task(forks.spawn({containment.OWNER: containment.mark_for(owner, 2)}))
+                if steps >= 4:
+                    deadline = time.monotonic() + 30
+                    while set(forks._running) <= known and not spawning.done() and time.monotonic() < deadline:
+                        await asyncio.sleep(0)  # (until the zygote's answer with the pid is read)
+                for _ in range(max(0, steps - 4)):
+                    await asyncio.sleep(0)
+                spawning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    kept.append(await spawning)  # (it finished before the cancel landed)
+            for proc in kept:
+                assert proc.stdin is not None
+                proc.stdin.close()
+                await asyncio.wait_for(proc.wait(), 60)
+            await asyncio.to_thread(wait_until, lambda: not _marked(containment.mark_for(owner, 2)), 30,
+                                    "every forked process to be gone")
+            await asyncio.to_thread(wait_until, lambda: _pipes() <= before, 30, "every pipe of theirs to be closed")
+        finally:
+            await forks.close()
+
+    if loop == "uvloop":
+        pytest.importorskip("uvloop").run(scenario())
+    else:
+        asyncio.run(scenario())

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import gc
 import logging
 import os
@@ -362,8 +363,7 @@ class ForkServer:
         finally:
             for fd in theirs:
                 os.close(fd)
-        return ForkedProcess(pid, await _writer(loop, ours[0]), await _reader(loop, ours[1], self.limit),
-                             await _reader(loop, ours[2], 1 << 16), ended)
+        return await _attach(loop, pid, ours, self.limit, ended)
 
     async def _stop_zygote(self) -> None:
         if self._sock is not None:
@@ -408,11 +408,6 @@ async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
         loop.remove_writer(sock)
 
 
-async def _writer(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.StreamWriter:
-    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", 0))
-    return asyncio.StreamWriter(transport, protocol, None, loop)
-
-
 class _PipeReaderProtocol(asyncio.StreamReaderProtocol):
     """A stream reader's protocol that lets its pipe close at its end. ``StreamReaderProtocol`` asks to keep
     the transport open at EOF (a socket may still write); asyncio's own pipe transport closes anyway, but
@@ -423,10 +418,35 @@ class _PipeReaderProtocol(asyncio.StreamReaderProtocol):
         return False
 
 
-async def _reader(loop: asyncio.AbstractEventLoop, fd: int, limit: int) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
-    await loop.connect_read_pipe(lambda: _PipeReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0))
-    return reader
+async def _attach(loop: asyncio.AbstractEventLoop, pid: int, fds: list[int], limit: int,
+                  ended: asyncio.Future[int]) -> ForkedProcess:
+    """The worker's streams over a forked process's stdin, stdout and stderr (``fds``, the worker's ends).
+    If that fails or is cancelled (the worker stopping), the process is killed and its pipes closed: none
+    is left that nobody owns. A pipe handed to asyncio is asyncio's to close, even when that call fails."""
+    files = [os.fdopen(fds[0], "wb", 0), os.fdopen(fds[1], "rb", 0), os.fdopen(fds[2], "rb", 0)]
+    transports: list[asyncio.BaseTransport] = []
+    handed = 0
+    try:
+        handed = 1
+        writing, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, files[0])
+        transports.append(writing)
+        stdin = asyncio.StreamWriter(writing, protocol, None, loop)
+        readers = []
+        for file, size in ((files[1], limit), (files[2], 1 << 16)):
+            reader = asyncio.StreamReader(limit=size, loop=loop)
+            handed += 1
+            reading, _ = await loop.connect_read_pipe(functools.partial(_PipeReaderProtocol, reader, loop=loop), file)
+            transports.append(reading)
+            readers.append(reader)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        for made in transports:
+            made.close()
+        for file in files[handed:]:
+            file.close()
+        raise
+    return ForkedProcess(pid, stdin, readers[0], readers[1], ended)
 
 
 if __name__ == "__main__":
