@@ -8,7 +8,9 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,6 +123,24 @@ def _pipes() -> set[int]:
     return found
 
 
+def _run(loop: str, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``scenario`` under asyncio's own loop or uvloop's (the nodes')."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop").run(scenario())
+    else:
+        asyncio.run(scenario())
+
+
+async def _pipes_after_one_process(forks: zygote.ForkServer, owner: str) -> set[int]:
+    """Fork one process and let it end, then this process's pipes (the zygote's socket is there by then, and
+    the loop's own; perhaps that process's, until they close)."""
+    warm = await forks.spawn({containment.OWNER: containment.mark_for(owner, 1)})
+    assert warm.stdin is not None
+    warm.stdin.close()
+    await asyncio.wait_for(warm.wait(), 60)
+    return _pipes()
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_a_process_that_ended_leaves_no_pipe_open_in_the_worker(tmp_path: Path, loop: str) -> None:
     """Under the nodes' own loop (uvloop) too, which keeps a stream's pipe open at its end unless told."""
@@ -129,11 +149,7 @@ def test_a_process_that_ended_leaves_no_pipe_open_in_the_worker(tmp_path: Path, 
     async def scenario() -> None:
         forks = zygote.ForkServer(owner, FRAME_LIMIT)
         try:
-            warm = await forks.spawn({containment.OWNER: containment.mark_for(owner, 1)})
-            assert warm.stdin is not None
-            warm.stdin.close()
-            await asyncio.wait_for(warm.wait(), 60)
-            before = _pipes()  # (with the zygote's socket and the loop's own, and perhaps the first process's)
+            before = await _pipes_after_one_process(forks, owner)
             for number in range(2, 6):  # one ends by itself, one is killed, one each again
                 proc = await forks.spawn({containment.OWNER: containment.mark_for(owner, number)})
                 assert proc.stdin is not None
@@ -147,11 +163,7 @@ def test_a_process_that_ended_leaves_no_pipe_open_in_the_worker(tmp_path: Path, 
         finally:
             await forks.close()
 
-    if loop == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        uvloop.run(scenario())
-    else:
-        asyncio.run(scenario())
+    _run(loop, scenario)
 
 
 def test_a_kill_as_soon_as_a_process_is_forked_reaches_its_group(tmp_path: Path) -> None:
@@ -194,11 +206,7 @@ def test_a_spawn_cancelled_at_any_point_leaves_no_process_and_no_pipe(tmp_path: 
     async def scenario() -> None:
         forks = zygote.ForkServer(owner, FRAME_LIMIT)
         try:
-            warm = await forks.spawn({containment.OWNER: containment.mark_for(owner, 1)})
-            assert warm.stdin is not None
-            warm.stdin.close()
-            await asyncio.wait_for(warm.wait(), 60)
-            before = _pipes()
+            before = await _pipes_after_one_process(forks, owner)
             kept = []
             for steps in range(24):  # cancelled before the zygote answers, or 0, 1, 2, ... loop turns after
                 known = set(forks._running)
@@ -222,7 +230,4 @@ def test_a_spawn_cancelled_at_any_point_leaves_no_process_and_no_pipe(tmp_path: 
         finally:
             await forks.close()
 
-    if loop == "uvloop":
-        pytest.importorskip("uvloop").run(scenario())
-    else:
-        asyncio.run(scenario())
+    _run(loop, scenario)
