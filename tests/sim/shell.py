@@ -189,9 +189,18 @@ class SimCoordinator:
         if keepable(msg) and core.may_hold(msg.node_id, msg.incarnation, self.w.now):
             self.parked[msg.node_id] = msg
             generation = self.generation
-            self.w.at(core.hold_for(msg.hold), lambda: self._release(msg, generation))
+            hold = core.hold_for(msg.hold)
+            ready = core.scheduler.next_ready(self.w.now)  # as the coordinator: woken when a task backing off
+            if ready is not None:  # may go (its poll is then answered only if may_hold says so)
+                self.w.at(min(hold, ready - self.w.now), lambda: self._recheck(msg, generation))
+            self.w.at(hold, lambda: self._release(msg, generation))
             return
         self._answer(msg, held=False)
+
+    def _recheck(self, msg: WorkerHeartbeat, generation: int) -> None:
+        """A kept poll is looked at again when a task that was backing off may go."""
+        if self.core is not None and not self.core.may_hold(msg.node_id, msg.incarnation, self.w.now):
+            self._release(msg, generation)
 
     def _release(self, msg: WorkerHeartbeat, generation: int) -> None:
         """A kept poll is answered: its hold ran out, or the core has something for its worker."""
